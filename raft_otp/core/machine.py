@@ -1,0 +1,139 @@
+"""The replicated state machine contract (RA's ``ra_machine`` behaviour).
+
+A machine is deterministic: the same commands in the same order give the same
+states and replies on every member.  Commands, replies and machine state are
+msgpack-able values (state is msgpack-encoded for snapshots unless the machine
+overrides ``snapshot_encode`` / ``snapshot_decode``).
+
+``apply`` returns ``(state, reply)`` or ``(state, reply, effects)`` where
+``effects`` is a list of the machine effects declared below.  Effects are
+carried out by the server actor; leader-only effects (``SendMsg``, ``ModCall``,
+``Timer``, ``Monitor``) are dropped on followers, as in RA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyMeta:
+    """Context of one applied entry."""
+
+    index: int
+    term: int
+    machine_version: int
+    system_time_ms: int  # leader's wall clock when the command was accepted (deterministic)
+
+
+# ---- machine effects ------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SendMsg:
+    """Send ``msg`` to ``to`` (a registered name or ``(name, node)``) from the leader."""
+
+    to: Any
+    msg: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseCursor:
+    """Entries up to ``index`` are no longer needed; ``state`` is the state at ``index``."""
+
+    index: int
+    state: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Take a checkpoint (non-truncating snapshot) of ``state`` at ``index``."""
+
+    index: int
+    state: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """Deliver ``["timeout", name]`` as a command after ``ms`` (None cancels)."""
+
+    name: Any
+    ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Monitor:
+    """Watch a process/node; its DOWN arrives as a command ``["down", target, reason]``."""
+
+    target: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Demonitor:
+    target: Any
+
+
+@dataclass(frozen=True, slots=True)
+class LogRead:
+    """Read entries at ``indexes`` and call ``fun(entries)`` (import path) for new effects."""
+
+    indexes: tuple[int, ...]
+    fun: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModCall:
+    """Call ``fun(*args)`` (import path ``module:function``) outside the machine."""
+
+    fun: str
+    args: tuple[Any, ...]
+
+
+MachineEffect = SendMsg | ReleaseCursor | Checkpoint | Timer | Monitor | Demonitor | LogRead | ModCall
+
+
+class Machine:
+    """Base class of replicated state machines.  Override ``init`` and ``apply``."""
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config
+
+    def init(self, config: Any) -> Any:
+        """Initial state."""
+        raise NotImplementedError
+
+    def apply(self, meta: ApplyMeta, command: Any, state: Any) -> tuple[Any, Any] | tuple[Any, Any, list[MachineEffect]]:
+        """Apply one committed command: ``(new_state, reply[, effects])``."""
+        raise NotImplementedError
+
+    def state_enter(self, role: str, state: Any) -> list[MachineEffect]:
+        """Called when the local server changes role."""
+        return []
+
+    def tick(self, time_ms: int, state: Any) -> list[MachineEffect]:
+        """Called on the server's periodic tick."""
+        return []
+
+    def snapshot_installed(self, meta: Any, state: Any) -> list[MachineEffect]:
+        """Called after a snapshot from the leader was installed."""
+        return []
+
+    def overview(self, state: Any) -> Any:
+        """Plain data describing the state, for the console."""
+        return {}
+
+    def version(self) -> int:
+        """Version of the machine's logic; upgrades are applied through the log."""
+        return 0
+
+    def which_module(self, version: int) -> "Machine":
+        """The implementation for an older ``version`` (RA's ``which_module/1``)."""
+        return self
+
+    def snapshot_encode(self, state: Any) -> bytes:
+        return msgpack.packb(state, use_bin_type=True)
+
+    def snapshot_decode(self, data: bytes) -> Any:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)

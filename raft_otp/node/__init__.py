@@ -1,0 +1,1 @@
+"""Node runtime: registry bridge, ZeroMQ transport, msgpack codec, failure detector."""
