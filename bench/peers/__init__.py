@@ -1,0 +1,1 @@
+"""Peer systems measured beside raft_otp in the same run (bench-only dependencies)."""
