@@ -1,0 +1,539 @@
+"""The supervisor (OTP's ``supervisor`` behaviour) for pykka actors, nested
+supervisors and OS processes.
+
+Each supervisor owns one control thread that handles, one at a time, child
+exits (pushed by exit listeners the instant a child dies) and API calls.  All
+starting and stopping of children happens on that thread, so the children
+list needs no lock for writers; readers (``tree``, ``which_children``) copy it.
+
+Semantics follow supervisor(3): strategies ``one_for_one``, ``one_for_all``,
+``rest_for_one``, ``simple_one_for_one``; restart types ``permanent``,
+``transient``, ``temporary``; more than ``intensity`` restarts within
+``period`` seconds stops every child in reverse start order and exits the
+supervisor with :class:`RestartIntensityExceeded` (its parent then applies its
+own strategy; a root logs and stops).  Differences from OTP: an exception
+raised in a pykka ``ask`` handler goes back to the caller and does not crash
+the actor (pykka's rule); a failed restart is retried through the queue and
+counts against the intensity.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, NamedTuple, Sequence
+
+from . import introspect, registry
+from ._children import make_handle
+from ._watch import is_normal
+from .spec import STRATEGIES, ChildSpec, Strategy
+
+__all__ = ["Supervisor", "SupervisorError", "StartError", "NotFound", "AlreadyPresent",
+           "AlreadyRunning", "StillRunning", "NotRunning", "RestartIntensityExceeded",
+           "ChildInfo", "SupervisorEvent"]
+
+logger = logging.getLogger("supervisors")
+_seq = itertools.count(1)
+
+
+class SupervisorError(Exception):
+    """Base of the errors raised by the supervisor API."""
+
+
+class StartError(SupervisorError):
+    """A child (or the supervisor itself) failed to start."""
+
+
+class NotFound(SupervisorError):
+    """No child with that id or ref."""
+
+
+class AlreadyPresent(SupervisorError):
+    """A child spec with that id already exists."""
+
+
+class AlreadyRunning(SupervisorError):
+    """The child is running (restart_child needs a stopped one)."""
+
+
+class StillRunning(SupervisorError):
+    """The child is running (delete_child needs a stopped one)."""
+
+
+class NotRunning(SupervisorError):
+    """The supervisor is not running."""
+
+
+class RestartIntensityExceeded(Exception):
+    """Exit reason of a supervisor that saw too many restarts."""
+
+
+class ChildInfo(NamedTuple):
+    """One row of :meth:`Supervisor.which_children`."""
+
+    id: Any
+    ref: Any  # None when not running
+    type: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorEvent:
+    """Sent to subscribers: kind is 'started', 'exited' or 'terminated'."""
+
+    kind: str
+    supervisor: Any
+    child_id: Any
+    ref: Any
+    reason: Any = None
+
+
+class _Child:
+    __slots__ = ("spec", "extra", "seq", "handle", "restarts", "status", "started_at")
+
+    def __init__(self, spec: ChildSpec, extra: tuple[Any, ...] = ()) -> None:
+        self.spec = spec
+        self.extra = extra
+        self.seq = next(_seq)
+        self.handle: Any = None
+        self.restarts = 0
+        self.status = "stopped"  # running | stopped | restarting
+        self.started_at = 0.0
+
+
+class Supervisor:
+    """A supervisor; ``Supervisor(children, strategy=...).start()`` runs it."""
+
+    def __init__(self, children: Sequence[ChildSpec] = (), strategy: Strategy = "one_for_one",
+                 intensity: int = 1, period: float = 5.0, id: Hashable = None,
+                 name: str | None = None) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}")
+        if intensity < 0 or period <= 0:
+            raise ValueError("intensity must be >= 0 and period > 0")
+        ids = [c.id for c in children]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate child ids in {ids}")
+        if strategy == "simple_one_for_one":
+            if len(children) != 1:
+                raise ValueError("simple_one_for_one takes exactly one child spec (the template)")
+            if children[0].name is not None:
+                raise ValueError("a simple_one_for_one template cannot have a registered name")
+        self.id = id if id is not None else f"supervisor-{next(_seq)}"
+        self.strategy = strategy
+        self.intensity = intensity
+        self.period = period
+        self.name = name
+        self.started_at = 0.0
+        self.total_restarts = 0
+        self.exit_reason: Any = None
+        self.exited = threading.Event()
+        self._specs = list(children)
+        self._template = children[0] if strategy == "simple_one_for_one" else None
+        self._children: list[_Child] = []
+        self._restarts: collections.deque[float] = collections.deque()
+        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._qlock = threading.Lock()
+        self._state = "new"  # new | running | stopping | stopped
+        self._thread: threading.Thread | None = None
+        self._parent: Supervisor | None = None
+        self._listeners: dict[int, Callable[[Any], None]] = {}
+        self._subscribers: list[Callable[[SupervisorEvent], None]] = []
+        self._lid = itertools.count(1)
+
+    # ------------------------------------------------------------------ life
+    def start(self) -> Supervisor:
+        """Start the control thread and every child in order.
+
+        Raises StartError (after stopping the children already started) if a
+        child fails to start."""
+        if self._thread is not None:
+            raise SupervisorError(f"supervisor {self.id!r} was already started")
+        ready: Future[None] = Future()
+        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True,
+                                        name=f"supervisor-{self.id}")
+        self.started_at = time.time()
+        self._thread.start()
+        ready.result()
+        if self._parent is None:
+            introspect.add_root(self)
+        return self
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop every child in reverse start order, then the supervisor.
+
+        Blocks until done (or ``timeout``); True if the supervisor has exited."""
+        if self._thread is None:
+            return True
+        if threading.current_thread() is self._thread:
+            raise SupervisorError("a supervisor cannot stop itself from its own thread")
+        with self._qlock:
+            if self._state == "running":
+                self._state = "stopping"
+                self._q.put(("stop", "shutdown"))
+        return self.exited.wait(timeout)
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Wait until the supervisor exits; returns its exit reason (None on timeout)."""
+        self.exited.wait(timeout)
+        return self.exit_reason
+
+    def is_alive(self) -> bool:
+        return self._state in ("running", "stopping")
+
+    @property
+    def final_reason(self) -> Any:
+        return self.exit_reason if self.exit_reason is not None else "noproc"
+
+    # --------------------------------------------------- listeners / events
+    def add_listener(self, fn: Callable[[Any], None]) -> int | None:
+        """Call ``fn(reason)`` when the supervisor exits; None if it already has."""
+        with self._qlock:
+            if self.exited.is_set():
+                return None
+            lid = next(self._lid)
+            self._listeners[lid] = fn
+            return lid
+
+    def remove_listener(self, lid: int) -> None:
+        with self._qlock:
+            self._listeners.pop(lid, None)
+
+    def subscribe(self, fn: Callable[[SupervisorEvent], None]) -> None:
+        """Call ``fn(event)`` (on the control thread) for child starts and exits."""
+        self._subscribers.append(fn)
+
+    def _emit(self, kind: str, child: _Child, ref: Any, reason: Any = None) -> None:
+        if not self._subscribers:
+            return
+        ev = SupervisorEvent(kind, self.id, self._display_id(child), ref, reason)
+        for fn in list(self._subscribers):
+            try:
+                fn(ev)
+            except Exception:
+                logger.exception("supervisor subscriber %r failed", fn)
+
+    # ------------------------------------------------------------ the thread
+    def _run(self, ready: Future[None]) -> None:
+        try:
+            for spec in self._specs if self._template is None else ():
+                child = _Child(spec)
+                self._children.append(child)
+                self._start(child)
+        except BaseException as exc:
+            logger.error("supervisor %r failed to start: %r", self.id, exc)
+            self._terminate_all()
+            self._finish(exc)
+            ready.set_exception(exc if isinstance(exc, StartError) else StartError(repr(exc)))
+            return
+        if self.name is not None:
+            registry.register(self.name, self)
+        self._state = "running"
+        ready.set_result(None)
+        self._loop()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._q.get()
+            kind = item[0]
+            if kind == "exit":
+                self._on_exit(item[1], item[2], item[3])
+            elif kind == "call":
+                _, fn, fut = item
+                if fut.set_running_or_notify_cancel():
+                    try:
+                        fut.set_result(fn())
+                    except BaseException as exc:
+                        fut.set_exception(exc)
+            elif kind == "retry":
+                child = item[1]
+                if child in self._children and child.handle is None:
+                    self._restart(child)
+            elif kind == "stop":
+                logger.debug("supervisor %r shutting down", self.id)
+                self._terminate_all()
+                self._finish(item[1])
+            if self._state == "stopped":
+                return
+
+    def _finish(self, reason: Any) -> None:
+        """Become stopped: fail queued calls, tell exit listeners."""
+        if self.name is not None:
+            registry.unregister(self.name, self)
+        introspect.remove_root(self)
+        with self._qlock:
+            self._state = "stopped"
+            self.exit_reason = reason
+            listeners = list(self._listeners.values())
+            self._listeners.clear()
+            while True:
+                try:
+                    item = self._q.get_nowait()
+                except Exception:
+                    break
+                if item[0] == "call" and item[2].set_running_or_notify_cancel():
+                    item[2].set_exception(NotRunning(f"supervisor {self.id!r} stopped"))
+            self.exited.set()
+        if not is_normal(reason) and self._parent is None:
+            logger.error("root supervisor %r stopped: %r", self.id, reason)
+        for fn in listeners:
+            try:
+                fn(reason)
+            except Exception:
+                logger.exception("exit listener of supervisor %r failed", self.id)
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        if threading.current_thread() is self._thread:
+            return fn()
+        fut: Future[Any] = Future()
+        with self._qlock:
+            if self._state != "running":
+                raise NotRunning(f"supervisor {self.id!r} is {self._state}")
+            self._q.put(("call", fn, fut))
+        return fut.result()
+
+    # --------------------------------------------------- start / terminate
+    def _display_id(self, child: _Child) -> Any:
+        return child.spec.id if self._template is None else f"{child.spec.id}#{child.seq}"
+
+    def _start(self, child: _Child) -> Any:
+        spec = child.spec
+        try:
+            handle = make_handle(spec.start(*spec.args, *child.extra), self)
+        except Exception as exc:
+            raise StartError(f"child {self._display_id(child)!r} of {self.id!r} "
+                             f"failed to start: {exc!r}") from exc
+        if spec.name is not None:
+            try:
+                registry.register(spec.name, handle.ref)
+            except registry.NameTaken:
+                handle.shutdown("brutal_kill")
+                raise StartError(f"name {spec.name!r} is taken") from None
+        child.handle = handle
+        child.status = "running"
+        child.started_at = handle.started_at
+
+        def on_exit(reason: Any, h: Any = handle) -> None:
+            self._q.put(("exit", child, h, reason))
+
+        if handle.add_listener(on_exit) is None:
+            on_exit(handle.final_reason)
+        self._emit("started", child, handle.ref)
+        return handle.ref
+
+    def _terminate(self, child: _Child) -> None:
+        h = child.handle
+        if h is None:
+            return
+        child.handle = None  # its exit event is now stale
+        child.status = "stopped"
+        if child.spec.name is not None:
+            registry.unregister(child.spec.name, h.ref)
+        h.shutdown(child.spec.shutdown)
+        self._emit("terminated", child, h.ref, "shutdown")
+
+    def _terminate_all(self) -> None:
+        for child in reversed(list(self._children)):
+            self._terminate(child)
+
+    # -------------------------------------------------------------- restarts
+    def _on_exit(self, child: _Child, handle: Any, reason: Any) -> None:
+        if child.handle is not handle or self._state != "running":
+            return
+        child.handle = None
+        child.status = "stopped"
+        spec = child.spec
+        if spec.name is not None:
+            registry.unregister(spec.name, handle.ref)
+        cid = self._display_id(child)
+        if is_normal(reason):
+            logger.info("supervisor %r: child %r exited: %r", self.id, cid, reason)
+        else:
+            logger.error("supervisor %r: child %r crashed: %r", self.id, cid, reason,
+                         exc_info=reason if isinstance(reason, BaseException) else None)
+        self._emit("exited", child, handle.ref, reason)
+        if spec.restart == "temporary" or (spec.restart == "transient" and is_normal(reason)):
+            if spec.restart == "temporary" or self._template is not None:
+                self._children.remove(child)
+            return
+        self._restart(child)
+
+    def _note_restart(self) -> bool:
+        now = time.monotonic()
+        dq = self._restarts
+        dq.append(now)
+        while dq and dq[0] < now - self.period:
+            dq.popleft()
+        return len(dq) <= self.intensity
+
+    def _restart(self, child: _Child) -> None:
+        if not self._note_restart():
+            logger.error("supervisor %r: more than %d restarts in %.1f s; shutting down",
+                         self.id, self.intensity, self.period)
+            self._terminate_all()
+            self._finish(RestartIntensityExceeded(
+                f"supervisor {self.id!r}: more than {self.intensity} restarts in {self.period} s"))
+            return
+        child.restarts += 1
+        self.total_restarts += 1
+        if self.strategy in ("one_for_one", "simple_one_for_one"):
+            group = [child]
+        elif self.strategy == "one_for_all":
+            group = list(self._children)
+        else:
+            group = self._children[self._children.index(child):]
+        for c in reversed(group):
+            if c is not child and c.handle is not None:
+                self._terminate(c)
+                c.status = "restarting"
+        child.status = "restarting"
+        for c in group:
+            if c.status != "restarting":
+                continue
+            if c is not child and c.spec.restart == "temporary":
+                self._children.remove(c)
+                continue
+            try:
+                self._start(c)
+            except StartError as exc:
+                logger.error("supervisor %r: restart failed: %s", self.id, exc)
+                self._q.put(("retry", c))
+                return
+
+    # ------------------------------------------------------------ dynamic API
+    def _find(self, key: Any) -> _Child:
+        for c in self._children:
+            if c.handle is not None and c.handle.ref is key:
+                return c
+        for c in self._children:
+            if self._display_id(c) == key or (self._template is None and c.spec.id == key):
+                return c
+        raise NotFound(f"supervisor {self.id!r} has no child {key!r}")
+
+    def start_child(self, spec: ChildSpec | Any = None, *args: Any) -> Any:
+        """Add and start a child; returns its ref.
+
+        For ``simple_one_for_one``, pass the extra start arguments instead of a
+        spec: ``sup.start_child(arg1, arg2)``."""
+        if self._template is not None:
+            extra = (spec, *args) if spec is not None else args
+            return self._call(lambda: self._start_new(_Child(self._template, tuple(extra))))
+        if not isinstance(spec, ChildSpec):
+            raise TypeError("start_child needs a ChildSpec")
+        if spec.type == "supervisor" and args:
+            raise TypeError("extra args are for simple_one_for_one")
+
+        def do() -> Any:
+            for c in self._children:
+                if c.spec.id == spec.id:
+                    what = "running" if c.handle is not None else "present"
+                    raise AlreadyPresent(f"child {spec.id!r} is already {what}")
+            return self._start_new(_Child(spec))
+        return self._call(do)
+
+    def _start_new(self, child: _Child) -> Any:
+        self._children.append(child)
+        try:
+            return self._start(child)
+        except BaseException:
+            self._children.remove(child)
+            raise
+
+    def terminate_child(self, key: Any) -> None:
+        """Stop a child (by id, or by ref). Its spec stays, except for
+        temporary children and simple_one_for_one instances."""
+        def do() -> None:
+            c = self._find(key)
+            self._terminate(c)
+            if self._template is not None or c.spec.restart == "temporary":
+                self._children.remove(c)
+        self._call(do)
+
+    def restart_child(self, child_id: Any) -> Any:
+        """Start a stopped child again from its spec; returns its ref."""
+        def do() -> Any:
+            c = self._find(child_id)
+            if c.handle is not None:
+                raise AlreadyRunning(f"child {child_id!r} is running")
+            return self._start(c)
+        return self._call(do)
+
+    def delete_child(self, child_id: Any) -> None:
+        """Remove a stopped child's spec."""
+        def do() -> None:
+            c = self._find(child_id)
+            if c.handle is not None:
+                raise StillRunning(f"child {child_id!r} is running")
+            self._children.remove(c)
+        self._call(do)
+
+    def which_children(self) -> list[ChildInfo]:
+        """Every child: id, ref (None when not running), type, status."""
+        return [ChildInfo(self._display_id(c), c.handle.ref if c.handle is not None else None,
+                          c.spec.type, c.status) for c in list(self._children)]
+
+    def count_children(self) -> dict[str, int]:
+        """OTP's counts: specs, active, supervisors, workers."""
+        kids = list(self._children)
+        return {
+            "specs": len(kids),
+            "active": sum(1 for c in kids if c.handle is not None),
+            "supervisors": sum(1 for c in kids if c.spec.type == "supervisor"),
+            "workers": sum(1 for c in kids if c.spec.type == "worker"),
+        }
+
+    def child_ref(self, child_id: Any) -> Any:
+        """The running ref of a child, or None."""
+        for c in list(self._children):
+            if self._display_id(c) == child_id or c.spec.id == child_id:
+                return c.handle.ref if c.handle is not None else None
+        raise NotFound(f"supervisor {self.id!r} has no child {child_id!r}")
+
+    # ---------------------------------------------------------- introspection
+    def tree(self) -> dict[str, Any]:
+        """This supervisor and its subtree as plain msgpack-able data."""
+        t = self._thread
+        return {
+            "id": introspect.plain(self.id),
+            "kind": "supervisor",
+            "impl": "supervisor",
+            "strategy": self.strategy,
+            "intensity": self.intensity,
+            "period": self.period,
+            "status": self._state,
+            "restarts": self.total_restarts,
+            "started_at": self.started_at,
+            "thread": t.name if t is not None else None,
+            "name": self.name,
+            "exit_reason": introspect.plain(self.exit_reason),
+            "children": [self._child_tree(c) for c in list(self._children)],
+        }
+
+    def _child_tree(self, c: _Child) -> dict[str, Any]:
+        h = c.handle
+        if h is not None and h.kind == "supervisor":
+            d = h.ref.tree()
+        else:
+            d = {"kind": c.spec.type, "impl": h.kind if h is not None else None}
+            if h is not None:
+                d.update(h.info())
+        d.update({
+            "id": introspect.plain(self._display_id(c)),
+            "kind": c.spec.type,
+            "status": c.status,
+            "restarts": c.restarts,
+            "started_at": c.started_at,
+            "restart": c.spec.restart,
+            "shutdown": c.spec.shutdown,
+            "name": c.spec.name,
+        })
+        return d
+
+    def __repr__(self) -> str:
+        return f"<Supervisor {self.id!r} {self.strategy} {self._state}>"
