@@ -1,0 +1,46 @@
+"""Carry an answer to whoever asked (RA: ``gen_statem:reply`` / ``ra_server_proc`` notify).
+
+``reply_to`` values are opaque to the core; this module is the one place that
+knows what they can be.  Remote addresses go through ``raft_otp.node.send``;
+everything else is local and costs no serialisation.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from typing import Any
+
+import pykka
+
+from raft_otp.server.messages import ReplySlot
+
+log = logging.getLogger("raft_otp.server")
+
+
+def deliver(to: Any, message: Any) -> None:
+    """Deliver ``message`` to ``to``; a dead target is ignored (as an Erlang send is)."""
+    if to is None:
+        return
+    try:
+        if isinstance(to, ReplySlot):
+            to.set(message)
+        elif isinstance(to, pykka.ActorRef):
+            to.tell(message)
+        elif isinstance(to, (tuple, list)) and len(to) == 2 and isinstance(to[1], str):
+            from raft_otp.node import send
+            send((to[0], to[1]), message)
+        elif isinstance(to, queue.Queue):
+            to.put_nowait(message)
+        elif isinstance(to, pykka.Future):
+            to.set(message)
+        elif hasattr(to, "deliver"):
+            to.deliver(message)  # mailboxes, asyncio bridges
+        elif callable(to):
+            to(message)
+        else:
+            log.warning("cannot deliver to %r; dropped %r", to, type(message).__name__)
+    except pykka.ActorDeadError:
+        pass
+    except Exception:  # a broken caller target must never crash the server
+        log.exception("delivery to %r failed", to)

@@ -1,0 +1,472 @@
+"""The server actor: one per Raft server (RA ``ra_server_proc``).
+
+It decides nothing.  It feeds events to the pure core (``raft_otp.core``) and
+carries out the effects the core returns, in list order:
+
+* owns the single election timer (randomised per timeout class, see
+  ``timeouts``) and the tick, which only a leader runs: idle followers run no
+  timer at all and learn of a dead leader from a monitor on the leader's actor
+  (local) or the node failure detector (remote);
+* batches: every client command queued in the mailbox at wake-up becomes one
+  ``Commands`` core event (one log write, one append_entries round);
+* durability comes back from the log as ``LogEvent``;
+* starts one temporary snapshot sender actor per chunked transfer;
+* answers state calls (overview, key metrics, members, ping) itself.
+
+Differences from RA: the tick runs only on leaders (RA ticks every member),
+so 1,000 idle clusters cost ~one timer per cluster per second on one node;
+machine ``tick`` is therefore only called on leaders.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+import pykka
+
+from raft_otp.core import effects as fx
+from raft_otp.core import events as ev
+from raft_otp.core import machine as mfx
+from raft_otp.core.types import ServerId
+from raft_otp.server import _core, timers
+from raft_otp.server.context import SystemContext
+from raft_otp.server.deliver import deliver
+from raft_otp.server.messages import Applied, CallReply, Rejected, StateQuery
+from raft_otp.server.metrics import ServerMetrics
+from raft_otp.server.timeouts import election_timeout_ms
+from raft_otp.system.directory import ServerRecord
+from raft_otp.system.resolve import load_machine, resolve_query
+
+log = logging.getLogger("raft_otp.server")
+
+MAX_DRAIN = 4096  # bound on commands taken per wake-up (RA max_pipeline_count)
+
+
+class _ElectionFired:
+    __slots__ = ("gen",)
+
+    def __init__(self, gen: int) -> None:
+        self.gen = gen
+
+
+class _TickFired:
+    __slots__ = ("gen",)
+
+    def __init__(self, gen: int) -> None:
+        self.gen = gen
+
+
+class _MachineTimer:
+    __slots__ = ("name", "gen")
+
+    def __init__(self, name: Any, gen: int) -> None:
+        self.name = name
+        self.gen = gen
+
+
+_QUERY_TYPES = (ev.LocalQuery, ev.LeaderQuery, ev.ConsistentQuery)
+_SID_EVENTS = (ev.AddMember, ev.RemoveMember, ev.TransferLeadership)
+
+
+class ServerActor(pykka.ThreadingActor):
+    """Runs one Raft server of ``ctx``'s system, registered under ``record.name``."""
+
+    def __init__(self, ctx: SystemContext, record: ServerRecord, *, seed: int | None = None) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.record = record
+        self.id = ServerId(record.name, ctx.node_name)
+        self.cfg = ctx.config
+        self.rng = random.Random(seed)
+        self.metrics = ServerMetrics()
+        self.state: Any = None
+        self.log: Any = None
+        self.role = "recover"
+        self.leader: ServerId | None = None
+        self.term = 0
+        self.members: tuple[tuple[ServerId, str], ...] = tuple((m, "voter") for m in record.initial_members)
+        self._election_timer: Any = None
+        self._election_gen = 0
+        self._tick_timer: Any = None
+        self._tick_gen = 0
+        self._watch: Any = None          # (leader, monitor handle)
+        self._senders: dict[ServerId, pykka.ActorRef[Any]] = {}
+        self._machine_timers: dict[Any, tuple[int, Any]] = {}
+        self._machine_monitors: dict[Any, Any] = {}
+        self._pending_batches: list[tuple[int, float]] = []  # (last index, arrival time)
+        self._node_sub: Any = None
+        self._wal_mon: Any = None
+
+    # ---- lifecycle ----------------------------------------------------------------
+    def on_start(self) -> None:
+        self.log = self.ctx.log_system.open_server_log(self.record.uid, self._notify_from_log)
+        machine = load_machine(self.record.machine)
+        self.state, effects = _core.init(
+            server_id=self.id, uid=self.record.uid, cluster_name=self.record.cluster_name,
+            initial_members=list(self.record.initial_members), machine=machine,
+            log=self.log, config=self.cfg, rng=self.rng)
+        self._node_sub = _core.subscribe_node_events(self.actor_ref)
+        self._wal_mon = _core.monitor_wal(self.ctx, self.actor_ref)
+        self._execute(effects)
+        self._refresh_view()
+        log.info("%s started (term %d, role %s)", self.id, self.term, self.role)
+
+    def on_stop(self) -> None:
+        self._cleanup()
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        log.error("%s term %d crashed: %r", self.id, self.term, exception_value)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        self._cancel_election_timer()
+        timers.cancel(self._tick_timer)
+        self._tick_timer = None
+        for _, t in self._machine_timers.values():
+            timers.cancel(t)
+        self._unwatch_leader()
+        _core.unsubscribe(self._node_sub)
+        for ref in self._senders.values():
+            ref.stop(block=False)
+        self._senders.clear()
+        if self.log is not None:
+            try:
+                self.log.close()
+            except Exception:
+                log.exception("%s: closing log failed", self.id)
+            self.log = None
+
+    def _notify_from_log(self, payload: object) -> None:
+        # Called from log threads (WAL, segment writer): post into our mailbox.
+        try:
+            self.actor_ref.tell(ev.LogEvent(payload))
+        except pykka.ActorDeadError:
+            pass
+
+    # ---- dispatch ---------------------------------------------------------------
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case ev.Command():
+                self._commands([message])
+            case ev.Commands():
+                self._commands(list(message.commands))
+            case ev.LogEvent():
+                self._handle(message)
+            case ev.AppendEntriesRpc() | ev.AppendEntriesReply() | ev.RequestVoteRpc() \
+                    | ev.RequestVoteResult() | ev.PreVoteRpc() | ev.PreVoteResult() \
+                    | ev.HeartbeatRpc() | ev.HeartbeatReply() | ev.InstallSnapshotRpc():
+                self.metrics.counters["rpcs_received"] += 1
+                self._handle(message)
+            case ev.InstallSnapshotResult():
+                self.metrics.counters["rpcs_received"] += 1
+                sender = self._senders.get(message.from_id)
+                if sender is not None:
+                    sender.tell(message)
+                self._handle(message)
+            case _ElectionFired():
+                if message.gen == self._election_gen and self._election_timer is not None:
+                    self._election_timer = None
+                    self.metrics.counters["timeouts"] += 1
+                    self._handle(ev.ElectionTimeout())
+            case _TickFired():
+                if message.gen == self._tick_gen:
+                    self._tick_timer = None
+                    self.metrics.counters["ticks"] += 1
+                    self._handle(ev.Tick(int(time.time() * 1000)))
+                    self._arm_tick()
+            case ev.LocalQuery() | ev.LeaderQuery() | ev.ConsistentQuery():
+                self._query(message)
+            case ev.AddMember() | ev.RemoveMember() | ev.TransferLeadership() | ev.TriggerElection():
+                self._handle(message)
+            case ev.SnapshotSenderDone() | ev.SnapshotSenderFailed():
+                self._senders.pop(message.peer, None)
+                self._handle(message)
+            case ev.WalDown() | ev.WalUp() | ev.LeaderDown() | ev.NodeDown() | ev.NodeUp():
+                self._handle(message)
+            case StateQuery():
+                deliver(message.reply_to, self._state_query(message.what))
+            case _MachineTimer():
+                cur = self._machine_timers.get(message.name)
+                if cur is not None and cur[0] == message.gen:
+                    del self._machine_timers[message.name]
+                    self._commands([ev.Command(["timeout", message.name], mode="noreply")])
+            case _:
+                translated = _core.translate_foreign(self, message)
+                if translated is not None:
+                    self._handle(translated)
+                else:
+                    log.debug("%s: unexpected message %r dropped", self.id, message)
+        return None
+
+    def _commands(self, cmds: list[Any]) -> None:
+        """Take every command already queued behind this one: one core event per wake-up."""
+        inbox = self.actor_inbox
+        with inbox.mutex:  # type: ignore[attr-defined]
+            q = inbox.queue  # type: ignore[attr-defined]
+            while q and len(cmds) < MAX_DRAIN:
+                env = q[0]
+                m = env.message
+                if env.reply_to is not None:
+                    break
+                if type(m) is ev.Command:
+                    cmds.append(m)
+                elif type(m) is ev.Commands:
+                    cmds.extend(m.commands)
+                else:
+                    break
+                q.popleft()
+        self.metrics.counters["commands"] += len(cmds)
+        self.metrics.counters["command_batches"] += 1
+        if self.role == "leader":
+            self._pending_batches.append((-1, time.monotonic()))
+        self._handle(ev.Commands(cmds))
+        if self.role == "leader" and self._pending_batches and self._pending_batches[-1][0] == -1:
+            t = self._pending_batches[-1][1]
+            self._pending_batches[-1] = (self.log.last_index_term()[0], t)
+
+    def _query(self, q: Any) -> None:
+        kind = type(q).__name__
+        self.metrics.counters[{"LocalQuery": "local_queries", "LeaderQuery": "leader_queries",
+                               "ConsistentQuery": "consistent_queries"}[kind]] += 1
+        if not callable(q.fun):
+            try:
+                fun = resolve_query(q.fun)
+            except Exception as exc:
+                deliver(q.reply_to, CallReply(False, f"bad_query: {exc}", self.leader, self.id))
+                return
+            if isinstance(q, ev.LocalQuery):
+                q = ev.LocalQuery(q.reply_to, fun, q.min_index)
+            else:
+                q = type(q)(q.reply_to, fun)
+        self._handle(q)
+
+    def _handle(self, event: Any) -> None:
+        self.state, effects = _core.handle(self.state, event)
+        if effects:
+            self._execute(effects)
+        self._refresh_view()
+
+    # ---- effects ------------------------------------------------------------------
+    def _execute(self, effects: list[Any]) -> None:
+        for e in effects:
+            match e:
+                case fx.SendRpcs():
+                    for to, rpc in e.sends:
+                        self._send(to, rpc)
+                case fx.SendRpc():
+                    self._send(e.to, e.rpc)
+                case fx.Reply():
+                    self.metrics.counters["msgs_sent"] += 1
+                    deliver(e.to, CallReply(True, e.value, e.leader, self.id))
+                case fx.ReplyError():
+                    self.metrics.counters["msgs_sent"] += 1
+                    deliver(e.to, CallReply(False, e.reason, e.leader, self.id))
+                case fx.Notify():
+                    self.metrics.counters["msgs_sent"] += 1
+                    deliver(e.to, Applied(self.id, list(e.replies)))
+                case fx.Rejected():
+                    self.metrics.counters["msgs_sent"] += 1
+                    deliver(e.to, Rejected(e.leader, list(e.correlations)))
+                case fx.PersistMeta():
+                    _core.persist_meta(self.log, e.term, e.voted_for)
+                case fx.PersistLastApplied():
+                    _core.persist_last_applied(self.log, e.index)
+                case fx.StartElectionTimer():
+                    self._arm_election_timer(e.kind)
+                case fx.CancelElectionTimer():
+                    self._cancel_election_timer()
+                case fx.MachineEffects():
+                    for me in e.effects:
+                        self._machine_effect(me)
+                case fx.SendSnapshot():
+                    self._start_sender(e)
+                case fx.StopSnapshotSender():
+                    ref = self._senders.pop(e.to, None)
+                    if ref is not None:
+                        ref.stop(block=False)
+                case fx.RoleChanged():
+                    self._role_changed(e)
+                case fx.MembersChanged():
+                    self.members = tuple(e.members)
+                case fx.SnapshotInstalled():
+                    self.metrics.counters["snapshots_installed"] += 1
+                case _:
+                    log.warning("%s: unknown effect %r", self.id, e)
+
+    def _send(self, to: ServerId, rpc: Any) -> None:
+        self.metrics.counters["rpcs_sent"] += 1
+        _core.send(to, rpc)
+
+    def _arm_election_timer(self, kind: str) -> None:
+        self._cancel_election_timer()
+        if kind == "pre_vote":
+            self.metrics.counters["pre_vote_elections"] += 0  # counted on role change
+        ms = election_timeout_ms(kind, self.cfg.broadcast_time_ms, self.rng,
+                                 self.cfg.receive_snapshot_timeout_ms,
+                                 self.cfg.await_condition_timeout_ms)
+        self._election_gen += 1
+        self._election_timer = timers.send_after(self.actor_ref, _ElectionFired(self._election_gen),
+                                                 ms / 1000.0)
+
+    def _cancel_election_timer(self) -> None:
+        if self._election_timer is not None:
+            timers.cancel(self._election_timer)
+            self._election_timer = None
+        self._election_gen += 1
+
+    def _arm_tick(self) -> None:
+        if self._tick_timer is None and self.role == "leader":
+            self._tick_gen += 1
+            self._tick_timer = timers.send_after(self.actor_ref, _TickFired(self._tick_gen),
+                                                 self.cfg.tick_ms / 1000.0)
+
+    def _role_changed(self, e: fx.RoleChanged) -> None:
+        old = self.role
+        self.role, self.leader, self.term = e.role, e.leader, e.term
+        if e.role != old:
+            log.info("%s term %d: %s -> %s (leader %s)", self.id, e.term, old, e.role, e.leader)
+            if e.role == "candidate":
+                self.metrics.counters["elections"] += 1
+            elif e.role == "pre_vote":
+                self.metrics.counters["pre_vote_elections"] += 1
+            elif e.role == "leader":
+                self.metrics.counters["became_leader"] += 1
+        if e.role == "leader":
+            self._arm_tick()
+        else:
+            timers.cancel(self._tick_timer)
+            self._tick_timer = None
+            self._tick_gen += 1
+            self._pending_batches.clear()
+        if e.role == "follower" and e.leader is not None and e.leader != self.id:
+            self._watch_leader(e.leader)
+        else:
+            self._unwatch_leader()
+
+    def _watch_leader(self, leader: ServerId) -> None:
+        if self._watch is not None and self._watch[0] == leader:
+            return
+        self._unwatch_leader()
+        self._watch = (leader, _core.monitor_server(leader, self.actor_ref, self.ctx.node_name))
+
+    def _unwatch_leader(self) -> None:
+        if self._watch is not None:
+            _core.demonitor(self._watch[1])
+            self._watch = None
+
+    def leader_down(self, target: Any, reason: Any) -> ev.LeaderDown | None:
+        """Translate a monitor DOWN into a core event when it concerns our leader."""
+        if self._watch is None:
+            return None
+        leader, _ = self._watch
+        self._watch = None
+        return ev.LeaderDown(leader)
+
+    def _start_sender(self, e: fx.SendSnapshot) -> None:
+        from raft_otp.server.snapshot_sender import SnapshotSender
+        old = self._senders.pop(e.to, None)
+        if old is not None:
+            old.stop(block=False)
+        chunks = self.log.snapshot_chunks(self.cfg.snapshot_chunk_size)
+        if chunks is None:
+            self.actor_ref.tell(ev.SnapshotSenderFailed(e.to))
+            return
+        meta, it = chunks
+        self.metrics.counters["snapshots_sent"] += 1
+        self._senders[e.to] = SnapshotSender.start(
+            self.actor_ref, self.id, e.to, e.term, meta, it,
+            self.cfg.receive_snapshot_timeout_ms / 1000.0)
+
+    def _machine_effect(self, me: Any) -> None:
+        match me:
+            case mfx.SendMsg():
+                to = me.to
+                try:
+                    if isinstance(to, str):
+                        from supervisors.registry import whereis
+                        ref = whereis(to)
+                        if ref is not None:
+                            ref.tell(me.msg)
+                    else:
+                        _core.send((to[0], to[1]), me.msg)
+                except Exception:
+                    log.debug("%s: send_msg to %r failed", self.id, to)
+            case mfx.Timer():
+                cur = self._machine_timers.pop(me.name, None)
+                if cur is not None:
+                    timers.cancel(cur[1])
+                if me.ms is not None:
+                    self._election_gen += 0
+                    gen = self.rng.getrandbits(31)
+                    t = timers.send_after(self.actor_ref, _MachineTimer(me.name, gen), me.ms / 1000.0)
+                    self._machine_timers[me.name] = (gen, t)
+            case mfx.ModCall():
+                try:
+                    resolve_query(me.fun)(*me.args)
+                except Exception:
+                    log.exception("%s: mod_call %s failed", self.id, me.fun)
+            case mfx.LogRead():
+                entries = [e for i in me.indexes for e in self.log.fetch(i, i)]
+                more = resolve_query(me.fun)(entries) or []
+                for m in more:
+                    self._machine_effect(m)
+            case mfx.Monitor() | mfx.Demonitor():
+                _core.machine_monitor(self, me)
+            case mfx.ReleaseCursor() | mfx.Checkpoint():
+                # The core turns these into Log calls itself; if one reaches us, hand it over.
+                _core.release_cursor(self.state, me)
+            case _:
+                log.warning("%s: unknown machine effect %r", self.id, me)
+
+    # ---- views ------------------------------------------------------------------
+    def _refresh_view(self) -> None:
+        v = _core.view(self.state)
+        g = self.metrics.gauges
+        g["term"] = v["term"]
+        g["commit_index"] = ci = v["commit_index"]
+        g["last_applied"] = v["last_applied"]
+        li, _ = self.log.last_index_term()
+        g["last_index"] = li
+        g["last_written_index"] = self.log.last_written()[0]
+        sm = self.log.snapshot_meta()
+        g["snapshot_index"] = sm.index if sm is not None else 0
+        pb = self._pending_batches
+        if pb:
+            now = time.monotonic()
+            while pb and pb[0][0] != -1 and pb[0][0] <= ci:
+                g["commit_latency_ms"] = round((now - pb[0][1]) * 1000.0, 3)
+                pb.pop(0)
+
+    def _state_query(self, what: str) -> CallReply:
+        if what == "ping":
+            return CallReply(True, "pong", self.leader, self.id)
+        if what == "members":
+            return CallReply(True, [[list(m), k] for m, k in self.members], self.leader, self.id)
+        if what == "key_metrics":
+            return CallReply(True, self.metrics.snapshot(), self.leader, self.id)
+        if what == "overview":
+            return CallReply(True, self.overview(), self.leader, self.id)
+        return CallReply(False, f"unknown state query {what!r}", self.leader, self.id)
+
+    def overview(self) -> dict[str, Any]:
+        v = _core.view(self.state)
+        return {
+            "id": list(self.id), "uid": self.record.uid, "cluster": self.record.cluster_name,
+            "role": self.role, "term": self.term, "leader": list(self.leader) if self.leader else None,
+            "members": [[list(m), k] for m, k in self.members],
+            "machine": self.record.machine[0],
+            "commit_index": v["commit_index"], "last_applied": v["last_applied"],
+            "log": _safe(self.log.overview),
+            "machine_overview": v.get("machine_overview"),
+            "metrics": self.metrics.snapshot(),
+        }
+
+
+def _safe(f: Any) -> Any:
+    try:
+        return f()
+    except Exception as exc:  # overview must never crash the server
+        return {"error": repr(exc)}

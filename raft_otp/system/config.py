@@ -1,0 +1,67 @@
+"""Configuration of one raft_otp system (RA: the ``ra_system`` config map).
+
+Defaults are RA's (ra-notes.md "Defaults"), with units in the names.  A
+``SystemConfig`` is plain data: it is written nowhere and travels nowhere; each
+node starts its systems from its own copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from raft_otp.errors import BadArgument
+
+WAL_SYNC_METHODS = ("datasync", "fsync", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class SystemConfig:
+    """One system: a name, a data directory, and the knobs of its log and servers."""
+
+    name: str = "default"
+    data_dir: str = ""
+    # --- log (passed to raft_otp.log) ---
+    wal_sync_method: str = "datasync"
+    wal_max_size_bytes: int = 256_000_000
+    wal_max_batch_size: int = 8192
+    segment_max_entries: int = 4096
+    snapshot_chunk_size: int = 1_000_000
+    min_snapshot_interval: int = 4096
+    # --- servers ---
+    broadcast_time_ms: int = 100
+    tick_ms: int = 1000
+    max_pipeline_count: int = 4096
+    max_append_entries_rpc_batch_size: int = 128
+    receive_snapshot_timeout_ms: int = 30_000
+    await_condition_timeout_ms: int = 5_000
+    # extra keys handed verbatim to the log system factory
+    log_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise BadArgument(f"system name must be a non-empty string, got {self.name!r}")
+        if self.wal_sync_method not in WAL_SYNC_METHODS:
+            raise BadArgument(
+                f"wal_sync_method must be one of {WAL_SYNC_METHODS}, got {self.wal_sync_method!r}")
+        for f in ("broadcast_time_ms", "tick_ms", "max_pipeline_count",
+                  "max_append_entries_rpc_batch_size", "snapshot_chunk_size"):
+            if getattr(self, f) <= 0:
+                raise BadArgument(f"{f} must be > 0, got {getattr(self, f)!r}")
+
+    @classmethod
+    def from_any(cls, config: "SystemConfig | dict[str, Any]") -> "SystemConfig":
+        """Accept a SystemConfig or a plain dict of its fields (unknown keys refused)."""
+        if isinstance(config, SystemConfig):
+            return config
+        if not isinstance(config, dict):
+            raise BadArgument(f"system config must be a SystemConfig or dict, got {type(config).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(config) - names
+        if unknown:
+            raise BadArgument(f"unknown system config keys: {sorted(unknown)}")
+        return cls(**config)
+
+    def replace(self, **changes: Any) -> "SystemConfig":
+        return dataclasses.replace(self, **changes)
