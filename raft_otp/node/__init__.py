@@ -1,1 +1,47 @@
-"""Node runtime: registry bridge, ZeroMQ transport, msgpack codec, failure detector."""
+"""Node runtime: naming, ZeroMQ transport, msgpack codec, failure detector, admin.
+
+Erlang distribution for pykka actors.  A node is one OS process named
+``name@host:port``; ``send((name, node), msg)`` and ``call((name, node), msg)``
+reach the actor registered under ``name`` on that node, wherever it is.
+
+Modules (one job each): ``codec`` (msgpack + wire type registry), ``envelope``
+(batch frame layout, HMAC), ``peer`` (bounded per-peer queue), ``transport``
+(the I/O thread), ``detector`` (failure detector), ``faults`` (fault injection),
+``monitors`` (remote monitors), ``mailbox`` (non-actor reply address), ``admin``
+(admin endpoint and client), ``runtime`` (the public functions below),
+``echo`` (a test actor), ``__main__`` (``python -m raft_otp.node``).
+"""
+
+from raft_otp.node.admin import admin_call
+from raft_otp.node.codec import RemoteError, WireTypeError, register_wire_error, register_wire_type
+from raft_otp.node.faults import Fault
+from raft_otp.node.mailbox import Mailbox
+from raft_otp.node.monitors import RemoteMonitorRef
+from raft_otp.node.runtime import (
+    NONODE,
+    NodeEvent,
+    call,
+    demonitor_remote,
+    is_started,
+    monitor_remote,
+    node,
+    nodes,
+    read_cookie,
+    send,
+    set_fault,
+    set_status_provider,
+    start_node,
+    stop_node,
+    subscribe_node_events,
+    transport_stats,
+    unsubscribe_node_events,
+)
+from raft_otp.node.transport import NodeConfig
+
+__all__ = [
+    "NONODE", "Fault", "Mailbox", "NodeConfig", "NodeEvent", "RemoteError", "RemoteMonitorRef",
+    "WireTypeError", "admin_call", "call", "demonitor_remote", "is_started", "monitor_remote",
+    "node", "nodes", "read_cookie", "register_wire_error", "register_wire_type", "send",
+    "set_fault", "set_status_provider", "start_node", "stop_node", "subscribe_node_events",
+    "transport_stats", "unsubscribe_node_events",
+]

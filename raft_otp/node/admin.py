@@ -1,0 +1,127 @@
+"""The admin endpoint: what the console asks a running node.
+
+Requests arrive as ``K_ADMIN`` messages on the node's ordinary ROUTER socket,
+authenticated with the cookie like every frame, and are answered in a short-lived
+thread (so a slow tree snapshot never stalls the I/O thread).  Requests are
+plain lists:
+
+=============================================  =======================================
+``["ping"]``                                   ``["pong", node]``
+``["tree"]``                                   ``supervisors.tree_snapshot()``
+``["status"]``                                 node, connected nodes, counters, plus
+                                               the system layer's status provider
+``["stats"]``                                  ``transport_stats()``
+``["registered"]``                             sorted registered names
+``["kill", name]``                             crash that actor (its supervisor restarts it)
+``["set_fault", peer, {drop, delay_ms,         fault injection toward ``peer``
+partitioned}]``
+``["clear_faults"]``                           remove every fault
+=============================================  =======================================
+
+:func:`admin_call` is the client: it needs no node, only the cookie; it opens a
+temporary DEALER, sends one signed request and waits for the signed reply.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from typing import Any
+
+import pykka
+import zmq
+from supervisors import registry
+
+from raft_otp.errors import BadArgument, NodeDown, ServerNotFound
+from raft_otp.node import codec, envelope
+from raft_otp.node.transport import endpoint_of
+
+__all__ = ["handle", "admin_call", "kill"]
+
+_ids = itertools.count(random.getrandbits(32))
+
+
+def kill(name: str) -> bool:
+    """Crash the actor registered as ``name`` (abnormal exit: its supervisor restarts it)."""
+    ref = registry.whereis(name)
+    if ref is None or not isinstance(ref, pykka.ActorRef):
+        raise ServerNotFound(f"no actor registered as {name!r}")
+    try:
+        from supervisors._watch import kill as sup_kill  # exit reason 'killed', as exit(Pid, kill)
+    except ImportError:  # pragma: no cover - fall back to a failing proxy call
+        ref.tell(pykka.messages.ProxyCall(attr_path=("__raft_otp_killed__",), args=(), kwargs={}))
+    else:
+        sup_kill(ref, "killed")
+    return True
+
+
+def handle(request: Any) -> Any:
+    """Answer one admin request (runs in an admin worker thread)."""
+    from raft_otp.node import runtime
+
+    if not isinstance(request, list) or not request or not isinstance(request[0], str):
+        raise BadArgument(f"admin request must be [op, ...], got {request!r}")
+    op, args = request[0], request[1:]
+    if op == "ping":
+        return ["pong", runtime.node()]
+    if op == "tree":
+        import supervisors
+
+        return supervisors.tree_snapshot()
+    if op == "status":
+        return runtime._status()
+    if op == "stats":
+        return runtime.transport_stats()
+    if op == "registered":
+        return sorted(registry.registered())
+    if op == "kill" and len(args) == 1:
+        return kill(str(args[0]))
+    if op == "set_fault" and len(args) == 2 and isinstance(args[1], dict):
+        opts = args[1]
+        runtime.set_fault(
+            str(args[0]),
+            drop=float(opts.get("drop", 0.0)),
+            delay_ms=float(opts.get("delay_ms", 0.0)),
+            partitioned=bool(opts.get("partitioned", False)),
+        )
+        return True
+    if op == "clear_faults":
+        for peer in list(runtime.transport_stats().get("faults", {})):
+            runtime.set_fault(peer)
+        return True
+    raise BadArgument(f"unknown admin request {request!r}")
+
+
+def admin_call(node_name: str, request: Any, cookie: str, timeout: float = 5.0) -> Any:
+    """Send one admin request to ``node_name`` and return its answer.
+
+    Usable from any process (no node needed).  Raises NodeDown if nothing answers
+    in ``timeout`` seconds (unreachable node or wrong cookie: a refused frame gets
+    no answer), or the remote error.
+    """
+    key = envelope.derive_key(cookie)
+    call_id = next(_ids)
+    prefix = envelope.batch_prefix("admin-client", 0, envelope.FLAG_CLIENT)
+    body = envelope.build_body(prefix, [codec.packb([envelope.K_ADMIN, call_id, request])])
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(endpoint_of(node_name))
+        sock.send_multipart([body, envelope.sign(key, body)])
+        deadline = time.monotonic() + timeout
+        while sock.poll(max(0.0, deadline - time.monotonic()) * 1000, zmq.POLLIN):
+            parts = sock.recv_multipart()
+            if len(parts) != 2 or not envelope.verify(key, parts[0], parts[1]):
+                continue
+            _sender, _creation, _flags, msgs = envelope.parse(parts[0])
+            for m in msgs:
+                if m[0] == envelope.K_REPLY and m[1] == call_id:
+                    if m[2]:
+                        return m[3]
+                    raise codec.decode_error(m[3])
+        raise NodeDown(f"no admin answer from {node_name} within {timeout} s")
+    finally:
+        sock.close(0)
+

@@ -1,0 +1,83 @@
+"""Node failure detector (RA uses aten; this is its simple-threshold cousin).
+
+Pure bookkeeping with the clock passed in, so it is tested without sleeping.  Every
+connected node sends a heartbeat frame every ``interval_ms`` (any frame counts as a
+heartbeat).  A peer not heard from for ``interval_ms * down_after_missed`` is
+declared down; hearing from it again declares it up.  A changed ``creation`` (the
+peer restarted between two heartbeats) is reported as down followed by up, so
+monitors held on the old incarnation fire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["FailureDetector", "UP", "DOWN"]
+
+UP = "node_up"
+DOWN = "node_down"
+
+
+@dataclass(slots=True)
+class _Peer:
+    last_heard_s: float
+    creation: int | None = None  # None until first heard
+    up: bool = False
+
+
+class FailureDetector:
+    """Tracks liveness of peer nodes; returns (event, node) transitions."""
+
+    def __init__(self, interval_ms: float, down_after_missed: int) -> None:
+        if interval_ms <= 0 or down_after_missed < 1:
+            raise ValueError("interval_ms must be > 0 and down_after_missed >= 1")
+        self.interval_s = interval_ms / 1000.0
+        self.timeout_s = self.interval_s * down_after_missed
+        self._peers: dict[str, _Peer] = {}
+
+    def track(self, node: str, now_s: float) -> None:
+        """Start watching ``node`` (we began talking to it); it is not up until heard."""
+        if node not in self._peers:
+            self._peers[node] = _Peer(last_heard_s=now_s)
+
+    def heard(self, node: str, creation: int, now_s: float) -> list[tuple[str, str]]:
+        """A frame from ``node`` arrived; returns the transitions it causes."""
+        peer = self._peers.get(node)
+        if peer is None:
+            peer = self._peers[node] = _Peer(last_heard_s=now_s)
+        peer.last_heard_s = now_s
+        events: list[tuple[str, str]] = []
+        if peer.up and peer.creation is not None and peer.creation != creation:
+            events.append((DOWN, node))
+            peer.up = False
+        peer.creation = creation
+        if not peer.up:
+            peer.up = True
+            events.append((UP, node))
+        return events
+
+    def check(self, now_s: float) -> list[tuple[str, str]]:
+        """Declare down every up peer that has been silent too long."""
+        events: list[tuple[str, str]] = []
+        for node, peer in self._peers.items():
+            if peer.up and now_s - peer.last_heard_s > self.timeout_s:
+                peer.up = False
+                events.append((DOWN, node))
+        return events
+
+    def silent_too_long(self, node: str, now_s: float) -> bool:
+        """True if ``node`` is not up and has not answered for the timeout (never-connected too)."""
+        peer = self._peers.get(node)
+        if peer is None:
+            return False
+        return not peer.up and now_s - peer.last_heard_s > self.timeout_s
+
+    def is_up(self, node: str) -> bool:
+        peer = self._peers.get(node)
+        return bool(peer and peer.up)
+
+    def nodes_up(self) -> list[str]:
+        return sorted(n for n, p in self._peers.items() if p.up)
+
+    def known(self) -> list[str]:
+        return sorted(self._peers)

@@ -1,0 +1,56 @@
+"""One peer link's outgoing side: a bounded queue of encoded messages.
+
+Any thread may append (``offer``); only the transport's I/O thread pops, builds
+batch frames and owns the ZeroMQ socket.  The bound is in messages: beyond it a
+message is dropped and counted, so a dead peer costs bounded memory and senders
+never block (Erlang's dist buffer busy limit, minus the blocking).
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+__all__ = ["PeerLink"]
+
+
+class PeerLink:
+    """Outgoing queue and socket state for one remote node."""
+
+    __slots__ = (
+        "node", "endpoint", "queue", "max_queued", "dropped", "sock", "pending",
+        "delayed", "last_sent_s",
+    )
+
+    def __init__(self, node: str, endpoint: str, max_queued: int) -> None:
+        self.node = node
+        self.endpoint = endpoint
+        self.queue: collections.deque[bytes] = collections.deque()
+        self.max_queued = max_queued
+        self.dropped = 0
+        self.sock: Any = None              # zmq DEALER, created by the I/O thread
+        self.pending: list[bytes] | None = None   # a frame the socket refused (EAGAIN)
+        self.delayed: collections.deque[tuple[float, list[bytes]]] = collections.deque()
+        self.last_sent_s = 0.0
+
+    def offer(self, item: bytes) -> bool:
+        """Queue one encoded message; False (and counted) if the queue is full."""
+        if len(self.queue) >= self.max_queued:
+            self.dropped += 1
+            return False
+        self.queue.append(item)
+        return True
+
+    def take(self, max_msgs: int, max_bytes: int) -> list[bytes]:
+        """Pop up to ``max_msgs`` messages / about ``max_bytes`` (at least one)."""
+        q = self.queue
+        items: list[bytes] = []
+        size = 0
+        popleft = q.popleft
+        while q and len(items) < max_msgs:
+            item = popleft()
+            items.append(item)
+            size += len(item)
+            if size >= max_bytes:
+                break
+        return items

@@ -1,0 +1,468 @@
+"""The node runtime: naming, location-transparent send/call, events, monitors.
+
+This is raft_otp's ``net_kernel`` plus the ``!`` operator.  One node per OS
+process.  Local delivery never serialises (``ref.tell`` / ``ref.ask``); remote
+delivery encodes the message once in the sender's thread (so an unencodable
+message raises in the caller, not in the I/O thread) and queues the bytes on the
+peer link.  Incoming messages are delivered by the transport's I/O thread:
+``SEND`` is a registry lookup and a ``tell``; ``CALL`` puts the message in the
+actor's inbox with a future whose completion queues the ``REPLY`` frame, so no
+thread ever waits for a remote call to finish.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import random
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pykka
+from pykka._envelope import Envelope  # stable in pykka 4; lets a call reply without a waiter thread
+from supervisors import registry
+
+from raft_otp.errors import BadArgument, NodeDown, ServerNotFound, Timeout
+from raft_otp.node import codec, envelope
+from raft_otp.node.detector import DOWN, UP
+from raft_otp.node.envelope import K_ADMIN, K_CALL, K_DEMONITOR, K_DOWN, K_MONITOR, K_REPLY, K_SEND
+from raft_otp.node.faults import Fault
+from raft_otp.node.monitors import RemoteMonitorRef, RemoteMonitors, deliver
+from raft_otp.node.transport import NodeConfig, Transport, split_node_name
+
+__all__ = [
+    "NONODE", "NodeEvent", "node", "start_node", "stop_node", "is_started", "send", "call",
+    "monitor_remote", "demonitor_remote", "subscribe_node_events",
+    "unsubscribe_node_events", "nodes", "set_fault", "transport_stats", "read_cookie",
+    "set_status_provider",
+]
+
+logger = logging.getLogger("raft_otp.node")
+NONODE = "nonode@nohost"
+_packb = codec.packb
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEvent:
+    """Delivered to subscribers: ``kind`` is ``'node_up'`` or ``'node_down'``."""
+
+    kind: str
+    node: str
+
+
+class _ReplyFuture(pykka.ThreadingFuture):  # type: ignore[type-arg]
+    """A future nobody waits on: completing it queues the reply frame."""
+
+    __slots__ = ("_done",)
+
+    def __init__(self, done: Callable[[bool, Any], None]) -> None:
+        super().__init__()
+        self._done = done
+
+    def set(self, value: Any = None) -> None:
+        self._done(True, value)
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        exc = exc_info[1] if exc_info else sys.exc_info()[1]
+        self._done(False, exc)
+
+
+class _Pending:
+    __slots__ = ("event", "node", "ok", "value")
+
+    def __init__(self, node: str) -> None:
+        self.event = threading.Event()
+        self.node = node
+        self.ok = False
+        self.value: Any = None
+
+
+class _Node:
+    """Everything that exists while a node is started."""
+
+    def __init__(self, name: str, key: bytes, config: NodeConfig) -> None:
+        self.name = name
+        self.config = config
+        self.creation = random.getrandbits(31) or 1
+        self.monitors = RemoteMonitors()
+        self.subscribers: dict[int, Any] = {}
+        self._sub_ids = itertools.count(1)
+        self._call_ids = itertools.count(random.getrandbits(40))
+        self.pending: dict[int, _Pending] = {}
+        self.unknown_dest = 0
+        self.bad_msgs = 0
+        self.transport = Transport(name, key, self.creation, config, self.on_messages, self.on_node_event)
+
+    # ---- incoming (I/O thread) -------------------------------------------------------
+    def on_messages(self, sender: str, client: bytes | None, msgs: list[Any]) -> None:
+        whereis = registry.whereis
+        for m in msgs:
+            try:
+                kind = m[0]
+                if kind == K_SEND:
+                    ref = whereis(m[1])
+                    if ref is None:
+                        self.unknown_dest += 1
+                    else:
+                        ref.tell(m[2])
+                elif kind == K_REPLY:
+                    p = self.pending.pop(m[1], None)
+                    if p is not None:
+                        p.ok = m[2]
+                        p.value = m[3] if m[2] else codec.decode_error(m[3])
+                        p.event.set()
+                elif kind == K_CALL:
+                    self._on_call(sender, client, m[1], m[2], m[3])
+                elif kind == K_MONITOR:
+                    self._on_monitor(sender, m[1], m[2])
+                elif kind == K_DEMONITOR:
+                    lref = self.monitors.release(sender, m[1])
+                    if lref is not None:
+                        import supervisors
+
+                        supervisors.demonitor(lref)
+                elif kind == K_DOWN:
+                    self.monitors.fire(m[1], m[2])
+                elif kind == K_ADMIN:
+                    self._on_admin(sender, client, m[1], m[2])
+                else:
+                    self.bad_msgs += 1
+            except pykka.ActorDeadError:
+                self.unknown_dest += 1
+            except Exception:
+                self.bad_msgs += 1
+                logger.debug("%s: bad message from %s", self.name, sender, exc_info=True)
+
+    def _reply(self, sender: str, client: bytes | None, call_id: int, ok: bool, value: Any) -> None:
+        if ok:
+            try:
+                item = _packb([K_REPLY, call_id, True, value])
+            except codec.WireTypeError as exc:
+                item = _packb([K_REPLY, call_id, False, codec.encode_error(exc)])
+        else:
+            item = _packb([K_REPLY, call_id, False, codec.encode_error(value)])
+        if client is not None:
+            self.transport.enqueue_client(client, item)
+        else:
+            self.transport.enqueue(sender, item)
+
+    def _on_call(self, sender: str, client: bytes | None, name: str, msg: Any, call_id: int) -> None:
+        ref = registry.whereis(name)
+        if ref is None or not hasattr(ref, "actor_inbox"):
+            why = "no process" if ref is None else "not an actor (cannot be called):"
+            exc = ServerNotFound(f"{why} {name!r} on {self.name}")
+            self._reply(sender, client, call_id, False, exc)
+            return
+        fut = _ReplyFuture(lambda ok, value: self._reply(sender, client, call_id, ok, value))
+        if not ref.is_alive():
+            fut.set_exception((ServerNotFound, ServerNotFound(f"{name!r} on {self.name} is dead"), None))
+            return
+        ref.actor_inbox.put(Envelope(msg, reply_to=fut))
+
+    def _on_monitor(self, sender: str, name: str, monitor_id: int) -> None:
+        import supervisors
+
+        ref = registry.whereis(name)
+        if ref is None:
+            self.transport.enqueue(sender, _packb([K_DOWN, monitor_id, "noproc"]))
+            return
+        fired = []
+
+        def on_down(down: Any) -> None:
+            fired.append(True)
+            self.monitors.release(sender, monitor_id)
+            reason = down.reason
+            if not isinstance(reason, str):
+                reason = repr(reason)
+            self.transport.enqueue(sender, _packb([K_DOWN, monitor_id, reason]))
+
+        try:
+            lref = supervisors.monitor(ref, on_down)
+        except TypeError:  # not monitorable (a Mailbox): it never dies on its own
+            return
+        if not fired:
+            self.monitors.hold(sender, monitor_id, lref)
+
+    def _on_admin(self, sender: str, client: bytes | None, call_id: int, request: Any) -> None:
+        from raft_otp.node import admin
+
+        def work() -> None:
+            try:
+                result = admin.handle(request)
+            except Exception as exc:  # reported to the admin client
+                self._reply(sender, client, call_id, False, exc)
+            else:
+                self._reply(sender, client, call_id, True, result)
+
+        threading.Thread(target=work, name="raft_otp.node admin", daemon=True).start()
+
+    def on_node_event(self, kind: str, node: str) -> None:
+        if kind == DOWN:
+            for call_id, p in list(self.pending.items()):
+                if p.node == node and self.pending.pop(call_id, None) is not None:
+                    p.ok, p.value = False, NodeDown(f"node {node} went down during the call")
+                    p.event.set()
+            self.monitors.node_down(node)
+        event = NodeEvent(kind, node)
+        for sub in list(self.subscribers.values()):
+            deliver(sub, event)
+
+    # ---- outgoing (any thread) -------------------------------------------------------
+    def call_remote(self, node: str, name: str, msg: Any, timeout: float) -> Any:
+        t = self.transport
+        if not t.is_up(node) and t.detector.silent_too_long(node, time.monotonic()):
+            raise NodeDown(f"node {node} is not connected")
+        call_id = next(self._call_ids)
+        item = _packb([K_CALL, name, msg, call_id])
+        p = _Pending(node)
+        self.pending[call_id] = p
+        if not t.enqueue(node, item):
+            self.pending.pop(call_id, None)
+            raise NodeDown(f"queue to node {node} is full")
+        if not p.event.wait(timeout):
+            self.pending.pop(call_id, None)
+            if not t.is_up(node):
+                raise NodeDown(f"node {node} did not answer within {timeout} s")
+            raise Timeout(f"call to {name!r} on {node} timed out after {timeout} s")
+        if p.ok:
+            return p.value
+        raise p.value
+
+
+_node: _Node | None = None
+_node_lock = threading.Lock()
+
+
+def node() -> str:
+    """This process's node name (``nonode@nohost`` until :func:`start_node`)."""
+    n = _node
+    return n.name if n is not None else NONODE
+
+
+def is_started() -> bool:
+    return _node is not None
+
+
+def read_cookie(cookie: str | None = None, cookie_file: str | None = None) -> str:
+    """The cookie given, else the first line of ``cookie_file``, else $RAFT_OTP_COOKIE."""
+    if cookie is None and cookie_file is not None:
+        with open(cookie_file, encoding="utf-8") as f:
+            cookie = f.readline().strip()
+    if cookie is None:
+        cookie = os.environ.get("RAFT_OTP_COOKIE")
+    if not cookie:
+        raise BadArgument("a cookie is required (cookie=, cookie_file= or $RAFT_OTP_COOKIE)")
+    return cookie
+
+
+def start_node(
+    name: str,
+    cookie: str | None = None,
+    *,
+    cookie_file: str | None = None,
+    config: NodeConfig | None = None,
+) -> str:
+    """Make this process the node ``name@host:port`` (binds its ROUTER there)."""
+    global _node
+    split_node_name(name)
+    key = envelope.derive_key(read_cookie(cookie, cookie_file))
+    with _node_lock:
+        if _node is not None:
+            raise BadArgument(f"this process is already node {_node.name}")
+        n = _Node(name, key, config or NodeConfig())
+        n.transport.start()
+        _node = n
+    logger.info("node %s started", name)
+    return name
+
+
+def stop_node() -> None:
+    """Close the transport; the process goes back to being ``nonode@nohost``."""
+    global _node
+    with _node_lock:
+        n, _node = _node, None
+    if n is not None:
+        n.transport.stop()
+        for call_id, p in list(n.pending.items()):
+            p.ok, p.value = False, NodeDown("local node stopped")
+            p.event.set()
+        logger.info("node %s stopped", n.name)
+
+
+def _split_dest(dest: Any) -> tuple[str, str | None]:
+    if isinstance(dest, str):
+        return dest, None
+    try:
+        name, where = dest
+    except (TypeError, ValueError):
+        raise BadArgument(f"destination must be a name or (name, node), got {dest!r}") from None
+    return name, where
+
+
+def send(dest: Any, message: Any) -> None:
+    """Send ``message`` to ``(name, node)`` / a local name / an ActorRef; never blocks.
+
+    As in Erlang, delivery is not confirmed: unknown names and full queues drop
+    the message (counted in :func:`transport_stats`).  Raises WireTypeError
+    (a BadArgument) if a remote message cannot be encoded.
+    """
+    n = _node
+    if hasattr(dest, "tell"):
+        dest.tell(message)
+        return
+    name, where = _split_dest(dest)
+    if where is None or n is None or where == n.name or where == NONODE:
+        if where is not None and where != NONODE and (n is None or where != n.name):
+            raise NodeDown(f"cannot reach {where}: this process is not a started node")
+        ref = registry.whereis(name)
+        if ref is None:
+            if n is not None:
+                n.unknown_dest += 1
+            return
+        try:
+            ref.tell(message)
+        except pykka.ActorDeadError:
+            if n is not None:
+                n.unknown_dest += 1
+        return
+    n.transport.enqueue(where, _packb([K_SEND, name, message]))
+
+
+def call(dest: Any, message: Any, timeout: float = 5.0) -> Any:
+    """Request/reply: the actor's ``on_receive`` result, or its exception re-raised.
+
+    Raises ServerNotFound (no such actor), Timeout, NodeDown (node unreachable).
+    """
+    n = _node
+    if isinstance(dest, pykka.ActorRef):
+        ref: Any = dest
+    else:
+        name, where = _split_dest(dest)
+        if not (where is None or where == NONODE or (n is not None and where == n.name)):
+            if n is None:
+                raise NodeDown(f"cannot reach {where}: this process is not a started node")
+            return n.call_remote(where, name, message, timeout)
+        ref = registry.whereis(name)
+        if ref is None or not hasattr(ref, "ask"):
+            raise ServerNotFound(f"no process {name!r} on {node()}")
+    try:
+        return ref.ask(message, timeout=timeout)
+    except pykka.Timeout:
+        raise Timeout(f"call to {dest!r} timed out after {timeout} s") from None
+    except pykka.ActorDeadError:
+        raise ServerNotFound(f"{dest!r} is dead") from None
+
+
+def monitor_remote(dest: Any, watcher: Any) -> Any:
+    """Monitor ``(name, node)``: ``watcher`` gets one ``supervisors.Down``.
+
+    Reasons: the actor's exit reason, ``'noproc'`` (no such actor) or
+    ``'noconnection'`` (its node went down).  Local targets use
+    ``supervisors.monitor`` directly.
+    """
+    import supervisors
+
+    n = _node
+    name, where = _split_dest(dest)
+    if where is None or where == NONODE or (n is not None and where == n.name):
+        ref = registry.whereis(name)
+        if ref is None:
+            mref = RemoteMonitorRef(0, (name, node()))
+            deliver(watcher, supervisors.Down(mref, (name, node()), "noproc"))
+            return mref
+        return supervisors.monitor(ref, watcher)
+    if n is None:
+        raise NodeDown(f"cannot reach {where}: this process is not a started node")
+    mref = n.monitors.add_watch((name, where), watcher)
+    t = n.transport
+    if not t.is_up(where) and t.detector.silent_too_long(where, time.monotonic()):
+        n.monitors.fire(mref.id, "noconnection")
+    elif not t.enqueue(where, _packb([K_MONITOR, name, mref.id])):
+        n.monitors.fire(mref.id, "noconnection")
+    return mref
+
+
+def demonitor_remote(mref: Any) -> bool:
+    """Remove a monitor made by :func:`monitor_remote`; True if it was active."""
+    import supervisors
+
+    if not isinstance(mref, RemoteMonitorRef):
+        return supervisors.demonitor(mref)
+    n = _node
+    if n is None or not n.monitors.remove_watch(mref):
+        return False
+    n.transport.enqueue(mref.target[1], _packb([K_DEMONITOR, mref.id]))
+    return True
+
+
+def subscribe_node_events(subscriber: Any) -> int:
+    """``subscriber`` (ActorRef/Mailbox: tell; or callable) gets NodeEvent values.
+
+    Callables run in the transport's I/O thread: keep them short.  Returns a token
+    for :func:`unsubscribe_node_events`.
+    """
+    n = _node
+    if n is None:
+        raise BadArgument("no node is started")
+    token = next(n._sub_ids)
+    n.subscribers[token] = subscriber
+    return token
+
+
+def unsubscribe_node_events(token: int) -> None:
+    n = _node
+    if n is not None:
+        n.subscribers.pop(token, None)
+
+
+def nodes() -> list[str]:
+    """Nodes currently connected (heard from within the detection time)."""
+    n = _node
+    return n.transport.detector.nodes_up() if n is not None else []
+
+
+def set_fault(peer: str, drop: float = 0.0, delay_ms: float = 0.0, partitioned: bool = False) -> None:
+    """Inject faults on the link to ``peer`` (all zero/False clears them)."""
+    n = _node
+    if n is None:
+        raise BadArgument("no node is started")
+    split_node_name(peer)
+    n.transport.set_fault(peer, Fault(float(drop), float(delay_ms), bool(partitioned)))
+
+
+def transport_stats() -> dict[str, Any]:
+    """Counters: sent/received messages, batches, bytes, drops, bad frames, refusals."""
+    n = _node
+    if n is None:
+        return {"node": NONODE}
+    out = n.transport.stats()
+    out["node"] = n.name
+    out["unknown_dest"] = n.unknown_dest
+    out["bad_msgs"] = n.bad_msgs
+    out["pending_calls"] = len(n.pending)
+    out["monitors"] = n.monitors.counts()
+    out["faults"] = n.transport.faults()
+    return out
+
+
+_status_provider: Callable[[], Any] | None = None
+
+
+def set_status_provider(provider: Callable[[], Any] | None) -> None:
+    """The system layer plugs in what the admin ``status`` request returns (or None)."""
+    global _status_provider
+    _status_provider = provider
+
+
+def _status() -> Any:
+    n = _node
+    if n is None:
+        return {"node": NONODE}
+    base = {"node": n.name, "nodes": nodes(), "transport": transport_stats()}
+    if _status_provider is not None:
+        base["system"] = _status_provider()
+    return base

@@ -1,0 +1,415 @@
+"""The node's ZeroMQ transport: one I/O thread owns every socket.
+
+Ports the job of Erlang's distribution carrier (dist_util + the port driver):
+
+* each node binds one ROUTER on its ``host:port`` and connects one DEALER per peer;
+  node-to-node traffic always flows DEALER(sender) -> ROUTER(receiver), so each
+  direction of a pair is one ordered TCP stream;
+* any thread may queue an encoded message for a peer (:meth:`Transport.enqueue`);
+  the first queued message after a flush wakes the I/O thread through an eventfd,
+  later ones do not; the I/O thread sends everything queued for a peer as one
+  batch frame (see ``envelope``);
+* peer queues are bounded (drop and count beyond); ZeroMQ's ``IMMEDIATE`` keeps
+  frames in our bounded queue while a peer is unreachable; ZeroMQ reconnects by
+  itself;
+* every peer link gets a heartbeat frame when nothing else was sent for an
+  interval; the failure detector turns silence into node_down;
+* incoming frames are authenticated, decoded and handed to the runtime's
+  ``on_messages`` in the I/O thread (delivery is a registry lookup and a tell).
+
+Temporary clients (``admin_call``) talk to the ROUTER from a DEALER of their own
+and get replies back over the ROUTER, addressed by their identity.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import zmq
+
+from raft_otp.errors import BadArgument
+from raft_otp.node import envelope
+from raft_otp.node.detector import DOWN, FailureDetector
+from raft_otp.node.faults import NO_FAULT, Fault
+from raft_otp.node.peer import PeerLink
+
+__all__ = ["NodeConfig", "Transport", "endpoint_of", "split_node_name"]
+
+logger = logging.getLogger("raft_otp.node")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Transport and failure-detector settings (units in the names)."""
+
+    heartbeat_interval_ms: float = 100.0
+    down_after_missed: int = 5          # node_down after this many silent intervals
+    peer_queue_max_msgs: int = 100_000  # per peer; beyond: dropped and counted
+    batch_max_msgs: int = 2048
+    batch_max_bytes: int = 1 << 20
+    frame_max_bytes: int = 64 << 20     # bigger incoming frames are dropped by ZeroMQ
+    zmq_hwm_frames: int = 1000
+    tcp_keepalive_idle_s: int = 10
+    recv_max_frames_per_wake: int = 512
+
+    @property
+    def detection_time_ms(self) -> float:
+        return self.heartbeat_interval_ms * self.down_after_missed
+
+
+def split_node_name(node: str) -> tuple[str, str, int]:
+    """``name@host:port`` -> (name, host, port); raises BadArgument."""
+    if not isinstance(node, str):
+        raise BadArgument(f"node name must be a string, got {type(node).__name__}")
+    name, sep, hostport = node.partition("@")
+    host, sep2, port = hostport.rpartition(":")
+    if not (name and sep and host and sep2 and port.isdigit() and 0 <= int(port) < 65536):
+        raise BadArgument(f"node name {node!r} is not of the form name@host:port")
+    return name, host, int(port)
+
+
+def endpoint_of(node: str) -> str:
+    _, host, port = split_node_name(node)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"tcp://{host}:{port}"
+
+
+def _tune(sock: zmq.Socket, cfg: NodeConfig) -> None:
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, cfg.zmq_hwm_frames)
+    sock.setsockopt(zmq.RCVHWM, cfg.zmq_hwm_frames)
+    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, cfg.tcp_keepalive_idle_s)
+
+
+class Transport:
+    """Sockets, batching, heartbeats and fault injection of one node."""
+
+    def __init__(
+        self,
+        node: str,
+        key: bytes,
+        creation: int,
+        config: NodeConfig,
+        on_messages: Callable[[str, bytes | None, list[Any]], None],
+        on_node_event: Callable[[str, str], None],
+        rng: random.Random | None = None,
+    ) -> None:
+        self.node = node
+        self.config = config
+        self._key = key
+        self._creation = creation
+        self._prefix = envelope.batch_prefix(node, creation)
+        self._on_messages = on_messages
+        self._on_node_event = on_node_event
+        self._rng = rng or random.Random()
+        self._links: dict[str, PeerLink] = {}
+        self._link_list: list[PeerLink] = []
+        self._links_lock = threading.Lock()
+        self._client_out: list[tuple[bytes, bytes]] = []  # (identity, item) -> over ROUTER
+        self._faults: dict[str, Fault] = {}
+        self.detector = FailureDetector(config.heartbeat_interval_ms, config.down_after_missed)
+        self._woken = False
+        self._stopping = False
+        self.counters = dict.fromkeys(
+            ("sent_msgs", "sent_batches", "sent_bytes", "recv_msgs", "recv_batches",
+             "recv_bytes", "heartbeats_sent", "bad_frames", "refused", "dropped_fault",
+             "send_errors"), 0)
+        self._ctx = zmq.Context.instance()
+        self._router = self._ctx.socket(zmq.ROUTER)
+        _tune(self._router, config)
+        self._router.setsockopt(zmq.MAXMSGSIZE, config.frame_max_bytes)
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        try:
+            self._router.bind(endpoint_of(node))
+        except zmq.ZMQError as exc:
+            self._router.close(0)
+            raise BadArgument(f"cannot bind {endpoint_of(node)}: {exc}") from None
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._poller = zmq.Poller()
+        self._thread = threading.Thread(target=self._run, name=f"raft_otp.node io {node}", daemon=True)
+
+    # ---- any thread --------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stopping = True
+        self._wake()
+        self._thread.join(timeout_s)
+
+    def link(self, node: str) -> PeerLink:
+        """The link to ``node`` (created on first use)."""
+        link = self._links.get(node)
+        if link is None:
+            endpoint = endpoint_of(node)
+            with self._links_lock:
+                link = self._links.get(node)
+                if link is None:
+                    link = PeerLink(node, endpoint, self.config.peer_queue_max_msgs)
+                    self._links[node] = link
+                    self._link_list = [*self._link_list, link]
+            self._wake()
+        return link
+
+    def enqueue(self, node: str, item: bytes) -> bool:
+        """Queue one encoded message for ``node``; never blocks. False if dropped."""
+        link = self._links.get(node) or self.link(node)
+        if not link.offer(item):
+            return False
+        if not self._woken:
+            self._woken = True
+            os.eventfd_write(self._wake_fd, 1)
+        return True
+
+    def enqueue_client(self, identity: bytes, item: bytes) -> None:
+        """Queue a reply to a temporary client connected to our ROUTER."""
+        self._client_out.append((identity, item))
+        self._wake()
+
+    def set_fault(self, node: str, fault: Fault) -> None:
+        if fault.active:
+            self._faults[node] = fault
+        else:
+            self._faults.pop(node, None)
+        if fault.active:
+            self.link(node)
+
+    def faults(self) -> dict[str, dict[str, object]]:
+        return {n: f.as_dict() for n, f in self._faults.items()}
+
+    def is_up(self, node: str) -> bool:
+        return self.detector.is_up(node)
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.counters)
+        out["dropped_queue_full"] = sum(link.dropped for link in self._link_list)
+        out["queued"] = {link.node: len(link.queue) for link in self._link_list}
+        out["nodes_up"] = self.detector.nodes_up()
+        return out
+
+    def _wake(self) -> None:
+        self._woken = True
+        os.eventfd_write(self._wake_fd, 1)
+
+    # ---- I/O thread --------------------------------------------------------------
+    def _run(self) -> None:
+        poller = self._poller
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._wake_fd, zmq.POLLIN)
+        interval_s = self.config.heartbeat_interval_ms / 1000.0
+        next_tick = time.monotonic()
+        try:
+            while not self._stopping:
+                timeout_ms = max(0.0, (min(next_tick, self._next_delayed_s()) - time.monotonic()) * 1000)
+                for sock, _ev in poller.poll(timeout_ms):
+                    if sock is self._router:
+                        self._drain_router()
+                    elif sock == self._wake_fd:
+                        try:
+                            os.eventfd_read(self._wake_fd)
+                        except BlockingIOError:
+                            pass
+                self._woken = False
+                self._flush()
+                now = time.monotonic()
+                if now >= next_tick:
+                    self._tick(now)
+                    next_tick = now + interval_s
+        except Exception:  # a bug here would silently cut the node off: make it loud
+            logger.exception("%s: transport I/O thread crashed", self.node)
+            raise
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        for link in self._link_list:
+            if link.sock is not None:
+                link.sock.close(0)
+        self._router.close(0)
+        os.close(self._wake_fd)
+
+    def _next_delayed_s(self) -> float:
+        due = float("inf")
+        for link in self._link_list:
+            if link.delayed:
+                due = min(due, link.delayed[0][0])
+        return due
+
+    def _open(self, link: PeerLink) -> None:
+        sock = self._ctx.socket(zmq.DEALER)
+        _tune(sock, self.config)
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+        sock.setsockopt(zmq.RECONNECT_IVL, 50)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        sock.connect(link.endpoint)
+        link.sock = sock
+        self.detector.track(link.node, time.monotonic())
+
+    def _flush(self) -> None:
+        if self._client_out:
+            self._flush_clients()
+        now = time.monotonic()
+        cfg = self.config
+        for link in self._link_list:
+            if link.sock is None:
+                self._open(link)
+            if link.delayed:
+                self._send_delayed(link, now)
+            if link.pending is not None:
+                if not self._try_send(link, link.pending):
+                    continue
+                self._set_pending(link, None)
+            while link.queue:
+                items = link.take(cfg.batch_max_msgs, cfg.batch_max_bytes)
+                fault = self._faults.get(link.node, NO_FAULT)
+                if fault is not NO_FAULT:
+                    items = self._apply_fault(fault, items)
+                    if not items:
+                        continue
+                body = envelope.build_body(self._prefix, items)
+                frame = [body, envelope.sign(self._key, body)]
+                self.counters["sent_msgs"] += len(items)
+                if fault.delay_ms > 0:
+                    link.delayed.append((now + fault.delay_ms / 1000.0, frame))
+                    continue
+                if not self._try_send(link, frame):
+                    self._set_pending(link, frame)
+                    break
+
+    def _apply_fault(self, fault: Fault, items: list[bytes]) -> list[bytes]:
+        if fault.partitioned:
+            self.counters["dropped_fault"] += len(items)
+            return []
+        if fault.drop > 0:
+            rnd = self._rng.random
+            kept = [it for it in items if rnd() >= fault.drop]
+            self.counters["dropped_fault"] += len(items) - len(kept)
+            return kept
+        return items
+
+    def _send_delayed(self, link: PeerLink, now: float) -> None:
+        while link.delayed and link.delayed[0][0] <= now and link.pending is None:
+            _, frame = link.delayed.popleft()
+            if not self._try_send(link, frame):
+                self._set_pending(link, frame)
+
+    def _set_pending(self, link: PeerLink, frame: list[bytes] | None) -> None:
+        """Park a frame the socket refused; poll for POLLOUT on that socket meanwhile."""
+        if frame is not None and link.pending is None:
+            self._poller.register(link.sock, zmq.POLLOUT)
+        elif frame is None and link.pending is not None:
+            self._poller.unregister(link.sock)
+        link.pending = frame
+
+    def _try_send(self, link: PeerLink, frame: list[bytes]) -> bool:
+        try:
+            link.sock.send_multipart(frame, zmq.NOBLOCK, copy=len(frame[0]) < 65536)
+        except zmq.Again:
+            return False
+        except zmq.ZMQError as exc:
+            self.counters["send_errors"] += 1
+            logger.warning("%s: send to %s failed: %s", self.node, link.node, exc)
+            return True  # frame is lost; do not retry forever
+        c = self.counters
+        c["sent_batches"] += 1
+        c["sent_bytes"] += len(frame[0])
+        link.last_sent_s = time.monotonic()
+        return True
+
+    def _flush_clients(self) -> None:
+        out, self._client_out = self._client_out, []
+        prefix = envelope.batch_prefix(self.node, self._creation, 0)
+        for identity, item in out:
+            body = envelope.build_body(prefix, [item])
+            try:
+                self._router.send_multipart([identity, body, envelope.sign(self._key, body)], zmq.NOBLOCK)
+            except zmq.ZMQError:
+                self.counters["send_errors"] += 1
+
+    def _tick(self, now: float) -> None:
+        interval_s = self.config.heartbeat_interval_ms / 1000.0
+        empty = None
+        for link in self._link_list:
+            if link.sock is None or link.pending is not None or link.delayed:
+                continue
+            if now - link.last_sent_s < interval_s * 0.9:
+                continue
+            fault = self._faults.get(link.node)
+            if fault is not None and fault.partitioned:
+                continue
+            if empty is None:
+                body = envelope.build_body(self._prefix, [])
+                empty = [body, envelope.sign(self._key, body)]
+            if self._try_send(link, empty):
+                self.counters["heartbeats_sent"] += 1
+            else:
+                self._set_pending(link, empty)
+        for event, node in self.detector.check(now):
+            self._emit(event, node)
+
+    def _emit(self, event: str, node: str) -> None:
+        if event == DOWN:
+            logger.info("%s: node_down %s", self.node, node)
+        else:
+            logger.info("%s: node_up %s", self.node, node)
+        try:
+            self._on_node_event(event, node)
+        except Exception:
+            logger.exception("%s: node event handler failed", self.node)
+
+    def _drain_router(self) -> None:
+        recv = self._router.recv_multipart
+        for _ in range(self.config.recv_max_frames_per_wake):
+            try:
+                parts = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                self._on_frame(parts)
+            except Exception:  # never let one frame take the node down
+                self.counters["bad_frames"] += 1
+                logger.exception("%s: error while handling a frame", self.node)
+
+    def _on_frame(self, parts: list[bytes]) -> None:
+        c = self.counters
+        if len(parts) != 3:
+            c["bad_frames"] += 1
+            return
+        identity, body, mac = parts
+        if not envelope.verify(self._key, body, mac):
+            c["refused"] += 1
+            logger.debug("%s: refused a frame with a bad MAC", self.node)
+            return
+        try:
+            sender, creation, flags, msgs = envelope.parse(body)
+        except envelope.BadFrame as exc:
+            c["bad_frames"] += 1
+            logger.debug("%s: bad frame: %s", self.node, exc)
+            return
+        client = bool(flags & envelope.FLAG_CLIENT)
+        if not client:
+            fault = self._faults.get(sender)
+            if fault is not None and fault.partitioned:
+                c["dropped_fault"] += len(msgs)
+                return
+            if sender not in self._links:
+                try:
+                    self.link(sender)
+                except BadArgument:
+                    c["bad_frames"] += 1
+                    return
+            for event, node in self.detector.heard(sender, creation, time.monotonic()):
+                self._emit(event, node)
+        c["recv_batches"] += 1
+        c["recv_bytes"] += len(body)
+        if msgs:
+            c["recv_msgs"] += len(msgs)
+            self._on_messages(sender, identity if client else None, msgs)
