@@ -267,6 +267,8 @@ class Supervisor:
         if self.name is not None:
             registry.unregister(self.name, self)
         introspect.remove_root(self)
+        if not is_normal(reason) and self._parent is None:
+            logger.error("root supervisor %r stopped: %r", self.id, reason)
         with self._qlock:
             self._state = "stopped"
             self.exit_reason = reason
@@ -280,8 +282,6 @@ class Supervisor:
                 if item[0] == "call" and item[2].set_running_or_notify_cancel():
                     item[2].set_exception(NotRunning(f"supervisor {self.id!r} stopped"))
             self.exited.set()
-        if not is_normal(reason) and self._parent is None:
-            logger.error("root supervisor %r stopped: %r", self.id, reason)
         for fn in listeners:
             try:
                 fn(reason)

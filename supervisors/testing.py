@@ -1,0 +1,107 @@
+"""Test harness shipped with the package: a scriptable actor, an event
+recorder and helpers that wait on events (never on sleeps).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any, Callable
+
+import pykka
+
+from . import introspect
+from .supervisor import Supervisor, SupervisorEvent
+
+__all__ = ["Probe", "Recorder", "stop_all_roots"]
+
+DEFAULT_TIMEOUT_S = 10.0
+
+
+class Probe(pykka.ThreadingActor):
+    """An actor that logs ``('start'|'stop', tag)`` to a queue and obeys
+    messages: ``'ping'`` -> ``('pong', tag)``; ``'crash'`` raises;
+    ``'exit'`` stops normally; ``('block', event)`` blocks until the event is set.
+    """
+
+    def __init__(self, tag: Any = None, log: queue.Queue[Any] | None = None,
+                 fail_start: bool = False) -> None:
+        super().__init__()
+        self.tag = tag
+        self.log = log
+        self.fail_start = fail_start
+
+    def on_start(self) -> None:
+        if self.fail_start:
+            raise RuntimeError(f"{self.tag} refuses to start")
+        if self.log is not None:
+            self.log.put(("start", self.tag))
+
+    def on_stop(self) -> None:
+        if self.log is not None:
+            self.log.put(("stop", self.tag))
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "ping":
+            return ("pong", self.tag)
+        if message == "crash":
+            raise RuntimeError(f"{self.tag} crashed on purpose")
+        if message == "exit":
+            self.stop()
+            return None
+        if isinstance(message, tuple) and message[0] == "block":
+            message[1].wait(DEFAULT_TIMEOUT_S)
+            return None
+        return message
+
+
+class Recorder:
+    """Collects a supervisor's events; ``wait(kind, child_id)`` blocks until one
+    matching event arrives (and consumes the events before it)."""
+
+    def __init__(self, *sups: Supervisor) -> None:
+        self.q: queue.Queue[SupervisorEvent] = queue.Queue()
+        self.seen: list[SupervisorEvent] = []
+        for s in sups:
+            s.subscribe(self.q.put)
+
+    def attach(self, sup: Supervisor) -> None:
+        sup.subscribe(self.q.put)
+
+    def wait(self, kind: str, child_id: Any = None, timeout: float = DEFAULT_TIMEOUT_S,
+             pred: Callable[[SupervisorEvent], bool] | None = None) -> SupervisorEvent:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                ev = self.q.get(timeout=remaining)
+            except queue.Empty:
+                break
+            self.seen.append(ev)
+            if ev.kind == kind and (child_id is None or ev.child_id == child_id) and (
+                    pred is None or pred(ev)):
+                return ev
+        raise TimeoutError(f"no {kind!r} event for {child_id!r}; saw {self.seen}")
+
+
+def drain(q: queue.Queue[Any], n: int, timeout: float = DEFAULT_TIMEOUT_S) -> list[Any]:
+    """The next ``n`` items of ``q`` (TimeoutError if they do not come)."""
+    out = []
+    for _ in range(n):
+        try:
+            out.append(q.get(timeout=timeout))
+        except queue.Empty:
+            raise TimeoutError(f"got only {out}") from None
+    return out
+
+
+def stop_all_roots(timeout: float = DEFAULT_TIMEOUT_S) -> list[Supervisor]:
+    """Stop every running root supervisor; returns those that did not stop."""
+    stuck = []
+    for sup in introspect.roots():
+        if not sup.stop(timeout):
+            stuck.append(sup)
+    return stuck
