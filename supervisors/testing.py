@@ -105,3 +105,11 @@ def stop_all_roots(timeout: float = DEFAULT_TIMEOUT_S) -> list[Supervisor]:
         if not sup.stop(timeout):
             stuck.append(sup)
     return stuck
+
+
+def sleeper(seconds: float = 60.0, ready_path: str | None = None) -> None:
+    """A Python-target child for tests: optionally touch ``ready_path``, then sleep."""
+    if ready_path is not None:
+        with open(ready_path, "w") as f:
+            f.write("ready")
+    time.sleep(seconds)

@@ -1,0 +1,116 @@
+"""Goal: OS-process children are restarted when killed, stopped with SIGTERM then SIGKILL, and never orphaned."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import pytest
+
+from supervisors import ChildSpec, Supervisor, monitor
+from supervisors.testing import Recorder, sleeper, stop_all_roots
+
+pytestmark = pytest.mark.processes
+
+
+@pytest.fixture(autouse=True)
+def _cleanup():
+    yield
+    assert stop_all_roots() == []
+
+
+def gone(pid: int, timeout: float = 10.0) -> bool:
+    try:
+        psutil.Process(pid).wait(timeout)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        return False
+    return True
+
+
+def test_command_child_killed_with_sigkill_is_restarted():
+    sup = Supervisor([ChildSpec.process("p", ["sleep", "60"])], intensity=3).start()
+    rec = Recorder(sup)
+    old = sup.child_ref("p")
+    os.kill(old.pid, signal.SIGKILL)
+    assert rec.wait("exited", "p").reason == "killed by SIGKILL"
+    new = rec.wait("started", "p").ref
+    assert new.pid != old.pid and psutil.pid_exists(new.pid)
+    assert sup.tree()["children"][0]["restarts"] == 1
+    sup.stop(10)
+    assert gone(new.pid)
+
+
+def test_nonzero_exit_is_a_crash_and_zero_exit_is_normal_for_transient():
+    sup = Supervisor([ChildSpec.process("f", [sys.executable, "-c", "raise SystemExit(3)"],
+                                        restart="transient"),
+                      ChildSpec.process("ok", ["true"], restart="transient")],
+                     intensity=10).start()
+    rec = Recorder(sup)
+    assert rec.wait("exited", "f").reason == "exit status 3"
+    rec.wait("started", "f")  # restarted
+    # 'ok' exited 0: its exit is normal and it stays stopped
+    assert rec.wait("exited", "ok").reason == "normal"
+    sup.terminate_child("f")
+    kids = {k.id: k for k in sup.which_children()}
+    assert kids["ok"].status == "stopped" and kids["ok"].ref is None
+
+
+def test_python_target_child_is_restarted_after_sigkill():
+    sup = Supervisor([ChildSpec.process("py", target=sleeper, args=(60.0,))], intensity=3).start()
+    rec = Recorder(sup)
+    old = sup.child_ref("py")
+    assert psutil.Process(old.pid).cmdline()[0].startswith(sys.executable[:5])
+    os.kill(old.pid, signal.SIGKILL)
+    assert rec.wait("exited", "py").reason == "killed by SIGKILL"
+    new = rec.wait("started", "py").ref
+    assert new.pid != old.pid
+    sup.stop(10)
+    assert gone(new.pid)
+
+
+def test_shutdown_sends_sigterm_then_sigkill_after_the_timeout():
+    code = ("import signal,sys,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(60)")
+    sup = Supervisor([ChildSpec.process("stubborn", [sys.executable, "-c", code], shutdown=0.3,
+                                        stdout=subprocess.PIPE),
+                      ChildSpec.process("polite", ["sleep", "60"])]).start()
+    stubborn, polite = sup.child_ref("stubborn"), sup.child_ref("polite")
+    assert stubborn._popen.stdout.readline().strip() == b"ready"
+    reasons = {}
+    monitor(stubborn, lambda d: reasons.__setitem__("stubborn", d.reason))
+    monitor(polite, lambda d: reasons.__setitem__("polite", d.reason))
+    assert sup.stop(10)
+    assert reasons == {"stubborn": "killed by SIGKILL", "polite": "killed by SIGTERM"}
+    stubborn._popen.stdout.close()
+
+
+PARENT = textwrap.dedent("""
+    import sys, time
+    from supervisors import ChildSpec, Supervisor
+    from supervisors.testing import sleeper
+    sup = Supervisor([ChildSpec.process("cmd", ["sleep", "60"]),
+                      ChildSpec.process("py", target=sleeper, args=(60.0,))]).start()
+    print(sup.child_ref("cmd").pid, sup.child_ref("py").pid, flush=True)
+    time.sleep(60)
+""")
+
+
+def test_children_die_when_their_parent_is_killed():
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE)
+    try:
+        line = parent.stdout.readline()
+        pids = [int(x) for x in line.split()]
+        assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
+        parent.kill()
+        parent.wait(10)
+        assert all(gone(p) for p in pids)
+    finally:
+        parent.kill()
+        parent.wait(10)
+        parent.stdout.close()
