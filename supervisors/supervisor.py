@@ -474,19 +474,31 @@ class Supervisor:
         self._call(do)
 
     def which_children(self) -> list[ChildInfo]:
-        """Every child: id, ref (None when not running), type, status."""
-        return [ChildInfo(self._display_id(c), c.handle.ref if c.handle is not None else None,
-                          c.spec.type, c.status) for c in list(self._children)]
+        """Every child: id, ref (None when not running), type, status.
+
+        A call to the control thread (so it reflects every exit seen so far);
+        reads directly once the supervisor has stopped."""
+        return self._call_or_read(lambda: [
+            ChildInfo(self._display_id(c), c.handle.ref if c.handle is not None else None,
+                      c.spec.type, c.status) for c in list(self._children)])
 
     def count_children(self) -> dict[str, int]:
         """OTP's counts: specs, active, supervisors, workers."""
-        kids = list(self._children)
-        return {
-            "specs": len(kids),
-            "active": sum(1 for c in kids if c.handle is not None),
-            "supervisors": sum(1 for c in kids if c.spec.type == "supervisor"),
-            "workers": sum(1 for c in kids if c.spec.type == "worker"),
-        }
+        def count() -> dict[str, int]:
+            kids = list(self._children)
+            return {
+                "specs": len(kids),
+                "active": sum(1 for c in kids if c.handle is not None),
+                "supervisors": sum(1 for c in kids if c.spec.type == "supervisor"),
+                "workers": sum(1 for c in kids if c.spec.type == "worker"),
+            }
+        return self._call_or_read(count)
+
+    def _call_or_read(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return self._call(fn)
+        except NotRunning:
+            return fn()
 
     def child_ref(self, child_id: Any) -> Any:
         """The running ref of a child, or None."""

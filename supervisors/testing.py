@@ -63,6 +63,7 @@ class Recorder:
     def __init__(self, *sups: Supervisor) -> None:
         self.q: queue.Queue[SupervisorEvent] = queue.Queue()
         self.seen: list[SupervisorEvent] = []
+        self.pending: list[SupervisorEvent] = []
         for s in sups:
             s.subscribe(self.q.put)
 
@@ -71,6 +72,14 @@ class Recorder:
 
     def wait(self, kind: str, child_id: Any = None, timeout: float = DEFAULT_TIMEOUT_S,
              pred: Callable[[SupervisorEvent], bool] | None = None) -> SupervisorEvent:
+        """The oldest not yet returned event matching (kind, child_id, pred)."""
+        def match(ev: SupervisorEvent) -> bool:
+            return ev.kind == kind and (child_id is None or ev.child_id == child_id) and (
+                pred is None or pred(ev))
+
+        for i, ev in enumerate(self.pending):
+            if match(ev):
+                return self.pending.pop(i)
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -81,10 +90,14 @@ class Recorder:
             except queue.Empty:
                 break
             self.seen.append(ev)
-            if ev.kind == kind and (child_id is None or ev.child_id == child_id) and (
-                    pred is None or pred(ev)):
+            if match(ev):
                 return ev
+            self.pending.append(ev)
         raise TimeoutError(f"no {kind!r} event for {child_id!r}; saw {self.seen}")
+
+    def idle(self) -> bool:
+        """True if no event is waiting to be returned."""
+        return not self.pending and self.q.empty()
 
 
 def drain(q: queue.Queue[Any], n: int, timeout: float = DEFAULT_TIMEOUT_S) -> list[Any]:

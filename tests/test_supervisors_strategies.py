@@ -91,7 +91,7 @@ def test_transient_child_restarts_on_crash_but_not_on_normal_exit():
     # the exit was handled (events come from the control thread): no restart followed
     assert sup.which_children()[0].status == "stopped"
     assert sup.which_children()[0].ref is None
-    assert rec.q.empty()
+    assert rec.idle()
     assert sup.count_children() == {"specs": 1, "active": 0, "supervisors": 0, "workers": 1}
 
 
@@ -102,7 +102,7 @@ def test_temporary_child_is_never_restarted_and_is_removed():
     sup.child_ref("tmp").tell("crash")
     rec.wait("exited", "tmp")
     assert [c.id for c in sup.which_children()] == ["keep"]
-    assert rec.q.empty()
+    assert rec.idle()
 
 
 def test_crash_reason_is_logged_by_the_supervisors_logger(caplog):
