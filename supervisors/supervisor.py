@@ -519,7 +519,8 @@ class Supervisor:
             "intensity": self.intensity,
             "period": self.period,
             "status": self._state,
-            "restarts": self.total_restarts,
+            "restarts": 0,  # set by the parent: times this supervisor was restarted
+            "restarts_performed": self.total_restarts,
             "started_at": self.started_at,
             "thread": t.name if t is not None else None,
             "name": self.name,
