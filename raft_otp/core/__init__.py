@@ -1,1 +1,12 @@
-"""The pure Raft core (RA's ``ra_server``): events in, (state, effects) out. No I/O."""
+"""The pure Raft core (RA's ``ra_server``): events in, (state, effects) out. No I/O.
+
+Entry points: ``init_server(config, log, machine, meta, rng) -> (state, effects)``
+and ``handle(state, event) -> (state, effects)``.  Events are in
+``raft_otp.core.events``, effects in ``raft_otp.core.effects``.
+"""
+
+from raft_otp.core.config import Mutations, ServerConfig, ServerMeta
+from raft_otp.core.server import handle, init_server, overview
+from raft_otp.core.state import ServerState
+
+__all__ = ["Mutations", "ServerConfig", "ServerMeta", "ServerState", "handle", "init_server", "overview"]

@@ -92,6 +92,7 @@ ErrorReason = Literal[
     "timeout",
     "already_leader",
     "not_caught_up",
+    "leadership_lost",  # the command was appended but leadership was lost: outcome unknown
 ]
 
 

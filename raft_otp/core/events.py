@@ -135,6 +135,15 @@ class HeartbeatReply:
     query_index: int
 
 
+@dataclass(frozen=True, slots=True)
+class TimeoutNowRpc:
+    """Leadership transfer: the leader tells a caught-up voter to start an election
+    now, skipping pre-vote (RA ``try_become_leader``, etcd ``MsgTimeoutNow``)."""
+
+    term: int
+    leader_id: ServerId
+
+
 Rpc = (
     PreVoteRpc
     | PreVoteResult
@@ -146,6 +155,7 @@ Rpc = (
     | InstallSnapshotResult
     | HeartbeatRpc
     | HeartbeatReply
+    | TimeoutNowRpc
 )
 
 # ---------------------------------------------------------------------------
@@ -338,6 +348,7 @@ RPC_TYPES: tuple[type, ...] = (
     InstallSnapshotResult,
     HeartbeatRpc,
     HeartbeatReply,
+    TimeoutNowRpc,
 )
 """Wire types in a fixed order: a codec may use the position as the type tag."""
 
@@ -374,6 +385,7 @@ __all__ = [
     "SnapshotSenderDone",
     "SnapshotSenderFailed",
     "Tick",
+    "TimeoutNowRpc",
     "TransferLeadership",
     "TriggerElection",
     "WalDown",

@@ -1,0 +1,123 @@
+"""Applying committed entries to the machine (RA ``ra_server:apply_to/5``).
+
+Applies up to ``min(commit_index, last_written)`` in bounded batches, answers the
+leader's waiting callers (``Reply`` per await_consensus command, one ``Notify``
+per caller for pipelined ones), dedups client-session retries, carries out
+machine upgrades carried by noop entries and cluster-change commits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raft_otp.core import entries as enc
+from raft_otp.core.common import become_follower, machine_effects
+from raft_otp.core.effects import Effect, Notify, PersistLastApplied, Reply, SendRpc
+from raft_otp.core.events import TimeoutNowRpc
+from raft_otp.core.machine import ApplyMeta
+from raft_otp.core.state import ServerState
+
+
+def apply_committed(state: ServerState, effects: list[Effect]) -> None:
+    target = min(state.commit_index, state.log.last_written()[0])
+    if target <= state.last_applied:
+        return
+    notify: dict[Any, list[tuple[Any, Any]]] = {}
+    batch = state.cfg.apply_batch_size
+    while state.last_applied < target:
+        hi = min(target, state.last_applied + batch)
+        fetched = state.log.fetch(state.last_applied + 1, hi)
+        assert fetched and fetched[0][0] == state.last_applied + 1, "committed entries missing"
+        for entry in fetched:
+            _apply_entry(state, entry, notify, effects)
+            state.last_applied = entry[0]
+    if not state.applying_recovery:
+        effects.append(PersistLastApplied(state.last_applied))
+        for to, replies in notify.items():
+            effects.append(Notify(to, tuple(replies)))
+        if state.local_queries:
+            answer_local_queries(state, effects)
+        if state.role == "leader":
+            from raft_otp.core.leader import check_queries, leader_after_apply
+
+            check_queries(state, effects)
+            leader_after_apply(state, effects)
+
+
+def _apply_entry(state: ServerState, entry: tuple[int, int, bytes], notify: dict[Any, list[tuple[Any, Any]]],
+                 effects: list[Effect]) -> None:
+    index, term, data = entry
+    value = enc.decode(data)
+    kind = value[0]
+    if kind == enc.USR:
+        reply = _apply_usr(state, index, term, value, effects)
+        pending = state.pending
+        if pending and state.role == "leader":
+            while pending and pending[0][0] < index:
+                pending.popleft()
+            if pending and pending[0][0] == index:
+                cmd = pending.popleft()[1]
+                if cmd.mode == "await_consensus":
+                    effects.append(Reply(cmd.reply_to, reply, state.id))
+                elif cmd.mode == "notify":
+                    notify.setdefault(cmd.reply_to, []).append((cmd.correlation, reply))
+    elif kind == enc.NOOP:
+        version = value[1]
+        if version > state.effective_machine_version:
+            state.effective_machine_version = version
+            state.machine = state.base_machine.which_module(version)
+        if state.role == "leader" and index == state.first_term_index:
+            state.first_term_applied = True
+    else:  # cluster change: already in effect since appended; now committed
+        pcc = state.pending_cluster_change
+        if pcc is not None and pcc[0] == index:
+            state.pending_cluster_change = None
+            if pcc[1] is not None and not state.applying_recovery:
+                effects.append(Reply(pcc[1], "ok", state.id))
+        if state.role == "leader" and index == state.cluster_index and state.id not in state.members:
+            _leader_removed(state, effects)
+
+
+def _apply_usr(state: ServerState, index: int, term: int, value: list[Any], effects: list[Effect]) -> Any:
+    command, ts = value[1], value[2]
+    session = None
+    if len(value) > 3:
+        cid, seq = value[3], value[4]
+        session = state.sessions.get(cid)
+        if session is not None and seq <= session[0]:
+            return session[1] if seq == session[0] else None  # duplicate: original reply
+    meta = ApplyMeta(index, term, state.effective_machine_version, ts)
+    result = state.machine.apply(meta, command, state.machine_state)
+    state.machine_state = result[0]
+    reply = result[1]
+    if len(result) > 2:
+        machine_effects(state, result[2], effects)  # type: ignore[misc]
+    if len(value) > 3:
+        if session is None:
+            state.sessions[value[3]] = [value[4], reply]
+        else:
+            session[0] = value[4]
+            session[1] = reply
+    return reply
+
+
+def _leader_removed(state: ServerState, effects: list[Effect]) -> None:
+    """Our own removal committed: hand leadership to the most caught-up voter, step down."""
+    best = None
+    for sid, peer in state.peers.items():
+        if peer.kind == "voter" and (best is None or peer.match_index > state.peers[best].match_index):
+            best = sid
+    if best is not None:
+        effects.append(SendRpc(best, TimeoutNowRpc(state.term, state.id)))
+    state.removed = True
+    become_follower(state, None, effects)
+
+
+def answer_local_queries(state: ServerState, effects: list[Effect]) -> None:
+    waiting = []
+    for min_index, reply_to, fun in state.local_queries:
+        if min_index <= state.last_applied:
+            effects.append(Reply(reply_to, fun(state.machine_state), state.leader_id))
+        else:
+            waiting.append((min_index, reply_to, fun))
+    state.local_queries = waiting

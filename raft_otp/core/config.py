@@ -1,0 +1,53 @@
+"""Static configuration of one core server, plus the safety-mutation flags.
+
+Ports the parts of RA's ``ra_server:config()`` the core reads (``max_pipeline_count``,
+``max_append_entries_rpc_batch_size``, ...).  ``Mutations`` is ours: each flag
+switches one safety rule *off* so the simulator can prove it detects the bug.
+Production code never sets them (all default to the safe behaviour).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from raft_otp.core.types import ServerId
+
+
+@dataclass(frozen=True, slots=True)
+class Mutations:
+    """Deliberate bugs for mutation testing.  All ``False`` = correct Raft."""
+
+    commit_old_term_by_counting: bool = False
+    """Figure 2 rule broken: count replicas of entries of older terms toward commit."""
+    vote_for_stale_log: bool = False
+    """Grant (pre-)votes without the 'candidate's log at least as up to date' check."""
+    consistent_query_without_heartbeat: bool = False
+    """Answer consistent queries from local state without a heartbeat quorum round."""
+    ack_before_durable: bool = False
+    """Followers acknowledge entries before their WAL reported them written."""
+    leader_commit_own_unwritten: bool = False
+    """The leader counts its own entries toward commit before they are durable."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Per-server configuration (RA ``ra_server:ra_server_config()``)."""
+
+    id: ServerId
+    cluster_name: str = ""
+    initial_members: tuple[ServerId, ...] = ()
+    machine_config: Any = None
+    max_append_entries_rpc_batch_size: int = 128
+    max_pipeline_count: int = 4096
+    apply_batch_size: int = 512
+    """Entries fetched from the log per apply round (bounds one event's work)."""
+    mutations: Mutations = field(default_factory=Mutations)
+
+
+class ServerMeta(NamedTuple):
+    """What the meta store kept durable for this server."""
+
+    term: int = 0
+    voted_for: ServerId | None = None
+    last_applied: int = 0

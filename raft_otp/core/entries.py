@@ -1,0 +1,59 @@
+"""Encoding of log entry data (RA's ``{'$usr', ...}``, ``noop``, ``{'$ra_cluster_change', ...}``).
+
+An entry's data is encoded ONCE on the leader into a msgpack array whose first
+element is the kind, then stored, written and replicated as those bytes; it is
+decoded only when applied.
+
+    [0, machine_version]                                  noop (also carries machine upgrades)
+    [1, command, system_time_ms]                          user command
+    [1, command, system_time_ms, client_id, seq]          user command in a client session
+    [2, [[name, node, kind], ...]]                        cluster change (full member list)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from raft_otp.core.types import ServerId
+
+NOOP = 0
+USR = 1
+CLUSTER = 2
+
+_packb = msgpack.Packer(use_bin_type=True).pack
+
+
+def _unpackb(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+
+
+def encode_noop(machine_version: int) -> bytes:
+    return _packb([NOOP, machine_version])
+
+
+def encode_usr(command: Any, system_time_ms: int, client_id: Any = None, seq: int = 0) -> bytes:
+    if client_id is None:
+        return _packb([USR, command, system_time_ms])
+    return _packb([USR, command, system_time_ms, client_id, seq])
+
+
+def encode_cluster(members: dict[ServerId, str]) -> bytes:
+    return _packb([CLUSTER, members_to_wire(members)])
+
+
+def decode(data: bytes) -> list[Any]:
+    """The entry as a list ``[kind, ...]``."""
+    value = _unpackb(data)
+    if not isinstance(value, list) or not value or value[0] not in (NOOP, USR, CLUSTER):
+        raise ValueError(f"malformed entry data: {value!r}")
+    return value
+
+
+def members_to_wire(members: dict[ServerId, str]) -> list[list[str]]:
+    return [[s.name, s.node, kind] for s, kind in sorted(members.items())]
+
+
+def members_from_wire(wire: Any) -> dict[ServerId, str]:
+    return {ServerId(name, node): kind for name, node, kind in wire}

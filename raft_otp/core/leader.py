@@ -1,0 +1,402 @@
+"""Leader role (RA ``ra_server:handle_leader/2``): the append path, replication
+with per-peer next/match index, batching and pipelining, commit by quorum of
+durable match indexes, consistent queries, membership changes, leadership
+transfer, snapshots to lagging peers.
+
+Hot path: ``Commands`` → one encode per command, one ``log.append`` for the batch,
+one ``SendRpcs`` with at most ``max_append_entries_rpc_batch_size`` entries per
+RPC and at most ``max_pipeline_count`` entries in flight per peer.  Idle leaders
+send nothing; ``Tick`` only re-sends to peers that made no progress.
+"""
+
+from __future__ import annotations
+
+from raft_otp.core import entries as enc
+from raft_otp.core import membership
+from raft_otp.core.apply import apply_committed
+from raft_otp.core.common import become_follower, machine_effects, maybe_newer_term, send
+from raft_otp.core.effects import (
+    CancelElectionTimer,
+    Effect,
+    Reply,
+    ReplyError,
+    RoleChanged,
+    SendRpc,
+    SendRpcs,
+    SendSnapshot,
+)
+from raft_otp.core.events import (
+    AddMember,
+    AppendEntriesReply,
+    AppendEntriesRpc,
+    Command,
+    Commands,
+    ConsistentQuery,
+    Event,
+    HeartbeatReply,
+    HeartbeatRpc,
+    InstallSnapshotResult,
+    InstallSnapshotRpc,
+    LeaderQuery,
+    LocalQuery,
+    LogEvent,
+    PreVoteRpc,
+    RemoveMember,
+    RequestVoteRpc,
+    SnapshotSenderDone,
+    SnapshotSenderFailed,
+    Tick,
+    TimeoutNowRpc,
+    TransferLeadership,
+    WalDown,
+)
+from raft_otp.core.log_api import SnapshotWritten
+from raft_otp.core.quorum import agreed_index
+from raft_otp.core.state import Peer, PendingQuery, ServerState
+from raft_otp.core.types import ServerId
+
+
+def become_leader(state: ServerState, effects: list[Effect]) -> None:
+    state.role = "leader"
+    state.leader_id = state.id
+    state.peers = {}
+    state.pending.clear()
+    state.queries.clear()
+    state.query_index = 0
+    state.transfer = None
+    state.pending_cluster_change = None
+    membership.sync_peers(state)
+    li = state.log.last_index_term()[0]
+    state.first_term_index = li + 1
+    state.first_term_applied = False
+    state.log.append([(li + 1, state.term, enc.encode_noop(state.base_machine.version()))])
+    effects.append(CancelElectionTimer())
+    effects.append(RoleChanged("leader", state.id, state.term))
+    machine_effects(state, state.machine.state_enter("leader", state.machine_state), effects)
+    replicate(state, effects)
+    evaluate_commit(state, effects)
+
+
+def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
+    from raft_otp.core import election, follower
+
+    match event:
+        case Commands():
+            append_commands(state, event.commands, effects)
+        case Command():
+            append_commands(state, (event,), effects)
+        case AppendEntriesReply():
+            append_entries_reply(state, event, effects)
+        case LogEvent():
+            for result in state.log.handle_event(event.payload):
+                if isinstance(result, SnapshotWritten):
+                    pass  # the log dropped what the snapshot covers
+            evaluate_commit(state, effects)
+            apply_committed(state, effects)
+        case Tick():
+            tick(state, event.now_ms, effects)
+        case HeartbeatReply():
+            if maybe_newer_term(state, event.term, effects):
+                return
+            peer = state.peers.get(event.from_id)
+            if peer is not None and event.term == state.term and event.query_index > peer.query_index:
+                peer.query_index = event.query_index
+                check_queries(state, effects)
+        case ConsistentQuery():
+            consistent_query(state, event, effects)
+        case LeaderQuery():
+            effects.append(Reply(event.reply_to, event.fun(state.machine_state), state.id))
+        case LocalQuery():
+            follower.local_query(state, event, effects)
+        case AddMember() | RemoveMember():
+            change_membership(state, event, effects)
+        case TransferLeadership():
+            transfer_leadership(state, event, effects)
+        case InstallSnapshotResult():
+            if maybe_newer_term(state, event.term, effects):
+                return
+            peer = state.peers.get(event.from_id)
+            if peer is not None and event.last_index > 0:
+                _advance(peer, event.last_index)
+                peer.status = "normal"
+                evaluate_commit(state, effects)
+                _send_to_peer(state, event.from_id, peer, effects)
+        case SnapshotSenderDone():
+            peer = state.peers.get(event.peer)
+            if peer is not None and peer.status == "sending_snapshot":
+                peer.status = "normal"
+                if peer.next_index <= event.index:
+                    peer.next_index = event.index + 1
+                _send_to_peer(state, event.peer, peer, effects)
+        case SnapshotSenderFailed():
+            peer = state.peers.get(event.peer)
+            if peer is not None:
+                peer.status = "normal"  # retried by the next tick
+        case AppendEntriesRpc() | InstallSnapshotRpc() | HeartbeatRpc() | TimeoutNowRpc():
+            if event.term > state.term:
+                maybe_newer_term(state, event.term, effects)
+                follower.handle(state, event, effects)
+            elif event.term < state.term and not isinstance(event, TimeoutNowRpc):
+                follower.handle(state, event, effects)  # answers with our term
+            # same term from another leader cannot happen (one leader per term)
+        case PreVoteRpc():
+            election.handle_pre_vote_rpc(state, event, effects)
+        case RequestVoteRpc():
+            election.handle_request_vote_rpc(state, event, effects)
+        case WalDown():
+            from raft_otp.core.await_condition import enter
+
+            enter(state, effects)
+        case _:
+            follower.handle_passive(state, event, effects)
+
+
+# ---- append path ----------------------------------------------------------------
+
+def append_commands(state: ServerState, commands: tuple[Command, ...] | list[Command], effects: list[Effect]) -> None:
+    term = state.term
+    index = state.log.last_index_term()[0]
+    now = state.now_ms
+    batch = []
+    pending = state.pending
+    encode = enc.encode_usr
+    for cmd in commands:
+        index += 1
+        batch.append((index, term, encode(cmd.data, now, cmd.client_id, cmd.seq)))
+        if cmd.mode != "noreply":
+            pending.append((index, cmd))
+    if batch:
+        state.log.append(batch)
+        replicate(state, effects)
+        evaluate_commit(state, effects)
+
+
+def replicate(state: ServerState, effects: list[Effect]) -> None:
+    """Send whatever each normal peer is missing, within the pipeline bound."""
+    sends: list[tuple[ServerId, object]] = []
+    for sid, peer in state.peers.items():
+        if peer.status == "normal":
+            _fill(state, sid, peer, sends, effects)
+    _flush(sends, effects)
+
+
+def _flush(sends: list, effects: list[Effect]) -> None:
+    if len(sends) == 1:
+        effects.append(SendRpc(sends[0][0], sends[0][1]))
+    elif sends:
+        effects.append(SendRpcs(tuple(sends)))
+
+
+def _send_to_peer(state: ServerState, sid: ServerId, peer: Peer, effects: list[Effect], force: bool = False) -> None:
+    sends: list = []
+    if peer.status == "normal":
+        _fill(state, sid, peer, sends, effects, force)
+    _flush(sends, effects)
+
+
+def _fill(state: ServerState, sid: ServerId, peer: Peer, sends: list, effects: list[Effect],
+          force: bool = False) -> None:
+    log = state.log
+    last = log.last_index_term()[0]
+    batch = state.cfg.max_append_entries_rpc_batch_size
+    max_inflight = state.cfg.max_pipeline_count
+    commit = state.commit_index
+    sent = False
+    while peer.next_index <= last and peer.next_index - 1 - peer.match_index < max_inflight:
+        nxt = peer.next_index
+        prev_term = log.fetch_term(nxt - 1)
+        if nxt < log.first_index() or prev_term is None:
+            _start_snapshot(state, sid, peer, effects)
+            return
+        to = min(last, nxt + batch - 1, peer.match_index + max_inflight)
+        entries = log.fetch(nxt, to)
+        sends.append((sid, AppendEntriesRpc(state.term, state.id, commit, nxt - 1, prev_term, entries)))
+        peer.next_index = to + 1
+        peer.commit_index_sent = commit
+        sent = True
+    if not sent and (force or peer.commit_index_sent < commit):
+        # nothing new: tell the peer the commit index, anchored at its match index
+        prev = min(peer.match_index, peer.next_index - 1)
+        prev_term = log.fetch_term(prev)
+        if prev_term is None:
+            if prev < log.first_index():
+                _start_snapshot(state, sid, peer, effects)
+            return
+        sends.append((sid, AppendEntriesRpc(state.term, state.id, commit, prev, prev_term, [])))
+        peer.commit_index_sent = commit
+
+
+def _start_snapshot(state: ServerState, sid: ServerId, peer: Peer, effects: list[Effect]) -> None:
+    meta = state.log.snapshot_meta()
+    if meta is None:
+        return
+    peer.status = "sending_snapshot"
+    effects.append(SendSnapshot(sid, meta, state.term))
+
+
+def _advance(peer: Peer, match: int) -> bool:
+    if match > peer.match_index:
+        peer.match_index = match
+        if peer.next_index <= match:
+            peer.next_index = match + 1
+        return True
+    return False
+
+
+def append_entries_reply(state: ServerState, reply: AppendEntriesReply, effects: list[Effect]) -> None:
+    if maybe_newer_term(state, reply.term, effects):
+        return
+    peer = state.peers.get(reply.from_id)
+    if peer is None or reply.term != state.term:
+        return
+    if reply.success:
+        if _advance(peer, reply.last_index):
+            evaluate_commit(state, effects)
+            if state.role != "leader":
+                return
+            if peer.kind == "promotable":
+                _maybe_promote(state, reply.from_id, peer, effects)
+            if state.transfer is not None and state.transfer[0] == reply.from_id:
+                _maybe_transfer(state, effects)
+    else:
+        peer.next_index = max(peer.match_index + 1, min(reply.next_index, peer.next_index))
+    _send_to_peer(state, reply.from_id, peer, effects)
+
+
+def evaluate_commit(state: ServerState, effects: list[Effect]) -> None:
+    """Figure 2: commit the highest index replicated (durably) on a quorum of
+    voters, if it is of the current term."""
+    mutations = state.cfg.mutations
+    indexes = [p.match_index for p in state.peers.values() if p.kind == "voter"]
+    if state.members.get(state.id) == "voter":
+        own = state.log.last_index_term() if mutations.leader_commit_own_unwritten else state.log.last_written()
+        indexes.append(own[0])
+    agreed = agreed_index(indexes)
+    if agreed > state.commit_index:
+        if mutations.commit_old_term_by_counting or state.log.fetch_term(agreed) == state.term:
+            state.commit_index = agreed
+            apply_committed(state, effects)
+            if state.role == "leader":
+                replicate(state, effects)  # carry the new commit index to idle peers
+
+
+def tick(state: ServerState, now_ms: int, effects: list[Effect]) -> None:
+    state.now_ms = now_ms
+    last = state.log.last_index_term()[0]
+    sends: list = []
+    for sid, peer in state.peers.items():
+        stale = peer.match_index < last or peer.commit_index_sent < state.commit_index
+        if peer.status == "normal" and stale and peer.match_index == peer.tick_match:
+            peer.next_index = peer.match_index + 1  # re-send what may have been lost
+            _fill(state, sid, peer, sends, effects, force=True)
+        peer.tick_match = peer.match_index
+    _flush(sends, effects)
+    machine_effects(state, state.machine.tick(now_ms, state.machine_state), effects)
+
+
+def leader_after_apply(state: ServerState, effects: list[Effect]) -> None:
+    """After applying: promotions that were waiting for the noop / a change to commit."""
+    for sid, peer in list(state.peers.items()):
+        if peer.kind == "promotable":
+            _maybe_promote(state, sid, peer, effects)
+
+
+# ---- queries ----------------------------------------------------------------------
+
+def consistent_query(state: ServerState, q: ConsistentQuery, effects: list[Effect]) -> None:
+    if state.cfg.mutations.consistent_query_without_heartbeat:
+        effects.append(Reply(q.reply_to, q.fun(state.machine_state), state.id))
+        return
+    state.query_index += 1
+    target = max(state.commit_index, state.first_term_index)
+    state.queries.append(PendingQuery(state.query_index, target, q.reply_to, q.fun))
+    rpc = HeartbeatRpc(state.term, state.id, state.query_index)
+    sends = tuple((sid, rpc) for sid, p in state.peers.items() if p.kind == "voter")
+    if sends:
+        effects.append(SendRpcs(sends))
+    check_queries(state, effects)
+
+
+def check_queries(state: ServerState, effects: list[Effect]) -> None:
+    if not state.queries:
+        return
+    indexes = [p.query_index for p in state.peers.values() if p.kind == "voter"]
+    if state.members.get(state.id) == "voter":
+        indexes.append(state.query_index)
+    confirmed = agreed_index(indexes)
+    queries = state.queries
+    while queries and queries[0].query_index <= confirmed and queries[0].commit_index <= state.last_applied:
+        q = queries.popleft()
+        effects.append(Reply(q.reply_to, q.fun(state.machine_state), state.id))
+
+
+# ---- membership & transfer ----------------------------------------------------------
+
+def _change_permitted(state: ServerState) -> bool:
+    return state.first_term_applied and state.cluster_index <= state.commit_index \
+        and state.pending_cluster_change is None
+
+
+def change_membership(state: ServerState, event: AddMember | RemoveMember, effects: list[Effect]) -> None:
+    if not _change_permitted(state):
+        effects.append(ReplyError(event.reply_to, "cluster_change_not_permitted", state.id))
+        return
+    members = dict(state.members)
+    if isinstance(event, AddMember):
+        if event.server in members:
+            effects.append(ReplyError(event.reply_to, "already_member", state.id))
+            return
+        members[event.server] = event.kind
+    else:
+        if event.server not in members:
+            effects.append(ReplyError(event.reply_to, "not_member", state.id))
+            return
+        del members[event.server]
+    _append_cluster_change(state, members, event.reply_to, effects)
+
+
+def _append_cluster_change(state: ServerState, members: dict[ServerId, str], reply_to: object,
+                           effects: list[Effect]) -> None:
+    index = state.log.last_index_term()[0] + 1
+    state.log.append([(index, state.term, enc.encode_cluster(members))])
+    state.pending_cluster_change = (index, reply_to)
+    membership.set_members(state, members, index, effects)
+    replicate(state, effects)
+    evaluate_commit(state, effects)
+
+
+def _maybe_promote(state: ServerState, sid: ServerId, peer: Peer, effects: list[Effect]) -> None:
+    if peer.match_index >= peer.promote_target and _change_permitted(state):
+        members = dict(state.members)
+        members[sid] = "voter"
+        _append_cluster_change(state, members, None, effects)
+
+
+def transfer_leadership(state: ServerState, event: TransferLeadership, effects: list[Effect]) -> None:
+    if event.target == state.id:
+        effects.append(ReplyError(event.reply_to, "already_leader", state.id))
+    elif state.members.get(event.target) != "voter":
+        effects.append(ReplyError(event.reply_to, "not_member", state.id))
+    else:
+        if state.transfer is not None:
+            effects.append(ReplyError(state.transfer[1], "not_caught_up", state.id))
+        state.transfer = (event.target, event.reply_to)
+        _maybe_transfer(state, effects)
+
+
+def _maybe_transfer(state: ServerState, effects: list[Effect]) -> None:
+    assert state.transfer is not None
+    target, reply_to = state.transfer
+    peer = state.peers.get(target)
+    if peer is None:
+        state.transfer = None
+        effects.append(ReplyError(reply_to, "not_member", state.id))
+    elif peer.match_index >= state.log.last_index_term()[0]:
+        state.transfer = None
+        send(effects, target, TimeoutNowRpc(state.term, state.id))
+        effects.append(Reply(reply_to, "ok", state.id))
+    else:
+        _send_to_peer(state, target, peer, effects)
+
+
+__all__ = ["become_leader", "handle", "check_queries", "leader_after_apply", "become_follower"]
