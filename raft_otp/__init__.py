@@ -1,9 +1,40 @@
-"""raft_otp: multi-Raft for Python in the manner of RabbitMQ's RA."""
+"""raft_otp: multi-Raft for Python in the manner of RabbitMQ's RA.
+
+The public API (RA's names) is re-exported here; see ``raft_otp.api`` for the
+semantics of each call and ``raft_otp.aio`` for the asyncio forms.
+"""
 
 from __future__ import annotations
 
 import logging
 
+from raft_otp.api import (
+    add_member,
+    consistent_query,
+    delete_cluster,
+    force_delete_server,
+    key_metrics,
+    leader_query,
+    local_query,
+    member_overview,
+    members,
+    overview,
+    ping,
+    pipeline_command,
+    pipeline_commands,
+    process_command,
+    remove_member,
+    restart_server,
+    start_cluster,
+    start_in,
+    start_server,
+    start_system,
+    stop_server,
+    stop_system,
+    transfer_leadership,
+    trigger_election,
+)
+from raft_otp.core.machine import ApplyMeta, Machine
 from raft_otp.core.types import ServerId
 from raft_otp.errors import (
     BadArgument,
@@ -16,18 +47,53 @@ from raft_otp.errors import (
     SystemNotRunning,
     Timeout,
 )
+from raft_otp.node import node
+from raft_otp.server.messages import Applied, Rejected
+from raft_otp.system.config import SystemConfig
+from raft_otp.system.runtime import System
 
 logging.getLogger("raft_otp").addHandler(logging.NullHandler())
 
 __all__ = [
+    "Applied",
+    "ApplyMeta",
     "BadArgument",
     "ClusterChangeNotPermitted",
     "CorruptFile",
+    "Machine",
     "NodeDown",
     "NotLeader",
     "RaftError",
+    "Rejected",
     "ServerId",
     "ServerNotFound",
+    "System",
+    "SystemConfig",
     "SystemNotRunning",
     "Timeout",
+    "add_member",
+    "consistent_query",
+    "delete_cluster",
+    "force_delete_server",
+    "key_metrics",
+    "leader_query",
+    "local_query",
+    "member_overview",
+    "members",
+    "node",
+    "overview",
+    "ping",
+    "pipeline_command",
+    "pipeline_commands",
+    "process_command",
+    "remove_member",
+    "restart_server",
+    "start_cluster",
+    "start_in",
+    "start_server",
+    "start_system",
+    "stop_server",
+    "stop_system",
+    "transfer_leadership",
+    "trigger_election",
 ]

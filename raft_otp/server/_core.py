@@ -18,22 +18,24 @@ log = logging.getLogger("raft_otp.server")
 # ---- core ---------------------------------------------------------------------------
 
 def init(*, server_id: ServerId, uid: str, cluster_name: str, initial_members: list[ServerId],
-         machine: Any, log: Any, config: Any, rng: Any) -> tuple[Any, list[Any]]:
-    """Build the core state from the log's durable meta and snapshot; return (state, effects)."""
-    from raft_otp.core import server as core_server
+         machine: Any, machine_config: Any, log: Any, meta: tuple[int, Any, int], config: Any,
+         rng: Any) -> tuple[Any, list[Any]]:
+    """Build the core state from the durable meta, snapshot and log; return (state, effects)."""
     from raft_otp.core.config import ServerConfig, ServerMeta
+    from raft_otp.core.server import init_server
 
     cfg = ServerConfig(
         id=server_id, cluster_name=cluster_name, initial_members=tuple(initial_members),
+        machine_config=machine_config,
         max_append_entries_rpc_batch_size=config.max_append_entries_rpc_batch_size,
         max_pipeline_count=config.max_pipeline_count)
-    meta = load_meta(log)
-    return core_server.init(cfg, log, machine, ServerMeta(*meta), rng)
+    term, voted_for, last_applied = meta
+    if voted_for is not None and not isinstance(voted_for, ServerId):
+        voted_for = ServerId(voted_for[0], voted_for[1])
+    return init_server(cfg, log, machine, ServerMeta(term, voted_for, last_applied), rng)
 
 
-def handle(state: Any, event: Any) -> tuple[Any, list[Any]]:
-    from raft_otp.core.server import handle as core_handle
-    return core_handle(state, event)
+from raft_otp.core.server import handle  # noqa: E402  (the hot path: no wrapper)
 
 
 def view(state: Any) -> dict[str, Any]:
@@ -52,29 +54,25 @@ def release_cursor(state: Any, effect: Any) -> None:
     log.warning("machine effect %r reached the server actor; the core should handle it", effect)
 
 
-# ---- meta (term, voted_for, last_applied) ---------------------------------------------
+# ---- meta (term, voted_for, last_applied): the system's meta store, keyed by uid ----------
 
-def load_meta(server_log: Any) -> tuple[int, ServerId | None, int]:
-    m = server_log.read_meta()
-    term, voted_for, last_applied = m
-    if voted_for is not None and not isinstance(voted_for, ServerId):
-        voted_for = ServerId(voted_for[0], voted_for[1])
-    return term, voted_for, last_applied
+def load_meta(meta_store: Any, uid: str) -> tuple[int, Any, int]:
+    return tuple(meta_store.get(uid))  # type: ignore[return-value]
 
 
-def persist_meta(server_log: Any, term: int, voted_for: ServerId | None) -> None:
-    server_log.persist_meta(term, voted_for)
+def persist_meta(meta_store: Any, uid: str, term: int, voted_for: ServerId | None) -> None:
+    meta_store.store_term_vote(uid, term, list(voted_for) if voted_for is not None else None)
 
 
-def persist_last_applied(server_log: Any, index: int) -> None:
-    server_log.persist_last_applied(index)
+def persist_last_applied(meta_store: Any, uid: str, index: int) -> None:
+    meta_store.store_last_applied(uid, index)
 
 
 # ---- node transport ---------------------------------------------------------------
 
 def send(to: Any, message: Any) -> None:
     """Location-transparent send to ``(name, node)``; failures are dropped (Raft retries)."""
-    from raft_otp import node as node_mod
+    from raft_otp.node import runtime as node_mod
     try:
         node_mod.send((to[0], to[1]), message)
     except Exception as exc:  # unknown name, node down, queue full: Raft retries
@@ -82,62 +80,44 @@ def send(to: Any, message: Any) -> None:
 
 
 def subscribe_node_events(ref: Any) -> Any:
-    from raft_otp import node as node_mod
-    return node_mod.subscribe_node_events(lambda event: _node_event(ref, event))
+    """node_down/node_up of the failure detector as core events (None without a node)."""
+    from raft_otp.node import runtime as node_mod
+    if not node_mod.is_started():
+        return None
 
-
-def _node_event(ref: Any, event: Any) -> None:
-    kind, node = _node_event_fields(event)
-    msg = ev.NodeDown(node) if kind == "node_down" else ev.NodeUp(node)
-    try:
-        ref.tell(msg)
-    except Exception:
-        pass
-
-
-def _node_event_fields(event: Any) -> tuple[str, str]:
-    if isinstance(event, (tuple, list)):
-        return event[0], event[1]
-    return getattr(event, "kind"), getattr(event, "node")
+    def on_event(event: Any) -> None:
+        msg = ev.NodeDown(event.node) if event.kind == "node_down" else ev.NodeUp(event.node)
+        try:
+            ref.tell(msg)
+        except Exception:
+            pass
+    return node_mod.subscribe_node_events(on_event)
 
 
 def unsubscribe(sub: Any) -> None:
-    if sub is None:
-        return
-    from raft_otp import node as node_mod
-    try:
+    if sub is not None:
+        from raft_otp.node import runtime as node_mod
         node_mod.unsubscribe_node_events(sub)
-    except Exception:
-        pass
 
 
 def monitor_server(target: ServerId, watcher: Any, local_node: str) -> Any:
-    """Monitor a server actor, local or remote; its DOWN reaches ``watcher``."""
-    if target.node == local_node:
-        from supervisors.monitors import monitor
-        from supervisors.registry import whereis
-        ref = whereis(target.name)
-        if ref is None:
-            watcher.tell(ev.LeaderDown(target))
-            return None
-        return ("local", monitor(ref, watcher))
-    from raft_otp import node as node_mod
-    return ("remote", node_mod.monitor_remote((target.name, target.node), watcher))
+    """Monitor a server actor, local or remote; its ``supervisors.Down`` reaches ``watcher``."""
+    from raft_otp.node import runtime as node_mod
+    try:
+        return node_mod.monitor_remote((target.name, target.node), watcher)
+    except Exception as exc:  # no node started and a remote target: treat as down
+        log.debug("cannot monitor %s: %r", target, exc)
+        watcher.tell(ev.LeaderDown(target))
+        return None
 
 
 def demonitor(handle: Any) -> None:
-    if handle is None:
-        return
-    kind, mref = handle
-    try:
-        if kind == "local":
-            from supervisors.monitors import demonitor as dm
-            dm(mref)
-        else:
-            from raft_otp import node as node_mod
-            node_mod.demonitor_remote(mref)
-    except Exception:
-        pass
+    if handle is not None:
+        from raft_otp.node import runtime as node_mod
+        try:
+            node_mod.demonitor_remote(handle)
+        except Exception:
+            pass
 
 
 def monitor_wal(ctx: Any, watcher: Any) -> Any:
@@ -157,14 +137,12 @@ def machine_monitor(actor: Any, effect: Any) -> None:
 
 
 def translate_foreign(actor: Any, message: Any) -> Any:
-    """Messages from other layers (monitor DOWNs, node events) as core events, or None."""
+    """Messages from other layers (monitor DOWNs) as core events, or None."""
     from supervisors.monitors import Down
     if isinstance(message, Down):
         if actor._wal_mon is not None and message.ref == actor._wal_mon:
             actor._wal_mon = None
             return ev.WalDown()
-        return actor.leader_down(message.target, message.reason)
-    name = type(message).__name__
-    if name in ("RemoteDown", "Down"):
-        return actor.leader_down(getattr(message, "target", None), getattr(message, "reason", None))
+        if actor._watch is not None and message.ref == actor._watch[1]:
+            return actor.leader_down(message.target, message.reason)
     return None

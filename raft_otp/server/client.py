@@ -23,7 +23,7 @@ from raft_otp.server.messages import ReplySlot
 
 
 def local_node() -> str:
-    from raft_otp import node as node_mod
+    from raft_otp.node import runtime as node_mod
     return node_mod.node()
 
 
@@ -60,8 +60,9 @@ def call(dest: tuple[str, str], make: Callable[[Any], Any], timeout: float) -> A
         if not slot.wait(timeout):
             raise Timeout(f"no answer from {name!r} on {node} within {timeout:.3f} s")
         return slot.value
-    from raft_otp import node as node_mod
-    mbox = node_mod.Mailbox()
+    from raft_otp.node import runtime as node_mod
+    from raft_otp.node.mailbox import Mailbox
+    mbox = Mailbox()
     try:
         try:
             node_mod.send((name, node), make(mbox.address))
@@ -99,7 +100,7 @@ def send(dest: tuple[str, str], message: Any) -> None:
             raise ServerNotFound(f"no process registered as {name!r} on {node}")
         ref.tell(message)
         return
-    from raft_otp import node as node_mod
+    from raft_otp.node import runtime as node_mod
     node_mod.send((name, node), message)
 
 

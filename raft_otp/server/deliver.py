@@ -28,7 +28,7 @@ def deliver(to: Any, message: Any) -> None:
         elif isinstance(to, pykka.ActorRef):
             to.tell(message)
         elif isinstance(to, (tuple, list)) and len(to) == 2 and isinstance(to[1], str):
-            from raft_otp.node import send
+            from raft_otp.node.runtime import send
             send((to[0], to[1]), message)
         elif isinstance(to, queue.Queue):
             to.put_nowait(message)

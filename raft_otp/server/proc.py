@@ -67,8 +67,7 @@ class _MachineTimer:
         self.gen = gen
 
 
-_QUERY_TYPES = (ev.LocalQuery, ev.LeaderQuery, ev.ConsistentQuery)
-_SID_EVENTS = (ev.AddMember, ev.RemoveMember, ev.TransferLeadership)
+_PLAIN_RPCS = frozenset(t for t in ev.RPC_TYPES if t is not ev.InstallSnapshotResult)
 
 
 class ServerActor(pykka.ThreadingActor):
@@ -84,6 +83,7 @@ class ServerActor(pykka.ThreadingActor):
         self.metrics = ServerMetrics()
         self.state: Any = None
         self.log: Any = None
+        self.meta_store: Any = None
         self.role = "recover"
         self.leader: ServerId | None = None
         self.term = 0
@@ -102,12 +102,16 @@ class ServerActor(pykka.ThreadingActor):
 
     # ---- lifecycle ----------------------------------------------------------------
     def on_start(self) -> None:
-        self.log = self.ctx.log_system.open_server_log(self.record.uid, self._notify_from_log)
         machine = load_machine(self.record.machine)
+        self.meta_store = self.ctx.log_system.meta
+        self.log = self.ctx.log_system.open_server_log(
+            self.record.uid, self._notify_from_log, encode=machine.snapshot_encode,
+            decode=machine.snapshot_decode)
         self.state, effects = _core.init(
             server_id=self.id, uid=self.record.uid, cluster_name=self.record.cluster_name,
             initial_members=list(self.record.initial_members), machine=machine,
-            log=self.log, config=self.cfg, rng=self.rng)
+            machine_config=self.record.machine[1], log=self.log,
+            meta=_core.load_meta(self.meta_store, self.record.uid), config=self.cfg, rng=self.rng)
         self._node_sub = _core.subscribe_node_events(self.actor_ref)
         self._wal_mon = _core.monitor_wal(self.ctx, self.actor_ref)
         self._execute(effects)
@@ -148,6 +152,10 @@ class ServerActor(pykka.ThreadingActor):
 
     # ---- dispatch ---------------------------------------------------------------
     def on_receive(self, message: Any) -> Any:
+        if type(message) in _PLAIN_RPCS:
+            self.metrics.counters["rpcs_received"] += 1
+            self._handle(message)
+            return None
         match message:
             case ev.Command():
                 self._commands([message])
@@ -155,11 +163,10 @@ class ServerActor(pykka.ThreadingActor):
                 self._commands(list(message.commands))
             case ev.LogEvent():
                 self._handle(message)
-            case ev.AppendEntriesRpc() | ev.AppendEntriesReply() | ev.RequestVoteRpc() \
-                    | ev.RequestVoteResult() | ev.PreVoteRpc() | ev.PreVoteResult() \
-                    | ev.HeartbeatRpc() | ev.HeartbeatReply() | ev.InstallSnapshotRpc():
-                self.metrics.counters["rpcs_received"] += 1
-                self._handle(message)
+                if type(message.payload).__name__ == "WalUp":
+                    if self._wal_mon is None:
+                        self._wal_mon = _core.monitor_wal(self.ctx, self.actor_ref)
+                    self._handle(ev.WalUp())
             case ev.InstallSnapshotResult():
                 self.metrics.counters["rpcs_received"] += 1
                 sender = self._senders.get(message.from_id)
@@ -233,7 +240,10 @@ class ServerActor(pykka.ThreadingActor):
                                "ConsistentQuery": "consistent_queries"}[kind]] += 1
         if not callable(q.fun):
             try:
-                fun = resolve_query(q.fun)
+                if isinstance(q.fun, (list, tuple)):
+                    fun = _bind(resolve_query(q.fun[0]), q.fun[1])
+                else:
+                    fun = resolve_query(q.fun)
             except Exception as exc:
                 deliver(q.reply_to, CallReply(False, f"bad_query: {exc}", self.leader, self.id))
                 return
@@ -271,9 +281,9 @@ class ServerActor(pykka.ThreadingActor):
                     self.metrics.counters["msgs_sent"] += 1
                     deliver(e.to, Rejected(e.leader, list(e.correlations)))
                 case fx.PersistMeta():
-                    _core.persist_meta(self.log, e.term, e.voted_for)
+                    _core.persist_meta(self.meta_store, self.record.uid, e.term, e.voted_for)
                 case fx.PersistLastApplied():
-                    _core.persist_last_applied(self.log, e.index)
+                    _core.persist_last_applied(self.meta_store, self.record.uid, e.index)
                 case fx.StartElectionTimer():
                     self._arm_election_timer(e.kind)
                 case fx.CancelElectionTimer():
@@ -363,6 +373,8 @@ class ServerActor(pykka.ThreadingActor):
             return None
         leader, _ = self._watch
         self._watch = None
+        if reason == "noconnection":
+            return ev.NodeDown(leader.node)
         return ev.LeaderDown(leader)
 
     def _start_sender(self, e: fx.SendSnapshot) -> None:
@@ -463,6 +475,11 @@ class ServerActor(pykka.ThreadingActor):
             "machine_overview": v.get("machine_overview"),
             "metrics": self.metrics.snapshot(),
         }
+
+
+def _bind(f: Any, args: Any) -> Any:
+    args = tuple(args)
+    return lambda state: f(state, *args)
 
 
 def _safe(f: Any) -> Any:

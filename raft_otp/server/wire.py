@@ -7,10 +7,11 @@ with ``==`` against tuples, and uses them as dict keys).  Entry tuples stay
 lists: the core and the log only index them.
 
 Code map (fixed: it is the wire format):
-32..41  core RPCs in ``raft_otp.core.events.RPC_TYPES`` order
-42      SnapshotMeta
-43..49  client-side core events (Command, Commands, queries, membership)
-50..54  server messages (StateQuery, CallReply, Applied, Rejected, ...)
+32..47  core RPCs in ``raft_otp.core.events.RPC_TYPES`` order (new RPCs append)
+48      SnapshotMeta
+49..57  client-side core events (Command, Commands, queries, membership, election)
+58..61  server messages (StateQuery, CallReply, Applied, Rejected)
+70..79  system actor requests (raft_otp.system.runtime)
 """
 
 from __future__ import annotations
@@ -57,17 +58,16 @@ def register_all() -> None:
         return
     from raft_otp.node.codec import register_wire_type
 
+    assert len(ev.RPC_TYPES) <= 16
     for i, cls in enumerate(ev.RPC_TYPES):
         register_wire_type(32 + i, cls, from_fields=_rebuilder(cls, SID_FIELDS))
-    register_wire_type(42, SnapshotMeta)
+    register_wire_type(48, SnapshotMeta)
     client = [ev.Command, ev.Commands, ev.LocalQuery, ev.LeaderQuery, ev.ConsistentQuery,
-              ev.AddMember, ev.RemoveMember]
+              ev.AddMember, ev.RemoveMember, ev.TransferLeadership, ev.TriggerElection]
     for i, cls in enumerate(client):
-        register_wire_type(43 + i, cls, from_fields=_rebuilder(cls, SID_FIELDS))
-    register_wire_type(50, ev.TransferLeadership, from_fields=_rebuilder(ev.TransferLeadership, SID_FIELDS))
-    register_wire_type(51, ev.TriggerElection)
-    register_wire_type(52, msg.StateQuery)
-    register_wire_type(53, msg.CallReply, from_fields=_rebuilder(msg.CallReply, SID_FIELDS | {"server"}))
-    register_wire_type(54, msg.Applied, from_fields=_rebuilder(msg.Applied, SID_FIELDS))
-    register_wire_type(55, msg.Rejected, from_fields=_rebuilder(msg.Rejected, SID_FIELDS))
+        register_wire_type(49 + i, cls, from_fields=_rebuilder(cls, SID_FIELDS))
+    register_wire_type(58, msg.StateQuery)
+    register_wire_type(59, msg.CallReply, from_fields=_rebuilder(msg.CallReply, SID_FIELDS))
+    register_wire_type(60, msg.Applied, from_fields=_rebuilder(msg.Applied, SID_FIELDS))
+    register_wire_type(61, msg.Rejected, from_fields=_rebuilder(msg.Rejected, SID_FIELDS))
     _done = True

@@ -1,0 +1,195 @@
+"""Start and stop systems: one supervision tree per system in its data dir (RA ``ra_system``).
+
+::
+
+    raft_otp (one_for_one)                       root of every system on this node
+    └── system:<name> (one_for_all, 1 in 5 s)
+        ├── log (rest_for_one, 5 in 5 s)         meta store, segment writer, WAL (raft_otp.log)
+        ├── servers (one_for_one)                 one temporary per-server supervisor each
+        │   └── <server name> (one_for_one, 2 in 5 s) → server actor (transient)
+        └── system actor (registered raft_otp.system.<name>): start/stop/recover servers
+
+Mem tables are owned by the system's log object, outside the log supervisor,
+so they survive its restarts (as in RA).  Several systems per node are
+isolated: each has its own data dir, WAL, directory and registered names.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from supervisors import ChildSpec, Supervisor
+from supervisors.supervisor import NotFound
+
+from raft_otp.errors import BadArgument, SystemNotRunning
+from raft_otp.server.context import SystemContext
+from raft_otp.system import _log
+from raft_otp.system.config import SystemConfig
+from raft_otp.system.directory import Directory
+from raft_otp.system.system_actor import SystemActor, actor_name
+
+log = logging.getLogger("raft_otp.system")
+
+_lock = threading.RLock()
+_systems: dict[str, "System"] = {}
+_root: Supervisor | None = None
+
+
+class System:
+    """Handle of a running system (what ``start_in``/``start_system`` return)."""
+
+    def __init__(self, config: SystemConfig, ctx: SystemContext, infra: Any) -> None:
+        self.config = config
+        self.name = config.name
+        self.ctx = ctx
+        self.infra = infra
+        self.sup: Supervisor | None = None          # set by its factory at every (re)start
+        self.servers_sup: Supervisor | None = None
+
+    @property
+    def data_dir(self) -> str:
+        return self.config.data_dir
+
+    @property
+    def actor_name(self) -> str:
+        return actor_name(self.name)
+
+    def tree(self) -> dict[str, Any]:
+        if self.sup is None:
+            raise SystemNotRunning(self.name)
+        return self.sup.tree()
+
+    def is_alive(self) -> bool:
+        return self.sup is not None and self.sup.is_alive()
+
+    def __repr__(self) -> str:
+        return f"System({self.name!r}, {self.data_dir!r})"
+
+
+def _root_sup() -> Supervisor:
+    global _root
+    if _root is None or not _root.is_alive():
+        _root = Supervisor([], strategy="one_for_one", intensity=1, period=5.0, id="raft_otp").start()
+    return _root
+
+
+def start_system(config: SystemConfig | dict[str, Any]) -> System:
+    """Start a named system in ``config.data_dir`` (idempotent for the same dir)."""
+    cfg = SystemConfig.from_any(config)
+    if not cfg.data_dir:
+        raise BadArgument("a system needs a data_dir")
+    cfg = cfg.replace(data_dir=os.path.abspath(cfg.data_dir))
+    from raft_otp.node.runtime import node
+    from raft_otp.server.wire import register_all
+    register_all()
+    _register_system_wire()
+    with _lock:
+        old = _systems.get(cfg.name)
+        if old is not None and old.is_alive():
+            if old.data_dir != cfg.data_dir:
+                raise BadArgument(f"system {cfg.name!r} already runs in {old.data_dir}")
+            return old
+        for other in _systems.values():
+            if other.is_alive() and other.data_dir == cfg.data_dir:
+                raise BadArgument(f"data dir {cfg.data_dir} is used by system {other.name!r}")
+        os.makedirs(cfg.data_dir, exist_ok=True)
+        directory = Directory(cfg.data_dir)
+        infra = _log.make(cfg)
+        ctx = SystemContext(cfg, node(), infra.log_system, directory, infra.wal_name)
+        system = System(cfg, ctx, infra)
+        def make_servers_sup() -> Supervisor:
+            sup = Supervisor([], strategy="one_for_one", intensity=10, period=5.0, id="servers")
+            system.servers_sup = sup
+            return sup
+
+        def make_system_sup() -> Supervisor:
+            sup = Supervisor([
+                ChildSpec.supervisor("log", "rest_for_one", infra.child_specs,
+                                     intensity=5, period=5.0),
+                ChildSpec(id="servers", start=make_servers_sup, type="supervisor"),
+                ChildSpec.actor("system_actor", SystemActor, ctx, system,
+                                name=actor_name(cfg.name)),
+            ], strategy="one_for_all", intensity=1, period=5.0, id=f"system:{cfg.name}")
+            system.sup = sup
+            return sup
+
+        spec = ChildSpec(id=f"system:{cfg.name}", start=make_system_sup, type="supervisor",
+                         restart="transient")
+        root = _root_sup()
+        try:
+            root.delete_child(spec.id)
+        except Exception:
+            pass
+        root.start_child(spec)
+        _systems[cfg.name] = system
+        log.info("system %s started in %s", cfg.name, cfg.data_dir)
+        return system
+
+
+def start_in(data_dir: str, name: str = "default", **options: Any) -> System:
+    """Start (or return) the system ``name`` in ``data_dir`` with default settings."""
+    return start_system(SystemConfig(name=name, data_dir=data_dir, **options))
+
+
+def stop_system(system: "System | str", timeout: float = 30.0) -> None:
+    """Stop every server of the system, then its log (WAL synced); data stays on disk."""
+    name = system.name if isinstance(system, System) else system
+    with _lock:
+        sysobj = _systems.pop(name, None)
+        if sysobj is None:
+            raise SystemNotRunning(f"system {name!r} is not running")
+        root = _root_sup()
+        try:
+            root.terminate_child(f"system:{name}")
+            root.delete_child(f"system:{name}")
+        except NotFound:
+            pass
+        close = getattr(sysobj.infra, "close", None)
+        if close is not None:
+            close()
+    log.info("system %s stopped", name)
+
+
+def get_system(system: "System | str") -> System:
+    name = system.name if isinstance(system, System) else system
+    s = _systems.get(name)
+    if s is None or not s.is_alive():
+        raise SystemNotRunning(f"system {name!r} is not running on this node")
+    return s
+
+
+def systems() -> list[System]:
+    return [s for s in _systems.values() if s.is_alive()]
+
+
+def stop_all(timeout: float = 30.0) -> None:
+    """Stop every system (node shutdown), then the root supervisor."""
+    global _root
+    for s in list(_systems.values()):
+        try:
+            stop_system(s, timeout)
+        except SystemNotRunning:
+            pass
+    with _lock:
+        if _root is not None:
+            _root.stop()
+            _root = None
+
+
+_sys_wire_done = False
+
+
+def _register_system_wire() -> None:
+    global _sys_wire_done
+    if _sys_wire_done:
+        return
+    from raft_otp.node.codec import register_wire_error, register_wire_type
+    from raft_otp.system import system_actor as sa
+    register_wire_type(70, sa.StartServerReq)
+    register_wire_type(71, sa.ServerOpReq)
+    register_wire_type(72, sa.SystemOverviewReq)
+    register_wire_error(sa.AlreadyStarted)
+    _sys_wire_done = True

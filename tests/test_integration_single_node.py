@@ -1,0 +1,83 @@
+"""Goal: the README's single-node counter works end to end on the real log, in-process."""
+
+from __future__ import annotations
+
+import queue
+import time
+
+import pytest
+
+import raft_otp
+from raft_otp import Machine, ServerId
+
+
+class Counter(Machine):
+    def init(self, config):  # type: ignore[no-untyped-def]
+        return 0
+
+    def apply(self, meta, command, state):  # type: ignore[no-untyped-def]
+        if command == ["incr"]:
+            return state + 1, state + 1
+        if command == ["get"]:
+            return state, state
+        return state, ["unknown", command]
+
+
+def get_count(state):  # type: ignore[no-untyped-def]
+    return state
+
+
+@pytest.fixture
+def system(tmp_path):  # type: ignore[no-untyped-def]
+    s = raft_otp.start_in(str(tmp_path / "data"), name=f"t{time.monotonic_ns()}")
+    try:
+        yield s
+    finally:
+        raft_otp.stop_system(s)
+
+
+def test_readme_counter(system) -> None:  # type: ignore[no-untyped-def]
+    ids = [ServerId("s1_" + system.name, raft_otp.node())]
+    started, not_started = raft_otp.start_cluster(system, "counter", (Counter, {}), ids)
+    assert started == ids and not_started == []
+    reply, leader = raft_otp.process_command(ids[0], ["incr"])
+    assert reply == 1 and leader == ids[0]
+    assert raft_otp.process_command(ids[0], ["incr"])[0] == 2
+    assert raft_otp.local_query(ids[0], get_count)[0] == 2
+    assert raft_otp.leader_query(ids[0], lambda s: s * 10)[0] == 20
+    assert raft_otp.consistent_query(ids[0], f"{__name__}:get_count")[0] == 2
+    members, leader = raft_otp.members(ids[0])
+    assert members == ids and leader == ids[0]
+    m = raft_otp.key_metrics(ids[0])
+    assert m["commands"] >= 2 and m["commit_index"] >= 3 and m["term"] >= 1
+    ov = raft_otp.overview(system)
+    assert ov["servers"][ids[0].name]["role"] == "leader"
+
+
+def test_pipeline_notifications(system) -> None:  # type: ignore[no-untyped-def]
+    sid = ServerId("p1_" + system.name, raft_otp.node())
+    raft_otp.start_cluster(system, "pipe", (Counter, None), [sid])
+    q: queue.Queue = queue.Queue()
+    n = 500
+    for i in range(n):
+        raft_otp.pipeline_command(sid, ["incr"], i, q)
+    got: dict[int, int] = {}
+    deadline = time.monotonic() + 10
+    while len(got) < n and time.monotonic() < deadline:
+        msg = q.get(timeout=5)
+        assert isinstance(msg, raft_otp.Applied)
+        got.update(dict(msg.replies))
+    assert sorted(got) == list(range(n))
+    assert sorted(got.values()) == list(range(1, n + 1))
+
+
+def test_restart_server_recovers_state(system) -> None:  # type: ignore[no-untyped-def]
+    sid = ServerId("r1_" + system.name, raft_otp.node())
+    raft_otp.start_cluster(system, "r", (Counter, None), [sid])
+    for _ in range(5):
+        raft_otp.process_command(sid, ["incr"])
+    raft_otp.stop_server(system, sid)
+    with pytest.raises(raft_otp.ServerNotFound):
+        raft_otp.process_command(sid, ["incr"], timeout=0.5)
+    raft_otp.restart_server(system, sid)
+    assert raft_otp.process_command(sid, ["incr"], timeout=10)[0] == 6
