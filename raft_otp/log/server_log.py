@@ -1,0 +1,387 @@
+"""One server's durable log: implements :class:`raft_otp.core.log_api.Log` (RA ``ra_log``).
+
+Writes go to the server's mem table (immediately readable) and, as one batch,
+to the system's WAL.  The WAL later posts ``WalWritten`` through ``notify``;
+:meth:`ServerLog.handle_event` turns it into :class:`Written` after clipping it
+against any overwrite submitted since (a superseded range is never reported).
+
+Visibility rule: segments are read only below ``mem.first``; the mem table
+holds everything from there to the last index.  An overwrite below the mem
+table restarts the mem table at the overwrite point, which hides the older
+segment entries until the segment writer shadows them with a new file.
+
+If the WAL restarts (``WalUp``) or drops a write (``ResendRequest``), everything
+after the last written index is resent as a truncating write, as RA does.
+Snapshot and checkpoint files are written on the system's background worker;
+the machine state is encoded on the caller's thread (it may be mutable).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+import msgpack
+
+from raft_otp.core.log_api import LogResult, SnapshotMeta, SnapshotWritten, Written
+from raft_otp.core.types import Entry
+from raft_otp.errors import BadArgument, CorruptFile
+from raft_otp.log.events import ResendRequest, SegmentsFlushed, SnapshotDone, WalUp, WalWritten
+from raft_otp.log.memtable import ServerStore
+from raft_otp.log.snapshot import SnapshotStore
+
+if TYPE_CHECKING:
+    from raft_otp.log.system import LogSystem
+
+log = logging.getLogger("raft_otp.log")
+
+Encode = Callable[[Any], bytes]
+Decode = Callable[[bytes], Any]
+
+
+def _default_encode(state: Any) -> bytes:
+    return msgpack.packb(state, use_bin_type=True)
+
+
+def _default_decode(raw: bytes) -> Any:
+    return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+
+
+class ServerLog:
+    """The Log of one server; every method runs on the server's thread."""
+
+    def __init__(self, system: "LogSystem", uid: str, store: ServerStore, snapshots: SnapshotStore,
+                 notify: Callable[[object], None], encode: Encode | None = None, decode: Decode | None = None,
+                 min_snapshot_interval: int = 4096, min_checkpoint_interval: int = 16384) -> None:
+        self._sys = system
+        self.uid = uid
+        self._uid_b = uid.encode()
+        self._store = store
+        self._snaps = snapshots
+        self._notify = notify
+        self._encode = encode or _default_encode
+        self._decode = decode or _default_decode
+        self.min_snapshot_interval = min_snapshot_interval
+        self.min_checkpoint_interval = min_checkpoint_interval
+        self._seq = 0
+        self._truncs: list[tuple[int, int]] = []  # (seq, first overwritten index), pending WAL confirmation
+        self._need_truncate = True
+        self._snapshot_busy = False
+        self._last_checkpoint = 0
+        self.counters = {"appends": 0, "writes": 0, "entries": 0, "overwrites": 0, "resends": 0,
+                         "written_events": 0, "segment_flushes": 0, "snapshots": 0, "checkpoints": 0,
+                         "snapshot_installs": 0, "wal_unavailable": 0}
+        self._snap_meta = snapshots.current_meta()  # raises CorruptFile on a bad header
+        self._recover()
+        store.notify = notify
+
+    # ---- recovery -------------------------------------------------------------------
+    def _recover(self) -> None:
+        st = self._store
+        snap = self._snap_meta
+        s_idx = snap.index if snap else 0
+        with st.lock:
+            mem = st.mem
+            segs = st.segments
+            seg_last = segs.last_index()
+            if not st.opened and not st.from_wal:
+                # nothing from the WAL for this server: the log ends with its segments
+                mem.reset(max(seg_last, s_idx) + 1)
+            elif len(mem) and mem.first > max(seg_last, s_idx) + 1:
+                log.error("%s: mem table starts at %d but segments end at %d (snapshot %d): "
+                          "entries %d..%d are not connected and are dropped",
+                          self.uid, mem.first, seg_last, s_idx, mem.first, mem.last)
+                self._sys.report(CorruptFile(segs.dir, None, f"server {self.uid}: gap before index {mem.first}"))
+                mem.reset(max(seg_last, s_idx) + 1)
+            if snap is not None:
+                t = self._term_locked(s_idx)
+                if t is not None and t != snap.term:
+                    mem.reset(s_idx + 1)  # the log after a foreign snapshot is void
+                elif mem.first <= s_idx:
+                    mem.drop_upto(s_idx)
+                if mem.first <= s_idx:
+                    mem.reset(s_idx + 1)
+            last = max(mem.last, s_idx)
+            self._last_index = last
+            self._last_term = self._term_locked(last) or 0
+            if st.durable is None:
+                durable = (last, self._last_term)  # read back from disk: all of it is durable
+            else:
+                d = min(st.durable[0], last, max(mem.first - 1, s_idx))
+                durable = (d, self._term_locked(d) or 0)
+            st.opened = True
+        self._last_written = durable
+        st.durable = durable
+        if durable[0] < self._last_index:
+            self.resend()  # a restarted server: entries it queued may not have reached a WAL
+
+    def _term_locked(self, index: int) -> int | None:
+        snap = self._snap_meta
+        if snap is not None and index == snap.index:
+            return snap.term
+        if index <= 0:
+            return None
+        e = self._store.mem.get(index)
+        if e is not None:
+            return e[1]
+        if index < self._store.mem.first:
+            return self._store.segments.term_at(index)
+        return None
+
+    # ---- reads --------------------------------------------------------------------------
+    def last_index_term(self) -> tuple[int, int]:
+        return self._last_index, self._last_term
+
+    def last_written(self) -> tuple[int, int]:
+        return self._last_written
+
+    def first_index(self) -> int:
+        return self._snap_meta.index + 1 if self._snap_meta else 1
+
+    def fetch_term(self, index: int) -> int | None:
+        if index > self._last_index:
+            return None
+        if self._snap_meta is not None and index < self._snap_meta.index:
+            return None
+        with self._store.lock:
+            return self._term_locked(index)
+
+    def fetch(self, from_index: int, to_index: int) -> list[Entry]:
+        lo = max(from_index, self.first_index())
+        hi = min(to_index, self._last_index)
+        if hi < lo:
+            return []
+        st = self._store
+        with st.lock:
+            mfirst = st.mem.first
+            if lo >= mfirst:
+                return st.mem.slice(lo, hi)
+            out = st.segments.read(lo, min(hi, mfirst - 1))
+            if hi >= mfirst:
+                out.extend(st.mem.slice(mfirst, hi))
+        return out
+
+    # ---- writes -------------------------------------------------------------------------------
+    def append(self, entries: Sequence[Entry]) -> None:
+        if not entries:
+            return
+        if entries[0][0] != self._last_index + 1:
+            raise BadArgument(f"{self.uid}: append at {entries[0][0]} but last index is {self._last_index}")
+        self.counters["appends"] += 1
+        self._put(entries)
+
+    def write(self, entries: Sequence[Entry]) -> None:
+        if not entries:
+            return
+        first = entries[0][0]
+        if first > self._last_index + 1 or first < self.first_index():
+            raise BadArgument(f"{self.uid}: write at {first} outside {self.first_index()}..{self._last_index + 1}")
+        self.counters["writes"] += 1
+        self._put(entries)
+
+    def _put(self, entries: Sequence[Entry]) -> None:
+        first = entries[0][0]
+        st = self._store
+        with st.lock:
+            overwrite = first <= st.mem.last
+            st.mem.write(entries)
+        truncate = overwrite or self._need_truncate
+        if overwrite:
+            self.counters["overwrites"] += 1
+            if first <= self._last_written[0]:
+                self._set_written(first - 1, self.fetch_term(first - 1) or 0)
+        self._submit(first, entries, truncate)
+        last = entries[-1]
+        self._last_index = last[0]
+        self._last_term = last[1]
+        self.counters["entries"] += len(entries)
+
+    def _submit(self, first: int, entries: Sequence[Entry], truncate: bool) -> None:
+        self._seq += 1
+        if truncate:
+            self._truncs.append((self._seq, first))
+        wal = self._sys.mem_tables.wal
+        if wal is not None and wal.submit(self._uid_b, self._notify, self._seq, first, entries, truncate):
+            if truncate:
+                self._need_truncate = False
+        else:
+            self.counters["wal_unavailable"] += 1
+            self._need_truncate = True  # WalUp will make us resend
+
+    def set_last_index(self, index: int) -> None:
+        index = max(index, self.first_index() - 1)
+        if index >= self._last_index:
+            return
+        self._last_index = index
+        self._last_term = self.fetch_term(index) or 0
+        if self._last_written[0] > index:
+            self._set_written(index, self._last_term)
+
+    def _set_written(self, index: int, term: int) -> None:
+        self._last_written = (index, term)
+        self._store.durable = self._last_written
+
+    def resend(self) -> list[LogResult]:
+        """Resend everything after the last written index (after a WAL restart)."""
+        st = self._store
+        out: list[LogResult] = []
+        with st.lock:
+            mfirst = st.mem.first
+            lw = self._last_written[0]
+            if lw < mfirst - 1 and mfirst - 1 <= self._last_index:
+                # entries below the mem table are in synced segments
+                t = self._term_locked(mfirst - 1) or 0
+                lw = mfirst - 1
+                self._set_written(lw, t)
+                out.append(Written(lw, t))
+            ents = st.mem.slice(lw + 1, self._last_index)
+        if ents:
+            self.counters["resends"] += 1
+            self._submit(ents[0][0], ents, True)
+        else:
+            self._need_truncate = True
+        return out
+
+    # ---- events -----------------------------------------------------------------------------
+    def handle_event(self, event: object) -> list[LogResult]:
+        if isinstance(event, WalWritten):
+            return self._on_written(event)
+        if isinstance(event, (WalUp, ResendRequest)):
+            return self.resend()
+        if isinstance(event, SegmentsFlushed):
+            self.counters["segment_flushes"] += 1
+            return []
+        if isinstance(event, SnapshotDone):
+            return self._on_snapshot_done(event)
+        return []
+
+    def _on_written(self, ev: WalWritten) -> list[LogResult]:
+        if ev.uid != self.uid:
+            return []
+        idx = ev.index
+        keep = []
+        for seq, first in self._truncs:
+            if seq > ev.seq:
+                keep.append((seq, first))
+                if first - 1 < idx:
+                    idx = first - 1
+        self._truncs = keep
+        idx = min(idx, self._last_index)
+        if idx <= self._last_written[0]:
+            return []
+        term = ev.term if (idx == ev.index and ev.term >= 0) else (self.fetch_term(idx) or 0)
+        self._set_written(idx, term)
+        self.counters["written_events"] += 1
+        return [Written(idx, term)]
+
+    # ---- snapshots --------------------------------------------------------------------------------
+    def snapshot_meta(self) -> SnapshotMeta | None:
+        return self._snap_meta
+
+    def update_release_cursor(self, meta: SnapshotMeta, machine_state: Any) -> None:
+        s_idx = self._snap_meta.index if self._snap_meta else 0
+        if self._snapshot_busy or meta.index <= s_idx or meta.index > self._last_index:
+            return
+        segs = self._store.segments
+        frees_segment = bool(segs.refs) and segs.refs[0].last <= meta.index
+        if meta.index - s_idx < self.min_snapshot_interval and not frees_segment:
+            return
+        self._background("snapshot", meta, self._encode(machine_state))
+
+    def checkpoint(self, meta: SnapshotMeta, machine_state: Any) -> None:
+        if self._snapshot_busy or meta.index - self._last_checkpoint < self.min_checkpoint_interval:
+            return
+        self._last_checkpoint = meta.index
+        self._background("checkpoint", meta, self._encode(machine_state))
+
+    def promote_checkpoint(self, index: int) -> None:
+        if self._snapshot_busy:
+            return
+        self._background("promote", index, b"")
+
+    def _background(self, kind: str, meta: Any, state: bytes) -> None:
+        self._snapshot_busy = True
+        snaps, notify, uid = self._snaps, self._notify, self.uid
+
+        def job() -> None:
+            try:
+                if kind == "promote":
+                    m = snaps.promote(meta)
+                    notify(SnapshotDone(uid, kind, m, None if m else "no checkpoint to promote"))
+                else:
+                    snaps.write(meta, state, checkpoint=(kind == "checkpoint"))
+                    notify(SnapshotDone(uid, kind, meta))
+            except Exception as exc:  # reported to the server, which keeps its old snapshot
+                log.exception("%s: %s write failed", uid, kind)
+                notify(SnapshotDone(uid, kind, meta, repr(exc)))
+
+        self._sys.run_background(job)
+
+    def _on_snapshot_done(self, ev: SnapshotDone) -> list[LogResult]:
+        self._snapshot_busy = False
+        if ev.error is not None or ev.meta is None:
+            return []
+        if ev.kind == "checkpoint":
+            self.counters["checkpoints"] += 1
+            return []
+        meta: SnapshotMeta = ev.meta
+        if self._snap_meta is not None and meta.index <= self._snap_meta.index:
+            return []
+        self.counters["snapshots"] += 1
+        self._snap_meta = meta
+        with self._store.lock:
+            self._store.mem.drop_upto(min(meta.index, self._store.mem.last))
+        self._sys.delete_segments(self.uid, meta.index)
+        return [SnapshotWritten(meta)]
+
+    def recover_snapshot(self) -> tuple[SnapshotMeta, Any] | None:
+        got = self._snaps.read_current()
+        if got is None:
+            return None
+        meta, state = got
+        return meta, self._decode(state)
+
+    def snapshot_chunks(self, chunk_size: int) -> tuple[SnapshotMeta, Iterator[bytes]] | None:
+        return self._snaps.chunks(chunk_size)
+
+    def begin_snapshot_accept(self, meta: SnapshotMeta) -> None:
+        self._snaps.begin_accept(meta)
+
+    def accept_snapshot_chunk(self, chunk: bytes) -> None:
+        self._snaps.accept_chunk(chunk)
+
+    def complete_snapshot_accept(self) -> tuple[SnapshotMeta, Any]:
+        meta, raw = self._snaps.complete_accept()
+        state = self._decode(raw)
+        self.counters["snapshot_installs"] += 1
+        self._snap_meta = meta
+        st = self._store
+        with st.lock:
+            st.mem.reset(meta.index + 1)
+        self._last_index, self._last_term = meta.index, meta.term
+        self._set_written(meta.index, meta.term)
+        self._submit(meta.index + 1, [], True)  # "empty from index + 1" record, survives recovery
+        self._sys.delete_segments(self.uid, 1 << 62)
+        return meta, state
+
+    def abort_snapshot_accept(self) -> None:
+        self._snaps.abort_accept()
+
+    # ---- misc -----------------------------------------------------------------------------------
+    def overview(self) -> dict[str, Any]:
+        st = self._store
+        with st.lock:
+            mem_first, mem_len = st.mem.first, len(st.mem)
+        return dict(self.counters, uid=self.uid, last_index=self._last_index, last_term=self._last_term,
+                    last_written_index=self._last_written[0], first_index=self.first_index(),
+                    snapshot_index=self._snap_meta.index if self._snap_meta else 0,
+                    mem_table_first=mem_first, mem_table_entries=mem_len,
+                    segments=len(st.segments.refs), pending_overwrites=len(self._truncs))
+
+    def close(self) -> None:
+        st = self._store
+        if st.notify is self._notify:
+            st.notify = None
+        self._snaps.abort_accept()
+        st.segments.close()
