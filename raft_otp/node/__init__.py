@@ -24,7 +24,6 @@ from raft_otp.node.runtime import (
     demonitor_remote,
     is_started,
     monitor_remote,
-    node,
     nodes,
     read_cookie,
     send,
@@ -37,6 +36,38 @@ from raft_otp.node.runtime import (
     unsubscribe_node_events,
 )
 from raft_otp.node.transport import NodeConfig
+
+
+class _NodeFunction:
+    """``node()`` -> this process's node name, and a view of this package.
+
+    ``raft_otp/__init__`` does ``from raft_otp.node import node``, which rebinds the
+    attribute ``raft_otp.node`` from this package to the function; after that both
+    ``from raft_otp import node`` and ``import raft_otp.node as m`` yield the
+    function.  Making the function forward attribute access to the package keeps
+    ``raft_otp.node()`` and ``raft_otp.node.send(...)`` both working.
+    """
+
+    __slots__ = ()
+
+    def __call__(self) -> str:
+        return _runtime.node()
+
+    def __getattr__(self, attr: str) -> object:
+        return getattr(_sys.modules[__name__], attr)
+
+    def __dir__(self) -> list[str]:
+        return dir(_sys.modules[__name__])
+
+    def __repr__(self) -> str:
+        return "<raft_otp.node.node(): this node's name; also the raft_otp.node package>"
+
+
+import sys as _sys  # noqa: E402
+
+from raft_otp.node import runtime as _runtime  # noqa: E402
+
+node = _NodeFunction()
 
 __all__ = [
     "NONODE", "Fault", "Mailbox", "NodeConfig", "NodeEvent", "RemoteError", "RemoteMonitorRef",

@@ -185,6 +185,9 @@ def _register_builtins() -> None:
         if isinstance(value, type) and issubclass(value, BaseException):
             register_wire_error(value)
     register_wire_error(RemoteError)
+    for builtin in (ValueError, KeyError, TypeError, RuntimeError, LookupError, IndexError,
+                    AttributeError, NotImplementedError, ZeroDivisionError, AssertionError):
+        register_wire_error(builtin)
 
 
 _register_builtins()

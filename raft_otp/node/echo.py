@@ -4,7 +4,7 @@ Registered as ``echo``.  ``call`` returns ``["echo", node, message]``.  Told:
 
 * ``["forward", dest, payload]``   -> ``send(dest, payload)``
 * ``["call", dest, payload, reply_to]`` -> ``send(reply_to, ["called", node, result])``
-  (or ``["call_error", node, type name]``)
+  (or ``["call_error", node, type name]``), from a helper thread
 * ``["count", reply_to, n]``        -> after ``n`` such messages, ``send(reply_to, ["counted", n])``
 * ``["crash"]`` raises (abnormal exit), ``["stop"]`` stops normally.
 """
@@ -12,6 +12,8 @@ Registered as ``echo``.  ``call`` returns ``["echo", node, message]``.  Told:
 from __future__ import annotations
 
 from typing import Any
+
+import threading
 
 import pykka
 
@@ -31,12 +33,8 @@ class EchoActor(pykka.ThreadingActor):
             if op == "forward":
                 runtime.send(message[1], message[2])
                 return None
-            if op == "call":
-                try:
-                    result = runtime.call(message[1], message[2], timeout=5.0)
-                    runtime.send(message[3], ["called", runtime.node(), result])
-                except Exception as exc:
-                    runtime.send(message[3], ["call_error", runtime.node(), type(exc).__name__])
+            if op == "call":  # in a thread: two echoes calling each other must not deadlock
+                threading.Thread(target=_call_and_report, args=(message,), daemon=True).start()
                 return None
             if op == "count":
                 self.counted += 1
@@ -52,6 +50,14 @@ class EchoActor(pykka.ThreadingActor):
             if op == "raise":
                 raise ValueError(str(message[1]) if len(message) > 1 else "raised")
         return ["echo", runtime.node(), message]
+
+
+def _call_and_report(message: list[Any]) -> None:
+    try:
+        result = runtime.call(message[1], message[2], timeout=5.0)
+        runtime.send(message[3], ["called", runtime.node(), result])
+    except Exception as exc:
+        runtime.send(message[3], ["call_error", runtime.node(), type(exc).__name__])
 
 
 def start_echo(name: str = "echo") -> Any:

@@ -374,6 +374,8 @@ def monitor_remote(dest: Any, watcher: Any) -> Any:
             mref = RemoteMonitorRef(0, (name, node()))
             deliver(watcher, supervisors.Down(mref, (name, node()), "noproc"))
             return mref
+        if not isinstance(watcher, pykka.ActorRef) and hasattr(watcher, "tell"):
+            return supervisors.monitor(ref, watcher.tell)
         return supervisors.monitor(ref, watcher)
     if n is None:
         raise NodeDown(f"cannot reach {where}: this process is not a started node")

@@ -1,0 +1,128 @@
+"""Goal: the wire codec and frame envelope round-trip values and reject bad input cleanly."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from raft_otp.errors import BadArgument, NotLeader, ServerNotFound
+from raft_otp.node import codec, envelope
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Meta:
+    index: int
+    term: int
+    cluster: list
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rpc:
+    term: int
+    leader: str
+    entries: list
+    meta: Meta
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class One:
+    x: int
+
+
+class Opaque:
+    pass
+
+
+codec.register_wire_type(120, Meta)
+codec.register_wire_type(121, Rpc)
+codec.register_wire_type(122, One)
+
+
+def test_registered_dataclasses_nest_and_round_trip() -> None:
+    rpc = Rpc(3, "s1", [[1, 3, b"x"], [2, 3, b"y"]], Meta(7, 2, [["a", "n@h:1"]]))
+    assert codec.unpackb(codec.packb(rpc)) == rpc
+    assert codec.unpackb(codec.packb(One(5))) == One(5)
+
+
+def test_registered_object_is_a_compact_ext_not_a_dict() -> None:
+    raw = msgpack.unpackb(codec.packb(Meta(1, 2, [])))
+    assert isinstance(raw, msgpack.ExtType) and raw.code == 120
+    assert msgpack.unpackb(raw.data) == [1, 2, []]
+
+
+def test_unregistered_object_raises_wire_type_error() -> None:
+    with pytest.raises(codec.WireTypeError):
+        codec.packb(["ok", Opaque()])
+    assert issubclass(codec.WireTypeError, BadArgument)
+
+
+def test_register_conflicts_and_reserved_codes_are_refused() -> None:
+    with pytest.raises(BadArgument):
+        codec.register_wire_type(120, One)      # code taken
+    with pytest.raises(BadArgument):
+        codec.register_wire_type(3, One)        # reserved
+    with pytest.raises(BadArgument):
+        codec.register_wire_type(123, Opaque)   # not a dataclass, no to_fields
+    codec.register_wire_type(120, Meta)         # same pair again: no-op
+
+
+def test_unknown_ext_code_is_a_decode_error() -> None:
+    data = msgpack.packb(msgpack.ExtType(99, msgpack.packb([1])))
+    with pytest.raises(ValueError):
+        codec.unpackb(data)
+
+
+def test_errors_cross_with_their_class_and_attributes() -> None:
+    exc = codec.decode_error(codec.encode_error(NotLeader("s1", ["s2", "n@h:1"])))
+    assert isinstance(exc, NotLeader) and exc.leader == ["s2", "n@h:1"]
+    exc2 = codec.decode_error(codec.encode_error(ServerNotFound("nope")))
+    assert isinstance(exc2, ServerNotFound) and str(exc2) == "nope"
+    exc3 = codec.decode_error(codec.encode_error(KeyError("k")))
+    assert isinstance(exc3, codec.RemoteError) and exc3.type_name == "KeyError"
+    assert isinstance(codec.decode_error("garbage"), codec.RemoteError)
+
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False)
+    | st.text(max_size=20) | st.binary(max_size=20),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=5), inner, max_size=5),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values)
+def test_plain_values_round_trip(v: object) -> None:
+    assert codec.unpackb(codec.packb(v)) == v
+
+
+def test_batch_body_parses_back() -> None:
+    prefix = envelope.batch_prefix("n1@127.0.0.1:1", 42)
+    for n in (0, 1, 15, 16, 300, 70000):
+        items = [codec.packb([envelope.K_SEND, "x", i]) for i in range(n)]
+        sender, creation, flags, msgs = envelope.parse(envelope.build_body(prefix, items))
+        assert (sender, creation, flags, len(msgs)) == ("n1@127.0.0.1:1", 42, 0, n)
+        assert n == 0 or msgs[-1] == [envelope.K_SEND, "x", n - 1]
+
+
+def test_mac_verifies_only_with_the_same_cookie() -> None:
+    body = envelope.build_body(envelope.batch_prefix("a@h:1", 1), [])
+    good, bad = envelope.derive_key("c1"), envelope.derive_key("c2")
+    mac = envelope.sign(good, body)
+    assert envelope.verify(good, body, mac)
+    assert not envelope.verify(bad, body, mac)
+    assert not envelope.verify(good, body + b"x", mac)
+    assert not envelope.verify(good, body, mac[:-1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200) | values.map(lambda v: msgpack.packb(v)))
+def test_garbage_bodies_raise_only_bad_frame(data: bytes) -> None:
+    try:
+        envelope.parse(data)
+    except envelope.BadFrame:
+        pass

@@ -1,0 +1,31 @@
+"""Goal: the failure detector turns silence into node_down and a new creation into down+up."""
+
+from __future__ import annotations
+
+from raft_otp.node.detector import DOWN, UP, FailureDetector
+
+
+def test_up_on_first_frame_down_after_missed_intervals() -> None:
+    fd = FailureDetector(interval_ms=100, down_after_missed=3)
+    assert fd.heard("b", 1, now_s=0.0) == [(UP, "b")]
+    assert fd.heard("b", 1, now_s=0.1) == []
+    assert fd.check(0.35) == []
+    assert fd.check(0.41) == [(DOWN, "b")]
+    assert fd.check(0.5) == []           # reported once
+    assert not fd.is_up("b")
+    assert fd.heard("b", 1, now_s=0.6) == [(UP, "b")]
+
+
+def test_restart_with_new_creation_is_down_then_up() -> None:
+    fd = FailureDetector(interval_ms=100, down_after_missed=3)
+    fd.heard("b", 1, 0.0)
+    assert fd.heard("b", 2, 0.05) == [(DOWN, "b"), (UP, "b")]
+
+
+def test_tracked_but_never_heard_is_silent_after_timeout_without_events() -> None:
+    fd = FailureDetector(interval_ms=100, down_after_missed=2)
+    fd.track("c", 0.0)
+    assert not fd.silent_too_long("c", 0.1)
+    assert fd.silent_too_long("c", 0.25)
+    assert fd.check(0.25) == []          # never up: no node_down event
+    assert fd.nodes_up() == [] and fd.known() == ["c"]
