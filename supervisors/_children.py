@@ -62,6 +62,10 @@ class ActorHandle:
             _watch.kill(self.ref)
         if not w.exited.wait(_KILL_WAIT_S):
             logger.error("%s is stuck in a handler; abandoning its thread", self.ref)
+            return
+        t = w.thread
+        if t is not None and t is not threading.current_thread():
+            t.join(_KILL_WAIT_S)  # it exits right after firing the exit listeners
 
     def info(self) -> dict[str, Any]:
         actor = _watch.actor_of(self.ref)
@@ -103,6 +107,7 @@ class ProcessHandle:
             self.ref.exited.wait(5.0)
         else:
             self.ref.stop(None if how == "infinity" else float(how))
+        self.ref.join_waiter(_KILL_WAIT_S)
 
     def info(self) -> dict[str, Any]:
         cpu = rss = None

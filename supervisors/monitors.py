@@ -32,7 +32,7 @@ logger = logging.getLogger("supervisors")
 _ids = itertools.count(1)
 _lock = threading.Lock()
 _monitors: dict[int, tuple[Any, int]] = {}           # mref id -> (exit source, listener id)
-_links: dict[frozenset[int], tuple[Any, int, Any, int]] = {}
+_links: dict[frozenset[Any], tuple[Any, int, Any, int]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +136,8 @@ def _exit_signal(target: Any, sender: Any, reason: Any) -> None:
         target.stop()
 
 
-def _key(a: Any, b: Any) -> frozenset[int]:
-    return frozenset((id(getattr(a, "actor_urn", a)), id(getattr(b, "actor_urn", b))))
+def _key(a: Any, b: Any) -> frozenset[Any]:
+    return frozenset((getattr(a, "actor_urn", None) or id(a), getattr(b, "actor_urn", None) or id(b)))
 
 
 def link(a: Any, b: Any) -> None:

@@ -93,6 +93,7 @@ class OsProcess:
         self._listeners: dict[int, Callable[[Any], None]] = {}
         self._lock = threading.Lock()
         self._shutting_down = False
+        self._waiter: threading.Thread | None = None
 
     @classmethod
     def start(cls, spec: ProcessSpec) -> OsProcess:
@@ -119,8 +120,9 @@ class OsProcess:
             self._mp.start()
             self.pid = self._mp.pid
         self.started_at = time.time()
-        threading.Thread(target=self._wait, name=f"supervisors-proc-{self.pid}",
-                         daemon=True).start()
+        self._waiter = threading.Thread(target=self._wait, name=f"supervisors-proc-{self.pid}",
+                                        daemon=True)
+        self._waiter.start()
 
     def _wait(self) -> None:
         if self._popen is not None:
@@ -169,6 +171,12 @@ class OsProcess:
                 os.kill(self.pid, sig)
             except ProcessLookupError:
                 pass
+
+    def join_waiter(self, timeout: float | None = None) -> None:
+        """Wait for the waiter thread to finish (after the exit was reported)."""
+        t = self._waiter
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout)
 
     def kill(self) -> None:
         self.signal(signal.SIGKILL)

@@ -177,7 +177,10 @@ class Supervisor:
             if self._state == "running":
                 self._state = "stopping"
                 self._q.put(("stop", "shutdown"))
-        return self.exited.wait(timeout)
+        if not self.exited.wait(timeout):
+            return False
+        self._thread.join(timeout)  # it ends right after telling its exit listeners
+        return True
 
     def wait(self, timeout: float | None = None) -> Any:
         """Wait until the supervisor exits; returns its exit reason (None on timeout)."""

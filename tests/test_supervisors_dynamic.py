@@ -130,3 +130,21 @@ def test_which_children_reports_types():
                                                          ("s", "supervisor", "running")]
     assert isinstance(kids[1].ref, Supervisor)
     assert sup.count_children() == {"specs": 2, "active": 2, "supervisors": 1, "workers": 1}
+
+
+def test_no_thread_or_process_left_after_the_root_stops():
+    import psutil
+
+    before = set(threading.enumerate())
+    inner = ChildSpec.supervisor("inner", "one_for_all",
+                                 [ChildSpec.actor("i", Probe), ChildSpec.process("p", ["sleep", "60"])])
+    sup = Supervisor([ChildSpec.actor("a", Probe), inner,
+                      ChildSpec.actor("b", Probe, shutdown="brutal_kill")]).start()
+    rec = Recorder(sup)
+    sup.child_ref("a").tell("crash")  # a restart on the way, too
+    rec.wait("started", "a")
+    pid = sup.child_ref("inner").child_ref("p").pid
+    assert len(set(threading.enumerate()) - before) >= 6
+    assert sup.stop(10)
+    assert set(threading.enumerate()) - before == set()
+    assert not psutil.pid_exists(pid)
