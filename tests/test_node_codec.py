@@ -37,6 +37,10 @@ class Opaque:
     pass
 
 
+class Unknown(Exception):
+    pass
+
+
 codec.register_wire_type(120, Meta)
 codec.register_wire_type(121, Rpc)
 codec.register_wire_type(122, One)
@@ -81,8 +85,10 @@ def test_errors_cross_with_their_class_and_attributes() -> None:
     assert isinstance(exc, NotLeader) and exc.leader == ["s2", "n@h:1"]
     exc2 = codec.decode_error(codec.encode_error(ServerNotFound("nope")))
     assert isinstance(exc2, ServerNotFound) and str(exc2) == "nope"
-    exc3 = codec.decode_error(codec.encode_error(KeyError("k")))
-    assert isinstance(exc3, codec.RemoteError) and exc3.type_name == "KeyError"
+    exc3 = codec.decode_error(codec.encode_error(Unknown("k")))
+    assert isinstance(exc3, codec.RemoteError) and exc3.type_name == "Unknown"
+    exc4 = codec.decode_error(codec.encode_error(KeyError("k")))
+    assert isinstance(exc4, KeyError) and exc4.args == ("k",)
     assert isinstance(codec.decode_error("garbage"), codec.RemoteError)
 
 
