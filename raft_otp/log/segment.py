@@ -50,9 +50,13 @@ class SegmentFile:
         """Open ``path``; with ``max_count`` given and no file there, create it."""
         self.path = path
         if max_count is not None and not os.path.exists(path):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            # created complete under a temp name, so a crash never leaves half a header
+            tmp = path + ".tmp"
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
             os.write(fd, SEG_HEADER.pack(SEG_MAGIC, SEG_VERSION, max_count))
             os.ftruncate(fd, SEG_HEADER.size + max_count * SEG_INDEX.size)
+            os.fsync(fd)
+            os.rename(tmp, path)
         else:
             fd = os.open(path, os.O_RDWR)
         self.fd = fd
