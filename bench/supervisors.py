@@ -17,11 +17,12 @@ import queue
 import signal
 import subprocess
 import threading
+from typing import Any
 
 import pykka
 
 from bench.common import Figure, median, now, percentile, time_per_op
-from supervisors import ChildSpec, Supervisor, TimerService
+from supervisors import ChildSpec, Supervisor, SupervisorEvent, TimerService
 from supervisors.testing import Probe
 
 
@@ -35,10 +36,20 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def _started_refs(sup: Supervisor) -> queue.SimpleQueue[Any]:
+    """A queue that receives the ref of every child the supervisor starts."""
+    started: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def on_event(ev: SupervisorEvent) -> None:
+        if ev.kind == "started":
+            started.put(ev.ref)
+    sup.subscribe(on_event)
+    return started
+
+
 def _crash_to_serving(n: int) -> list[float]:
     sup = Supervisor([ChildSpec.actor("w", Probe, "w")], intensity=10 * n, period=3600.0).start()
-    started: queue.SimpleQueue = queue.SimpleQueue()
-    sup.subscribe(lambda ev: ev.kind == "started" and started.put(ev.ref))
+    started = _started_refs(sup)
     samples = []
     try:
         ref = sup.child_ref("w")
@@ -97,8 +108,7 @@ def _message_cost(n_ask: int, n_tell: int, rounds: int) -> tuple[float, float, f
 def _process_restart(n: int) -> tuple[list[float], list[float]]:
     sup = Supervisor([ChildSpec.process("p", ["sleep", "600"])], intensity=10 * n,
                      period=3600.0).start()
-    started: queue.SimpleQueue = queue.SimpleQueue()
-    sup.subscribe(lambda ev: ev.kind == "started" and started.put(ev.ref))
+    started = _started_refs(sup)
     sup_samples, bare = [], []
     try:
         proc = sup.child_ref("p")

@@ -69,7 +69,7 @@ class ActorHandle:
 
     def info(self) -> dict[str, Any]:
         actor = _watch.actor_of(self.ref)
-        inbox = getattr(self.ref, "actor_inbox", None)
+        inbox: Any = getattr(self.ref, "actor_inbox", None)
         return {
             "impl": "actor",
             "class": self.ref.actor_class.__name__,
@@ -152,7 +152,7 @@ class SupervisorHandle:
         return bool(self.ref.is_alive())
 
     def shutdown(self, how: Shutdown) -> None:
-        timeout = None if how in ("infinity", "brutal_kill") else float(how)  # type: ignore[arg-type]
+        timeout = None if how in ("infinity", "brutal_kill") else float(how)
         if threading.current_thread() is getattr(self.ref, "_thread", None):
             return
         if not self.ref.stop(timeout=timeout):

@@ -1,9 +1,9 @@
 """Actor wrapping: learn at once when any pykka actor exits, and why.
 
 Any unmodified ``pykka.ThreadingActor`` can be watched.  We hook the *instance*
-(never the class): its failure handler records the exception that escaped a
-handler, and its loop teardown fires the exit listeners from the actor's own
-thread as its very last act.  Detection is therefore event-driven, with no
+(never the class) and never the per-message path: its failure handler records
+the exception that escaped a handler, and its loop teardown fires the exit
+listeners from the actor's own thread as its very last act.  Detection is therefore event-driven, with no
 polling and no extra thread per actor.
 
 For actors we start ourselves (:func:`start_actor`) the hooks are installed
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
 import threading
 from typing import Any, Callable
 
@@ -102,7 +103,7 @@ class ActorWatch:
 def _install(actor: pykka.Actor, w: ActorWatch) -> None:
     """Hook one actor instance so that ``w`` learns of its failure and exit."""
     orig_failure = actor._handle_failure
-    orig_receive = actor._handle_receive
+    orig_stop = actor._stop
     orig_setup = actor._actor_loop_setup
     orig_teardown = actor._actor_loop_teardown
 
@@ -110,13 +111,15 @@ def _install(actor: pykka.Actor, w: ActorWatch) -> None:
         w.set_reason(evalue if evalue is not None else "error")
         orig_failure(etype, evalue, tb)
 
-    def _handle_receive(message: Any) -> Any:
-        try:
-            return orig_receive(message)
-        except BaseException as exc:
-            if not isinstance(exc, Exception):  # pykka stops on these without _handle_failure
-                w.set_reason(exc)
-            raise
+    def _stop() -> None:
+        # pykka calls _stop() from its ``except BaseException`` block for
+        # KeyboardInterrupt/SystemExit escaping a handler (no _handle_failure
+        # then); the exception being handled is the reason.  Hooking here keeps
+        # the per-message path untouched.
+        exc = sys.exc_info()[1]
+        if exc is not None and not isinstance(exc, Exception):
+            w.set_reason(exc)
+        orig_stop()
 
     def _actor_loop_setup() -> None:
         w.thread = threading.current_thread()
@@ -130,7 +133,7 @@ def _install(actor: pykka.Actor, w: ActorWatch) -> None:
 
     d = actor.__dict__
     d["_handle_failure"] = _handle_failure
-    d["_handle_receive"] = _handle_receive
+    d["_stop"] = _stop
     d["_actor_loop_setup"] = _actor_loop_setup
     d["_actor_loop_teardown"] = _actor_loop_teardown
     d[_ATTR] = w

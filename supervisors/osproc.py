@@ -44,7 +44,7 @@ def _load_prctl() -> Callable[..., int] | None:
         fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                        ctypes.c_ulong]
         fn.restype = ctypes.c_int
-        return fn  # type: ignore[no-any-return]
+        return fn
     except (OSError, AttributeError):
         return None
 

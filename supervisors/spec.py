@@ -12,7 +12,7 @@ and :meth:`ChildSpec.supervisor` cover the usual cases.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Literal, Mapping, Sequence
+from typing import Any, Callable, Hashable, Literal, Mapping, Sequence, Type
 
 import pykka
 
@@ -129,7 +129,7 @@ class ChildSpec:
             raise ValueError(f"shutdown must be >= 0 seconds, not {sd!r}")
 
     @classmethod
-    def actor(cls, id: Hashable, actor_class: type[pykka.Actor], *args: Any,
+    def actor(cls, id: Hashable, actor_class: Type[pykka.Actor], *args: Any,
               name: str | None = None, restart: Restart = "permanent",
               shutdown: Shutdown | None = None, **kwargs: Any) -> ChildSpec:
         """A pykka actor child: ``actor_class.start(*args, **kwargs)``."""

@@ -144,7 +144,7 @@ class Supervisor:
         self._thread: threading.Thread | None = None
         self._parent: Supervisor | None = None
         self._listeners: dict[int, Callable[[Any], None]] = {}
-        self._subscribers: list[Callable[[SupervisorEvent], None]] = []
+        self._subscribers: list[Callable[[SupervisorEvent], object]] = []
         self._lid = itertools.count(1)
 
     # ------------------------------------------------------------------ life
@@ -208,7 +208,7 @@ class Supervisor:
         with self._qlock:
             self._listeners.pop(lid, None)
 
-    def subscribe(self, fn: Callable[[SupervisorEvent], None]) -> None:
+    def subscribe(self, fn: Callable[[SupervisorEvent], object]) -> None:
         """Call ``fn(event)`` (on the control thread) for child starts and exits."""
         self._subscribers.append(fn)
 
@@ -424,9 +424,10 @@ class Supervisor:
 
         For ``simple_one_for_one``, pass the extra start arguments instead of a
         spec: ``sup.start_child(arg1, arg2)``."""
-        if self._template is not None:
+        template = self._template
+        if template is not None:
             extra = (spec, *args) if spec is not None else args
-            return self._call(lambda: self._start_new(_Child(self._template, tuple(extra))))
+            return self._call(lambda: self._start_new(_Child(template, tuple(extra))))
         if not isinstance(spec, ChildSpec):
             raise TypeError("start_child needs a ChildSpec")
         if spec.type == "supervisor" and args:

@@ -147,3 +147,19 @@ def test_name_taken_by_a_live_actor_fails_the_start():
             Supervisor([ChildSpec.actor("n", Probe, name="taken")]).start()
     finally:
         registry.unregister("taken")
+
+
+class Quitter(Probe):
+    def on_receive(self, message):
+        if message == "sysexit":
+            raise SystemExit(7)
+        return super().on_receive(message)
+
+
+def test_base_exception_in_a_handler_is_the_down_reason():
+    downs = queue.Queue()
+    target = Quitter.start("q")
+    monitor(target, downs.put)
+    target.tell("sysexit")  # pykka then stops every actor, as it documents
+    reason = downs.get(timeout=5).reason
+    assert isinstance(reason, SystemExit) and reason.code == 7
