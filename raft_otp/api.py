@@ -47,6 +47,12 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT_S = 5.0
+
+# Wire types (requests and replies) must be known to a client-only node too.
+from raft_otp.server.wire import register_all as _register_server_wire  # noqa: E402
+
+_register_server_wire()
+runtime._register_system_wire()
 _RETRY_PAUSE_S = 0.02
 
 
@@ -63,6 +69,8 @@ def _raise_for(reply: CallReply, target: ServerId) -> None:
         raise ClusterChangeNotPermitted(f"{target}: {reason}")
     if reason == "timeout":
         raise Timeout(f"{target}: timed out")
+    if reason == "leadership_lost":
+        raise Timeout(f"{target}: leadership lost while the command was pending; outcome unknown")
     if isinstance(reason, str) and reason.startswith("bad_query"):
         raise BadArgument(f"{target}: {reason}")
     raise RaftError(f"{target}: {reason}")
@@ -151,6 +159,10 @@ def start_cluster(system: System | str, cluster_name: str, machine: Any,
             not_started.append(sid)
     if not started:
         return [], ids
+    try:  # RA: a new cluster triggers one election instead of waiting out the pre-vote timer
+        trigger_election(started[0])
+    except RaftError:
+        pass
     try:
         _wait_for_leader(started, deadline)
     except Timeout:

@@ -107,6 +107,7 @@ class ServerActor(pykka.ThreadingActor):
         self.log = self.ctx.log_system.open_server_log(
             self.record.uid, self._notify_from_log, encode=machine.snapshot_encode,
             decode=machine.snapshot_decode)
+        _core.patch_log(self.log)
         self.state, effects = _core.init(
             server_id=self.id, uid=self.record.uid, cluster_name=self.record.cluster_name,
             initial_members=list(self.record.initial_members), machine=machine,
@@ -467,7 +468,7 @@ class ServerActor(pykka.ThreadingActor):
         v = _core.view(self.state)
         return {
             "id": list(self.id), "uid": self.record.uid, "cluster": self.record.cluster_name,
-            "role": self.role, "term": self.term, "leader": list(self.leader) if self.leader else None,
+            "role": self.role, "term": v["term"], "leader": list(self.leader) if self.leader else None,
             "members": [[list(m), k] for m, k in self.members],
             "machine": self.record.machine[0],
             "commit_index": v["commit_index"], "last_applied": v["last_applied"],

@@ -1,0 +1,160 @@
+"""Run a few raft_otp nodes as OS processes on 127.0.0.1 (tests, benchmarks, fault harness).
+
+Each node is ``python -m raft_otp.system`` in its own data dir with a free
+port and a shared cookie file.  ``start`` waits for the node's ``READY`` line;
+``kill`` is SIGKILL; ``stop`` is SIGTERM (ordered shutdown); ``close`` stops
+everything that is still running (use it in a ``finally``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from raft_otp.core.types import ServerId
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class NodeProc:
+    name: str            # full node name name@127.0.0.1:port
+    data_dir: str
+    proc: subprocess.Popen[str] | None = None
+    lines: list[str] = field(default_factory=list)
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    def sid(self, server: str) -> ServerId:
+        return ServerId(server, self.name)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class NodeProcs:
+    """``n`` node processes sharing a cookie; the calling process can join as a client node."""
+
+    def __init__(self, base_dir: str, n: int = 3, *, prefix: str = "n", wal_sync_method: str = "datasync",
+                 log_level: str = "WARNING", extra_args: list[str] | None = None) -> None:
+        self.base_dir = base_dir
+        os.makedirs(base_dir, exist_ok=True)
+        self.cookie = secrets.token_hex(16)
+        self.cookie_file = os.path.join(base_dir, "cookie")
+        with open(self.cookie_file, "w") as f:
+            f.write(self.cookie + "\n")
+        self.wal_sync_method = wal_sync_method
+        self.log_level = log_level
+        self.extra_args = extra_args or []
+        self.nodes = [NodeProc(f"{prefix}{i + 1}@127.0.0.1:{free_port()}",
+                               os.path.join(base_dir, f"{prefix}{i + 1}")) for i in range(n)]
+        self.client_name: str | None = None
+
+    def __getitem__(self, i: int) -> NodeProc:
+        return self.nodes[i]
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def start(self, i: int | None = None, timeout: float = 30.0) -> None:
+        targets = self.nodes if i is None else [self.nodes[i]]
+        for np in targets:
+            self._spawn(np)
+        for np in targets:
+            if not np.ready.wait(timeout):
+                raise RuntimeError(f"node {np.name} did not become ready: {np.lines[-20:]}")
+
+    def _spawn(self, np: NodeProc) -> None:
+        if np.alive():
+            raise RuntimeError(f"{np.name} is already running")
+        os.makedirs(np.data_dir, exist_ok=True)
+        np.ready = threading.Event()
+        cmd = [sys.executable, "-m", "raft_otp.system", "--data-dir", np.data_dir, "--node", np.name,
+               "--cookie-file", self.cookie_file, "--wal-sync-method", self.wal_sync_method,
+               "--log-level", self.log_level, *self.extra_args]
+        log_path = os.path.join(self.base_dir, np.name.split("@")[0] + ".log")
+        err = open(log_path, "a")
+        np.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
+                                   start_new_session=True)
+        err.close()
+        threading.Thread(target=self._reader, args=(np, np.proc), daemon=True).start()
+
+    @staticmethod
+    def _reader(np: NodeProc, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            np.lines.append(line.rstrip())
+            if line.startswith("READY"):
+                np.ready.set()
+
+    def kill(self, i: int) -> None:
+        """SIGKILL node ``i`` and wait for it to be gone."""
+        np = self.nodes[i]
+        if np.proc is not None and np.proc.poll() is None:
+            np.proc.send_signal(signal.SIGKILL)
+            np.proc.wait(10)
+
+    def stop(self, i: int, timeout: float = 30.0) -> int | None:
+        """SIGTERM node ``i`` (ordered shutdown); SIGKILL if it does not exit in time."""
+        np = self.nodes[i]
+        if np.proc is None or np.proc.poll() is not None:
+            return None if np.proc is None else np.proc.returncode
+        np.proc.send_signal(signal.SIGTERM)
+        try:
+            return np.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            np.proc.kill()
+            np.proc.wait(10)
+            return None
+
+    def close(self) -> None:
+        for i in range(len(self.nodes)):
+            try:
+                self.stop(i, timeout=15.0)
+            except Exception:
+                self.kill(i)
+
+    # ---- client side -------------------------------------------------------------------
+    def join_as_client(self, name: str = "client") -> str:
+        """Make the calling process a node that can reach the others (once per process)."""
+        from raft_otp.node import runtime as node_rt
+        if node_rt.is_started():
+            self.client_name = node_rt.node()
+            return self.client_name
+        self.client_name = f"{name}@127.0.0.1:{free_port()}"
+        node_rt.start_node(self.client_name, self.cookie)
+        return self.client_name
+
+    def admin(self, i: int, request: Any, timeout: float = 10.0) -> Any:
+        from raft_otp.node.admin import admin_call
+        return admin_call(self.nodes[i].name, request, self.cookie, timeout)
+
+    def wait_connected(self, timeout: float = 10.0) -> None:
+        """Until the client node hears every running node."""
+        from raft_otp.node import runtime as node_rt
+        deadline = time.monotonic() + timeout
+        want = {np.name for np in self.nodes if np.alive()}
+        while time.monotonic() < deadline:
+            for np in self.nodes:  # traffic makes the links come up
+                if np.alive():
+                    try:
+                        node_rt.send(("raft_otp.ping", np.name), None)
+                    except Exception:
+                        pass
+            if want <= set(node_rt.nodes()):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"not connected to {want - set(node_rt.nodes())}")

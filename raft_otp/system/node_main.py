@@ -1,0 +1,97 @@
+"""The node entry point: transport + default system + recovery, until SIGTERM/SIGINT.
+
+``run_node`` is what the console, the tests, the benchmarks and the fault
+harness start in each node process::
+
+    python -m raft_otp.system --data-dir D --node n1@127.0.0.1:7001 --cookie-file F
+
+Startup order: node transport, wire types, the default system in ``data_dir``
+(its system actor recovers every server in the directory), the admin status
+provider; then ``READY <node>`` on stdout.  Shutdown order on a signal: every
+system (servers first, then the log tree: the WAL syncs and closes), then the
+transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+from raft_otp.system.config import SystemConfig
+
+log = logging.getLogger("raft_otp.system")
+
+
+def status() -> dict[str, Any]:
+    """What the admin endpoint's ``status`` request returns for the system layer."""
+    from raft_otp.system import runtime
+    out: dict[str, Any] = {}
+    for s in runtime.systems():
+        try:
+            from raft_otp.node import runtime as node_rt
+            from raft_otp.system.system_actor import SystemOverviewReq
+            ov = node_rt.call(s.actor_name, SystemOverviewReq(), 10.0)
+        except Exception as exc:  # status must answer even when a system is unwell
+            ov = {"error": repr(exc)}
+        servers = ov.get("servers", {}) if isinstance(ov, dict) else {}
+        clusters: dict[str, Any] = {}
+        for name, sv in servers.items():
+            clusters.setdefault(sv.get("cluster", "?"), []).append(name)
+        out[s.name] = {"data_dir": s.data_dir, "clusters": clusters, **ov}
+    return out
+
+
+def run_node(data_dir: str, node_name: str, cookie: str | None,
+             config: SystemConfig | dict[str, Any] | None = None, *,
+             cookie_file: str | None = None, stop_event: threading.Event | None = None,
+             announce: bool = True) -> int:
+    """Run a node until SIGTERM/SIGINT (or ``stop_event``); returns an exit code."""
+    from raft_otp.node import runtime as node_rt
+    from raft_otp.system import runtime
+
+    cfg = SystemConfig.from_any(config) if config is not None else SystemConfig()
+    cfg = cfg.replace(data_dir=data_dir or cfg.data_dir)
+    stop = stop_event or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        def on_signal(signum: int, frame: Any) -> None:
+            stop.set()
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    node_rt.start_node(node_name, cookie, cookie_file=cookie_file)
+    try:
+        system = runtime.start_system(cfg)
+        node_rt.set_status_provider(status)
+        n = len(system.ctx.directory)
+        log.info("node %s: system %s up in %s with %d servers", node_name, cfg.name, cfg.data_dir, n)
+        if announce:
+            print(f"READY {node_name} {n}", flush=True)
+        while not stop.wait(0.5):
+            pass
+        log.info("node %s: shutting down", node_name)
+    finally:
+        node_rt.set_status_provider(None)
+        runtime.stop_all()
+        node_rt.stop_node()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m raft_otp.system", description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--node", required=True, help="name@host:port")
+    p.add_argument("--cookie-file")
+    p.add_argument("--cookie")
+    p.add_argument("--system", default="default")
+    p.add_argument("--wal-sync-method", default="datasync", choices=["datasync", "fsync", "none"])
+    p.add_argument("--broadcast-time-ms", type=int, default=100)
+    p.add_argument("--log-level", default="WARNING")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, a.log_level.upper(), logging.WARNING),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    cfg = SystemConfig(name=a.system, data_dir=a.data_dir, wal_sync_method=a.wal_sync_method,
+                       broadcast_time_ms=a.broadcast_time_ms)
+    return run_node(a.data_dir, a.node, a.cookie, cfg, cookie_file=a.cookie_file)
