@@ -61,8 +61,13 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def _target_main(parent_pid: int, target: Callable[..., Any], args: tuple[Any, ...],
-                 kwargs: dict[str, Any]) -> None:
+                 kwargs: dict[str, Any], env: dict[str, str] | None, cwd: str | None) -> None:
     die_with_parent(parent_pid)
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    if cwd is not None:
+        os.chdir(cwd)
     target(*args, **kwargs)
 
 
@@ -114,9 +119,8 @@ class OsProcess:
         else:
             ctx = multiprocessing.get_context("spawn")
             self._mp = ctx.Process(target=_target_main, daemon=False,
-                                   args=(parent, spec.target, tuple(spec.args), dict(spec.kwargs)))
-            if env is not None or spec.cwd is not None:
-                logger.warning("env/cwd are ignored for Python-target processes")
+                                   args=(parent, spec.target, tuple(spec.args), dict(spec.kwargs),
+                                         env, spec.cwd))
             self._mp.start()
             self.pid = self._mp.pid
         self.started_at = time.time()

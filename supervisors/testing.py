@@ -4,6 +4,7 @@ recorder and helpers that wait on events (never on sleeps).
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -126,3 +127,9 @@ def sleeper(seconds: float = 60.0, ready_path: str | None = None) -> None:
         with open(ready_path, "w") as f:
             f.write("ready")
     time.sleep(seconds)
+
+
+def write_env(var: str, filename: str) -> None:
+    """A Python-target child for tests: write ``$var`` to ``filename`` (relative to cwd)."""
+    with open(filename, "w") as f:
+        f.write(os.environ.get(var, ""))

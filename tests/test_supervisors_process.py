@@ -50,8 +50,9 @@ def test_nonzero_exit_is_a_crash_and_zero_exit_is_normal_for_transient():
     sup = Supervisor([ChildSpec.process("f", [sys.executable, "-c", "raise SystemExit(3)"],
                                         restart="transient"),
                       ChildSpec.process("ok", ["true"], restart="transient")],
-                     intensity=10).start()
-    rec = Recorder(sup)
+                     intensity=100)
+    rec = Recorder(sup)  # subscribed before start: 'ok' may exit at once
+    sup.start()
     assert rec.wait("exited", "f").reason == "exit status 3"
     rec.wait("started", "f")  # restarted
     # 'ok' exited 0: its exit is normal and it stays stopped
@@ -114,3 +115,15 @@ def test_children_die_when_their_parent_is_killed():
         parent.kill()
         parent.wait(10)
         parent.stdout.close()
+
+
+def test_python_target_gets_args_env_and_cwd(tmp_path):
+    from supervisors.testing import write_env
+
+    sup = Supervisor([ChildSpec.process("w", target=write_env, args=("GREETING", "out.txt"),
+                                        env={"GREETING": "hello"}, cwd=str(tmp_path),
+                                        restart="transient")])
+    rec = Recorder(sup)
+    sup.start()
+    assert rec.wait("exited", "w").reason == "normal"
+    assert (tmp_path / "out.txt").read_text() == "hello"

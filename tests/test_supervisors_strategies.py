@@ -191,3 +191,25 @@ def test_start_failure_of_a_child_fails_the_supervisor_start_and_stops_started_o
         sup.start()
     assert drain(log, 2) == [("start", "ok"), ("stop", "ok")]
     assert not sup.is_alive()
+
+
+def test_a_failing_restart_is_retried_and_counts_against_the_intensity():
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) > 1:
+            raise OSError("cannot start again")
+        return Probe.start("flaky")
+
+    sup = Supervisor([ChildSpec(id="flaky", start=flaky)], intensity=3, period=60).start()
+    sup.child_ref("flaky").tell("crash")
+    assert isinstance(sup.wait(10), RestartIntensityExceeded)
+    assert len(calls) == 1 + 3  # the first start, then three failed restarts; the 4th escalates
+
+
+def test_a_named_supervisor_is_registered_while_it_runs():
+    sup = Supervisor([], name="the-sup").start()
+    assert registry.whereis("the-sup") is sup
+    sup.stop()
+    assert registry.whereis("the-sup") is None
