@@ -21,6 +21,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Sequence
 
 from raft_otp.core.types import Entry
@@ -60,24 +61,31 @@ def encode_file_header() -> bytes:
     return FILE_HEADER.pack(FILE_MAGIC, FILE_VERSION)
 
 
+_term_of = itemgetter(1)
+_data_of = itemgetter(2)
+_U32 = struct.Struct("<I")
+
+
 def encode_record(uid: bytes, first_index: int, entries: Sequence[Entry], truncate: bool) -> tuple[bytes, bytes]:
     """Return (header, body) of one record; write them back to back."""
     count = len(entries)
     flags = FLAG_TRUNCATE if truncate else 0
     if count:
-        datas = [e[2] for e in entries]
-        t0 = entries[0][1]
-        if entries[-1][1] == t0 and all(e[1] == t0 for e in entries):
+        datas = list(map(_data_of, entries))
+        terms = list(map(_term_of, entries))
+        t0 = terms[0]
+        if terms.count(t0) == count:
             flags |= FLAG_SAME_TERM
             table = _table(count, True).pack(t0, *map(len, datas))
         else:
-            table = _table(count, False).pack(*[e[1] for e in entries], *map(len, datas))
-        body = b"".join((uid, table, *datas))
+            table = _table(count, False).pack(*terms, *map(len, datas))
+        datas.insert(0, table)
+        datas.insert(0, uid)
+        body = b"".join(datas)
     else:
         body = uid
     tail = _REC_TAIL.pack(len(body), first_index, count, flags, len(uid))
-    crc = zlib.crc32(body, zlib.crc32(tail))
-    return REC_MAGIC_BYTES + struct.pack("<I", crc) + tail, body
+    return REC_MAGIC_BYTES + _U32.pack(zlib.crc32(body, zlib.crc32(tail))) + tail, body
 
 
 @dataclass(slots=True)
