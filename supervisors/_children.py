@@ -173,8 +173,11 @@ def make_handle(started: Any, parent: Any) -> ActorHandle | ProcessHandle | Supe
     if isinstance(started, OsProcess):
         return ProcessHandle(started)
     if isinstance(started, Supervisor):
-        if not started.is_alive():
-            started._parent = parent
+        started._parent = parent
+        if started.is_alive():
+            from . import introspect
+            introspect.remove_root(started)  # adopted: no longer a root
+        else:
             started.start()
         return SupervisorHandle(started)
     raise TypeError(f"a child's start returned {started!r}; expected an ActorRef, a Supervisor "

@@ -142,15 +142,36 @@ def _key(a: Any, b: Any) -> frozenset[Any]:
 
 def link(a: Any, b: Any) -> None:
     """Link two actors: an abnormal exit of either stops the other."""
+    key = _key(a, b)
     sa, sb = _source(a), _source(b)
-    la = sa.add_listener(lambda reason: _exit_signal(b, a, reason))
-    lb = sb.add_listener(lambda reason: _exit_signal(a, b, reason))
+
+    def on_exit(sender: Any, other: Any, reason: Any) -> None:
+        with _lock:
+            entry = _links.pop(key, None)
+        if entry is None:
+            return  # unlinked meanwhile, or the other side already went
+        src_o, lid_o = (entry[2], entry[3]) if sender is a else (entry[0], entry[1])
+        if lid_o:
+            src_o.remove_listener(lid_o)
+        _exit_signal(other, sender, reason)
+
     with _lock:
-        _links[_key(a, b)] = (sa, la or 0, sb, lb or 0)
+        _links[key] = (sa, 0, sb, 0)
+    la = sa.add_listener(lambda reason: on_exit(a, b, reason))
+    lb = sb.add_listener(lambda reason: on_exit(b, a, reason))
+    with _lock:
+        if key in _links:
+            _links[key] = (sa, la or 0, sb, lb or 0)
     if la is None:
-        _exit_signal(b, a, getattr(sa, "final_reason", "noproc"))
-    if lb is None:
-        _exit_signal(a, b, getattr(sb, "final_reason", "noproc"))
+        on_exit(a, b, getattr(sa, "final_reason", "noproc"))
+    elif lb is None:
+        on_exit(b, a, getattr(sb, "final_reason", "noproc"))
+
+
+def links_count() -> int:
+    """How many links are active (for tests and introspection)."""
+    with _lock:
+        return len(_links)
 
 
 def unlink(a: Any, b: Any) -> None:

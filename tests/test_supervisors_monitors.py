@@ -10,6 +10,7 @@ import pytest
 
 from supervisors import (ChildSpec, Down, Exit, LinkedExit, Supervisor, demonitor, link, monitor,
                          registry, unlink)
+from supervisors import monitors
 from supervisors.testing import Probe, Recorder, stop_all_roots
 
 
@@ -96,6 +97,7 @@ def test_link_propagates_abnormal_exit_but_not_normal():
     c.stop()
     assert done.wait(5)
     assert d.ask("ping") == ("pong", "d")
+    assert monitors.links_count() == 0  # both links were consumed by the exits
 
 
 def test_unlink_and_trap_exit():
