@@ -249,102 +249,116 @@ def _relevant(ops: Iterable[Op]) -> list[Op]:
 
 def check_key(ops: Iterable[Op], initial: Any = None, *,
               max_configurations: int = MAX_CONFIGURATIONS_DEFAULT) -> KeyResult:
-    """Search a linearization of the operations on one key (a register from ``initial``)."""
+    """Search a linearization of the operations on one key (a register from ``initial``).
+
+    A configuration is ``(R, state, U)``: R the completed operations linearized
+    (bit r = the r-th to complete), U the unknown-outcome writes linearized.
+    The search is depth first; every configuration is entered at most once, and
+    more: ``(R, state, U)`` is skipped when some ``(R, state, U')`` with
+    ``U' ⊆ U`` was already entered, because having more unknown writes still
+    available can only allow more continuations.  Without that subsumption a
+    few dozen timed-out writes make the search exponential.
+    """
     t0 = time.monotonic()
     ops = _relevant(ops)
     key = ops[0].key if ops else None
-    n = len(ops)
-    inv = [op.invoke for op in ops]
-    cmp_ = [op.complete if op.ok is True else math.inf for op in ops]  # type: ignore[misc]
-    # Completed operations by invocation and by completion time; unknown writes apart
-    # (they never complete, so they would pin the scanning pointers forever).
-    required = sorted((i for i in range(n) if ops[i].ok is True), key=lambda i: (cmp_[i], i))
-    by_inv = sorted(required, key=lambda i: (inv[i], i))
-    unknown = sorted((i for i in range(n) if ops[i].ok is not True), key=lambda i: (inv[i], i))
-    n_req = len(required)
-    # Candidate order within a window: required operations by completion time
-    # (the earliest to complete is the likeliest next), unknown writes last.
-    rank = [0] * n
-    for r, i in enumerate(required):
-        rank[i] = r
+    # Completed operations, numbered by completion time: the lowest unset bit of R
+    # is the pending operation that completes first; nothing invoked after that
+    # completion may be linearized before it.
+    req = sorted((op for op in ops if op.ok is True), key=lambda op: (op.complete, op.invoke))
+    unk = sorted((op for op in ops if op.ok is not True), key=lambda op: op.invoke)
+    n_req, n_unk = len(req), len(unk)
+    req_inv = [op.invoke for op in req]
+    req_cmp = [op.complete for op in req]
+    by_inv = sorted(range(n_req), key=lambda r: (req_inv[r], r))
+    unk_inv = [op.invoke for op in unk]
+    full = (1 << n_req) - 1
 
-    def successors(mask: int, state: Any, lo_i: int, lo_c: int) -> Iterator[tuple[int, Any]]:
-        min_complete = cmp_[required[lo_c]] if lo_c < n_req else math.inf
+    def successors(r_mask: int, u_mask: int, state: Any, lo_i: int
+                   ) -> Iterator[tuple[int, int, Any]]:
+        first = (~r_mask & (r_mask + 1)).bit_length() - 1  # lowest unset bit
+        min_complete = req_cmp[first]
         window = []
         for k in range(lo_i, n_req):
-            i = by_inv[k]
-            if inv[i] > min_complete:
+            r = by_inv[k]
+            if req_inv[r] > min_complete:
                 break
-            if not (mask >> i) & 1:
-                window.append(i)
-        window.sort(key=rank.__getitem__)
-        for i in unknown:
-            if inv[i] > min_complete:
-                break
-            if not (mask >> i) & 1:
-                window.append(i)
-        for i in window:
-            nxt = _step(state, ops[i])
+            if not (r_mask >> r) & 1:
+                window.append(r)
+        window.sort()
+        for r in window:
+            nxt = _step(state, req[r])
             if nxt is not _INVALID:
-                yield i, nxt
+                yield r_mask | (1 << r), u_mask, nxt
+        for u in range(n_unk):
+            if unk_inv[u] > min_complete:
+                break
+            if not (u_mask >> u) & 1:
+                nxt = _step(state, unk[u])
+                if nxt is not _INVALID:
+                    yield r_mask, u_mask | (1 << u), nxt
 
-    def advance(mask: int, lo_i: int, lo_c: int) -> tuple[int, int]:
-        while lo_i < n_req and (mask >> by_inv[lo_i]) & 1:
+    def advance(r_mask: int, lo_i: int) -> int:
+        while lo_i < n_req and (r_mask >> by_inv[lo_i]) & 1:
             lo_i += 1
-        while lo_c < n_req and (mask >> required[lo_c]) & 1:
-            lo_c += 1
-        return lo_i, lo_c
+        return lo_i
 
-    seen: set[tuple[int, Any]] = set()
-    # Each frame: (mask, state, lo_i, lo_c, done, path length, successor iterator).
-    mask, state, done = 0, initial, 0
-    lo_i, lo_c = advance(0, 0, 0)
-    path: list[int] = []
-    stack = [(mask, state, lo_i, lo_c, done, successors(mask, state, lo_i, lo_c))]
-    best_path: list[int] = []
-    best_state: Any = initial
-    best_mask = 0
-    best_done = 0
-    result: bool | None = None
-    if n_req == 0:
-        result = True
+    # (R, state) -> the U sets entered with it (kept free of supersets).
+    seen: dict[tuple[int, Any], list[int]] = {}
+    entered = 0
+
+    def enter(r_mask: int, u_mask: int, state: Any) -> bool:
+        nonlocal entered
+        conf = (r_mask, state)
+        lst = seen.get(conf)
+        if lst is None:
+            seen[conf] = [u_mask]
+        else:
+            for u in lst:
+                if u & ~u_mask == 0:
+                    return False  # subsumed
+            lst[:] = [u for u in lst if u_mask & ~u != 0]
+            lst.append(u_mask)
+        entered += 1
+        return True
+
+    result: bool | None = True if n_req == 0 else None
+    path: list[Op] = []
+    best: tuple[list[Op], Any, int] = ([], initial, 0)
+    best_done = -1
+    stack = [(0, 0, initial, advance(0, 0), successors(0, 0, initial, 0))]
     while stack and result is None:
-        mask, state, lo_i, lo_c, done, it = stack[-1]
-        for i, nxt in it:
-            new_mask = mask | (1 << i)
-            conf = (new_mask, nxt)
-            if conf in seen:
+        r_mask, u_mask, state, lo_i, it = stack[-1]
+        for nr, nu, nxt in it:
+            if not enter(nr, nu, nxt):
                 continue
-            seen.add(conf)
-            new_done = done + (1 if ops[i].ok is True else 0)
-            path.append(i)
-            if new_done == n_req:
+            path.append(req[(nr ^ r_mask).bit_length() - 1] if nr != r_mask
+                        else unk[(nu ^ u_mask).bit_length() - 1])
+            if nr == full:
                 result = True
                 break
-            if new_done > best_done:
-                best_path, best_state, best_mask = list(path), nxt, new_mask
-                best_done = new_done
-            if len(seen) >= max_configurations:
+            done = nr.bit_count()
+            if done > best_done:
+                best, best_done = (list(path), nxt, nr), done
+            if entered >= max_configurations:
                 stack.clear()
                 break
-            nl_i, nl_c = advance(new_mask, lo_i, lo_c)
-            stack.append((new_mask, nxt, nl_i, nl_c, new_done,
-                          successors(new_mask, nxt, nl_i, nl_c)))
+            n_lo = advance(nr, lo_i)
+            stack.append((nr, nu, nxt, n_lo, successors(nr, nu, nxt, n_lo)))
             break
         else:
             stack.pop()
             if path:
                 path.pop()
-            continue
-    exhausted = result is None and len(seen) < max_configurations
-    out = KeyResult(key=key, linearizable=True if result else (False if exhausted else None),
-                    ops=n, configurations=len(seen), elapsed_s=time.monotonic() - t0)
-    if out.linearizable is False:
-        out.longest_prefix = [ops[i] for i in best_path]
-        out.stuck_state = best_state
-        out.blocked = sorted((ops[i] for i in range(n)
-                              if not (best_mask >> i) & 1 and ops[i].ok is True),
-                             key=lambda op: (op.complete, op.invoke))
+    if result is None and entered < max_configurations:
+        result = False
+    out = KeyResult(key=key, linearizable=result, ops=len(ops), configurations=entered,
+                    elapsed_s=time.monotonic() - t0)
+    if result is False:
+        prefix, state, r_mask = best
+        out.longest_prefix = prefix
+        out.stuck_state = state
+        out.blocked = [req[r] for r in range(n_req) if not (r_mask >> r) & 1]
     return out
 
 

@@ -171,7 +171,8 @@ class Simulation:
         self.dup = self.rng.choice((0.0, 0.02))
         self.delay_max = self.rng.choice((2, 5, 15))
         self.snap_every = self.rng.choice((7, 25, 1000))
-        self.clients = [Client(i) for i in range(3)]
+        self.wal_delay_max = self.rng.choice((2, 10, 40, 100))
+        self.clients = [Client(i) for i in range(self.rng.choice((2, 5, 8)))]
         self.steps = 0
         self.last_commit: dict[ServerId, int] = {}
         for sid in self.initial:
@@ -208,7 +209,7 @@ class Simulation:
         srv.machine = machine
 
         def notify(payload: object, sid: ServerId = sid, epoch: int = epoch) -> None:
-            self._push(self.rng.randint(0, 3), LOGEV, sid, (epoch, payload))
+            self._push(self.rng.randint(0, self.wal_delay_max), LOGEV, sid, (epoch, payload))
 
         if srv.log is None:
             srv.log = MemoryLog(notify, min_snapshot_interval=5, encode=machine.snapshot_encode,
@@ -404,11 +405,17 @@ class Simulation:
         alive = [s for s in self.servers.values() if s.alive]
         dead = [s for s in self.servers.values() if not s.alive and s.log is not None]
         leader = self._leader()
-        if r < 0.22:
+        if r < 0.04:
+            self._note("power cut")
+            for srv in alive:
+                self._crash(srv.id)
+        elif r < 0.22:
             if len(dead) < (self.n - 1) // 2 + (1 if rng.random() < 0.2 else 0) and alive:
                 self._crash(rng.choice(alive).id)
-        elif r < 0.42:
+        elif r < 0.45:
             if dead:
+                self._start(rng.choice(dead).id, fresh=False)
+            if len(dead) > 1:
                 self._start(rng.choice(dead).id, fresh=False)
         elif r < 0.55:
             victim = rng.choice(self.ids)
