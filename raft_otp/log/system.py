@@ -181,7 +181,11 @@ class LogSystem:
             sl = self._logs.pop(uid, None)
         if sl is not None:
             sl.close()
-        self.mem_tables.remove_store(uid)
+        st = self.mem_tables.remove_store(uid)
+        wal = self.mem_tables.wal
+        if st is not None and wal is not None:
+            # "log of uid is empty" record: WAL leftovers must not resurrect a new server of that uid
+            wal.submit(st.uid_bytes, lambda _ev: None, 0, 1, [], True)
         shutil.rmtree(os.path.join(self.servers_dir, uid), ignore_errors=True)
         if self.meta is not None:
             self.meta.delete(uid)
