@@ -27,7 +27,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, NamedTuple, Sequence
+from typing import Any, Callable, Hashable, NamedTuple, Sequence, overload
 
 from . import introspect, registry
 from ._children import make_handle
@@ -107,8 +107,25 @@ class _Child:
         self.started_at = 0.0
 
 
+class _StartMethod:
+    """``sup.start()`` starts an instance; ``Supervisor.start(children, ...)``
+    (on the class, like pykka's ``Actor.start``) builds one and starts it."""
+
+    @overload
+    def __get__(self, obj: None, cls: type[Supervisor]) -> Callable[..., Supervisor]: ...
+
+    @overload
+    def __get__(self, obj: Supervisor, cls: type[Supervisor]) -> Callable[[], Supervisor]: ...
+
+    def __get__(self, obj: Supervisor | None, cls: type[Supervisor]) -> Callable[..., Supervisor]:
+        if obj is None:
+            return lambda *args, **kwargs: cls(*args, **kwargs)._start_self()
+        return obj._start_self
+
+
 class Supervisor:
-    """A supervisor; ``Supervisor(children, strategy=...).start()`` runs it."""
+    """A supervisor: ``Supervisor(children, strategy=...).start()`` or
+    ``Supervisor.start(children, strategy=...)`` runs it."""
 
     def __init__(self, children: Sequence[ChildSpec] = (), strategy: Strategy = "one_for_one",
                  intensity: int = 1, period: float = 5.0, id: Hashable = None,
@@ -148,7 +165,9 @@ class Supervisor:
         self._lid = itertools.count(1)
 
     # ------------------------------------------------------------------ life
-    def start(self) -> Supervisor:
+    start = _StartMethod()
+
+    def _start_self(self) -> Supervisor:
         """Start the control thread and every child in order.
 
         Raises StartError (after stopping the children already started) if a

@@ -213,3 +213,9 @@ def test_a_named_supervisor_is_registered_while_it_runs():
     assert registry.whereis("the-sup") is sup
     sup.stop()
     assert registry.whereis("the-sup") is None
+
+
+def test_start_on_the_class_builds_and_starts():
+    sup = Supervisor.start([ChildSpec.actor("a", Probe, "a")], strategy="one_for_all", id="cls")
+    assert isinstance(sup, Supervisor) and sup.is_alive() and sup.strategy == "one_for_all"
+    assert sup.child_ref("a").ask("ping") == ("pong", "a")
