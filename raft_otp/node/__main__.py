@@ -34,7 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     name = runtime.start_node(args.name, args.cookie, cookie_file=args.cookie_file, config=cfg)
     sup = None
     if args.echo:
+        from supervisors import registry
+
+        from raft_otp.node.echo import CountSink
+
         sup = _start_echo_supervised()
+        registry.register("sink", CountSink())
     print(f"READY {name}", flush=True)
     try:
         while not stop.wait(0.5):

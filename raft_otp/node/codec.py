@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import threading
 from typing import Any, Callable
 
 import msgpack
@@ -113,14 +114,27 @@ def _ext_hook(code: int, data: bytes) -> Any:
     return from_fields(msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False))
 
 
+_local = threading.local()
+
+
 def packb(obj: Any) -> bytes:
-    """Encode ``obj`` (msgpack types plus registered classes); raises WireTypeError."""
+    """Encode ``obj`` (msgpack types plus registered classes); raises WireTypeError.
+
+    The outermost Packer is cached per thread (halves the cost of a small message);
+    nested ExtType payloads use fresh ones, so packing is never re-entered."""
     try:
-        return _Packer(default=_default, buf_size=_BUF).pack(obj)
-    except WireTypeError:
+        packer = _local.packer
+    except AttributeError:
+        packer = _local.packer = _Packer(default=_default, buf_size=_BUF)
+    try:
+        return packer.pack(obj)
+    except BaseException as exc:
+        _local.packer = _Packer(default=_default, buf_size=_BUF)  # never reuse a half-used buffer
+        if isinstance(exc, WireTypeError):
+            raise
+        if isinstance(exc, (TypeError, ValueError, OverflowError)):
+            raise WireTypeError(f"cannot encode value: {exc}") from exc
         raise
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise WireTypeError(f"cannot encode value: {exc}") from exc
 
 
 def unpackb(data: bytes) -> Any:

@@ -19,7 +19,7 @@ import pykka
 
 from raft_otp.node import runtime
 
-__all__ = ["EchoActor", "start_echo"]
+__all__ = ["EchoActor", "CountSink", "start_echo"]
 
 
 class EchoActor(pykka.ThreadingActor):
@@ -50,6 +50,24 @@ class EchoActor(pykka.ThreadingActor):
             if op == "raise":
                 raise ValueError(str(message[1]) if len(message) > 1 else "raised")
         return ["echo", runtime.node(), message]
+
+
+class CountSink:
+    """Registered as ``sink``: counts ``["count", reply_to, n]`` messages in the I/O thread.
+
+    No actor, no thread hop: measures the transport alone (bench/transport.py)."""
+
+    def __init__(self) -> None:
+        self.counted = 0
+
+    def is_alive(self) -> bool:
+        return True
+
+    def tell(self, message: Any) -> None:
+        self.counted += 1
+        if self.counted >= message[2]:
+            runtime.send(message[1], ["counted", self.counted])
+            self.counted = 0
 
 
 def _call_and_report(message: list[Any]) -> None:

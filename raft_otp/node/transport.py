@@ -43,6 +43,10 @@ __all__ = ["NodeConfig", "Transport", "endpoint_of", "split_node_name"]
 
 logger = logging.getLogger("raft_otp.node")
 
+# Plain ints: pyzmq's flag enums make every ``a | b`` a slow Python-level Flag.__or__.
+_NOBLOCK = int(zmq.NOBLOCK)
+_NOBLOCK_MORE = int(zmq.NOBLOCK) | int(zmq.SNDMORE)
+
 
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
@@ -118,10 +122,11 @@ class Transport:
         self.detector = FailureDetector(config.heartbeat_interval_ms, config.down_after_missed)
         self._woken = False
         self._stopping = False
+        self._item_max_bytes = config.frame_max_bytes - 4096
         self.counters = dict.fromkeys(
             ("sent_msgs", "sent_batches", "sent_bytes", "recv_msgs", "recv_batches",
              "recv_bytes", "heartbeats_sent", "bad_frames", "refused", "dropped_fault",
-             "send_errors"), 0)
+             "send_errors", "wakeups"), 0)
         self._ctx = zmq.Context.instance()
         self._router = self._ctx.socket(zmq.ROUTER)
         _tune(self._router, config)
@@ -161,6 +166,8 @@ class Transport:
 
     def enqueue(self, node: str, item: bytes) -> bool:
         """Queue one encoded message for ``node``; never blocks. False if dropped."""
+        if len(item) > self._item_max_bytes:
+            raise BadArgument(f"message of {len(item)} bytes exceeds frame_max_bytes")
         link = self._links.get(node) or self.link(node)
         if not link.offer(item):
             return False
@@ -209,7 +216,9 @@ class Transport:
         try:
             while not self._stopping:
                 timeout_ms = max(0.0, (min(next_tick, self._next_delayed_s()) - time.monotonic()) * 1000)
-                for sock, _ev in poller.poll(timeout_ms):
+                events = poller.poll(timeout_ms)
+                self.counters["wakeups"] += 1
+                for sock, _ev in events:
                     if sock is self._router:
                         self._drain_router()
                     elif sock == self._wake_fd:
@@ -310,8 +319,12 @@ class Transport:
         link.pending = frame
 
     def _try_send(self, link: PeerLink, frame: list[bytes]) -> bool:
+        sock = link.sock
         try:
-            link.sock.send_multipart(frame, zmq.NOBLOCK, copy=len(frame[0]) < 65536)
+            # Two parts by hand (not send_multipart): int flags, no per-call enum work.
+            # A DEALER queues a multipart message atomically, so EAGAIN can only come first.
+            sock.send(frame[0], _NOBLOCK_MORE, copy=len(frame[0]) < 65536)
+            sock.send(frame[1], _NOBLOCK)
         except zmq.Again:
             return False
         except zmq.ZMQError as exc:
@@ -366,12 +379,16 @@ class Transport:
             logger.exception("%s: node event handler failed", self.node)
 
     def _drain_router(self) -> None:
-        recv = self._router.recv_multipart
+        recv = self._router.recv
         for _ in range(self.config.recv_max_frames_per_wake):
             try:
-                parts = recv(zmq.NOBLOCK)
+                frame = recv(_NOBLOCK, copy=False)
             except zmq.Again:
                 return
+            parts = [frame.bytes]
+            while frame.more:
+                frame = recv(_NOBLOCK, copy=False)
+                parts.append(frame.bytes)
             try:
                 self._on_frame(parts)
             except Exception:  # never let one frame take the node down
