@@ -29,8 +29,8 @@ def apply_committed(state: ServerState, effects: list[Effect]) -> None:
         fetched = state.log.fetch(state.last_applied + 1, hi)
         assert fetched and fetched[0][0] == state.last_applied + 1, "committed entries missing"
         for entry in fetched:
-            _apply_entry(state, entry, notify, effects)
             state.last_applied = entry[0]
+            _apply_entry(state, entry, notify, effects)
     if not state.applying_recovery:
         effects.append(PersistLastApplied(state.last_applied))
         for to, replies in notify.items():
@@ -90,14 +90,14 @@ def _apply_usr(state: ServerState, index: int, term: int, value: list[Any], effe
     result = state.machine.apply(meta, command, state.machine_state)
     state.machine_state = result[0]
     reply = result[1]
-    if len(result) > 2:
-        machine_effects(state, result[2], effects)  # type: ignore[misc]
-    if len(value) > 3:
+    if len(value) > 3:  # before the machine effects: a snapshot taken there includes it
         if session is None:
             state.sessions[value[3]] = [value[4], reply]
         else:
             session[0] = value[4]
             session[1] = reply
+    if len(result) > 2:
+        machine_effects(state, result[2], effects)  # type: ignore[misc]
     return reply
 
 

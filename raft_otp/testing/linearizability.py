@@ -242,6 +242,11 @@ def _fmt(op: Op) -> str:
 # ---- the search --------------------------------------------------------------------
 
 
+def _written(op: Op) -> Any:
+    """The value an operation writes (None for a delete; reads write nothing)."""
+    return None if op.f == F_DELETE else op.value
+
+
 def _relevant(ops: Iterable[Op]) -> list[Op]:
     """Drop what cannot matter: failed operations and reads of unknown outcome."""
     return [op for op in ops if op.ok is True or (op.ok is None and op.f != F_GET)]
@@ -266,13 +271,25 @@ def check_key(ops: Iterable[Op], initial: Any = None, *,
     # is the pending operation that completes first; nothing invoked after that
     # completion may be linearized before it.
     req = sorted((op for op in ops if op.ok is True), key=lambda op: (op.complete, op.invoke))
-    unk = sorted((op for op in ops if op.ok is not True), key=lambda op: op.invoke)
-    n_req, n_unk = len(req), len(unk)
+    # Unknown writes whose value no operation observes (no read returned it, no
+    # cas expects it) are interchangeable "junk": linearizing one only ever helps
+    # a completed cas that failed while the state equalled its expected value.
+    # They are tried only then, and only the first that applies.
+    observed = {op.result for op in req if op.f == F_GET}
+    observed.update(op.expect for op in ops if op.f == F_CAS)
+    unk_all = sorted((op for op in ops if op.ok is not True), key=lambda op: op.invoke)
+    unk = [op for op in unk_all if _written(op) in observed]
+    junk = [op for op in unk_all if _written(op) not in observed]
+    n_req, n_unk, n_junk = len(req), len(unk), len(junk)
     req_inv = [op.invoke for op in req]
     req_cmp = [op.complete for op in req]
     by_inv = sorted(range(n_req), key=lambda r: (req_inv[r], r))
     unk_inv = [op.invoke for op in unk]
+    junk_inv = [op.invoke for op in junk]
+    failed_cas = [op.f == F_CAS and not op.result for op in req]
     full = (1 << n_req) - 1
+    junk_base = n_unk  # junk writes use the U bits above the observed unknown ones
+    unk_and_junk = unk + junk
 
     def successors(r_mask: int, u_mask: int, state: Any, lo_i: int
                    ) -> Iterator[tuple[int, int, Any]]:
@@ -297,6 +314,16 @@ def check_key(ops: Iterable[Op], initial: Any = None, *,
                 nxt = _step(state, unk[u])
                 if nxt is not _INVALID:
                     yield r_mask, u_mask | (1 << u), nxt
+        if n_junk and any(failed_cas[r] and req[r].expect == state for r in window):
+            for j in range(n_junk):
+                if junk_inv[j] > min_complete:
+                    break
+                bit = 1 << (junk_base + j)
+                if not u_mask & bit:
+                    nxt = _step(state, junk[j])
+                    if nxt is not _INVALID:
+                        yield r_mask, u_mask | bit, nxt
+                        break
 
     def advance(r_mask: int, lo_i: int) -> int:
         while lo_i < n_req and (r_mask >> by_inv[lo_i]) & 1:
@@ -333,7 +360,7 @@ def check_key(ops: Iterable[Op], initial: Any = None, *,
             if not enter(nr, nu, nxt):
                 continue
             path.append(req[(nr ^ r_mask).bit_length() - 1] if nr != r_mask
-                        else unk[(nu ^ u_mask).bit_length() - 1])
+                        else unk_and_junk[(nu ^ u_mask).bit_length() - 1])
             if nr == full:
                 result = True
                 break
