@@ -9,6 +9,7 @@ service; a registry of names that survives restarts; a snapshot of every tree.
 import logging
 
 from . import registry
+from ._watch import kill
 from .introspect import tree_snapshot
 from .monitors import Down, Exit, LinkedExit, MonitorRef, demonitor, link, monitor, unlink
 from .osproc import OsProcess
@@ -26,5 +27,5 @@ __all__ = [
     "StillRunning", "NotRunning", "RestartIntensityExceeded",
     "monitor", "demonitor", "link", "unlink", "Down", "Exit", "LinkedExit", "MonitorRef",
     "send_after", "cancel_timer", "stop_timer_service", "TimerRef", "TimerService",
-    "registry", "tree_snapshot",
+    "registry", "tree_snapshot", "kill",
 ]

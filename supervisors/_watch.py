@@ -186,7 +186,8 @@ def start_actor(actor_class: type[pykka.Actor], *args: Any, **kwargs: Any) -> py
 
 
 def kill(ref: pykka.ActorRef[Any], reason: Any = "killed") -> None:
-    """Stop an actor now: after its current message, without ``on_stop``.
+    """Stop an actor now, like Erlang's ``exit(Pid, kill)``: after its current
+    message, without ``on_stop``; monitors see ``reason``.
 
     The Python thread cannot be interrupted; an actor stuck in a handler exits
     when the handler returns."""
