@@ -240,6 +240,10 @@ class SegmentSet:
                 os.unlink(path)  # created, never filled: crash artefact
                 continue
             self._shadow(refs, first)
+            live = [r for r in refs if r.last >= r.first]
+            if live and first > live[-1].last + 1:
+                log.error("segments of %s: indexes %d..%d missing before %s (damaged or torn segment)",
+                          self.dir, live[-1].last + 1, first - 1, path)
             refs.append(SegmentRef(seq, path, first, last))
         self.refs = refs
         self._drop_empty()
@@ -298,6 +302,10 @@ class SegmentSet:
                 if len(got) != b - a + 1:
                     raise CorruptFile(r.path, None, f"segment lacks indexes {a}..{b}")
                 out.extend(got)
+        if len(out) != hi - lo + 1:
+            have = {e[0] for e in out}
+            missing = next(i for i in range(lo, hi + 1) if i not in have)
+            raise CorruptFile(self.dir, None, f"segments lack index {missing} (wanted {lo}..{hi})")
         return out
 
     # ---- writes (segment writer thread) --------------------------------------------------
