@@ -243,7 +243,11 @@ class Supervisor:
 
     # ------------------------------------------------------------ the thread
     def _run(self, ready: Future[None]) -> None:
+        registered = False
         try:
+            if self.name is not None:
+                registry.register(self.name, self)
+                registered = True
             for spec in self._specs if self._template is None else ():
                 child = _Child(spec)
                 self._children.append(child)
@@ -251,14 +255,21 @@ class Supervisor:
         except BaseException as exc:
             logger.error("supervisor %r failed to start: %r", self.id, exc)
             self._terminate_all()
+            if not registered:
+                self.name = None  # the name belongs to someone else: leave it
             self._finish(exc)
             ready.set_exception(exc if isinstance(exc, StartError) else StartError(repr(exc)))
             return
-        if self.name is not None:
-            registry.register(self.name, self)
         self._state = "running"
         ready.set_result(None)
-        self._loop()
+        try:
+            self._loop()
+        except BaseException as exc:  # a bug here must not leave a zombie supervisor
+            logger.exception("supervisor %r crashed", self.id)
+            try:
+                self._terminate_all()
+            finally:
+                self._finish(exc)
 
     def _loop(self) -> None:
         while True:

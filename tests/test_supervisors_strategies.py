@@ -219,3 +219,19 @@ def test_start_on_the_class_builds_and_starts():
     sup = Supervisor.start([ChildSpec.actor("a", Probe, "a")], strategy="one_for_all", id="cls")
     assert isinstance(sup, Supervisor) and sup.is_alive() and sup.strategy == "one_for_all"
     assert sup.child_ref("a").ask("ping") == ("pong", "a")
+
+
+def test_a_taken_supervisor_name_fails_its_start_without_hanging():
+    first = Supervisor([], name="dup").start()
+    with pytest.raises(Exception, match="dup"):
+        Supervisor([ChildSpec.actor("a", Probe)], name="dup").start()
+    assert registry.whereis("dup") is first
+
+
+def test_a_bug_in_the_control_loop_exits_the_supervisor_and_stops_children():
+    log = queue.Queue()
+    sup = Supervisor([ChildSpec.actor("a", Probe, "a", log)]).start()
+    drain(log, 1)
+    sup._q.put(("exit",))  # malformed internal event: the loop itself fails
+    assert isinstance(sup.wait(10), Exception)
+    assert drain(log, 1) == [("stop", "a")]
