@@ -93,7 +93,9 @@ class MetaStore:
             else:
                 crc, ln = META_REC.unpack_from(data, pos)
                 body = data[pos + META_REC.size : pos + META_REC.size + ln]
-                if len(body) != ln:
+                if ln == 0:
+                    bad = "empty record (zero-filled?)"
+                elif len(body) != ln:
                     bad = "record runs past end of file"
                 elif zlib.crc32(body) != crc:
                     bad = "record checksum mismatch"
