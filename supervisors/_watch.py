@@ -3,7 +3,8 @@
 Any unmodified ``pykka.ThreadingActor`` can be watched.  We hook the *instance*
 (never the class) and never the per-message path: its failure handler records
 the exception that escaped a handler, and its loop teardown fires the exit
-listeners from the actor's own thread as its very last act.  Detection is therefore event-driven, with no
+listeners from the actor's own thread as its very last act.  Detection is
+therefore event-driven, with no
 polling and no extra thread per actor.
 
 For actors we start ourselves (:func:`start_actor`) the hooks are installed

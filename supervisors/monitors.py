@@ -137,7 +137,9 @@ def _exit_signal(target: Any, sender: Any, reason: Any) -> None:
 
 
 def _key(a: Any, b: Any) -> frozenset[Any]:
-    return frozenset((getattr(a, "actor_urn", None) or id(a), getattr(b, "actor_urn", None) or id(b)))
+    def one(x: Any) -> Any:
+        return getattr(x, "actor_urn", None) or id(x)
+    return frozenset((one(a), one(b)))
 
 
 def link(a: Any, b: Any) -> None:

@@ -195,5 +195,6 @@ class OsProcess:
         return self.exited.wait(5.0)
 
     def __repr__(self) -> str:
-        what = self.spec.cmd if self.spec.cmd is not None else getattr(self.spec.target, "__name__", "?")
+        spec = self.spec
+        what = spec.cmd if spec.cmd is not None else getattr(spec.target, "__name__", "?")
         return f"<OsProcess pid={self.pid} {what!r}>"

@@ -119,12 +119,13 @@ class ChildSpec:
         if not callable(self.start):
             raise TypeError("start must be callable")
         if self.shutdown is None:
-            object.__setattr__(self, "shutdown",
-                               "infinity" if self.type == "supervisor" else DEFAULT_WORKER_SHUTDOWN_S)
+            default = "infinity" if self.type == "supervisor" else DEFAULT_WORKER_SHUTDOWN_S
+            object.__setattr__(self, "shutdown", default)
         sd = self.shutdown
         if isinstance(sd, str):
             if sd not in ("brutal_kill", "infinity"):
-                raise ValueError(f"shutdown must be seconds, 'brutal_kill' or 'infinity', not {sd!r}")
+                raise ValueError(
+                    f"shutdown must be seconds, 'brutal_kill' or 'infinity', not {sd!r}")
         elif not isinstance(sd, (int, float)) or sd < 0:
             raise ValueError(f"shutdown must be >= 0 seconds, not {sd!r}")
 
@@ -156,5 +157,6 @@ class ChildSpec:
         """A nested supervisor child."""
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}")
-        return cls(id=id, start=_SupervisorStarter(id, strategy, tuple(children), intensity, period),
+        starter = _SupervisorStarter(id, strategy, tuple(children), intensity, period)
+        return cls(id=id, start=starter,
                    restart=restart, shutdown=shutdown, type="supervisor")

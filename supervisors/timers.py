@@ -43,7 +43,8 @@ class TimerRef:
         return self.state == 0
 
     def __repr__(self) -> str:
-        return f"<TimerRef when={self.when:.3f} state={('pending', 'fired', 'cancelled')[self.state]}>"
+        state = ("pending", "fired", "cancelled")[self.state]
+        return f"<TimerRef when={self.when:.3f} state={state}>"
 
 
 class TimerService:

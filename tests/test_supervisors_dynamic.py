@@ -1,4 +1,4 @@
-"""Goal: dynamic children, simple_one_for_one, and orderly shutdown (order, timeouts, brutal_kill)."""
+"""Goal: dynamic children, simple_one_for_one, orderly shutdown (order, timeouts, kill)."""
 
 from __future__ import annotations
 
@@ -137,7 +137,8 @@ def test_no_thread_or_process_left_after_the_root_stops():
 
     before = set(threading.enumerate())
     inner = ChildSpec.supervisor("inner", "one_for_all",
-                                 [ChildSpec.actor("i", Probe), ChildSpec.process("p", ["sleep", "60"])])
+                                 [ChildSpec.actor("i", Probe),
+                                  ChildSpec.process("p", ["sleep", "60"])])
     sup = Supervisor([ChildSpec.actor("a", Probe), inner,
                       ChildSpec.actor("b", Probe, shutdown="brutal_kill")]).start()
     rec = Recorder(sup)

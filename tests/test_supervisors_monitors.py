@@ -1,4 +1,4 @@
-"""Goal: monitors deliver DOWN with the reason, links propagate abnormal exits, names survive restarts."""
+"""Goal: monitors deliver DOWN with the reason, links propagate crashes, names survive restarts."""
 
 from __future__ import annotations
 

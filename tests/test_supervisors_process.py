@@ -1,4 +1,4 @@
-"""Goal: OS-process children are restarted when killed, stopped with SIGTERM then SIGKILL, and never orphaned."""
+"""Goal: OS-process children restart when killed, stop by SIGTERM then SIGKILL, never orphan."""
 
 from __future__ import annotations
 

@@ -24,7 +24,8 @@ def test_restart_storm_leaks_nothing():
     me = psutil.Process()
     children_before = {p.pid for p in me.children(recursive=True)}
     inner = ChildSpec.supervisor("inner", "one_for_all",
-                                 [ChildSpec.actor(f"w{i}", Probe, i, name=f"w{i}") for i in range(4)]
+                                 [ChildSpec.actor(f"w{i}", Probe, i, name=f"w{i}")
+                                  for i in range(4)]
                                  + [ChildSpec.process("p", ["sleep", "60"])],
                                  intensity=10_000, period=1.0)
     sup = Supervisor([inner], intensity=10, id="storm").start()

@@ -1,4 +1,4 @@
-"""Goal: send_after delivers once after the delay from one shared thread; cancel works; cheap at scale."""
+"""Goal: send_after delivers once after the delay from one shared thread; cancel works."""
 
 from __future__ import annotations
 
