@@ -278,3 +278,19 @@ def test_queue_to_unreachable_node_is_bounded_and_never_blocks(cluster) -> None:
     with pytest.raises(NodeDown):
         wait_until(lambda: False, DETECTION_S + 0.2)
         N.call(("x", ghost), 1, timeout=0.5)
+
+
+def test_fast_restart_is_seen_as_down_then_up(cluster) -> None:
+    victim = cluster[2]
+    with N.Mailbox() as events, N.Mailbox() as downs:
+        token = N.subscribe_node_events(events)
+        try:
+            N.monitor_remote(("echo", victim.name), downs)
+            victim.restart()  # SIGKILL and start again on the same name and port
+            # Either the silence or the new creation number reveals the restart.
+            assert events.get(10) == N.NodeEvent("node_down", victim.name)
+            assert downs.get(5).reason == "noconnection"
+            assert events.get(10) == N.NodeEvent("node_up", victim.name)
+            assert N.call(("echo", victim.name), "new") == ["echo", victim.name, "new"]
+        finally:
+            N.unsubscribe_node_events(token)

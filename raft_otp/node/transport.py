@@ -126,7 +126,8 @@ class Transport:
         self.counters = dict.fromkeys(
             ("sent_msgs", "sent_batches", "sent_bytes", "recv_msgs", "recv_batches",
              "recv_bytes", "heartbeats_sent", "bad_frames", "refused", "dropped_fault",
-             "send_errors", "wakeups"), 0)
+             "send_errors", "wakeups", "io_errors"), 0)
+        self.dead = False
         self._ctx = zmq.Context.instance()
         self._router = self._ctx.socket(zmq.ROUTER)
         _tune(self._router, config)
@@ -200,6 +201,7 @@ class Transport:
         out["dropped_queue_full"] = sum(link.dropped for link in self._link_list)
         out["queued"] = {link.node: len(link.queue) for link in self._link_list}
         out["nodes_up"] = self.detector.nodes_up()
+        out["io_thread_alive"] = self._thread.is_alive() and not self.dead
         return out
 
     def _wake(self) -> None:
@@ -211,32 +213,49 @@ class Transport:
         poller = self._poller
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._wake_fd, zmq.POLLIN)
-        interval_s = self.config.heartbeat_interval_ms / 1000.0
-        next_tick = time.monotonic()
+        errors: list[float] = []
         try:
             while not self._stopping:
-                timeout_ms = max(0.0, (min(next_tick, self._next_delayed_s()) - time.monotonic()) * 1000)
-                events = poller.poll(timeout_ms)
-                self.counters["wakeups"] += 1
-                for sock, _ev in events:
-                    if sock is self._router:
-                        self._drain_router()
-                    elif sock == self._wake_fd:
-                        try:
-                            os.eventfd_read(self._wake_fd)
-                        except BlockingIOError:
-                            pass
-                self._woken = False
-                self._flush()
-                now = time.monotonic()
-                if now >= next_tick:
-                    self._tick(now)
-                    next_tick = now + interval_s
-        except Exception:  # a bug here would silently cut the node off: make it loud
-            logger.exception("%s: transport I/O thread crashed", self.node)
-            raise
+                try:
+                    self._loop()
+                except Exception:
+                    # A bug here must not silently cut the node off: log, count, go on;
+                    # a storm of them (like a supervisor's intensity limit) stops the node.
+                    self.counters["io_errors"] += 1
+                    logger.exception("%s: error in the transport I/O loop", self.node)
+                    now = time.monotonic()
+                    errors = [t for t in errors if now - t < 10.0] + [now]
+                    if len(errors) > 20:
+                        logger.critical("%s: transport I/O thread gives up", self.node)
+                        self.dead = True
+                        return
+                    time.sleep(0.01)
         finally:
             self._close()
+
+    def _loop(self) -> None:
+        poller = self._poller
+        interval_s = self.config.heartbeat_interval_ms / 1000.0
+        next_tick = time.monotonic()
+        counters = self.counters
+        while not self._stopping:
+            timeout_ms = max(0.0, (min(next_tick, self._next_delayed_s()) - time.monotonic()) * 1000)
+            events = poller.poll(timeout_ms)
+            counters["wakeups"] += 1
+            for sock, _ev in events:
+                if sock is self._router:
+                    self._drain_router()
+                elif sock == self._wake_fd:
+                    try:
+                        os.eventfd_read(self._wake_fd)
+                    except BlockingIOError:
+                        pass
+            self._woken = False
+            self._flush()
+            now = time.monotonic()
+            if now >= next_tick:
+                self._tick(now)
+                next_tick = now + interval_s
 
     def _close(self) -> None:
         for link in self._link_list:

@@ -1,0 +1,35 @@
+"""Goal: the node runs as a supervised child and comes back when its actor is killed."""
+
+from __future__ import annotations
+
+import pytest
+from supervisors import Supervisor
+
+from raft_otp import node as N
+from raft_otp.errors import BadArgument
+from raft_otp.node import admin
+from raft_otp.node.service import node_child_spec
+from raft_otp.node.testing import free_port, wait_until
+
+
+def test_node_child_spec_starts_restarts_and_stops_the_node() -> None:
+    name = f"svc@127.0.0.1:{free_port()}"
+    sup = Supervisor([node_child_spec(name, "c")], strategy="one_for_one", intensity=5).start()
+    try:
+        assert N.node() == name and N.transport_stats()["io_thread_alive"]
+        assert admin.admin_call(name, ["ping"], "c") == ["pong", name]
+        admin.kill("node")
+        assert wait_until(lambda: sup.count_children()["active"] == 1 and N.is_started(), 5)
+        assert admin.admin_call(name, ["ping"], "c", timeout=5) == ["pong", name]
+    finally:
+        sup.stop()
+    assert N.node() == N.NONODE
+
+
+def test_starting_a_second_node_in_one_process_is_refused() -> None:
+    N.start_node(f"one@127.0.0.1:{free_port()}", "c")
+    try:
+        with pytest.raises(BadArgument):
+            N.start_node(f"two@127.0.0.1:{free_port()}", "c")
+    finally:
+        N.stop_node()
