@@ -102,11 +102,10 @@ class SegmentWriterActor(pykka.ThreadingActor):
         super().__init__()
         self.writer = SegmentWriter(mem_tables, servers_dir, segment_factory)
         self.mem_tables = mem_tables
-
-    def on_start(self) -> None:
-        with self.mem_tables.lock:
-            self.mem_tables.segment_writer = self.actor_ref
-        for path, ranges in self.mem_tables.take_pending_flushes():
+        # registered synchronously inside start(): a WAL started right after finds us
+        with mem_tables.lock:
+            mem_tables.segment_writer = self.actor_ref
+        for path, ranges in mem_tables.take_pending_flushes():
             self.actor_ref.tell(FlushWal(path, ranges))
 
     def on_stop(self) -> None:

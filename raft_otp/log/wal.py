@@ -79,6 +79,24 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+_IOV_MAX = 1024
+
+
+def _write_all(fd: int, bufs: list[bytes]) -> int:
+    """writev the buffers (no joining copy); returns bytes written."""
+    total = 0
+    for k in range(0, len(bufs), _IOV_MAX):
+        chunk = bufs[k : k + _IOV_MAX]
+        want = sum(map(len, chunk))
+        n = os.writev(fd, chunk)
+        if n < want:  # partial write: finish the rest plainly
+            rest = memoryview(b"".join(chunk))[n:]
+            while len(rest):
+                rest = rest[os.write(fd, rest):]
+        total += want
+    return total
+
+
 class _Item:
     __slots__ = ("uid", "notify", "seq", "first", "entries", "truncate")
 
@@ -248,11 +266,7 @@ class Wal:
             n_entries += n
             done[uid] = it
         if out:
-            buf = b"".join(out)
-            mv = memoryview(buf)
-            off = 0
-            while off < len(buf):
-                off += os.write(self._fd, mv[off:])
+            size = _write_all(self._fd, out)
             if self._open_flags:
                 self.counters["syncs"] += 1
             elif self._sync is not None:
@@ -260,13 +274,13 @@ class Wal:
                 self._sync(self._fd)
                 self.counters["sync_time_s"] += time.perf_counter() - t0
                 self.counters["syncs"] += 1
-            self._size += len(buf)
+            self._size += size
             self._file_entries += n_entries
             c = self.counters
             c["batches"] += 1
             c["writes"] += len(done)
             c["entries"] += n_entries
-            c["bytes"] += len(buf)
+            c["bytes"] += size
         for uid, it in done.items():
             ents = it.entries
             if ents:
@@ -410,9 +424,9 @@ class WalActor(pykka.ThreadingActor):
         super().__init__()
         self.config = config
         self.mem_tables = mem_tables
-        self.wal: Wal | None = None
-
-    def on_start(self) -> None:
+        # Recovery, file open and registration happen here, i.e. synchronously inside
+        # ``WalActor.start()``: when start returns (also under a supervisor) servers
+        # opening their logs see the recovered mem tables and a running WAL.
         ref = self.actor_ref
 
         def on_crash(exc: BaseException) -> None:
@@ -421,9 +435,9 @@ class WalActor(pykka.ThreadingActor):
             except pykka.ActorDeadError:
                 pass
 
-        self.wal = Wal(self.config, self.mem_tables, on_crash)
+        self.wal: Wal | None = Wal(config, mem_tables, on_crash)
         self.wal.start()
-        self.mem_tables.set_wal(self.wal)
+        mem_tables.set_wal(self.wal)
 
     def on_stop(self) -> None:
         self._shutdown()
