@@ -178,6 +178,7 @@ class ServerActor(pykka.ThreadingActor):
                 if message.gen == self._election_gen and self._election_timer is not None:
                     self._election_timer = None
                     self.metrics.counters["timeouts"] += 1
+                    log.debug("%s term %d: election timeout in %s", self.id, self.term, self.role)
                     self._handle(ev.ElectionTimeout())
             case _TickFired():
                 if message.gen == self._tick_gen:
@@ -313,6 +314,7 @@ class ServerActor(pykka.ThreadingActor):
 
     def _arm_election_timer(self, kind: str) -> None:
         self._cancel_election_timer()
+        log.debug("%s term %d: election timer %s", self.id, self.term, kind)
         if kind == "pre_vote":
             self.metrics.counters["pre_vote_elections"] += 0  # counted on role change
         ms = election_timeout_ms(kind, self.cfg.broadcast_time_ms, self.rng,
@@ -372,6 +374,7 @@ class ServerActor(pykka.ThreadingActor):
         """Translate a monitor DOWN into a core event when it concerns our leader."""
         if self._watch is None:
             return None
+        log.debug("%s term %d: leader %s down (%r)", self.id, self.term, self._watch[0], reason)
         leader, _ = self._watch
         self._watch = None
         if reason == "noconnection":

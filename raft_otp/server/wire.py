@@ -33,9 +33,16 @@ def _sid(x: Any) -> Any:
     return ServerId(x[0], x[1])
 
 
+def _addr(x: Any) -> Any:
+    """A reply address arrives as a list; the core uses it as a dict key."""
+    return tuple(x) if isinstance(x, list) else x
+
+
 def _rebuilder(cls: type, sid_fields: set[str]) -> Callable[[Any], Any]:
     names = [f.name for f in dataclasses.fields(cls)]
-    conv = [(i, _sid) for i, n in enumerate(names) if n in sid_fields]
+    conv: list[tuple[int, Callable[[Any], Any]]] = [
+        (i, _sid) for i, n in enumerate(names) if n in sid_fields]
+    conv += [(i, _addr) for i, n in enumerate(names) if n == "reply_to"]
     if not conv:
         return lambda fields: cls(*fields)
 

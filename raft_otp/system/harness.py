@@ -76,6 +76,8 @@ class NodeProcs:
         for np in targets:
             if not np.ready.wait(timeout):
                 raise RuntimeError(f"node {np.name} did not become ready: {np.lines[-20:]}")
+        if self.client_name is not None:
+            self.wait_connected(timeout)
 
     def _spawn(self, np: NodeProc) -> None:
         if np.alive():
@@ -106,6 +108,17 @@ class NodeProcs:
         if np.proc is not None and np.proc.poll() is None:
             np.proc.send_signal(signal.SIGKILL)
             np.proc.wait(10)
+        self._wait_seen_down(np)
+
+    def _wait_seen_down(self, np: NodeProc, timeout: float = 5.0) -> None:
+        """Until the client node's failure detector has declared ``np`` down (so a
+        restarted incarnation is not mistaken for the old one)."""
+        if self.client_name is None:
+            return
+        from raft_otp.node import runtime as node_rt
+        deadline = time.monotonic() + timeout
+        while np.name in node_rt.nodes() and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def stop(self, i: int, timeout: float = 30.0) -> int | None:
         """SIGTERM node ``i`` (ordered shutdown); SIGKILL if it does not exit in time."""
@@ -114,11 +127,13 @@ class NodeProcs:
             return None if np.proc is None else np.proc.returncode
         np.proc.send_signal(signal.SIGTERM)
         try:
-            return np.proc.wait(timeout)
+            rc: int | None = np.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             np.proc.kill()
             np.proc.wait(10)
-            return None
+            rc = None
+        self._wait_seen_down(np)
+        return rc
 
     def close(self) -> None:
         for i in range(len(self.nodes)):

@@ -88,10 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--system", default="default")
     p.add_argument("--wal-sync-method", default="datasync", choices=["datasync", "fsync", "none"])
     p.add_argument("--broadcast-time-ms", type=int, default=100)
+    p.add_argument("--min-snapshot-interval", type=int, default=4096)
     p.add_argument("--log-level", default="WARNING")
     a = p.parse_args(argv)
     logging.basicConfig(level=getattr(logging, a.log_level.upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     cfg = SystemConfig(name=a.system, data_dir=a.data_dir, wal_sync_method=a.wal_sync_method,
-                       broadcast_time_ms=a.broadcast_time_ms)
+                       broadcast_time_ms=a.broadcast_time_ms,
+                       min_snapshot_interval=a.min_snapshot_interval)
     return run_node(a.data_dir, a.node, a.cookie, cfg, cookie_file=a.cookie_file)
