@@ -1,0 +1,24 @@
+"""Goal: with one safety rule switched off (core.config.Mutations) the simulator finds a violation within the CI seed budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from raft_otp.testing.sim import mutation_by_name, run_seed
+
+BUDGET = 500  # the CI seed budget of test_sim_ci
+
+
+@pytest.mark.parametrize("mutation", [
+    "vote_for_stale_log",
+    "consistent_query_without_heartbeat",
+    "ack_before_durable",
+])
+def test_mutation_is_caught(mutation: str) -> None:
+    flags = mutation_by_name(mutation)
+    for seed in range(BUDGET):
+        ok, report, _ = run_seed(seed, 3, 2000, flags)
+        if not ok:
+            assert "VIOLATION" in report and f"seed={seed}" in report
+            return
+    pytest.fail(f"mutation {mutation} not detected in {BUDGET} seeds")
