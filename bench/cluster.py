@@ -1,0 +1,172 @@
+"""One 3-member cluster on 3 node processes on loopback, WAL datasync.
+
+Figures:
+
+* pipelined commands/s: the bench process is a 4th node (client); it keeps
+  ``WINDOW`` commands in flight, sent with ``pipeline_commands`` in frames of
+  ``FRAME`` commands, and counts ``Applied`` notifications.  Peer: the design
+  budget of DESIGN.md "The hot path" (2 cores / 45 us of CPU per command).
+* CPU per command: user+system CPU of the 3 node processes and the client during
+  the pipelined run, divided by the commands applied.  Peer: the 45 us budget.
+* sequential ``process_command`` p50/p99 latency.  Peer: the limit measured in
+  the same run, one loopback ZeroMQ round trip + one fdatasync (a command needs
+  client->leader, leader->follower, follower sync, reply: at least that).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import tempfile
+import threading
+import time
+from typing import Any
+
+import psutil
+
+from bench.common import Figure, median, percentile
+
+FRAME = 200
+WINDOW = 8000
+BUDGET_US = 45.0
+COUNTER = ("raft_otp.machines.counter:Counter", {})
+
+
+def _fdatasync_s(path: str, n: int = 200) -> float:
+    fd = os.open(os.path.join(path, "sync.probe"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        xs = []
+        for _ in range(n):
+            os.write(fd, b"x" * 64)
+            t = time.perf_counter()
+            os.fdatasync(fd)
+            xs.append(time.perf_counter() - t)
+        return median(xs)
+    finally:
+        os.close(fd)
+
+
+def _zmq_rtt_s(n: int = 2000) -> float:
+    import zmq
+    from raft_otp.system.harness import free_port
+    ctx = zmq.Context.instance()
+    port = free_port()
+    rep = ctx.socket(zmq.REP)
+    rep.bind(f"tcp://127.0.0.1:{port}")
+    req = ctx.socket(zmq.REQ)
+    req.connect(f"tcp://127.0.0.1:{port}")
+
+    def serve() -> None:
+        for _ in range(n):
+            rep.send(rep.recv())
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    xs = []
+    for _ in range(n):
+        s = time.perf_counter()
+        req.send(b"x" * 64)
+        req.recv()
+        xs.append(time.perf_counter() - s)
+    t.join()
+    req.close(0)
+    rep.close(0)
+    return median(xs[n // 10:])
+
+
+def _cpu_s(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            c = p.cpu_times()
+            total += c.user + c.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _pipelined(leader: Any, seconds: float, procs: list[psutil.Process]) -> tuple[float, float]:
+    import raft_otp
+    from raft_otp.node.mailbox import Mailbox
+    mbox = Mailbox()
+    sent = applied = 0
+    corr = 0
+    try:
+        # warm up
+        raft_otp.pipeline_commands(leader, [(["incr"], -1)] * FRAME, mbox)
+        got = 0
+        while got < FRAME:
+            m = mbox.get(10)
+            got += len(m.replies)
+        cpu0 = _cpu_s(procs)
+        t0 = time.perf_counter()
+        deadline = t0 + seconds
+        while True:
+            now = time.perf_counter()
+            if now < deadline:
+                while sent - applied < WINDOW:
+                    raft_otp.pipeline_commands(leader, [(["incr"], corr + i) for i in range(FRAME)], mbox)
+                    corr += FRAME
+                    sent += FRAME
+            elif applied >= sent:
+                break
+            m = mbox.get(10)
+            if isinstance(m, raft_otp.Rejected):
+                raise RuntimeError(f"commands rejected: leader moved to {m.leader}")
+            applied += len(m.replies)
+            for m in mbox.drain():
+                applied += len(m.replies)
+        elapsed = time.perf_counter() - t0
+        cpu = _cpu_s(procs) - cpu0
+        return applied / elapsed, cpu / applied * 1e6
+    finally:
+        mbox.close()
+
+
+def run(quick: bool = False) -> list[Figure]:
+    import raft_otp
+    from raft_otp.node import runtime as node_rt
+    from raft_otp.system.harness import NodeProcs
+
+    base = tempfile.mkdtemp(prefix="raft_otp_bench_cluster_")
+    h = NodeProcs(base, 3, wal_sync_method="datasync")
+    figs: list[Figure] = []
+    try:
+        h.start()
+        h.join_as_client("bench")
+        ids = [h[i].sid("bench") for i in range(3)]
+        started, _ = raft_otp.start_cluster("default", "bench", COUNTER, ids, timeout=20)
+        if len(started) != 3:
+            raise RuntimeError("cluster did not start")
+        leader = raft_otp.ping(ids[0]) or ids[0]
+        procs = [psutil.Process(np.pid) for np in h.nodes] + [psutil.Process()]
+        rate, cpu_us = _pipelined(leader, 2.0 if quick else 6.0, procs)
+        figs.append(Figure("cluster: 3 nodes pipelined commands/s (datasync)", round(rate), "cmd/s",
+                           f"design budget (2 cores / {BUDGET_US:.0f} us)", round(2e6 / BUDGET_US)))
+        figs.append(Figure("cluster: CPU per command, 3 nodes + client", round(cpu_us, 1), "us/cmd",
+                           "design budget", BUDGET_US, higher_is_better=False))
+        n = 200 if quick else 1000
+        lat = []
+        for _ in range(20):
+            raft_otp.process_command(leader, ["incr"])
+        for _ in range(n):
+            t = time.perf_counter()
+            raft_otp.process_command(leader, ["incr"])
+            lat.append(time.perf_counter() - t)
+        limit_ms = (_zmq_rtt_s() + _fdatasync_s(base)) * 1000
+        figs.append(Figure("cluster: sequential process_command p50", round(median(lat) * 1000, 3), "ms",
+                           "limit: zmq round trip + fdatasync", round(limit_ms, 3), higher_is_better=False))
+        figs.append(Figure("cluster: sequential process_command p99", round(percentile(lat, 99) * 1000, 3),
+                           "ms", "limit: zmq round trip + fdatasync", round(limit_ms, 3),
+                           higher_is_better=False))
+    finally:
+        h.close()
+        if node_rt.is_started():
+            node_rt.stop_node()
+        import shutil
+        shutil.rmtree(base, ignore_errors=True)
+    return figs
+
+
+if __name__ == "__main__":
+    for f in run(quick=True):
+        print(f)
