@@ -5,7 +5,9 @@
   stop + start + ask done by hand (the floor of any restart);
 - a supervised actor's message cost against a bare pykka actor's (ask round
   trip, tell throughput), measured in the same run;
-- an OS-process child: SIGKILL -> replacement running, against a bare Popen;
+- an OS-process child: SIGKILL -> replacement running, against a bare
+  kill + wait + Popen (with and without PR_SET_PDEATHSIG, whose preexec_fn
+  forces fork instead of vfork);
 - a timer: send_after + cancel against threading.Timer create + cancel.
 """
 
@@ -105,9 +107,9 @@ def _message_cost(n_ask: int, n_tell: int, rounds: int) -> tuple[float, float, f
     return s_ask, s_tell, b_ask, b_tell
 
 
-def _process_restart(n: int) -> tuple[list[float], list[float]]:
-    sup = Supervisor([ChildSpec.process("p", ["sleep", "600"])], intensity=10 * n,
-                     period=3600.0).start()
+def _process_restart(n: int, die_with_parent: bool = True) -> tuple[list[float], list[float]]:
+    spec = ChildSpec.process("p", ["sleep", "600"], die_with_parent=die_with_parent)
+    sup = Supervisor([spec], intensity=10 * n, period=3600.0).start()
     started = _started_refs(sup)
     sup_samples, bare = [], []
     try:
@@ -158,6 +160,7 @@ def run(quick: bool = False) -> list[Figure]:
     s_ask, s_tell, b_ask, b_tell = _message_cost(n_ask, n_tell, 3 if quick else 7)
 
     p_sup, p_bare = _process_restart(10 if quick else 40)
+    p_fast, p_bare2 = _process_restart(10 if quick else 40, die_with_parent=False)
     t_ours, t_theirs = _timers(20000 if quick else 200000)
     ms, us = 1e3, 1e6
     return [
@@ -172,6 +175,8 @@ def run(quick: bool = False) -> list[Figure]:
                b_tell),
         Figure("os_process_kill_to_restarted_median", median(p_sup) * ms, "ms",
                "bare kill+wait+Popen (median)", median(p_bare) * ms, higher_is_better=False),
+        Figure("os_process_kill_to_restarted_median.no_pdeathsig", median(p_fast) * ms, "ms",
+               "bare kill+wait+Popen (median)", median(p_bare2) * ms, higher_is_better=False),
         Figure("send_after_plus_cancel", t_ours * us, "us", "threading.Timer start+cancel",
                t_theirs * us, higher_is_better=False),
     ]

@@ -60,9 +60,10 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _target_main(parent_pid: int, target: Callable[..., Any], args: tuple[Any, ...],
+def _target_main(parent_pid: int | None, target: Callable[..., Any], args: tuple[Any, ...],
                  kwargs: dict[str, Any], env: dict[str, str] | None, cwd: str | None) -> None:
-    die_with_parent(parent_pid)
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     if env is not None:
         os.environ.clear()
         os.environ.update(env)
@@ -114,12 +115,13 @@ class OsProcess:
         if spec.cmd is not None:
             self._popen = subprocess.Popen(list(spec.cmd), env=env, cwd=spec.cwd,
                                            stdout=spec.stdout, stderr=spec.stderr,
-                                           preexec_fn=lambda: die_with_parent(parent))
+                                           preexec_fn=((lambda: die_with_parent(parent))
+                                                       if spec.die_with_parent else None))
             self.pid = self._popen.pid
         else:
             ctx = multiprocessing.get_context("spawn")
             self._mp = ctx.Process(target=_target_main, daemon=False,
-                                   args=(parent, spec.target, tuple(spec.args), dict(spec.kwargs),
+                                   args=(parent if spec.die_with_parent else None, spec.target, tuple(spec.args), dict(spec.kwargs),
                                          env, spec.cwd))
             self._mp.start()
             self.pid = self._mp.pid

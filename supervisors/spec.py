@@ -11,7 +11,7 @@ and :meth:`ChildSpec.supervisor` cover the usual cases.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Hashable, Literal, Mapping, Sequence, Type
 
 import pykka
@@ -45,6 +45,7 @@ class ProcessSpec:
     cwd: str | None = None
     stdout: Any = None  # passed to Popen for commands (None: inherit)
     stderr: Any = None
+    die_with_parent: bool = True  # PR_SET_PDEATHSIG; costs a fork instead of a vfork (~2 ms)
 
     def __post_init__(self) -> None:
         if (self.cmd is None) == (self.target is None):
@@ -55,10 +56,8 @@ class ProcessSpec:
         if not extra:
             return self
         if self.cmd is not None:
-            return ProcessSpec(cmd=[*self.cmd, *map(str, extra)], env=self.env, cwd=self.cwd,
-                               stdout=self.stdout, stderr=self.stderr)
-        return ProcessSpec(target=self.target, args=(*self.args, *extra), kwargs=self.kwargs,
-                           env=self.env, cwd=self.cwd)
+            return replace(self, cmd=[*self.cmd, *map(str, extra)])
+        return replace(self, args=(*self.args, *extra))
 
     def __call__(self, *extra: Any) -> Any:
         from .osproc import OsProcess
@@ -142,11 +141,12 @@ class ChildSpec:
                 target: Callable[..., Any] | None = None, args: tuple[Any, ...] = (),
                 kwargs: Mapping[str, Any] | None = None, restart: Restart = "permanent",
                 shutdown: Shutdown | None = None, env: Mapping[str, str] | None = None,
-                cwd: str | None = None, stdout: Any = None, stderr: Any = None) -> ChildSpec:
+                cwd: str | None = None, stdout: Any = None, stderr: Any = None,
+                die_with_parent: bool = True) -> ChildSpec:
         """An OS-process child: a command, or a Python target in its own process."""
         pspec = ProcessSpec(cmd=list(cmd) if cmd is not None else None, target=target,
                             args=tuple(args), kwargs=dict(kwargs or {}), env=env, cwd=cwd,
-                            stdout=stdout, stderr=stderr)
+                            stdout=stdout, stderr=stderr, die_with_parent=die_with_parent)
         return cls(id=id, start=pspec, restart=restart, shutdown=shutdown, type="worker")
 
     @classmethod

@@ -127,3 +127,12 @@ def test_python_target_gets_args_env_and_cwd(tmp_path):
     sup.start()
     assert rec.wait("exited", "w").reason == "normal"
     assert (tmp_path / "out.txt").read_text() == "hello"
+
+
+def test_sofo_process_template_appends_args_and_die_with_parent_can_be_off():
+    sup = Supervisor([ChildSpec.process("s", ["sleep"], die_with_parent=False)],
+                     strategy="simple_one_for_one").start()
+    p = sup.start_child(60)
+    assert psutil.Process(p.pid).cmdline() == ["sleep", "60"]
+    sup.terminate_child(p)
+    assert p.returncode == -signal.SIGTERM and sup.which_children() == []
