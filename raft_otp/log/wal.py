@@ -20,6 +20,7 @@ writer is asked to resend (RA does the same for gaps).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import re
@@ -346,6 +347,16 @@ def recover_file(path: str, mem_tables: MemTables | None) -> dict[str, tuple[int
     because the damaged region may have held that server's entries."""
     with open(path, "rb") as f:
         data = f.read()
+    gc_was = gc.isenabled()
+    gc.disable()  # millions of new tuples: the cyclic GC would rescan them over and over
+    try:
+        return _recover_image(path, data, mem_tables)
+    finally:
+        if gc_was:
+            gc.enable()
+
+
+def _recover_image(path: str, data: bytes, mem_tables: MemTables | None) -> dict[str, tuple[int, int]]:
     try:
         res = fmt.scan(path, data)
     except CorruptFile as exc:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
+from itertools import accumulate
 from operator import itemgetter
 from typing import Sequence
 
@@ -157,14 +158,12 @@ def _parse_at(data: memoryview, pos: int) -> tuple[Record, int] | str:
             terms = vals[:count]
             lens = vals[count:]
         raw = bytes(body[p:])
-        if sum(lens) != len(raw):
+        ends = list(accumulate(lens))
+        if ends[-1] != len(raw):
             return "record length table does not match body"
-        q = 0
-        idx = first
-        for t, ln in zip(terms, lens):
-            entries.append((idx, t, raw[q : q + ln]))
-            q += ln
-            idx += 1
+        starts = [0]
+        starts += ends[:-1]
+        entries = list(zip(range(first, first + count), terms, map(raw.__getitem__, map(slice, starts, ends))))
     return Record(pos, uid, first, bool(flags & FLAG_TRUNCATE), entries), body_start + body_len
 
 
