@@ -1,0 +1,86 @@
+"""Small helpers for unit tests of the core: build a server over a ``MemoryLog``,
+feed events, make the WAL report everything written, find effects by type."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Iterable, TypeVar
+
+from raft_otp.core import ServerConfig, ServerMeta, handle, init_server
+from raft_otp.core import entries as enc
+from raft_otp.core.config import Mutations
+from raft_otp.core.events import LogEvent
+from raft_otp.core.machine import Machine
+from raft_otp.core.memlog import MemoryLog
+from raft_otp.core.state import ServerState
+from raft_otp.core.types import Entry, ServerId
+from raft_otp.machines import Counter
+
+T = TypeVar("T")
+
+
+def sid(name: str) -> ServerId:
+    return ServerId(name, f"node_{name}")
+
+
+class Node:
+    """One core server with its memory log and the log events it posted."""
+
+    def __init__(self, name: str, members: Iterable[str], *, entries: Iterable[tuple[int, Any]] = (),
+                 term: int = 0, voted_for: str | None = None, machine: Machine | None = None,
+                 mutations: Mutations | None = None, batch: int = 128, pipeline: int = 4096,
+                 seed: int = 1) -> None:
+        self.posted: list[object] = []
+        self.log = MemoryLog(self.posted.append)
+        index = 0
+        batch_entries: list[Entry] = []
+        for t, command in entries:  # (term, command) pairs; command None = noop
+            index += 1
+            data = enc.encode_noop(0) if command is None else enc.encode_usr(command, 0)
+            batch_entries.append((index, t, data))
+        if batch_entries:
+            self.log.write(batch_entries)
+            self.flush_quiet()
+        self.id = sid(name)
+        cfg = ServerConfig(self.id, "test", tuple(sid(m) for m in members), None,
+                           max_append_entries_rpc_batch_size=batch, max_pipeline_count=pipeline,
+                           mutations=mutations or Mutations())
+        meta = ServerMeta(term, sid(voted_for) if voted_for else None, 0)
+        self.state, self.init_effects = init_server(cfg, self.log, machine or Counter(), meta,
+                                                    random.Random(seed))
+
+    def flush_quiet(self) -> None:
+        while self.posted:
+            self.log.handle_event(self.posted.pop(0))
+
+    def __call__(self, event: object) -> list[Any]:
+        self.state, effects = handle(self.state, event)  # type: ignore[arg-type]
+        return effects
+
+    def written(self) -> list[Any]:
+        """Deliver every pending log event (the WAL synced); returns the effects."""
+        out: list[Any] = []
+        while self.posted:
+            out += self(LogEvent(self.posted.pop(0)))
+        return out
+
+    @property
+    def s(self) -> ServerState:
+        return self.state
+
+
+def of(effects: list[Any], kind: type[T]) -> list[T]:
+    return [e for e in effects if isinstance(e, kind)]
+
+
+def sent(effects: list[Any], kind: type[T] | None = None) -> list[tuple[ServerId, Any]]:
+    """Every (to, rpc) in SendRpc/SendRpcs effects, optionally of one RPC type."""
+    from raft_otp.core.effects import SendRpc, SendRpcs
+
+    out: list[tuple[ServerId, Any]] = []
+    for e in effects:
+        if isinstance(e, SendRpc):
+            out.append((e.to, e.rpc))
+        elif isinstance(e, SendRpcs):
+            out += list(e.sends)
+    return [(to, rpc) for to, rpc in out if kind is None or isinstance(rpc, kind)]
