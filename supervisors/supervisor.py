@@ -26,12 +26,14 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import Any, Callable, Hashable, NamedTuple, Sequence, overload
+from typing import Any, Callable, Hashable, Sequence, overload
 
 from . import introspect, registry
 from ._children import make_handle
 from ._watch import is_normal
+from .errors import (AlreadyPresent, AlreadyRunning, ChildInfo, NotFound, NotRunning,
+                     RestartIntensityExceeded, StartError, StillRunning, SupervisorError,
+                     SupervisorEvent)
 from .spec import STRATEGIES, ChildSpec, Strategy
 
 __all__ = ["Supervisor", "SupervisorError", "StartError", "NotFound", "AlreadyPresent",
@@ -40,58 +42,6 @@ __all__ = ["Supervisor", "SupervisorError", "StartError", "NotFound", "AlreadyPr
 
 logger = logging.getLogger("supervisors")
 _seq = itertools.count(1)
-
-
-class SupervisorError(Exception):
-    """Base of the errors raised by the supervisor API."""
-
-
-class StartError(SupervisorError):
-    """A child (or the supervisor itself) failed to start."""
-
-
-class NotFound(SupervisorError):
-    """No child with that id or ref."""
-
-
-class AlreadyPresent(SupervisorError):
-    """A child spec with that id already exists."""
-
-
-class AlreadyRunning(SupervisorError):
-    """The child is running (restart_child needs a stopped one)."""
-
-
-class StillRunning(SupervisorError):
-    """The child is running (delete_child needs a stopped one)."""
-
-
-class NotRunning(SupervisorError):
-    """The supervisor is not running."""
-
-
-class RestartIntensityExceeded(Exception):
-    """Exit reason of a supervisor that saw too many restarts."""
-
-
-class ChildInfo(NamedTuple):
-    """One row of :meth:`Supervisor.which_children`."""
-
-    id: Any
-    ref: Any  # None when not running
-    type: str
-    status: str
-
-
-@dataclass(frozen=True, slots=True)
-class SupervisorEvent:
-    """Sent to subscribers: kind is 'started', 'exited' or 'terminated'."""
-
-    kind: str
-    supervisor: Any
-    child_id: Any
-    ref: Any
-    reason: Any = None
 
 
 class _Child:
