@@ -134,7 +134,7 @@ class Wal:
         self._path = ""
         self._size = 0
         self._file_entries = 0
-        self._ranges: dict[str, list[int]] = {}
+        self._ranges: dict[bytes, list[int]] = {}
         self._last: dict[bytes, int] = {}  # uid -> last index accepted by this incarnation
         self.crashed: BaseException | None = None
         self.counters = {"writes": 0, "entries": 0, "batches": 0, "bytes": 0, "syncs": 0,
@@ -256,9 +256,9 @@ class Wal:
             out.append(body)
             hi = it.first + n - 1
             last[uid] = hi
-            r = ranges.get(uid)  # type: ignore[call-overload]
+            r = ranges.get(uid)
             if r is None:
-                ranges[uid] = [it.first, hi]  # type: ignore[index]
+                ranges[uid] = [it.first, hi]
             else:
                 if it.first < r[0]:
                     r[0] = it.first
@@ -314,7 +314,7 @@ class Wal:
             self._sync(self._fd)
         os.close(self._fd)
         self._fd = -1
-        path, ranges = self._path, {k.decode(): (v[0], v[1]) for k, v in self._ranges.items()}  # type: ignore[attr-defined]
+        path, ranges = self._path, {k.decode(): (v[0], v[1]) for k, v in self._ranges.items()}
         self._file_no += 1
         self._open_file()
         log.info("WAL rolled over %s (%d servers)", path, len(ranges))
@@ -331,7 +331,7 @@ class Wal:
     def overview(self) -> dict[str, Any]:
         with self._lock:
             q = len(self._queue)
-        c = dict(self.counters)
+        c: dict[str, Any] = dict(self.counters)
         c.update(generation=self.generation, file=self._path, file_size=self._size, queued_writes=q,
                  sync_method=self.config.sync_method,
                  avg_entries_per_batch=(c["entries"] / c["batches"]) if c["batches"] else 0.0)
