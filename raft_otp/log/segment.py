@@ -207,7 +207,7 @@ class SegmentRef:
 class SegmentSet:
     """One server's segment files.  Reads from the server thread; appends from the segment writer."""
 
-    def __init__(self, dir_: str, max_count: int = 4096, cache_size: int = 8) -> None:
+    def __init__(self, dir_: str, max_count: int = 4096, cache_size: int = 2) -> None:
         self.dir = dir_
         self.max_count = max_count
         self.cache_size = cache_size

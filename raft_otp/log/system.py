@@ -49,7 +49,7 @@ class LogConfig:
     wal_max_batch_size: int = 8192
     wal_max_entries: int = 2_000_000  # entries per WAL file: bounds the mem tables
     segment_max_entries: int = 4096
-    segment_cache_size: int = 8  # open segment files per server
+    segment_cache_size: int = 2  # open segment files kept per server (1,000 servers: 2,000 fds)
     snapshot_chunk_size: int = DEFAULT_CHUNK_SIZE
     min_snapshot_interval: int = 4096
     min_checkpoint_interval: int = 16384

@@ -23,6 +23,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import random
 import re
 import threading
 import time
@@ -134,6 +135,9 @@ class Wal:
         self._path = ""
         self._size = 0
         self._file_entries = 0
+        # as RA: the first file after a start rolls at a random size between half and
+        # full, so the systems of a node do not all roll (and flush) in lockstep
+        self._size_limit = random.randint(config.max_size_bytes // 2, config.max_size_bytes)
         self._ranges: dict[bytes, list[int]] = {}
         self._last: dict[bytes, int] = {}  # uid -> last index accepted by this incarnation
         self.crashed: BaseException | None = None
@@ -292,7 +296,8 @@ class Wal:
         for uid, notify in resend.items():
             if uid not in done:
                 notify(ResendRequest(uid.decode(), self.generation))
-        if self._size >= self.config.max_size_bytes or self._file_entries >= self.config.max_entries:
+        if self._size >= self._size_limit or self._file_entries >= self.config.max_entries:
+            self._size_limit = self.config.max_size_bytes
             self._roll_over()
 
     # ---- files ---------------------------------------------------------------------
