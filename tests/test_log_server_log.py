@@ -57,6 +57,7 @@ def system(tmp_path):
 def test_append_written_fetch_and_recover(system):
     ls = system()
     s = Srv(ls, "s1")
+    assert s.log.fetch_term(0) == 0 and s.log.last_index_term() == (0, 0)
     s.log.append(E(1, 10))
     s.log.append(E(11, 12, 2))
     s.written(12, 2)

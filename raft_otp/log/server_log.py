@@ -140,6 +140,8 @@ class ServerLog:
         return self._snap_meta.index + 1 if self._snap_meta else 1
 
     def fetch_term(self, index: int) -> int | None:
+        if index == 0 and self._snap_meta is None:
+            return 0  # the empty log's "previous entry", as MemoryLog answers
         if index > self._last_index:
             return None
         if self._snap_meta is not None and index < self._snap_meta.index:
