@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import threading
+from typing import Any
 
 from raft_otp.node import runtime
 from raft_otp.node.transport import NodeConfig
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     cfg = NodeConfig(heartbeat_interval_ms=args.heartbeat_ms, down_after_missed=args.down_after)
     name = runtime.start_node(args.name, args.cookie, cookie_file=args.cookie_file, config=cfg)
-    sup = None
+    sup: Any = None
     if args.echo:
         from supervisors import registry
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _start_echo_supervised() -> object:
+def _start_echo_supervised() -> Any:
     """The echo actor under a one_for_one supervisor, so admin 'kill' restarts it."""
     from raft_otp.node.echo import EchoActor
 

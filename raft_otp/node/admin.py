@@ -104,14 +104,14 @@ def admin_call(node_name: str, request: Any, cookie: str, timeout: float = 5.0) 
     call_id = next(_ids)
     prefix = envelope.batch_prefix("admin-client", 0, envelope.FLAG_CLIENT)
     body = envelope.build_body(prefix, [codec.packb([envelope.K_ADMIN, call_id, request])])
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     try:
         sock.connect(endpoint_of(node_name))
         sock.send_multipart([body, envelope.sign(key, body)])
         deadline = time.monotonic() + timeout
-        while sock.poll(max(0.0, deadline - time.monotonic()) * 1000, zmq.POLLIN):
+        while sock.poll(int(max(0.0, deadline - time.monotonic()) * 1000), zmq.POLLIN):
             parts = sock.recv_multipart()
             if len(parts) != 2 or not envelope.verify(key, parts[0], parts[1]):
                 continue

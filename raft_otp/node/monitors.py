@@ -73,7 +73,7 @@ class RemoteMonitors:
             entry = self._watching.pop(monitor_id, None)
         if entry is not None:
             mref, watcher = entry
-            deliver(watcher, supervisors.Down(mref, mref.target, reason))
+            deliver(watcher, supervisors.Down(mref, mref.target, reason))  # type: ignore[arg-type]
 
     def node_down(self, node: str) -> None:
         """Fire 'noconnection' for every watch on ``node``; drop monitors it held here."""

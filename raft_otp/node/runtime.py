@@ -55,7 +55,7 @@ class NodeEvent:
     node: str
 
 
-class _ReplyFuture(pykka.ThreadingFuture):  # type: ignore[type-arg]
+class _ReplyFuture(pykka.ThreadingFuture[Any]):
     """A future nobody waits on: completing it queues the reply frame."""
 
     __slots__ = ("_done",)
@@ -383,7 +383,7 @@ def monitor_remote(dest: Any, watcher: Any) -> Any:
         ref = registry.whereis(name)
         if ref is None:
             mref = RemoteMonitorRef(0, (name, node()))
-            deliver(watcher, supervisors.Down(mref, (name, node()), "noproc"))
+            deliver(watcher, supervisors.Down(mref, (name, node()), "noproc"))  # type: ignore[arg-type]
             return mref
         if not isinstance(watcher, pykka.ActorRef) and hasattr(watcher, "tell"):
             return supervisors.monitor(ref, watcher.tell)

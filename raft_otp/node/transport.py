@@ -128,7 +128,7 @@ class Transport:
              "recv_bytes", "heartbeats_sent", "bad_frames", "refused", "dropped_fault",
              "send_errors", "wakeups", "io_errors"), 0)
         self.dead = False
-        self._ctx = zmq.Context.instance()
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._router = self._ctx.socket(zmq.ROUTER)
         _tune(self._router, config)
         self._router.setsockopt(zmq.MAXMSGSIZE, config.frame_max_bytes)
@@ -240,7 +240,7 @@ class Transport:
         counters = self.counters
         while not self._stopping:
             timeout_ms = max(0.0, (min(next_tick, self._next_delayed_s()) - time.monotonic()) * 1000)
-            events = poller.poll(timeout_ms)
+            events = poller.poll(int(timeout_ms + 0.999))
             counters["wakeups"] += 1
             for sock, _ev in events:
                 if sock is self._router:
