@@ -305,7 +305,7 @@ class Transport:
                 body = envelope.build_body(self._prefix, items)
                 frame = [body, envelope.sign(self._key, body)]
                 self.counters["sent_msgs"] += len(items)
-                if fault.delay_ms > 0:
+                if fault.delay_ms > 0 or link.delayed:  # behind delayed frames: keep order
                     link.delayed.append((now + fault.delay_ms / 1000.0, frame))
                     continue
                 if not self._try_send(link, frame):
