@@ -1,0 +1,172 @@
+"""``raft-otp``: the command line (argparse).  Every failure is one line on stderr
+and a non-zero exit status (1: the command failed, 2: bad arguments); set
+``RAFT_OTP_DEBUG=1`` to see the traceback of an unexpected error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, NoReturn, Sequence
+
+from raft_otp.console.common import ConsoleError, check_node_name, client_cookie
+
+__all__ = ["main", "build_parser"]
+
+PROG = "raft-otp"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def _node_arg(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--node", "-n", required=required, metavar="NAME@HOST:PORT",
+                   help="the node to ask, e.g. n1@127.0.0.1:7001")
+
+
+def _client_args(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    p.add_argument("--cookie-file", help="the shared secret (default: $RAFT_OTP_COOKIE_FILE, "
+                   "$RAFT_OTP_COOKIE, ~/.raft_otp_cookie)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds per request (default 5)")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _api_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--system", default="default", help="system name (default: default)")
+    p.add_argument("--client-host", default="127.0.0.1",
+                   help="address the nodes can reach this CLI on (default 127.0.0.1)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Run raft_otp nodes, watch their supervision trees, "
+                "administer clusters.")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    s = sub.add_parser("start", help="run a node with its default system in the foreground")
+    s.add_argument("--data-dir", required=True, help="the node's data directory")
+    s.add_argument("--node", "-n", metavar="NAME@HOST:PORT",
+                   help="node name (default: the data dir's, else n1@127.0.0.1:7001)")
+    s.add_argument("--cookie-file", help="shared secret (default: DATA_DIR/cookie if present, "
+                   "else ~/.raft_otp_cookie, created 0600 if absent)")
+    s.add_argument("--config", help="system config file (.toml or .json; SystemConfig keys)")
+    s.add_argument("--system", default="default", help="system name (default: default)")
+    s.add_argument("--log-level", default="WARNING")
+
+    d = sub.add_parser("demo", help="a supervised local 3-node cluster; kill its leader; lose nothing")
+    d.add_argument("--data-dir", default=os.path.join(".", "raft_otp_demo_data"),
+                   help="demo data dir, reset at every run (default ./raft_otp_demo_data)")
+    d.add_argument("--writes", type=int, default=20, help="writes before and after the kill (default 20)")
+
+    t = sub.add_parser("tree", help="the supervision tree of a running node")
+    _node_arg(t)
+    _client_args(t)
+    t.add_argument("--watch", "-w", action="store_true", help="redraw live until Ctrl-C")
+    t.add_argument("--interval", type=float, default=1.0, help="--watch refresh in seconds (default 1)")
+
+    st = sub.add_parser("status", help="systems and clusters of a node: members, roles, terms, indexes")
+    _node_arg(st)
+    _client_args(st)
+    st.add_argument("--local", action="store_true", help="do not ask the other members' nodes")
+
+    k = sub.add_parser("kill", help="crash one actor on purpose (its supervisor restarts it)")
+    _node_arg(k)
+    k.add_argument("path", help="registered name (e.g. raft_otp.wal.default, a server name) or "
+                   "tree path of ids (e.g. log/wal, servers/kv1/server)")
+    _client_args(k)
+    k.add_argument("--no-wait", action="store_true", help="do not wait for the restart")
+    k.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the restart (default 10)")
+
+    c = sub.add_parser("cluster", help="start, delete, change membership or leadership of a cluster")
+    csub = c.add_subparsers(dest="cluster_op", required=True, metavar="OP", parser_class=_Parser)
+    cs = csub.add_parser("start", help="start a new cluster with one server on each member node")
+    cs.add_argument("name")
+    cs.add_argument("--members", "-m", nargs="+", required=True, metavar="NODE",
+                    help="member nodes (space or comma separated)")
+    cs.add_argument("--machine", default="kv", help="kv, counter or module:Class (default kv)")
+    cs.add_argument("--machine-config", default="{}", help="JSON machine config (default {})")
+    cs.add_argument("--server-name", help="server name on each node (default: the cluster name)")
+    for name, helptext in (("delete", "delete every member and its data"),
+                           ("add-member", "start a server on NODE and add it to the cluster"),
+                           ("remove-member", "remove NODE's server from the cluster"),
+                           ("transfer-leadership", "make NODE's server the leader")):
+        cp = csub.add_parser(name, help=helptext)
+        cp.add_argument("name", help="cluster name")
+        _node_arg(cp)
+        if name in ("add-member", "remove-member"):
+            cp.add_argument("member", metavar="NODE", help="the member's node")
+        if name == "transfer-leadership":
+            cp.add_argument("target", metavar="NODE", help="the new leader's node")
+        if name == "add-member":
+            cp.add_argument("--kind", default="voter", choices=["voter", "promotable", "non_voter"])
+            cp.add_argument("--machine-config", default="{}", help="JSON machine config (default {})")
+        if name == "remove-member":
+            cp.add_argument("--keep-data", action="store_true", help="stop nothing, delete nothing")
+    for cp in csub.choices.values():
+        _client_args(cp)
+        _api_args(cp)
+
+    cm = sub.add_parser("command", help="replicate one command, e.g. `put k 1`, `incr`")
+    _node_arg(cm)
+    cm.add_argument("--cluster", "-c", required=True)
+    cm.add_argument("words", nargs="+", metavar="WORD",
+                    help="the command; each word is JSON if it parses (put k 1 -> [\"put\",\"k\",1])")
+    _client_args(cm)
+    _api_args(cm)
+
+    q = sub.add_parser("query", help="read a cluster's state (consistent by default)")
+    _node_arg(q)
+    q.add_argument("--cluster", "-c", required=True)
+    q.add_argument("--key", "-k", help="one key of a kv cluster (default: the whole state)")
+    q.add_argument("--kind", default="consistent", choices=["consistent", "leader", "local"])
+    _client_args(q)
+    _api_args(q)
+    return p
+
+
+def _run(args: Any) -> int:
+    if args.cmd == "start":
+        from raft_otp.console.node_cmd import cmd_start
+        return cmd_start(args)
+    if args.cmd == "demo":
+        from raft_otp.console.demo import cmd_demo
+        return cmd_demo(args)
+    check_node_name(args.node) if getattr(args, "node", None) else None
+    cookie = client_cookie(args.cookie_file)
+    if args.cmd in ("tree", "status", "kill"):
+        from raft_otp.console import admin_cmds
+        return {"tree": admin_cmds.cmd_tree, "status": admin_cmds.cmd_status,
+                "kill": admin_cmds.cmd_kill}[args.cmd](args, cookie)
+    from raft_otp.console import cluster_cmds
+    return {"cluster": cluster_cmds.cmd_cluster, "command": cluster_cmds.cmd_command,
+            "query": cluster_cmds.cmd_query}[args.cmd](args, cookie)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "timeout", 1.0) <= 0:
+        sys.stderr.write(f"{PROG}: error: --timeout must be > 0\n")
+        return 2
+    try:
+        return _run(args)
+    except ConsoleError as exc:
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # never a traceback for the user, unless asked
+        if os.environ.get("RAFT_OTP_DEBUG"):
+            raise
+        sys.stderr.write(f"{PROG}: error: {type(exc).__name__}: {exc}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

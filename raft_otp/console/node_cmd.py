@@ -1,0 +1,114 @@
+"""``raft-otp start``: one node with its default system, in the foreground.
+
+Wraps :func:`raft_otp.system.node_main.run_node`.  SIGTERM and Ctrl-C stop it
+in order (servers, then the log tree: the WAL syncs and closes, then the
+transport); starting again on the same data dir recovers every server.
+
+The data dir remembers its node name (file ``NODE``): Raft members are
+addressed as ``server@node``, so a restart under another name would orphan
+them.  ``--node`` may be left out on a restart; a different one is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from raft_otp.console.common import (DATA_DIR_COOKIE, ConsoleError, check_node_name,
+                                     default_cookie_file, ensure_cookie_file, read_cookie_file)
+
+__all__ = ["DEFAULT_NODE", "NODE_FILE", "node_for", "cookie_file_for", "load_config", "cmd_start"]
+
+DEFAULT_NODE = "n1@127.0.0.1:7001"
+NODE_FILE = "NODE"
+
+
+def node_for(data_dir: str, requested: str | None) -> str:
+    """The node name for ``data_dir``: the one it was first started with, else ``requested``."""
+    path = os.path.join(data_dir, NODE_FILE)
+    stored = None
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            stored = f.readline().strip() or None
+    if stored and requested and stored != requested:
+        raise ConsoleError(f"data dir {data_dir} belongs to node {stored}; start it as that node "
+                           "(or use another data dir)")
+    node = requested or stored or DEFAULT_NODE
+    check_node_name(node)
+    if stored is None:
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(node + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    return node
+
+
+def cookie_file_for(data_dir: str, cookie_file: str | None) -> str:
+    """``--cookie-file``, else ``DATA_DIR/cookie`` if present, else ``~/.raft_otp_cookie``
+    (created 0600 when absent, as Erlang does with ``~/.erlang.cookie``)."""
+    if cookie_file:
+        read_cookie_file(cookie_file)
+        return cookie_file
+    in_dir = os.path.join(data_dir, DATA_DIR_COOKIE)
+    if os.path.exists(in_dir):
+        return in_dir
+    return ensure_cookie_file(default_cookie_file())
+
+
+def load_config(path: str | None) -> dict[str, Any]:
+    """A system config file: TOML (``.toml``) or JSON, keys as in ``SystemConfig``."""
+    if not path:
+        return {}
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ConsoleError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    try:
+        if path.endswith(".toml"):
+            import tomllib
+            data = tomllib.loads(raw.decode())
+        else:
+            data = json.loads(raw)
+    except ValueError as exc:
+        raise ConsoleError(f"config {path} does not parse: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConsoleError(f"config {path} must be a table/object of system settings")
+    return data
+
+
+def cmd_start(args: Any) -> int:
+    from raft_otp.errors import RaftError
+    from raft_otp.system.config import SystemConfig
+    from raft_otp.system.node_main import run_node
+
+    data_dir = os.path.abspath(args.data_dir)
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+    except OSError as exc:
+        raise ConsoleError(f"cannot create data dir {data_dir}: {exc.strerror or exc}") from None
+    node = node_for(data_dir, args.node)
+    cookie_file = cookie_file_for(data_dir, args.cookie_file)
+    settings = load_config(args.config)
+    settings.setdefault("name", args.system)
+    try:
+        cfg = SystemConfig.from_any(settings).replace(data_dir=data_dir)
+    except (RaftError, TypeError) as exc:
+        raise ConsoleError(f"bad config: {exc}") from None
+    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.WARNING),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    print(f"raft-otp node {node}: data dir {data_dir}, cookie file {cookie_file}", flush=True)
+    try:
+        _, _, port = check_node_name(node)
+        rc = run_node(data_dir, node, None, cfg, cookie_file=cookie_file, announce=True)
+    except RaftError as exc:
+        raise ConsoleError(f"node {node} failed: {exc}") from None
+    except OSError as exc:
+        raise ConsoleError(f"node {node} failed: {exc}") from None
+    print(f"raft-otp node {node}: stopped cleanly", flush=True)
+    return rc
