@@ -9,6 +9,8 @@ Figures (each beside its peer measured in the same run):
   ``send`` to a ROUTER in a child process that counts them.
 * call round trip p50 / p99: sequential ``call(("echo", node), i)``; peer: a
   bare DEALER/ROUTER ping-pong.
+* node_down detection: time from SIGKILL of a peer node to the node_down event
+  here; peer: the configured detection time (heartbeat interval x missed).
 
 Run: ``python -m bench --only transport`` (``--quick`` for a short run).
 """
@@ -146,10 +148,43 @@ def _ours(n_msgs: int, n_rtt: int) -> tuple[list[float], list[float]]:
             peer.stop()
 
 
+def _detection_ms() -> tuple[float, float]:
+    """(measured ms from SIGKILL of a peer node to node_down here, configured detection ms)."""
+    from raft_otp.node import runtime
+    from raft_otp.node.mailbox import Mailbox
+    from raft_otp.node.testing import NodeProcess, free_port
+
+    with tempfile.TemporaryDirectory() as d:
+        cookie = Path(d, "cookie")
+        cookie.write_text("bench-cookie\n")
+        peer = NodeProcess("bench-victim", str(cookie))
+        peer.start()
+        started_here = not runtime.is_started()
+        if started_here:
+            runtime.start_node(f"bench@127.0.0.1:{free_port()}", "bench-cookie")
+        cfg = runtime._node.config if runtime._node is not None else None
+        configured = cfg.detection_time_ms if cfg is not None else float("nan")
+        try:
+            runtime.call(("echo", peer.name), "hello")
+            with Mailbox() as events:
+                token = runtime.subscribe_node_events(events)
+                t0 = time.perf_counter()
+                peer.kill()
+                while events.get(10).kind != "node_down":
+                    pass
+                runtime.unsubscribe_node_events(token)
+                return (time.perf_counter() - t0) * 1000, configured
+        finally:
+            if started_here:
+                runtime.stop_node()
+            peer.stop()
+
+
 def run(quick: bool = False) -> list[Figure]:
     n_msgs, n_rtt = (30_000, 1_000) if quick else (300_000, 10_000)
     bare_rate, bare_rtts = _bare(n_msgs, n_rtt)
     (sink_rate, actor_rate), rtts = _ours(n_msgs, n_rtt)
+    detected_ms, configured_ms = _detection_ms()
     us = 1e6
     return [
         Figure("transport one-way send, node to node (registered sink)", sink_rate, "msg/s",
@@ -160,6 +195,8 @@ def run(quick: bool = False) -> list[Figure]:
                "bare pyzmq ping-pong p50", percentile(bare_rtts, 50) * us, False),
         Figure("transport call round trip p99", percentile(rtts, 99) * us, "us",
                "bare pyzmq ping-pong p99", percentile(bare_rtts, 99) * us, False),
+        Figure("transport node_down after SIGKILL of a peer", detected_ms, "ms",
+               "configured detection time (interval x missed)", configured_ms, False),
     ]
 
 

@@ -29,3 +29,12 @@ def test_tracked_but_never_heard_is_silent_after_timeout_without_events() -> Non
     assert fd.silent_too_long("c", 0.25)
     assert fd.check(0.25) == []          # never up: no node_down event
     assert fd.nodes_up() == [] and fd.known() == ["c"]
+
+
+def test_lost_connection_is_down_at_once_and_calls_fail_fast() -> None:
+    fd = FailureDetector(interval_ms=100, down_after_missed=5)
+    fd.heard("b", 1, 0.0)
+    assert fd.lost("b", 0.01) == [(DOWN, "b")]
+    assert fd.silent_too_long("b", 0.02)
+    assert fd.lost("b", 0.03) == []
+    assert fd.heard("b", 2, 0.04) == [(UP, "b")]

@@ -3,7 +3,9 @@
 Pure bookkeeping with the clock passed in, so it is tested without sleeping.  Every
 connected node sends a heartbeat frame every ``interval_ms`` (any frame counts as a
 heartbeat).  A peer not heard from for ``interval_ms * down_after_missed`` is
-declared down; hearing from it again declares it up.  A changed ``creation`` (the
+declared down; hearing from it again declares it up.  A closed TCP connection
+(the peer process died) declares it down at once (``lost``), as Erlang's
+net_kernel does; silence covers hangs, partitions and lost packets.  A changed ``creation`` (the
 peer restarted between two heartbeats) is reported as down followed by up, so
 monitors held on the old incarnation fire.
 """
@@ -55,6 +57,17 @@ class FailureDetector:
             peer.up = True
             events.append((UP, node))
         return events
+
+    def lost(self, node: str, now_s: float) -> list[tuple[str, str]]:
+        """The connection to ``node`` closed (its process died): down now, as Erlang does."""
+        peer = self._peers.get(node)
+        if peer is None:
+            return []
+        peer.last_heard_s = min(peer.last_heard_s, now_s - self.timeout_s - 1e-3)
+        if peer.up:
+            peer.up = False
+            return [(DOWN, node)]
+        return []
 
     def check(self, now_s: float) -> list[tuple[str, str]]:
         """Declare down every up peer that has been silent too long."""

@@ -61,6 +61,7 @@ class NodeConfig:
     zmq_hwm_frames: int = 1000
     tcp_keepalive_idle_s: int = 10
     recv_max_frames_per_wake: int = 512
+    down_on_disconnect: bool = True     # a closed connection is node_down at once
 
     @property
     def detection_time_ms(self) -> float:
@@ -140,6 +141,7 @@ class Transport:
             raise BadArgument(f"cannot bind {endpoint_of(node)}: {exc}") from None
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._poller = zmq.Poller()
+        self._monitor_socks: dict[Any, PeerLink] = {}
         self._thread = threading.Thread(target=self._run, name=f"raft_otp.node io {node}", daemon=True)
 
     # ---- any thread --------------------------------------------------------------
@@ -250,6 +252,8 @@ class Transport:
                         os.eventfd_read(self._wake_fd)
                     except BlockingIOError:
                         pass
+                else:
+                    self._on_monitor_event(sock)
             self._woken = False
             self._flush()
             now = time.monotonic()
@@ -258,6 +262,8 @@ class Transport:
                 next_tick = now + interval_s
 
     def _close(self) -> None:
+        for mon in self._monitor_socks:
+            mon.close(0)
         for link in self._link_list:
             if link.sock is not None:
                 link.sock.close(0)
@@ -277,6 +283,10 @@ class Transport:
         sock.setsockopt(zmq.IMMEDIATE, 1)
         sock.setsockopt(zmq.RECONNECT_IVL, 50)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        if self.config.down_on_disconnect:
+            mon = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            self._monitor_socks[mon] = link
+            self._poller.register(mon, zmq.POLLIN)
         sock.connect(link.endpoint)
         link.sock = sock
         self.detector.track(link.node, time.monotonic())
@@ -386,6 +396,17 @@ class Transport:
                 self._set_pending(link, empty)
         for event, node in self.detector.check(now):
             self._emit(event, node)
+
+    def _on_monitor_event(self, mon: Any) -> None:
+        link = self._monitor_socks.get(mon)
+        while True:
+            try:
+                mon.recv_multipart(_NOBLOCK)  # [event id + value, endpoint]: only DISCONNECTED
+            except zmq.Again:
+                break
+            if link is not None:
+                for event, node in self.detector.lost(link.node, time.monotonic()):
+                    self._emit(event, node)
 
     def _emit(self, event: str, node: str) -> None:
         if event == DOWN:
