@@ -17,6 +17,9 @@ from raft_otp.core.events import TimeoutNowRpc
 from raft_otp.core.machine import ApplyMeta
 from raft_otp.core.state import ServerState
 
+_unpack = enc.decode_unchecked
+USR = enc.USR
+
 
 def apply_committed(state: ServerState, effects: list[Effect]) -> None:
     target = min(state.commit_index, state.log.last_written()[0])
@@ -47,20 +50,26 @@ def apply_committed(state: ServerState, effects: list[Effect]) -> None:
 def _apply_entry(state: ServerState, entry: tuple[int, int, bytes], notify: dict[Any, list[tuple[Any, Any]]],
                  effects: list[Effect]) -> None:
     index, term, data = entry
-    value = enc.decode(data)
+    value = _unpack(data)
     kind = value[0]
-    if kind == enc.USR:
+    if kind == USR:
         reply = _apply_usr(state, index, term, value, effects)
         pending = state.pending
-        if pending and state.role == "leader":
+        if pending and pending[0][0] <= index and state.role == "leader":
             while pending and pending[0][0] < index:
                 pending.popleft()
             if pending and pending[0][0] == index:
                 cmd = pending.popleft()[1]
-                if cmd.mode == "await_consensus":
+                mode = cmd.mode
+                if mode == "notify":
+                    to = cmd.reply_to
+                    batch = notify.get(to)
+                    if batch is None:
+                        notify[to] = [(cmd.correlation, reply)]
+                    else:
+                        batch.append((cmd.correlation, reply))
+                elif mode == "await_consensus":
                     effects.append(Reply(cmd.reply_to, reply, state.id))
-                elif cmd.mode == "notify":
-                    notify.setdefault(cmd.reply_to, []).append((cmd.correlation, reply))
     elif kind == enc.NOOP:
         version = value[1]
         if version > state.effective_machine_version:
@@ -68,7 +77,7 @@ def _apply_entry(state: ServerState, entry: tuple[int, int, bytes], notify: dict
             state.machine = state.base_machine.which_module(version)
         if state.role == "leader" and index == state.first_term_index:
             state.first_term_applied = True
-    else:  # cluster change: already in effect since appended; now committed
+    elif kind == enc.CLUSTER:  # already in effect since appended; now committed
         pcc = state.pending_cluster_change
         if pcc is not None and pcc[0] == index:
             state.pending_cluster_change = None
@@ -76,21 +85,22 @@ def _apply_entry(state: ServerState, entry: tuple[int, int, bytes], notify: dict
                 effects.append(Reply(pcc[1], "ok", state.id))
         if state.role == "leader" and index == state.cluster_index and state.id not in state.members:
             _leader_removed(state, effects)
+    else:
+        raise ValueError(f"malformed entry {index}: {value!r}")
 
 
 def _apply_usr(state: ServerState, index: int, term: int, value: list[Any], effects: list[Effect]) -> Any:
-    command, ts = value[1], value[2]
     session = None
-    if len(value) > 3:
-        cid, seq = value[3], value[4]
-        session = state.sessions.get(cid)
-        if session is not None and seq <= session[0]:
-            return session[1] if seq == session[0] else None  # duplicate: original reply
-    meta = ApplyMeta(index, term, state.effective_machine_version, ts)
-    result = state.machine.apply(meta, command, state.machine_state)
+    has_session = len(value) > 3
+    if has_session:
+        session = state.sessions.get(value[3])
+        if session is not None and value[4] <= session[0]:
+            return session[1] if value[4] == session[0] else None  # duplicate: original reply
+    result = state.machine.apply(ApplyMeta(index, term, state.effective_machine_version, value[2]),
+                                 value[1], state.machine_state)
     state.machine_state = result[0]
     reply = result[1]
-    if len(value) > 3:  # before the machine effects: a snapshot taken there includes it
+    if has_session:  # before the machine effects: a snapshot taken there includes it
         if session is None:
             state.sessions[value[3]] = [value[4], reply]
         else:
