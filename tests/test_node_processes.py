@@ -294,3 +294,35 @@ def test_fast_restart_is_seen_as_down_then_up(cluster) -> None:
             assert N.call(("echo", victim.name), "new") == ["echo", victim.name, "new"]
         finally:
             N.unsubscribe_node_events(token)
+
+
+def test_order_survives_drop_and_delay_faults(cluster) -> None:
+    n0 = cluster[0].name
+    try:
+        N.set_fault(n0, drop=0.3, delay_ms=5)
+        with N.Mailbox() as mb:
+            for i in range(2000):
+                N.send(("echo", n0), ["forward", mb.address, i])
+            assert wait_until(lambda: N.transport_stats()["queued"][n0] == 0, 5)
+            N.set_fault(n0)  # faults apply when frames are built: all 2000 went through them
+            N.send(("echo", n0), ["forward", mb.address, "end"])
+            got = []
+            while (m := mb.get(10)) != "end":
+                got.append(m)
+        assert got == sorted(got) and len(set(got)) == len(got)   # a subsequence, in order
+        assert 800 < len(got) < 1900
+    finally:
+        N.set_fault(n0)
+
+
+@pytest.mark.slow
+def test_heavy_traffic_between_all_pairs(cluster) -> None:
+    n = 50_000
+    with N.Mailbox() as mb:
+        pairs = list(itertools.permutations(names(cluster), 2))
+        for a, b in pairs:
+            for _ in range(n // 100):
+                N.send(("echo", a), ["forward", ("sink", b), ["count", list(mb.address), n // 100]])
+        got = [mb.get(60) for _ in pairs]
+    assert all(m[0] == "counted" for m in got)
+    assert all(s["dropped_queue_full"] == 0 for s in (admin(x, "stats") for x in names(cluster)))
