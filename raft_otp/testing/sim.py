@@ -172,6 +172,8 @@ class Simulation:
         self.delay_max = self.rng.choice((2, 5, 15))
         self.snap_every = self.rng.choice((7, 25, 1000))
         self.wal_delay_max = self.rng.choice((2, 10, 40, 100))
+        self.batch = self.rng.choice((1, 2, 8, 128))
+        self.pipeline = self.rng.choice((2, 32, 4096))
         self.clients = [Client(i) for i in range(self.rng.choice((2, 5, 8)))]
         self.steps = 0
         self.last_commit: dict[ServerId, int] = {}
@@ -217,8 +219,8 @@ class Simulation:
         else:
             srv.log.set_notify(notify)
         members = self.initial if fresh and sid in self.initial else ()
-        cfg = ServerConfig(sid, "sim", members, None, max_append_entries_rpc_batch_size=8,
-                           max_pipeline_count=32, mutations=self.mutations)
+        cfg = ServerConfig(sid, "sim", members, None, max_append_entries_rpc_batch_size=self.batch,
+                           max_pipeline_count=self.pipeline, mutations=self.mutations)
         srv.alive = True
         srv.inbox = []
         srv.timer_gen += 1
