@@ -6,7 +6,7 @@ import pytest
 from supervisors import Supervisor
 
 from raft_otp import node as N
-from raft_otp.errors import BadArgument
+from raft_otp.errors import BadArgument, ServerNotFound
 from raft_otp.node import admin
 from raft_otp.node.service import node_child_spec
 from raft_otp.node.testing import free_port, wait_until
@@ -32,4 +32,29 @@ def test_starting_a_second_node_in_one_process_is_refused() -> None:
         with pytest.raises(BadArgument):
             N.start_node(f"two@127.0.0.1:{free_port()}", "c")
     finally:
+        N.stop_node()
+
+
+def test_admin_requests_status_provider_and_errors() -> None:
+    name = f"adm@127.0.0.1:{free_port()}"
+    N.start_node(name, "c", config=N.NodeConfig(frame_max_bytes=1 << 16))
+    try:
+        N.set_status_provider(lambda: {"clusters": 0})
+        status = admin.admin_call(name, ["status"], "c")
+        assert status["node"] == name and status["system"] == {"clusters": 0}
+        assert "sent_msgs" in admin.admin_call(name, ["stats"], "c")
+        assert isinstance(admin.admin_call(name, ["registered"], "c"), list)
+        with pytest.raises(ServerNotFound):
+            admin.admin_call(name, ["kill", "nobody"], "c")
+        with pytest.raises(BadArgument):
+            admin.admin_call(name, ["no-such-op"], "c")
+        assert admin.admin_call(name, ["set_fault", "x@127.0.0.1:1", {"drop": 0.5}], "c") is True
+        assert N.transport_stats()["faults"] == {"x@127.0.0.1:1": {"drop": 0.5, "delay_ms": 0.0,
+                                                                   "partitioned": False}}
+        assert admin.admin_call(name, ["clear_faults"], "c") is True
+        assert N.transport_stats()["faults"] == {}
+        with pytest.raises(BadArgument):  # bigger than frame_max_bytes: refused at the sender
+            N.send(("x", "other@127.0.0.1:1"), b"x" * (1 << 16))
+    finally:
+        N.set_status_provider(None)
         N.stop_node()
