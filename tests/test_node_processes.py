@@ -45,9 +45,9 @@ def cluster(tmp_path_factory):
             assert N.call(("echo", p.name), "hello", timeout=10) == ["echo", p.name, "hello"]
         yield procs
     finally:
-        N.stop_node()
-        for p in procs:
+        for p in procs:  # first: nothing may leak even if the rest of teardown fails
             p.stop()
+        N.stop_node()
 
 
 def names(cluster: list[NodeProcess]) -> list[str]:
