@@ -19,6 +19,18 @@ from typing import Callable
 __all__ = ["free_port", "NodeProcess", "wait_until"]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it if the test process dies (Linux only).
+
+    The kernel ties this to the *thread* that spawned the child: spawn from a
+    thread that outlives the node (the main thread in tests and benches)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
@@ -59,7 +71,8 @@ class NodeProcess:
         """Start the process without waiting (start several, then ``wait_ready`` each)."""
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen([sys.executable, "-m", "raft_otp.node", *self.args],
-                                     stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+                                     stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env,
+                                     preexec_fn=_die_with_parent)
         return self
 
     def wait_ready(self, timeout_s: float = 20.0) -> "NodeProcess":
