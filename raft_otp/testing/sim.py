@@ -354,6 +354,11 @@ class Simulation:
                 c.op = "lquery"
         c.attempts += 1
         target = self._pick_target(c)
+        if c.op == "cquery" and self.rng.random() < 0.5:
+            # a client with stale routing: ask any server that believes it leads
+            leaders = [s.id for s in self.servers.values() if s.alive and s.state.role == "leader"]
+            if leaders:
+                target = self.rng.choice(leaders)
         srv = self.servers[target]
         ref = (c.idx, c.op_no)
         if c.op in ("incr", "put"):
@@ -420,7 +425,7 @@ class Simulation:
             if len(dead) > 1:
                 self._start(rng.choice(dead).id, fresh=False)
         elif r < 0.55:
-            victim = rng.choice(self.ids)
+            victim = leader.id if leader is not None and rng.random() < 0.5 else rng.choice(self.ids)
             for other in self.ids:
                 if other != victim:
                     self.blocked.add((victim, other))
