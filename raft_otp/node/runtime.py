@@ -322,25 +322,28 @@ def send(dest: Any, message: Any) -> None:
     (a BadArgument) if a remote message cannot be encoded.
     """
     n = _node
-    if hasattr(dest, "tell"):
+    if isinstance(dest, (tuple, list)) and len(dest) == 2:
+        name, where = dest
+        if n is not None and where != n.name and where != NONODE:  # the remote fast path
+            n.transport.enqueue(where, _packb([K_SEND, name, message]))
+            return
+    elif hasattr(dest, "tell"):
         dest.tell(message)
         return
-    name, where = _split_dest(dest)
-    if where is None or n is None or where == n.name or where == NONODE:
-        if where is not None and where != NONODE and (n is None or where != n.name):
-            raise NodeDown(f"cannot reach {where}: this process is not a started node")
-        ref = registry.whereis(name)
-        if ref is None:
-            if n is not None:
-                n.unknown_dest += 1
-            return
-        try:
-            ref.tell(message)
-        except pykka.ActorDeadError:
-            if n is not None:
-                n.unknown_dest += 1
+    else:
+        name, where = _split_dest(dest)
+    if where is not None and where != NONODE and (n is None or where != n.name):
+        raise NodeDown(f"cannot reach {where}: this process is not a started node")
+    ref = registry.whereis(name)
+    if ref is None:
+        if n is not None:
+            n.unknown_dest += 1
         return
-    n.transport.enqueue(where, _packb([K_SEND, name, message]))
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        if n is not None:
+            n.unknown_dest += 1
 
 
 def call(dest: Any, message: Any, timeout: float = 5.0) -> Any:

@@ -352,7 +352,7 @@ class Transport:
         try:
             # Two parts by hand (not send_multipart): int flags, no per-call enum work.
             # A DEALER queues a multipart message atomically, so EAGAIN can only come first.
-            sock.send(frame[0], _NOBLOCK_MORE, copy=len(frame[0]) < 65536)
+            sock.send(frame[0], _NOBLOCK_MORE)  # copy: zero-copy costs a pyzmq GC-thread hop per frame
             sock.send(frame[1], _NOBLOCK)
         except zmq.Again:
             return False
