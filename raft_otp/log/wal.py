@@ -3,8 +3,8 @@
 Every server of a system writes through one :class:`Wal`.  A server calls
 :meth:`Wal.submit` with one writer batch (contiguous entries); that is a list
 append under a lock, no actor message.  A dedicated writer thread drains the
-whole queue (up to ``max_batch_size`` entries), encodes one buffer, writes it,
-syncs once, then posts one :class:`~raft_otp.log.events.WalWritten` per writer
+whole queue (up to ``max_batch_size`` entries), writes the records (encoded
+and checksummed by the submitting threads) with one writev, syncs once, then posts one :class:`~raft_otp.log.events.WalWritten` per writer
 through the writer's ``notify`` callable.  At ``max_size_bytes`` (or when the
 mem tables hold more than ``max_entries`` entries since the last rollover) the
 file is rolled and handed to the segment writer.
@@ -100,7 +100,9 @@ def _write_all(fd: int, bufs: list[bytes]) -> int:
 
 
 class _Item:
-    __slots__ = ("uid", "notify", "seq", "first", "entries", "truncate")
+    """One queued writer batch, already encoded by the submitting thread."""
+
+    __slots__ = ("uid", "notify", "seq", "first", "count", "last_term", "truncate", "hdr", "body")
 
     def __init__(self, uid: bytes, notify: Callable[[object], None], seq: int, first: int,
                  entries: Sequence[Entry], truncate: bool) -> None:
@@ -108,8 +110,10 @@ class _Item:
         self.notify = notify
         self.seq = seq
         self.first = first
-        self.entries = entries
+        self.count = len(entries)
+        self.last_term = entries[-1][1] if entries else -1
         self.truncate = truncate
+        self.hdr, self.body = fmt.encode_record(uid, first, entries, truncate)
 
 
 class Wal:
@@ -141,6 +145,12 @@ class Wal:
         self._ranges: dict[bytes, list[int]] = {}
         self._last: dict[bytes, int] = {}  # uid -> last index accepted by this incarnation
         self.crashed: BaseException | None = None
+        # writer thread -> sync thread hand-off
+        self._scond = threading.Condition(threading.Lock())
+        self._sq: list[dict[bytes, _Item]] = []
+        self._s_busy = False
+        self._s_stop = False
+        self._sync_thread: threading.Thread | None = None
         self.counters = {"writes": 0, "entries": 0, "batches": 0, "bytes": 0, "syncs": 0,
                          "files": 0, "dropped_gaps": 0, "sync_time_s": 0.0}
         # o_dsync: open the file O_DSYNC so write and sync are one system call (the
@@ -164,15 +174,21 @@ class Wal:
         self._recover(files)
         self._file_no = files[-1][0] + 1 if files else 1
         self._open_file()
+        self._sync_thread = threading.Thread(target=self._sync_run, name=f"wal-sync-{self.generation}",
+                                             daemon=True)
+        self._sync_thread.start()
         self._thread = threading.Thread(target=self._run, name=f"wal-writer-{self.generation}", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Write and sync what is queued, then stop both threads and close the file."""
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        me = threading.current_thread()
+        for t in (self._thread, self._sync_thread):
+            if t is not None and t is not me:
+                t.join(timeout)
         if self._fd >= 0:
             try:
                 os.close(self._fd)
@@ -187,13 +203,17 @@ class Wal:
     # ---- the hot path: called from server threads -------------------------------
     def submit(self, uid: bytes, notify: Callable[[object], None], seq: int, first: int,
                entries: Sequence[Entry], truncate: bool) -> bool:
-        """Queue one writer batch; False if this WAL is stopping or dead."""
+        """Queue one writer batch; False if this WAL is stopping or dead.
+
+        The record is encoded (and checksummed) here, on the caller's thread: the
+        encoding of the next batch overlaps the WAL thread's write and sync of
+        the current one, and the WAL thread's own work per batch stays small."""
         item = _Item(uid, notify, seq, first, entries, truncate)
         with self._lock:
             if self._stopping:
                 return False
             self._queue.append(item)
-            self._queued_entries += len(entries)
+            self._queued_entries += item.count
             if self._waiting:
                 self._waiting = False
                 self._cond.notify()
@@ -216,27 +236,42 @@ class Wal:
             n = 0
             k = 0
             while k < len(q) and (n < limit or k == 0):
-                n += len(q[k].entries)
+                n += q[k].count
                 k += 1
             self._queue = q[k:]
             self._queued_entries -= n
             return q[:k]
 
     def _run(self) -> None:
+        """Writer thread: take a batch, write it, hand it to the sync thread."""
         try:
-            while True:
+            while self.crashed is None:
                 items = self._take()
                 if items is None:
-                    return
+                    break
                 self._write_batch(items)
+            self._drain_sync()
         except BaseException as exc:  # crash the actor; servers resend to the next WAL
-            self.crashed = exc
-            log.exception("WAL writer thread crashed")
-            with self._lock:
-                self._stopping = True
-            self.mem_tables.clear_wal(self)
-            if self._on_crash is not None:
-                self._on_crash(exc)
+            self._crash(exc)
+        finally:
+            with self._scond:
+                self._s_stop = True
+                self._scond.notify_all()
+
+    def _crash(self, exc: BaseException) -> None:
+        if self.crashed is not None:
+            return
+        self.crashed = exc
+        log.error("WAL thread crashed: %r", exc, exc_info=exc)
+        with self._lock:
+            self._stopping = True
+            self._cond.notify_all()
+        with self._scond:
+            self._s_stop = True
+            self._scond.notify_all()
+        self.mem_tables.clear_wal(self)
+        if self._on_crash is not None:
+            self._on_crash(exc)
 
     def _write_batch(self, items: list[_Item]) -> None:
         out: list[bytes] = []
@@ -245,19 +280,16 @@ class Wal:
         ranges = self._ranges
         resend: dict[bytes, Callable[[object], None]] = {}
         n_entries = 0
-        encode = fmt.encode_record
         for it in items:
             uid = it.uid
-            ents = it.entries
-            n = len(ents)
+            n = it.count
             prev = last.get(uid)
             if not it.truncate and (prev is None or it.first != prev + 1):
                 self.counters["dropped_gaps"] += 1
                 resend[uid] = it.notify
                 continue
-            hdr, body = encode(uid, it.first, ents, it.truncate)
-            out.append(hdr)
-            out.append(body)
+            out.append(it.hdr)
+            out.append(it.body)
             hi = it.first + n - 1
             last[uid] = hi
             r = ranges.get(uid)
@@ -270,35 +302,66 @@ class Wal:
                     r[1] = hi
             n_entries += n
             done[uid] = it
-        if out:
-            size = _write_all(self._fd, out)
-            if self._open_flags:
-                self.counters["syncs"] += 1
-            elif self._sync is not None:
-                t0 = time.perf_counter()
-                self._sync(self._fd)
-                self.counters["sync_time_s"] += time.perf_counter() - t0
-                self.counters["syncs"] += 1
-            self._size += size
-            self._file_entries += n_entries
-            c = self.counters
-            c["batches"] += 1
-            c["writes"] += len(done)
-            c["entries"] += n_entries
-            c["bytes"] += size
-        for uid, it in done.items():
-            ents = it.entries
-            if ents:
-                e = ents[-1]
-                it.notify(WalWritten(it.uid.decode(), it.seq, e[0], e[1]))
-            else:
-                it.notify(WalWritten(it.uid.decode(), it.seq, it.first - 1, -1))
         for uid, notify in resend.items():
             if uid not in done:
                 notify(ResendRequest(uid.decode(), self.generation))
+        if not out:
+            return
+        size = _write_all(self._fd, out)
+        self._size += size
+        self._file_entries += n_entries
+        c = self.counters
+        c["batches"] += 1
+        c["writes"] += len(done)
+        c["entries"] += n_entries
+        c["bytes"] += size
+        if self._open_flags:  # O_DSYNC: already durable
+            c["syncs"] += 1
+        with self._scond:
+            self._sq.append(done)
+            if not self._s_busy:
+                self._scond.notify()
         if self._size >= self._size_limit or self._file_entries >= self.config.max_entries:
             self._size_limit = self.config.max_size_bytes
             self._roll_over()
+
+    def _drain_sync(self) -> None:
+        """Wait until the sync thread has synced and reported everything written so far."""
+        with self._scond:
+            while (self._sq or self._s_busy) and self.crashed is None:
+                self._scond.wait(1.0)
+        if self.crashed is not None:
+            raise RuntimeError("WAL sync thread crashed") from self.crashed
+
+    def _sync_run(self) -> None:
+        """Sync thread: one fdatasync covers every batch written before it started.
+
+        While it syncs, the writer thread already writes the next batch (the two
+        system calls overlap, as concurrent writers' calls would)."""
+        try:
+            while True:
+                with self._scond:
+                    while not self._sq and not self._s_stop:
+                        self._scond.wait()
+                    if not self._sq:
+                        return
+                    batches, self._sq = self._sq, []
+                    self._s_busy = True
+                if self._sync is not None:
+                    t0 = time.perf_counter()
+                    self._sync(self._fd)
+                    self.counters["sync_time_s"] += time.perf_counter() - t0
+                    self.counters["syncs"] += 1
+                merged = batches[0]
+                for more in batches[1:]:
+                    merged.update(more)
+                for uid, it in merged.items():
+                    it.notify(WalWritten(uid.decode(), it.seq, it.first + it.count - 1, it.last_term))
+                with self._scond:
+                    self._s_busy = False
+                    self._scond.notify_all()
+        except BaseException as exc:
+            self._crash(exc)
 
     # ---- files ---------------------------------------------------------------------
     def _open_file(self) -> None:
@@ -315,8 +378,7 @@ class Wal:
         self.counters["files"] += 1
 
     def _roll_over(self) -> None:
-        if self._sync is not None:
-            self._sync(self._fd)
+        self._drain_sync()  # everything in this file is synced and reported
         os.close(self._fd)
         self._fd = -1
         path, ranges = self._path, {k.decode(): (v[0], v[1]) for k, v in self._ranges.items()}
