@@ -1,20 +1,23 @@
 """The write-ahead log of one system (RA ``ra_log_wal``).
 
 Every server of a system writes through one :class:`Wal`.  A server calls
-:meth:`Wal.submit` with one writer batch (contiguous entries); that is a list
-append under a lock, no actor message.  A dedicated writer thread drains the
-whole queue (up to ``max_batch_size`` entries), writes the records (encoded
-and checksummed by the submitting threads) with one writev, syncs once, then posts one :class:`~raft_otp.log.events.WalWritten` per writer
-through the writer's ``notify`` callable.  At ``max_size_bytes`` (or when the
-mem tables hold more than ``max_entries`` entries since the last rollover) the
-file is rolled and handed to the segment writer.
+:meth:`Wal.submit` with one writer batch (contiguous entries): the record is
+encoded and checksummed on the caller's thread, then appended to a list under
+a lock; no actor message.  A dedicated writer thread drains the whole queue
+(up to ``max_batch_size`` entries) and writes it with one ``writev``; a sync
+thread then runs one fdatasync covering every batch written before it started
+and posts one :class:`~raft_otp.log.events.WalWritten` per writer through the
+writer's ``notify`` callable.  While one batch syncs the next is written.  At
+``max_size_bytes`` (or ``max_entries`` entries in the file, which bounds the
+mem tables) the file is synced, rolled and handed to the segment writer.
 
 :class:`WalActor` wraps the engine in a plain ``pykka.ThreadingActor`` so a
-supervisor can own it: a crash of the writer thread crashes the actor.
+supervisor can own it: a crash of either thread crashes the actor.
 
-Differences from RA: no adaptive "start at 32, double" batch counter (draining
-the whole queue is already adaptive); a non-truncating write from a writer the
-WAL has not seen in this incarnation, or one with a gap, is dropped and the
+Differences from RA: no "start at 32, double while busy" batch counter
+(draining the whole queue is already adaptive); records hold a writer batch and
+the uid (see :mod:`raft_otp.log.wal_format`); a non-truncating write from a
+writer this WAL incarnation has not seen, or one with a gap, is dropped and the
 writer is asked to resend (RA does the same for gaps).
 """
 
