@@ -126,8 +126,9 @@ def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
         case PreVoteResult():
             if maybe_newer_term(state, event.term, effects):
                 return
+            # the token identifies the round; a voter behind us answers with its older term
             if (state.role == "pre_vote" and event.vote_granted and event.token == state.pre_vote_token
-                    and event.term == state.term):
+                    and event.term <= state.term):
                 state.votes.add(event.voter_id)
                 _check_pre_votes(state, effects)
         case RequestVoteResult():
