@@ -46,6 +46,8 @@ logger = logging.getLogger("raft_otp.node")
 # Plain ints: pyzmq's flag enums make every ``a | b`` a slow Python-level Flag.__or__.
 _NOBLOCK = int(zmq.NOBLOCK)
 _NOBLOCK_MORE = int(zmq.NOBLOCK) | int(zmq.SNDMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,12 +421,14 @@ class Transport:
             logger.exception("%s: node event handler failed", self.node)
 
     def _drain_router(self) -> None:
-        recv = self._router.recv
+        router = self._router
+        recv = router.recv
+        events = router.getsockopt
         for _ in range(self.config.recv_max_frames_per_wake):
-            try:
-                frame = recv(_NOBLOCK, copy=False)
-            except zmq.Again:
+            # Ask before receiving: a zmq.Again exception costs ~4x an EVENTS query.
+            if not events(_EVENTS) & _POLLIN:
                 return
+            frame = recv(_NOBLOCK, copy=False)
             parts = [frame.bytes]
             while frame.more:
                 frame = recv(_NOBLOCK, copy=False)
