@@ -45,16 +45,34 @@ class Node:
         cfg = ServerConfig(self.id, "test", tuple(sid(m) for m in members), None,
                            max_append_entries_rpc_batch_size=batch, max_pipeline_count=pipeline,
                            mutations=mutations or Mutations())
-        meta = ServerMeta(term, sid(voted_for) if voted_for else None, 0)
-        self.state, self.init_effects = init_server(cfg, self.log, machine or Counter(), meta,
+        self.cfg = cfg
+        self.machine = machine or Counter()
+        self.meta = ServerMeta(term, sid(voted_for) if voted_for else None, 0)
+        self.seed = seed
+        self.state, self.init_effects = init_server(cfg, self.log, self.machine, self.meta,
                                                     random.Random(seed))
+
+    def restart(self, crash: bool = True) -> list[Any]:
+        """Crash (losing what was not durable) and recover from log and meta."""
+        if crash:
+            self.log.crash()
+            self.posted.clear()
+        self.state, effects = init_server(self.cfg, self.log, self.machine, self.meta, random.Random(self.seed))
+        return effects
 
     def flush_quiet(self) -> None:
         while self.posted:
             self.log.handle_event(self.posted.pop(0))
 
     def __call__(self, event: object) -> list[Any]:
+        from raft_otp.core.effects import PersistLastApplied, PersistMeta
+
         self.state, effects = handle(self.state, event)  # type: ignore[arg-type]
+        for e in effects:
+            if isinstance(e, PersistMeta):
+                self.meta = self.meta._replace(term=e.term, voted_for=e.voted_for)
+            elif isinstance(e, PersistLastApplied):
+                self.meta = self.meta._replace(last_applied=e.index)
         return effects
 
     def written(self) -> list[Any]:
@@ -84,3 +102,50 @@ def sent(effects: list[Any], kind: type[T] | None = None) -> list[tuple[ServerId
         elif isinstance(e, SendRpcs):
             out += list(e.sends)
     return [(to, rpc) for to, rpc in out if kind is None or isinstance(rpc, kind)]
+
+
+class Net:
+    """Manual message routing between harness nodes for scripted scenarios.
+
+    ``pump(allow)`` delivers queued RPCs (and WAL events, every node syncing
+    promptly) until nothing moves; ``allow(frm, to, rpc)`` decides which RPCs the
+    network carries (the others are dropped)."""
+
+    def __init__(self, nodes: dict[str, Node]) -> None:
+        self.nodes = nodes
+        self.by_id = {n.id: n for n in nodes.values()}
+        self.down: set[str] = set()
+        self.queue: list[tuple[ServerId, ServerId, Any]] = []
+
+    def feed(self, name: str, event: object) -> list[Any]:
+        node = self.nodes[name]
+        effects = node(event)
+        self.queue += [(node.id, to, rpc) for to, rpc in sent(effects)]
+        return effects
+
+    def pump(self, allow: Any = lambda frm, to, rpc: True, max_rounds: int = 10_000) -> None:
+        for _ in range(max_rounds):
+            moved = False
+            for name, node in self.nodes.items():
+                if name not in self.down and node.posted:
+                    while node.posted:
+                        self.feed(name, LogEvent(node.posted.pop(0)))
+                    moved = True
+            if self.queue:
+                queue, self.queue = self.queue, []
+                for frm, to, rpc in queue:
+                    if to.name not in self.down and frm.name not in self.down and allow(frm, to, rpc):
+                        self.feed(to.name, rpc)
+                        moved = True
+            if not moved:
+                return
+        raise AssertionError("network did not settle")
+
+    def crash(self, name: str) -> None:
+        self.down.add(name)
+        self.nodes[name].log.crash()
+        self.nodes[name].posted.clear()
+
+    def restart(self, name: str) -> None:
+        self.down.discard(name)
+        self.nodes[name].restart(crash=False)
