@@ -292,7 +292,13 @@ class Simulation:
                 self._start_sender(srv, eff)
             elif t is StopSnapshotSender:
                 self.senders.pop((sid, eff.to), None)
-            elif t is Notify or t is Rejected or t is MachineEffects or t is MembersChanged \
+            elif t is Notify:
+                for corr, value in eff.replies:
+                    self._client_reply(Reply(corr, value, sid))
+            elif t is Rejected:
+                for corr in eff.correlations:
+                    self._client_reply(ReplyError(corr, "not_leader", eff.leader))
+            elif t is MachineEffects or t is MembersChanged \
                     or t is SnapshotInstalled:
                 pass
             else:
@@ -363,7 +369,10 @@ class Simulation:
         ref = (c.idx, c.op_no)
         if c.op in ("incr", "put"):
             data = ["incr"] if c.op == "incr" else ["put", f"k{c.idx}", c.seq]
-            cmd = Command(data, ref, None, "await_consensus", f"c{c.idx}", c.seq)
+            if c.idx % 2:  # pipelined (RA pipeline_command): answers come in Notify batches
+                cmd = Command(data, "pipe", ref, "notify", f"c{c.idx}", c.seq)
+            else:
+                cmd = Command(data, ref, None, "await_consensus", f"c{c.idx}", c.seq)
             if srv.alive:
                 if not srv.inbox:
                     self._push(self.rng.randint(0, 2), DRAIN, target, srv.epoch)
