@@ -23,6 +23,7 @@ as ``function(state, *args)``.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Callable, Iterable, Sequence
 
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT_S = 5.0
+_log = logging.getLogger("raft_otp.api")
 
 # Wire types (requests and replies) must be known to a client-only node too.
 from raft_otp.server.wire import register_all as _register_server_wire  # noqa: E402
@@ -155,12 +157,14 @@ def start_cluster(system: System | str, cluster_name: str, machine: Any,
             start_server(system, cluster_name, sid, machine, ids,
                          max(0.1, deadline - time.monotonic()))
             started.append(sid)
-        except RaftError:
+        except RaftError as exc:
+            _log.warning("start_cluster %s: %s not started: %r", cluster_name, sid, exc)
             not_started.append(sid)
     if not started:
         return [], ids
     try:  # RA: a new cluster triggers one election instead of waiting out the pre-vote timer
-        trigger_election(started[0])
+        # (on a member picked by the cluster name, so many clusters spread their leaders)
+        trigger_election(started[sum(cluster_name.encode()) % len(started)])
     except RaftError:
         pass
     try:

@@ -30,6 +30,7 @@ import pykka
 from raft_otp.core import effects as fx
 from raft_otp.core import events as ev
 from raft_otp.core import machine as mfx
+from raft_otp.core.machine import Machine
 from raft_otp.core.types import ServerId
 from raft_otp.server import _core, timers
 from raft_otp.server.context import SystemContext
@@ -92,6 +93,9 @@ class ServerActor(pykka.ThreadingActor):
         self._election_gen = 0
         self._tick_timer: Any = None
         self._tick_gen = 0
+        self._tick_ms = ctx.config.tick_ms      # grows while the leader is idle
+        self._tick_last_index = -1
+        self._machine_ticks = False
         self._watch: Any = None          # (leader, monitor handle)
         self._senders: dict[ServerId, pykka.ActorRef[Any]] = {}
         self._machine_timers: dict[Any, tuple[int, Any]] = {}
@@ -113,6 +117,7 @@ class ServerActor(pykka.ThreadingActor):
             initial_members=list(self.record.initial_members), machine=machine,
             machine_config=self.record.machine[1], log=self.log,
             meta=_core.load_meta(self.meta_store, self.record.uid), config=self.cfg, rng=self.rng)
+        self._machine_ticks = type(machine).tick is not Machine.tick
         self._node_sub = _core.subscribe_node_events(self.actor_ref)
         self._wal_mon = _core.monitor_wal(self.ctx, self.actor_ref)
         self._execute(effects)
@@ -184,7 +189,13 @@ class ServerActor(pykka.ThreadingActor):
                 if message.gen == self._tick_gen:
                     self._tick_timer = None
                     self.metrics.counters["ticks"] += 1
-                    self._handle(ev.Tick(int(time.time() * 1000)))
+                    did = self._handle(ev.Tick(int(time.time() * 1000)))
+                    li = self.log.last_index_term()[0] if self.log is not None else 0
+                    if did or li != self._tick_last_index or self._machine_ticks:
+                        self._tick_ms = self.cfg.tick_ms
+                    else:  # idle leader: tick less and less often (up to 16 ticks)
+                        self._tick_ms = min(self._tick_ms * 2, self.cfg.tick_ms * 16)
+                    self._tick_last_index = li
                     self._arm_tick()
             case ev.LocalQuery() | ev.LeaderQuery() | ev.ConsistentQuery():
                 self._query(message)
@@ -229,6 +240,8 @@ class ServerActor(pykka.ThreadingActor):
                 q.popleft()
         self.metrics.counters["commands"] += len(cmds)
         self.metrics.counters["command_batches"] += 1
+        if self._tick_ms != self.cfg.tick_ms:
+            self._busy_tick()
         if self.role == "leader":
             self._pending_batches.append((-1, time.monotonic()))
         self._handle(ev.Commands(cmds))
@@ -255,11 +268,12 @@ class ServerActor(pykka.ThreadingActor):
                 q = type(q)(q.reply_to, fun)
         self._handle(q)
 
-    def _handle(self, event: Any) -> None:
+    def _handle(self, event: Any) -> int:
         self.state, effects = _core.handle(self.state, event)
         if effects:
             self._execute(effects)
         self._refresh_view()
+        return len(effects)
 
     # ---- effects ------------------------------------------------------------------
     def _execute(self, effects: list[Any]) -> None:
@@ -334,7 +348,15 @@ class ServerActor(pykka.ThreadingActor):
         if self._tick_timer is None and self.role == "leader":
             self._tick_gen += 1
             self._tick_timer = timers.send_after(self.actor_ref, _TickFired(self._tick_gen),
-                                                 self.cfg.tick_ms / 1000.0)
+                                                 self._tick_ms / 1000.0)
+
+    def _busy_tick(self) -> None:
+        """Activity after an idle spell: bring the tick back to its normal period."""
+        if self._tick_ms != self.cfg.tick_ms and self.role == "leader":
+            self._tick_ms = self.cfg.tick_ms
+            timers.cancel(self._tick_timer)
+            self._tick_timer = None
+            self._arm_tick()
 
     def _role_changed(self, e: fx.RoleChanged) -> None:
         old = self.role
@@ -348,6 +370,7 @@ class ServerActor(pykka.ThreadingActor):
             elif e.role == "leader":
                 self.metrics.counters["became_leader"] += 1
         if e.role == "leader":
+            self._tick_ms = self.cfg.tick_ms
             self._arm_tick()
         else:
             timers.cancel(self._tick_timer)

@@ -1,0 +1,93 @@
+"""Many idle clusters: 1,000 3-member clusters on 3 node processes, then idle.
+
+Idle clusters send no heartbeats: followers that know their leader run no
+timer, and only leaders tick (1 s).  Measured per node over an idle window
+after every cluster has a leader: CPU% (user+system over wall time) and RSS.
+
+Peers, measured in the same run: CPU% of the same node processes before any
+cluster existed (transport heartbeats only) and their RSS then.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psutil
+
+from bench.common import Figure
+
+COUNTER = ("raft_otp.machines.counter:Counter", {})
+
+
+def _cpu_pct(procs: list[psutil.Process], seconds: float) -> list[float]:
+    t0 = [p.cpu_times() for p in procs]
+    w0 = time.perf_counter()
+    time.sleep(seconds)
+    wall = time.perf_counter() - w0
+    out = []
+    for p, c0 in zip(procs, t0):
+        c1 = p.cpu_times()
+        out.append(((c1.user - c0.user) + (c1.system - c0.system)) / wall * 100.0)
+    return out
+
+
+def _start_all(h: Any, n: int) -> float:
+    import raft_otp
+    t0 = time.perf_counter()
+
+    def start(k: int) -> None:
+        ids = [h[i].sid(f"idle{k}") for i in range(3)]
+        started, _ = raft_otp.start_cluster("default", f"idle{k}", COUNTER, ids, timeout=60)
+        if len(started) != 3:
+            raise RuntimeError(f"cluster idle{k} did not start")
+
+    with ThreadPoolExecutor(16) as ex:
+        list(ex.map(start, range(n)))
+    return time.perf_counter() - t0
+
+
+def run(quick: bool = False) -> list[Figure]:
+    from raft_otp.node import runtime as node_rt
+    from raft_otp.system.harness import NodeProcs
+
+    n = 100 if quick else 1000
+    idle_s = 5.0 if quick else 10.0
+    base = tempfile.mkdtemp(prefix="raft_otp_bench_clusters_")
+    h = NodeProcs(base, 3, wal_sync_method="datasync")
+    figs: list[Figure] = []
+    try:
+        h.start()
+        h.join_as_client("bench")
+        procs = [psutil.Process(np.pid) for np in h.nodes]
+        base_cpu = _cpu_pct(procs, 3.0)
+        base_rss = [p.memory_info().rss / 2**20 for p in procs]
+        start_s = _start_all(h, n)
+        time.sleep(2.0)  # let the last elections settle
+        cpu = _cpu_pct(procs, idle_s)
+        rss = [p.memory_info().rss / 2**20 for p in procs]
+        threads = [p.num_threads() for p in procs]
+        for i in range(3):
+            figs.append(Figure(f"clusters: {n} idle 3-member clusters, node {i + 1} CPU", round(cpu[i], 2),
+                               "%", "same node with no clusters", round(base_cpu[i], 2),
+                               higher_is_better=False))
+        for i in range(3):
+            figs.append(Figure(f"clusters: {n} idle clusters, node {i + 1} RSS ({threads[i]} threads)",
+                               round(rss[i], 1), "MiB", "same node with no clusters", round(base_rss[i], 1),
+                               higher_is_better=False))
+        figs.append(Figure(f"clusters: time to start {n} clusters (16 client threads)", round(start_s, 1),
+                           "s", "1 ms per cluster", n / 1000.0, higher_is_better=False))
+    finally:
+        h.close()
+        if node_rt.is_started():
+            node_rt.stop_node()
+        import shutil
+        shutil.rmtree(base, ignore_errors=True)
+    return figs
+
+
+if __name__ == "__main__":
+    for f in run(quick=True):
+        print(f)
