@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-dir", default=os.path.join(".", "raft_otp_demo_data"),
                    help="demo data dir, reset at every run (default ./raft_otp_demo_data)")
     d.add_argument("--writes", type=int, default=20, help="writes before and after the kill (default 20)")
+    d.add_argument("--log-level", default="WARNING", help="node processes' log level (nodes.log)")
 
     t = sub.add_parser("tree", help="the supervision tree of a running node")
     _node_arg(t)

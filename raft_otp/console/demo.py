@@ -67,8 +67,9 @@ def _wait(what: str, fn: Callable[[], Any], timeout: float, pause: float = 0.02)
 
 
 class _Demo:
-    def __init__(self, data_dir: str, writes: int) -> None:
+    def __init__(self, data_dir: str, writes: int, log_level: str = "WARNING") -> None:
         self.dir = data_dir
+        self.log_level = log_level
         self.writes = writes
         self.c = render.console()
         self.cookie_file = ensure_cookie_file(os.path.join(data_dir, "cookie"))
@@ -93,7 +94,7 @@ class _Demo:
         for name in self.names:
             short = name.split("@")[0]
             cmd = [sys.executable, "-m", "raft_otp.system", "--data-dir", os.path.join(self.dir, short),
-                   "--node", name, "--cookie-file", self.cookie_file, "--log-level", "ERROR"]
+                   "--node", name, "--cookie-file", self.cookie_file, "--log-level", self.log_level]
             specs.append(ChildSpec.process(short, cmd, stdout=subprocess.DEVNULL, stderr=self._log,
                                            shutdown=20.0))
         return specs
@@ -182,6 +183,13 @@ class _Demo:
         try:
             new_leader, new_term = _wait("a new leader", lambda: self.leader_of(survivors), 10.0)
         except ConsoleError:  # should not happen; say so rather than hang
+            if os.environ.get("RAFT_OTP_DEMO_DEBUG"):
+                for sid in ids:
+                    try:
+                        ov = raft_otp.member_overview(sid, 1.0)
+                        self.note(repr({k: ov.get(k) for k in ("id", "role", "term", "leader", "commit_index", "voted_for", "metrics")}))
+                    except Exception as exc:
+                        self.note(f"{sid}: {exc!r}")
             self.note("[yellow]no election within 10 s; asking a survivor to start one "
                       "(trigger_election)[/]")
             raft_otp.trigger_election(survivors[0])
@@ -244,7 +252,7 @@ def cmd_demo(args: Any) -> int:
     data_dir = prepare_data_dir(args.data_dir)
     if args.writes < 1:
         raise ConsoleError("--writes must be >= 1")
-    demo = _Demo(data_dir, args.writes)
+    demo = _Demo(data_dir, args.writes, args.log_level)
     ok = False
     try:
         demo.run()

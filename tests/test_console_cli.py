@@ -1,0 +1,199 @@
+"""Goal: the raft-otp CLI, run as a subprocess against real `raft-otp start` node processes,
+starts nodes, shows status and the tree, kills an actor and sees it restarted, runs every
+cluster command, fails with one clear line, and stops nodes cleanly (restart recovers)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import time
+from typing import Any, Iterator
+
+import psutil
+import pytest
+
+from raft_otp.console.testing import CliNodes
+
+pytestmark = pytest.mark.processes
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliNodes]:
+    h = CliNodes(str(tmp_path_factory.mktemp("console")), 3)
+    try:
+        h.start()
+        yield h
+    finally:
+        h.close()
+        for nd in h.nodes:
+            assert not nd.alive()
+
+
+def _members(view: dict[str, Any], cluster: str) -> list[dict[str, Any]]:
+    return view["systems"]["default"]["clusters"][cluster]["members"]
+
+
+def _wait_for(fn: Any, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+def _one_line_error(r: Any, *needles: str) -> None:
+    assert r.returncode != 0, r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr and lines[0].startswith("raft-otp")
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_status_and_tree_with_a_cluster(nodes: CliNodes) -> None:
+    n1, n2, n3 = (nd.name for nd in nodes.nodes)
+    assert nodes.json("status", "--node", n1)["systems"]["default"]["clusters"] == {}
+    out = nodes.json("cluster", "start", "kv1", "--machine", "kv", "--members", n1, n2, n3)
+    assert len(out["started"]) == 3 and out["leader"] is not None
+    view = nodes.json("status", "--node", n2)
+    members = _members(view, "kv1")
+    assert sorted(m["node"] for m in members) == sorted([n1, n2, n3])
+    assert [m["role"] for m in members].count("leader") == 1
+    assert all(m["term"] >= 1 and m["commit_index"] >= 1 for m in members)
+    assert view["systems"]["default"]["clusters"]["kv1"]["machine"] == "raft_otp.machines.kv:KeyValue"
+    tree = nodes.json("tree", "--node", n1)
+    text = repr(tree)
+    for part in ("system:default", "wal", "segment_writer", "servers", "system_actor"):
+        assert part in text
+    servers = [c for r in tree["roots"] for c in _walk(r) if c.get("raft")]
+    assert [s["raft"]["cluster"] for s in servers] == ["kv1"]
+    assert servers[0]["raft"]["role"] in ("leader", "follower") and servers[0]["thread"]
+    assert servers[0]["mailbox"] == 0 and servers[0]["status"] == "running"
+    human = nodes.run("tree", "--node", n1)
+    assert human.returncode == 0 and "cluster kv1" in human.stdout and "WalActor" in human.stdout
+    human = nodes.run("status", "--node", n1)
+    assert human.returncode == 0 and "cluster kv1" in human.stdout and "leader" in human.stdout
+
+
+def _walk(n: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield n
+    for c in n.get("children") or []:
+        yield from _walk(c)
+
+
+def test_commands_queries_and_membership(nodes: CliNodes) -> None:
+    n1, n2, n3 = (nd.name for nd in nodes.nodes)
+    nodes.json("cluster", "start", "kv2", "--members", f"{n1},{n2}")
+    for i in range(5):
+        out = nodes.json("command", "--node", n2, "--cluster", "kv2", "put", f"k{i}", str(i))
+        assert out["reply"] == ["ok"]
+    assert nodes.json("query", "--node", n1, "-c", "kv2")["result"] == {f"k{i}": i for i in range(5)}
+    assert nodes.json("query", "--node", n2, "-c", "kv2", "--key", "k3", "--kind", "leader")["result"] == 3
+    # add a member on n3; it catches up
+    out = nodes.json("cluster", "add-member", "kv2", "--node", n1, n3)
+    assert out["added"] == ["kv2", n3]
+    _wait_for(lambda: nodes.json("query", "--node", n3, "-c", "kv2", "--kind", "local")["result"]
+              == {f"k{i}": i for i in range(5)})
+    # leadership to n3, then remove n1's member (its data deleted)
+    out = nodes.json("cluster", "transfer-leadership", "kv2", "--node", n1, n3)
+    assert out["result"] in ("ok", "already_leader")
+    _wait_for(lambda: nodes.json("status", "--node", n3)["systems"]["default"]["clusters"]["kv2"]["leader"]
+              == ["kv2", n3])
+    out = nodes.json("cluster", "remove-member", "kv2", "--node", n3, n1)
+    assert out["removed"] == ["kv2", n1] and out["data_deleted"]
+    assert sorted(m["node"] for m in _members(nodes.json("status", "--node", n3), "kv2")) == sorted([n2, n3])
+    r = nodes.run("query", "--node", n1, "-c", "kv2")
+    _one_line_error(r, "no cluster 'kv2'")
+    # a counter cluster, then delete it
+    nodes.json("cluster", "start", "c1", "--machine", "counter", "-m", n1, n2, n3)
+    assert nodes.json("command", "-n", n3, "-c", "c1", "incr")["reply"] == 1
+    assert nodes.json("command", "-n", n3, "-c", "c1", "incr", "41")["reply"] == 42
+    assert nodes.json("query", "-n", n1, "-c", "c1")["result"] == 42
+    out = nodes.json("cluster", "delete", "c1", "--node", n2)
+    assert len(out["deleted"]) == 3 and out["failed"] == []
+    for nd in nodes.nodes:
+        assert "c1" not in nodes.json("status", "--node", nd.name, "--local")["systems"]["default"]["clusters"]
+
+
+def test_kill_an_actor_and_see_it_restarted(nodes: CliNodes) -> None:
+    n1 = nodes[0].name
+
+    def wal() -> dict[str, Any]:
+        tree = nodes.json("tree", "--node", n1)
+        return next(c for r in tree["roots"] for c in _walk(r) if c.get("name") == "raft_otp.wal.default")
+
+    before = wal()
+    out = nodes.json("kill", "--node", n1, "log/wal")
+    assert out["restarted"] and out["restarts"] == before["restarts"] + 1
+    after = wal()
+    assert after["restarts"] == before["restarts"] + 1 and after["status"] == "running"
+    assert after["thread"] != before["thread"]
+    r = nodes.run("kill", "--node", n1, "raft_otp.wal.default")
+    assert r.returncode == 0 and "restarts" in r.stdout and "->" in r.stdout
+    _one_line_error(nodes.run("kill", "--node", n1, "no/such/actor"), "no actor")
+    _one_line_error(nodes.run("kill", "--node", n1, "segment_writer"), "no registered name")
+
+
+def test_errors_are_one_line(nodes: CliNodes, tmp_path: Any) -> None:
+    n1 = nodes[0].name
+    dead = f"x@127.0.0.1:{_closed_port()}"
+    _one_line_error(nodes.run("status", "--node", dead, "--timeout", "1"), "unreachable")
+    bad = tmp_path / "bad_cookie"
+    bad.write_text("not-the-secret\n")
+    _one_line_error(nodes.run("status", "--node", n1, "--timeout", "1", "--cookie-file", str(bad),
+                              cookie=False), "wrong cookie")
+    _one_line_error(nodes.run("command", "--node", n1, "-c", "nope", "get", "a"), "no cluster 'nope'")
+    _one_line_error(nodes.run("status", "--node", "not-a-node"), "name@host:port")
+    _one_line_error(nodes.run("status"), "--node")
+    _one_line_error(nodes.run("frobnicate"), "invalid choice")
+    _one_line_error(nodes.run("cluster", "start", "z", "-m", n1, "--machine", "nope"), "unknown machine")
+    _one_line_error(nodes.run("status", "--node", n1, "--cookie-file", str(tmp_path / "missing"),
+                              cookie=False), "cannot read cookie file")
+    _one_line_error(nodes.run("status", "--node", n1, cookie=False), "no cookie")  # empty HOME
+
+
+def _closed_port() -> int:
+    from raft_otp.console.common import free_port
+    return free_port()
+
+
+def test_clean_stop_and_recovery(nodes: CliNodes) -> None:
+    n1, n2, n3 = (nd.name for nd in nodes.nodes)
+    nodes.json("cluster", "start", "kv3", "-m", n1, n2, n3)
+    for i in range(10):
+        nodes.json("command", "-n", n1, "-c", "kv3", "put", f"r{i}", str(i))
+    want = {f"r{i}": i for i in range(10)}
+    pid = nodes[2].proc.pid  # type: ignore[union-attr]
+    children = [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    assert nodes.signal_and_wait(2, signal.SIGTERM) == 0
+    assert any("stopped cleanly" in line for line in nodes[2].lines)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not [c for c in children if psutil.pid_exists(c)]
+    # a restart on the same data dir recovers its servers; --node comes from the data dir
+    nodes.start(2, node_arg=False)
+    recovered = int(next(line for line in nodes[2].lines if line.startswith("READY")).split()[2])
+    assert recovered >= 3  # kv1, kv2, kv3
+    _wait_for(lambda: nodes.json("query", "-n", n3, "-c", "kv3", "--kind", "local")["result"] == want)
+    # Ctrl-C (SIGINT) is a clean stop too
+    assert nodes.signal_and_wait(2, signal.SIGINT) == 0
+    assert any("stopped cleanly" in line for line in nodes[2].lines)
+    r = nodes.run("start", "--data-dir", nodes[2].data_dir, "--node", "other@127.0.0.1:1")
+    _one_line_error(r, "belongs to node")
+    nodes.start(2)
+
+
+def test_default_cookie_is_created_0600(tmp_path: Any) -> None:
+    h = CliNodes(str(tmp_path), 1)
+    try:
+        h.start(cookie_arg=False)
+        path = os.path.join(h.home, ".raft_otp_cookie")
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        # a client on the same machine finds it without --cookie-file
+        view = h.json("status", "--node", h[0].name, cookie=False)
+        assert view["node"] == h[0].name
+        assert h.signal_and_wait(0, signal.SIGTERM) == 0
+    finally:
+        h.close()
