@@ -168,7 +168,7 @@ def append_entries(state: ServerState, rpc: AppendEntriesRpc, effects: list[Effe
             _reply_success(state, effects)
             return
     else:
-        prev_term = log.fetch_term(prev)
+        prev_term = log.fetch_term(prev) if prev > 0 else 0  # index 0 has term 0 by definition
         if prev_term != rpc.prev_log_term:
             _reject(state, rpc.leader_id, _conflict_hint(state, prev, prev_term), effects)
             return

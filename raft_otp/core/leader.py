@@ -204,7 +204,7 @@ def _fill(state: ServerState, sid: ServerId, peer: Peer, sends: list, effects: l
     sent = False
     while peer.next_index <= last and peer.next_index - 1 - peer.match_index < max_inflight:
         nxt = peer.next_index
-        prev_term = log.fetch_term(nxt - 1)
+        prev_term = log.fetch_term(nxt - 1) if nxt > 1 else 0
         if nxt < log.first_index() or prev_term is None:
             _start_snapshot(state, sid, peer, effects)
             return
@@ -217,7 +217,7 @@ def _fill(state: ServerState, sid: ServerId, peer: Peer, sends: list, effects: l
     if not sent and (force or peer.commit_index_sent < commit):
         # nothing new: tell the peer the commit index, anchored at its match index
         prev = min(peer.match_index, peer.next_index - 1)
-        prev_term = log.fetch_term(prev)
+        prev_term = log.fetch_term(prev) if prev > 0 else 0
         if prev_term is None:
             if prev < log.first_index():
                 _start_snapshot(state, sid, peer, effects)
