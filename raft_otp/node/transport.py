@@ -28,6 +28,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -142,6 +143,7 @@ class Transport:
             self._router.close(0)
             raise BadArgument(f"cannot bind {endpoint_of(node)}: {exc}") from None
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        weakref.finalize(self, os.close, self._wake_fd)
         self._poller = zmq.Poller()
         self._monitor_socks: dict[Any, PeerLink] = {}
         self._thread = threading.Thread(target=self._run, name=f"raft_otp.node io {node}", daemon=True)
@@ -270,7 +272,8 @@ class Transport:
             if link.sock is not None:
                 link.sock.close(0)
         self._router.close(0)
-        os.close(self._wake_fd)
+        # The eventfd is closed by a finalizer, not here: a sender may still hold this
+        # transport and write to it; closing now could let it write into a reused fd.
 
     def _next_delayed_s(self) -> float:
         due = float("inf")
