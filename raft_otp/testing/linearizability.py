@@ -287,6 +287,7 @@ def check_key(ops: Iterable[Op], initial: Any = None, *,
     unk_inv = [op.invoke for op in unk]
     junk_inv = [op.invoke for op in junk]
     failed_cas = [op.f == F_CAS and not op.result for op in req]
+    read_only = [op.f == F_GET or (op.f == F_CAS and not op.result) for op in req]
     full = (1 << n_req) - 1
     junk_base = n_unk  # junk writes use the U bits above the observed unknown ones
     unk_and_junk = unk + junk
@@ -303,6 +304,13 @@ def check_key(ops: Iterable[Op], initial: Any = None, *,
             if not (r_mask >> r) & 1:
                 window.append(r)
         window.sort()
+        # A completed read (a get, or a cas that failed) that agrees with the state
+        # goes next without branching: any linearization from here can be
+        # rearranged to take it first, since it is ready and changes nothing.
+        for r in window:
+            if read_only[r] and _step(state, req[r]) is not _INVALID:
+                yield r_mask | (1 << r), u_mask, state
+                return
         for r in window:
             nxt = _step(state, req[r])
             if nxt is not _INVALID:
