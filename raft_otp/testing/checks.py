@@ -129,3 +129,38 @@ class CounterHistory:
         for r in done:
             if r[3] > bisect.bisect_right(invokes, r[2]):
                 raise Violation(f"linearizability: {r[0]} saw {r[3]} at {r[2]}, more increments than invoked")
+
+
+class RegisterHistory:
+    """Key-value history where client ``j`` writes increasing sequence numbers to
+    its own key ``k{j}``.  A linearizable read of ``k{j}`` returns at least the
+    newest write of ``j`` acknowledged before the read was invoked and at most the
+    newest write invoked before the read returned."""
+
+    def __init__(self) -> None:
+        self.invoked: dict[int, list[tuple[int, int]]] = {}  # client -> [(time, seq)]
+        self.acked: dict[int, list[tuple[int, int]]] = {}
+        self.reads: list[tuple[int, int, dict[Any, Any]]] = []
+
+    def put_invoke(self, client: int, seq: int, now: int) -> None:
+        self.invoked.setdefault(client, []).append((now, seq))
+
+    def put_done(self, client: int, seq: int, now: int) -> None:
+        self.acked.setdefault(client, []).append((now, seq))
+
+    def read(self, invoke: int, response: int, state: dict[Any, Any]) -> None:
+        self.reads.append((invoke, response, state))
+
+    def check(self) -> None:
+        for invoke, response, state in self.reads:
+            for client, acks in self.acked.items():
+                value = state.get(f"k{client}", 0)
+                floor = max((seq for t, seq in acks if t < invoke), default=0)
+                if value < floor:
+                    raise Violation(f"linearizability: read at {invoke}..{response} saw k{client}={value} "
+                                    f"though write {floor} was acknowledged before (stale read)")
+            for client, invs in self.invoked.items():
+                value = state.get(f"k{client}", 0)
+                ceiling = max((seq for t, seq in invs if t <= response), default=0)
+                if value > ceiling:
+                    raise Violation(f"linearizability: read saw k{client}={value}, never written by then")

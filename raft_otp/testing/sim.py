@@ -62,7 +62,7 @@ from raft_otp.core.machine import ApplyMeta, Machine
 from raft_otp.core.memlog import MemoryLog
 from raft_otp.core.types import ServerId
 from raft_otp.machines import Counter, KeyValue
-from raft_otp.testing.checks import CounterHistory, Invariants, Violation
+from raft_otp.testing.checks import CounterHistory, Invariants, RegisterHistory, Violation
 
 # timer classes (ms), RA's divided by 10 so that a short run sees many elections
 TIMERS_MS = {
@@ -158,6 +158,7 @@ class Simulation:
         self.seq = 0
         self.inv = Invariants()
         self.history = CounterHistory()
+        self.registers = RegisterHistory()
         self.applied: dict[int, tuple[int, Any]] = {}
         self.trace_on = trace
         self.trace: list[str] = []
@@ -353,6 +354,8 @@ class Simulation:
                 c.seq += 1
                 c.op = "incr" if self.machine_kind == "counter" else "put"
                 self.history.invoke(c.idx, c.op_no, "incr", self.now)
+                if c.op == "put":
+                    self.registers.put_invoke(c.idx, c.seq, self.now)
             elif r < 0.9:
                 c.op = "cquery"
                 self.history.invoke(c.idx, c.op_no, "read", self.now)
@@ -394,6 +397,10 @@ class Simulation:
                 self.history.complete(c.idx, c.op_no, eff.value, self.now)
             elif c.op == "cquery" and self.machine_kind == "counter":
                 self.history.complete(c.idx, c.op_no, eff.value, self.now)
+            elif c.op == "put":
+                self.registers.put_done(c.idx, c.seq, self.now)
+            elif c.op == "cquery" and isinstance(eff.value, dict):
+                self.registers.read(c.invoke_ms, self.now, eff.value)
             c.target = eff.leader
             c.op = None
             self._push(self.rng.randint(0, 10), CLIENT, c.idx, None)
@@ -552,6 +559,7 @@ class Simulation:
                 pass
             self.check_logs()
             self.history.check()
+            self.registers.check()
         except Violation:
             raise
         except Exception as exc:  # a crash of the core is a finding too
