@@ -107,7 +107,7 @@ def _apply_usr(state: ServerState, index: int, term: int, value: list[Any], effe
             session[0] = value[4]
             session[1] = reply
     if len(result) > 2:
-        machine_effects(state, result[2], effects)  # type: ignore[misc]
+        machine_effects(state, result[2], effects)
     return reply
 
 

@@ -145,7 +145,9 @@ class MemoryLog:
             self._queue(index + 1, [])
 
     def handle_event(self, event: object) -> list[LogResult]:
-        kind, ident = event  # type: ignore[misc]
+        assert isinstance(event, tuple) and len(event) == 2, f"unknown log event {event!r}"
+        kind: str = event[0]
+        ident: int = event[1]
         if kind == "written":
             before = self.last_written()[0]
             while self._ops and self._ops[0][0] <= ident:

@@ -51,6 +51,7 @@ from raft_otp.core.events import (
     LeaderDown,
     LeaderQuery,
     LogEvent,
+    MemberKind,
     NodeDown,
     RemoveMember,
     SnapshotSenderDone,
@@ -457,7 +458,7 @@ class Simulation:
             self._note("heal")
         elif r < 0.8 and leader is not None:
             target = rng.choice(self.ids)
-            kind = rng.choice(("voter", "promotable", "non_voter"))
+            kind: MemberKind = rng.choice(("voter", "promotable", "non_voter"))
             if target in leader.state.members and target != leader.id and rng.random() < 0.6:
                 self._note(f"remove {target.name}")
                 self._deliver(leader, RemoveMember("admin", target))
