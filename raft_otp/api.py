@@ -150,6 +150,8 @@ def start_cluster(system: System | str, cluster_name: str, machine: Any,
     if len(set(ids)) != len(ids):
         raise BadArgument(f"duplicate server ids in {ids}")
     machine_spec(machine)  # validate before touching any node
+    if any(client.is_local(s.node) for s in ids):
+        get_system(system)  # SystemNotRunning now rather than "not started"
     deadline = time.monotonic() + timeout
     started, not_started = [], []
     for sid in ids:

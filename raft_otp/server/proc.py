@@ -500,6 +500,9 @@ class ServerActor(pykka.ThreadingActor):
             "commit_index": v["commit_index"], "last_applied": v["last_applied"],
             "log": _safe(self.log.overview),
             "machine_overview": v.get("machine_overview"),
+            "timers": {"election": self._election_timer is not None,
+                       "tick_ms": self._tick_ms if self._tick_timer is not None else None,
+                       "snapshot_senders": len(self._senders)},
             "metrics": self.metrics.snapshot(),
         }
 

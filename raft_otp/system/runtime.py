@@ -124,6 +124,10 @@ def start_system(config: SystemConfig | dict[str, Any]) -> System:
         except Exception:
             pass
         root.start_child(spec)
+        # wait until the system actor has recovered every server in the directory
+        from raft_otp.node.runtime import call
+        from raft_otp.system.system_actor import ServerOpReq
+        call(actor_name(cfg.name), ServerOpReq("is_running", ""), 300.0)
         _systems[cfg.name] = system
         log.info("system %s started in %s", cfg.name, cfg.data_dir)
         return system
