@@ -410,10 +410,12 @@ class Simulation:
                 c.target = eff.leader
             else:
                 c.target = None
-            if c.op in ("cquery", "lquery"):
+            if c.op in ("cquery", "lquery"):  # reads are not retried: start the next operation
                 self.history.abandon(c.idx, c.op_no)
                 c.op = None
-            self._push(self.rng.randint(1, 10), CLIENT, c.idx, ("retry", c.op_no, c.attempts))
+                self._push(self.rng.randint(1, 10), CLIENT, c.idx, None)
+            else:
+                self._push(self.rng.randint(1, 10), CLIENT, c.idx, ("retry", c.op_no, c.attempts))
 
     # ---- faults -------------------------------------------------------------------
     def _leader(self) -> SimServer | None:
