@@ -165,9 +165,15 @@ def kill(node: str, path: str, cookie: str, timeout: float, *, wait_s: float = 1
 # ---- commands ---------------------------------------------------------------------
 
 def cmd_tree(args: Any, cookie: str) -> int:
+    def fetch() -> dict[str, Any]:
+        return fetch_tree(args.node, cookie, args.timeout)
+
+    def draw(data: dict[str, Any], error: str | None, footer: str) -> Any:
+        return render.render_tree(data, args.node, error=error, footer=footer)
+
     if args.watch:
-        return _watch(args, cookie)
-    tree = fetch_tree(args.node, cookie, args.timeout)
+        return _watch(args, fetch, draw, {"roots": []})
+    tree = fetch()
     if args.json:
         _dump(tree)
     else:
@@ -175,35 +181,58 @@ def cmd_tree(args: Any, cookie: str) -> int:
     return 0
 
 
-def _watch(args: Any, cookie: str) -> int:
-    from rich.live import Live
-    console = render.console()
-    last: dict[str, Any] = {"roots": []}
-    footer = f"every {args.interval:g} s; Ctrl-C to quit"
-    try:
-        with Live(render.render_tree(last, args.node, footer="connecting..."), console=console,
-                  refresh_per_second=8, auto_refresh=False, vertical_overflow="visible") as live:
-            while True:
-                error = None
-                try:
-                    last = fetch_tree(args.node, cookie, args.timeout)
-                except ConsoleError as exc:
-                    error = str(exc)
-                live.update(render.render_tree(last, args.node, error=error,
-                                               footer=f"updated {time.strftime('%H:%M:%S')}, {footer}"),
-                            refresh=True)
-                time.sleep(args.interval)
-    except KeyboardInterrupt:
-        return 0
-
-
 def cmd_status(args: Any, cookie: str) -> int:
-    view = status_view(args.node, cookie, args.timeout, peers=not args.local)
+    def fetch() -> dict[str, Any]:
+        return status_view(args.node, cookie, args.timeout, peers=not args.local)
+
+    def draw(data: dict[str, Any], error: str | None, footer: str) -> Any:
+        from rich.console import Group
+        from rich.text import Text
+        parts: list[Any] = [render.render_status(data)] if data else []
+        if error:
+            parts.append(Text(error, style="bold red"))
+        parts.append(Text(footer, style="dim"))
+        return Group(*parts)
+
+    if args.watch:
+        return _watch(args, fetch, draw, {})
+    view = fetch()
     if args.json:
         _dump(view)
     else:
         render.console().print(render.render_status(view))
     return 0
+
+
+def _watch(args: Any, fetch: Any, draw: Any, empty: dict[str, Any]) -> int:
+    """Redraw ``draw(fetch())`` every ``--interval`` until Ctrl-C (rich Live); with ``--json``,
+    one JSON document per line instead.  A failed fetch is shown, and the watch goes on."""
+    from rich.live import Live
+    last = empty
+    every = f"every {args.interval:g} s; Ctrl-C to quit"
+    try:
+        if args.json:
+            while True:
+                try:
+                    doc: Any = fetch()
+                except ConsoleError as exc:
+                    doc = {"error": str(exc), "time": time.time()}
+                sys.stdout.write(json.dumps(doc, sort_keys=True, default=str) + "\n")
+                sys.stdout.flush()
+                time.sleep(args.interval)
+        with Live(draw(last, None, "connecting..."), console=render.console(), auto_refresh=False,
+                  vertical_overflow="visible") as live:
+            while True:
+                error = None
+                try:
+                    last = fetch()
+                except ConsoleError as exc:
+                    error = str(exc)
+                live.update(draw(last, error, f"updated {time.strftime('%H:%M:%S')}, {every}"),
+                            refresh=True)
+                time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
 
 
 def cmd_kill(args: Any, cookie: str) -> int:

@@ -66,13 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tree", help="the supervision tree of a running node")
     _node_arg(t)
     _client_args(t)
-    t.add_argument("--watch", "-w", action="store_true", help="redraw live until Ctrl-C")
+    t.add_argument("--watch", "-w", action="store_true",
+                   help="redraw live until Ctrl-C (with --json: one JSON document per line)")
     t.add_argument("--interval", type=float, default=1.0, help="--watch refresh in seconds (default 1)")
 
     st = sub.add_parser("status", help="systems and clusters of a node: members, roles, terms, indexes")
     _node_arg(st)
     _client_args(st)
     st.add_argument("--local", action="store_true", help="do not ask the other members' nodes")
+    st.add_argument("--watch", "-w", action="store_true", help="redraw live until Ctrl-C")
+    st.add_argument("--interval", type=float, default=1.0, help="--watch refresh in seconds (default 1)")
 
     k = sub.add_parser("kill", help="crash one actor on purpose (its supervisor restarts it)")
     _node_arg(k)
@@ -136,7 +139,8 @@ def _run(args: Any) -> int:
     if args.cmd == "demo":
         from raft_otp.console.demo import cmd_demo
         return cmd_demo(args)
-    check_node_name(args.node) if getattr(args, "node", None) else None
+    if getattr(args, "node", None):
+        check_node_name(args.node)
     cookie = client_cookie(args.cookie_file)
     if args.cmd in ("tree", "status", "kill"):
         from raft_otp.console import admin_cmds
@@ -149,9 +153,10 @@ def _run(args: Any) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "timeout", 1.0) <= 0:
-        sys.stderr.write(f"{PROG}: error: --timeout must be > 0\n")
-        return 2
+    for opt in ("timeout", "interval"):
+        if getattr(args, opt, 1.0) <= 0:
+            sys.stderr.write(f"{PROG}: error: --{opt} must be > 0\n")
+            return 2
     try:
         return _run(args)
     except ConsoleError as exc:

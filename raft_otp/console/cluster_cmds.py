@@ -114,13 +114,13 @@ def cmd_cluster(args: Any, cookie: str) -> int:
         if not started:
             raise ConsoleError(f"cluster {args.name} not started: no leader was elected within "
                                f"{args.timeout:g} s (is the name already used, or a member down?)")
-        out = {"cluster": args.name, "started": [list(s) for s in started],
+        started_out = {"cluster": args.name, "started": [list(s) for s in started],
                "not_started": [list(s) for s in not_started],
                "leader": list(leader) if leader else None}
         if args.json:
-            _print(out)
+            _print(started_out)
         else:
-            print(f"cluster {args.name} started on {len(started)} member(s), leader {_sid(out['leader'])}")
+            print(f"cluster {args.name} started on {len(started)} member(s), leader {_sid(leader)}")
             if not_started:
                 print("not started: " + ", ".join(_sid(s) for s in not_started))
         return 0

@@ -31,7 +31,7 @@ __all__ = ["MARKER", "prepare_data_dir", "cmd_demo"]
 
 MARKER = ".raft_otp_demo"
 CLUSTER = "demo"
-KV = ("raft_otp.machines.kv:KeyValue", {})
+KV: tuple[str, dict[str, Any]] = ("raft_otp.machines.kv:KeyValue", {})
 STATE = "raft_otp.system.queries:state"
 
 
@@ -148,7 +148,7 @@ class _Demo:
         self.say("1.", f"Starting 3 node processes under a root supervisor in this process (pid {os.getpid()})")
         t = time.monotonic()
         self.sup = supervisors.Supervisor(self.child_specs(), strategy="one_for_one", intensity=3,
-                                          period=30.0, id="demo").start()
+                                          period=30.0, id="nodes").start()
         for name in self.names:
             _wait(f"node {name}", lambda: self.ping(name), 30.0)
         for cid, ch in self.children().items():
@@ -211,6 +211,7 @@ class _Demo:
 
         self.say("6.", "Reading every acknowledged write back with consistent_query")
         state, by = raft_otp.consistent_query(ids[victim], STATE, 10.0)
+        by = by or new_leader
         lost = sorted(k for k, v in self.acked.items() if state.get(k) != v)
         if lost:
             raise ConsoleError(f"demo: acknowledged writes lost: {lost}")
@@ -220,7 +221,7 @@ class _Demo:
         self.say("7.", "The cluster, and the actor trees")
         c.print(render.render_status(status_view(new_leader.node, self.cookie, 5.0)))
         own = supervisors.tree_snapshot()
-        own["roots"] = [r for r in own["roots"] if r.get("id") == "demo"]
+        own["roots"] = [r for r in own["roots"] if r.get("id") == "nodes"]
         c.print(render.render_tree(own, f"{client} (this demo process)"))
         c.print(render.render_tree(fetch_tree(new_leader.node, self.cookie, 5.0), new_leader.node))
 
@@ -242,7 +243,7 @@ class _Demo:
 
 def _alive(pid: int) -> bool:
     try:
-        import psutil
+        import psutil  # type: ignore[import-untyped]
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except Exception:
         return False

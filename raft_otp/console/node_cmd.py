@@ -104,7 +104,6 @@ def cmd_start(args: Any) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     print(f"raft-otp node {node}: data dir {data_dir}, cookie file {cookie_file}", flush=True)
     try:
-        _, _, port = check_node_name(node)
         rc = run_node(data_dir, node, None, cfg, cookie_file=cookie_file, announce=True)
     except RaftError as exc:
         raise ConsoleError(f"node {node} failed: {exc}") from None

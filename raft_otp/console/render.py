@@ -33,9 +33,13 @@ def fmt_bytes(n: Any) -> str:
 
 
 def console() -> Console:
-    """A rich Console; piped output gets 160 columns rather than rich's 80."""
+    """A rich Console; piped output gets $COLUMNS (default 160) rather than rich's 80."""
+    import os
     import sys
-    return Console() if sys.stdout.isatty() else Console(width=160)
+    if sys.stdout.isatty():
+        return Console()
+    cols = os.environ.get("COLUMNS", "")
+    return Console(width=int(cols) if cols.isdigit() and int(cols) > 20 else 160)
 
 
 def short_machine(path: Any) -> str:
@@ -111,7 +115,7 @@ def _label(n: dict[str, Any]) -> Text:
     t.append("  ")
     t.append_text(_styled_status(n.get("status")))
     restarts = n.get("restarts") or 0
-    t.append(f"  restarts {restarts}", style="yellow bold" if restarts else "")
+    t.append(f"  restarts {restarts}", style="yellow bold" if restarts else "dim")
     raft = n.get("raft")
     if raft:
         role = str(raft.get("role"))
@@ -125,8 +129,6 @@ def _label(n: dict[str, Any]) -> Text:
         cpu = n.get("cpu_percent")
         t.append(f"  cpu {cpu:.1f}%" if isinstance(cpu, (int, float)) else "  cpu ?", style="dim")
         t.append(f"  rss {fmt_bytes(n.get('rss_bytes'))}", style="dim")
-    elif n.get("thread"):
-        t.append(f"  thread {n.get('thread')}", style="dim")
     return t
 
 
@@ -164,8 +166,7 @@ def render_status(view: dict[str, Any]) -> RenderableType:
     head = Text()
     head.append(f"node {view['node']}", style="bold cyan")
     peers = view.get("connected") or []
-    head.append(f"  connected to {len(peers)} node(s)" + (": " + ", ".join(peers) if peers else ""),
-                style="dim")
+    head.append(f"  connected to {len(peers)} node(s)", style="dim")
     parts.append(head)
     for sys_name, sys in (view.get("systems") or {}).items():
         wal = sys.get("wal") or {}
@@ -173,8 +174,8 @@ def render_status(view: dict[str, Any]) -> RenderableType:
         line.append(f"system {sys_name}", style="bold")
         line.append(f"  data dir {sys.get('data_dir')}")
         if wal:
-            line.append(f"  WAL {wal.get('sync_method')} {wal.get('entries', 0)} entries in "
-                        f"{wal.get('batches', 0)} batches, {wal.get('syncs', 0)} syncs", style="dim")
+            line.append(f"  WAL: {wal.get('entries', 0)} entries, {wal.get('batches', 0)} batches, "
+                        f"{wal.get('syncs', 0)} {wal.get('sync_method')} syncs", style="dim")
         parts.append(line)
         if sys.get("error"):
             parts.append(Text(f"  error: {sys['error']}", style="red"))
@@ -184,20 +185,27 @@ def render_status(view: dict[str, Any]) -> RenderableType:
             continue
         for cname, c in sorted(clusters.items()):
             leader = c.get("leader")
-            title = (f"cluster [bold]{cname}[/]  machine {short_machine(c.get('machine'))}  "
-                     f"leader {leader[0] + '@' + leader[1] if leader else '[red]none[/]'}")
+            title = (f"cluster [bold]{cname}[/]  machine {short_machine(c.get('machine'))}  leader "
+                     + ((leader[1] if leader[0] == cname else f"{leader[0]}@{leader[1]}")
+                        if leader else "[red]none[/]"))
             table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD,
                           header_style="bold", expand=False, pad_edge=False)
-            for col in ("member", "role", "term", "commit", "applied", "snapshot", "machine state"):
-                table.add_column(col, justify="right" if col in ("term", "commit", "applied", "snapshot")
-                                 else "left", no_wrap=col == "member")
+            for col in ("member", "role", "term", "last", "commit", "applied", "snap", "cmds",
+                        "elect", "machine"):
+                table.add_column(col, justify="left" if col in ("member", "role", "machine")
+                                 else "right", no_wrap=True)
             for m in c.get("members") or []:
                 role = str(m.get("role"))
+                member = str(m.get("node")) if m.get("server") == cname else f"{m.get('server')}@{m.get('node')}"
+                if not m.get("voter", True):
+                    member += f" ({m.get('membership')})"
+                metrics = m.get("metrics") or {}
                 table.add_row(
-                    f"{m.get('server')}@{m.get('node')}" + ("" if m.get("voter", True) else f" ({m.get('membership')})"),
-                    Text(role, style=_ROLE_STYLE.get(role, "")),
-                    _idx(m.get("term")), _idx(m.get("commit_index")), _idx(m.get("last_applied")),
-                    _idx(m.get("snapshot_index")), _fmt_overview(m.get("machine_overview")))
+                    member, Text(role, style=_ROLE_STYLE.get(role, "")),
+                    _idx(m.get("term")), _idx(m.get("last_index")), _idx(m.get("commit_index")),
+                    _idx(m.get("last_applied")), _idx(m.get("snapshot_index")),
+                    _idx(metrics.get("commands")), _idx(metrics.get("elections")),
+                    _fmt_overview(m.get("machine_overview")))
             parts.append(table)
     parts.append(Text(f"as of {time.strftime('%H:%M:%S')}", style="dim"))
     return Group(*parts)
