@@ -48,9 +48,10 @@ class _Writer:
 
     def notify(self, ev: Any) -> None:
         with self.cond:
-            self.acked = ev.seq
-            self.acked_entries = ev.index
-            self.cond.notify()
+            if ev.seq > self.acked:  # two WAL workers: a later batch may be confirmed first
+                self.acked = ev.seq
+                self.acked_entries = ev.index
+                self.cond.notify()
 
     def run(self) -> None:
         idx = 1

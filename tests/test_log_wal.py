@@ -40,7 +40,7 @@ def test_batches_and_one_event_per_writer(tmp_path, method):
 
     def gated(items):
         gate.wait(10)
-        orig(items)
+        return orig(items)
 
     wal._write_batch = gated
     wal.start()

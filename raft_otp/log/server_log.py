@@ -65,6 +65,7 @@ class ServerLog:
         self.min_snapshot_interval = min_snapshot_interval
         self.min_checkpoint_interval = min_checkpoint_interval
         self._seq = 0
+        self._acked_seq = -1  # highest submission seq the WAL confirmed
         self._truncs: list[tuple[int, int]] = []  # (seq, first overwritten index), pending WAL confirmation
         self._need_truncate = True
         self._snapshot_busy = False
@@ -259,8 +260,9 @@ class ServerLog:
         return []
 
     def _on_written(self, ev: WalWritten) -> list[LogResult]:
-        if ev.uid != self.uid:
-            return []
+        if ev.uid != self.uid or ev.seq <= self._acked_seq:
+            return []  # stale: a later submission's event (covering this one) came first
+        self._acked_seq = ev.seq
         idx = ev.index
         keep = []
         for seq, first in self._truncs:

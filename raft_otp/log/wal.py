@@ -4,15 +4,15 @@ Every server of a system writes through one :class:`Wal`.  A server calls
 :meth:`Wal.submit` with one writer batch (contiguous entries): the record is
 encoded and checksummed on the caller's thread, then appended to a list under
 a lock; no actor message.  A dedicated writer thread drains the whole queue
-(up to ``max_batch_size`` entries) and writes it with one ``writev``; a sync
-thread then runs one fdatasync covering every batch written before it started
-and posts one :class:`~raft_otp.log.events.WalWritten` per writer through the
-writer's ``notify`` callable.  While one batch syncs the next is written.  At
+(up to ``max_batch_size`` entries) and writes it with one ``writev``, then
+runs one fdatasync and posts one :class:`~raft_otp.log.events.WalWritten` per
+writer through the writer's ``notify`` callable.  Two such worker threads
+alternate: while one syncs its batch, the other takes and writes the next.  At
 ``max_size_bytes`` (or ``max_entries`` entries in the file, which bounds the
 mem tables) the file is synced, rolled and handed to the segment writer.
 
 :class:`WalActor` wraps the engine in a plain ``pykka.ThreadingActor`` so a
-supervisor can own it: a crash of either thread crashes the actor.
+supervisor can own it: a crash of a worker thread crashes the actor.
 
 Differences from RA: no "start at 32, double while busy" batch counter
 (draining the whole queue is already adaptive); records hold a writer batch and
@@ -136,7 +136,6 @@ class Wal:
         self._queued_entries = 0
         self._waiting = False
         self._stopping = False
-        self._thread: threading.Thread | None = None
         self._fd = -1
         self._file_no = 0
         self._path = ""
@@ -148,12 +147,10 @@ class Wal:
         self._ranges: dict[bytes, list[int]] = {}
         self._last: dict[bytes, int] = {}  # uid -> last index accepted by this incarnation
         self.crashed: BaseException | None = None
-        # writer thread -> sync thread hand-off
-        self._scond = threading.Condition(threading.Lock())
-        self._sq: list[dict[bytes, _Item]] = []
-        self._s_busy = False
-        self._s_stop = False
-        self._sync_thread: threading.Thread | None = None
+        self._wlock = threading.Lock()  # take + write happen in order, one worker at a time
+        self._scond = threading.Condition(threading.Lock())  # syncs in flight, counters
+        self._syncing = 0
+        self._threads: list[threading.Thread] = []
         self.counters = {"writes": 0, "entries": 0, "batches": 0, "bytes": 0, "syncs": 0,
                          "files": 0, "dropped_gaps": 0, "sync_time_s": 0.0}
         # o_dsync: open the file O_DSYNC so write and sync are one system call (the
@@ -177,20 +174,19 @@ class Wal:
         self._recover(files)
         self._file_no = files[-1][0] + 1 if files else 1
         self._open_file()
-        self._sync_thread = threading.Thread(target=self._sync_run, name=f"wal-sync-{self.generation}",
-                                             daemon=True)
-        self._sync_thread.start()
-        self._thread = threading.Thread(target=self._run, name=f"wal-writer-{self.generation}", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=f"wal-{self.generation}-{k}", daemon=True)
+                         for k in range(2)]
+        for t in self._threads:
+            t.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Write and sync what is queued, then stop both threads and close the file."""
+        """Write and sync what is queued, then stop the threads and close the file."""
         with self._cond:
             self._stopping = True
-            self._cond.notify()
+            self._cond.notify_all()
         me = threading.current_thread()
-        for t in (self._thread, self._sync_thread):
-            if t is not None and t is not me:
+        for t in self._threads:
+            if t is not me:
                 t.join(timeout)
         if self._fd >= 0:
             try:
@@ -246,20 +242,60 @@ class Wal:
             return q[:k]
 
     def _run(self) -> None:
-        """Writer thread: take a batch, write it, hand it to the sync thread."""
+        """One of two worker threads: take and write a batch (in order, under the
+        write lock), then sync it and notify its writers outside the lock, so the
+        other worker writes the next batch while this one syncs.
+
+        A sync that started after a batch was written covers it, so a writer may
+        hear about a later batch before an earlier one; ServerLog ignores stale
+        (lower ``seq``) events."""
         try:
             while self.crashed is None:
-                items = self._take()
-                if items is None:
-                    break
-                self._write_batch(items)
-            self._drain_sync()
+                with self._wlock:
+                    items = self._take()
+                    if items is None or self.crashed is not None:
+                        break
+                    done = self._write_batch(items)
+                    if self._size >= self._size_limit or self._file_entries >= self.config.max_entries:
+                        self._sync_fd(self._fd)
+                        self._notify(done)
+                        with self._scond:
+                            while self._syncing and self.crashed is None:
+                                self._scond.wait(1.0)
+                        self._size_limit = self.config.max_size_bytes
+                        self._roll_over()
+                        continue
+                    if not done:
+                        continue
+                    fd = self._fd
+                    with self._scond:
+                        self._syncing += 1
+                try:
+                    self._sync_fd(fd)
+                finally:
+                    with self._scond:
+                        self._syncing -= 1
+                        self._scond.notify_all()
+                self._notify(done)
         except BaseException as exc:  # crash the actor; servers resend to the next WAL
             self._crash(exc)
         finally:
-            with self._scond:
-                self._s_stop = True
-                self._scond.notify_all()
+            with self._cond:
+                self._cond.notify_all()  # let the other worker see stop / crash
+
+    def _sync_fd(self, fd: int) -> None:
+        if self._sync is None:
+            return
+        t0 = time.perf_counter()
+        self._sync(fd)
+        dt = time.perf_counter() - t0
+        with self._scond:
+            self.counters["sync_time_s"] += dt
+            self.counters["syncs"] += 1
+
+    def _notify(self, done: dict[bytes, _Item]) -> None:
+        for uid, it in done.items():
+            it.notify(WalWritten(uid.decode(), it.seq, it.first + it.count - 1, it.last_term))
 
     def _crash(self, exc: BaseException) -> None:
         if self.crashed is not None:
@@ -270,13 +306,13 @@ class Wal:
             self._stopping = True
             self._cond.notify_all()
         with self._scond:
-            self._s_stop = True
             self._scond.notify_all()
         self.mem_tables.clear_wal(self)
         if self._on_crash is not None:
             self._on_crash(exc)
 
-    def _write_batch(self, items: list[_Item]) -> None:
+    def _write_batch(self, items: list[_Item]) -> dict[bytes, _Item]:
+        """Write a batch (no sync); returns the last item per writer."""
         out: list[bytes] = []
         done: dict[bytes, _Item] = {}
         last = self._last
@@ -309,62 +345,19 @@ class Wal:
             if uid not in done:
                 notify(ResendRequest(uid.decode(), self.generation))
         if not out:
-            return
+            return done
         size = _write_all(self._fd, out)
         self._size += size
         self._file_entries += n_entries
-        c = self.counters
-        c["batches"] += 1
-        c["writes"] += len(done)
-        c["entries"] += n_entries
-        c["bytes"] += size
-        if self._open_flags:  # O_DSYNC: already durable
-            c["syncs"] += 1
         with self._scond:
-            self._sq.append(done)
-            if not self._s_busy:
-                self._scond.notify()
-        if self._size >= self._size_limit or self._file_entries >= self.config.max_entries:
-            self._size_limit = self.config.max_size_bytes
-            self._roll_over()
-
-    def _drain_sync(self) -> None:
-        """Wait until the sync thread has synced and reported everything written so far."""
-        with self._scond:
-            while (self._sq or self._s_busy) and self.crashed is None:
-                self._scond.wait(1.0)
-        if self.crashed is not None:
-            raise RuntimeError("WAL sync thread crashed") from self.crashed
-
-    def _sync_run(self) -> None:
-        """Sync thread: one fdatasync covers every batch written before it started.
-
-        While it syncs, the writer thread already writes the next batch (the two
-        system calls overlap, as concurrent writers' calls would)."""
-        try:
-            while True:
-                with self._scond:
-                    while not self._sq and not self._s_stop:
-                        self._scond.wait()
-                    if not self._sq:
-                        return
-                    batches, self._sq = self._sq, []
-                    self._s_busy = True
-                if self._sync is not None:
-                    t0 = time.perf_counter()
-                    self._sync(self._fd)
-                    self.counters["sync_time_s"] += time.perf_counter() - t0
-                    self.counters["syncs"] += 1
-                merged = batches[0]
-                for more in batches[1:]:
-                    merged.update(more)
-                for uid, it in merged.items():
-                    it.notify(WalWritten(uid.decode(), it.seq, it.first + it.count - 1, it.last_term))
-                with self._scond:
-                    self._s_busy = False
-                    self._scond.notify_all()
-        except BaseException as exc:
-            self._crash(exc)
+            c = self.counters
+            c["batches"] += 1
+            c["writes"] += len(done)
+            c["entries"] += n_entries
+            c["bytes"] += size
+            if self._open_flags:  # O_DSYNC: already durable
+                c["syncs"] += 1
+        return done
 
     # ---- files ---------------------------------------------------------------------
     def _open_file(self) -> None:
@@ -381,7 +374,7 @@ class Wal:
         self.counters["files"] += 1
 
     def _roll_over(self) -> None:
-        self._drain_sync()  # everything in this file is synced and reported
+        """Called under the write lock with everything in the file synced."""
         os.close(self._fd)
         self._fd = -1
         path, ranges = self._path, {k.decode(): (v[0], v[1]) for k, v in self._ranges.items()}
