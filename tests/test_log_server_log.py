@@ -245,3 +245,20 @@ def test_actors_are_plain_pykka_actors(system):
     assert isinstance(ls.wal_ref, pykka.ActorRef)
     ov = ls.overview()
     assert {"wal", "segment_writer", "meta", "servers"} <= set(ov)
+
+
+def test_stale_and_superseded_written_events_are_ignored(system):
+    from raft_otp.log import WalWritten
+
+    ls = system()
+    ls.wal_ref.stop()  # no real WAL events: we deliver them by hand
+    s = Srv(ls, "s1")
+    s.log.append(E(1, 10))  # seq 1
+    s.log.write(E(5, 6, 2))  # seq 2, overwrites 5..10
+    assert s.log.handle_event(WalWritten("s1", 2, 6, 2)) == [Written(6, 2)]
+    assert s.log.handle_event(WalWritten("s1", 1, 10, 1)) == []  # older: covered, and stale
+    assert s.log.last_written() == (6, 2)
+    s.log.append(E(7, 8, 2))  # seq 3
+    s.log.write(E(8, 8, 3))  # seq 4
+    assert s.log.handle_event(WalWritten("s1", 3, 8, 2)) == [Written(7, 2)]  # clipped below the overwrite
+    assert s.log.handle_event(WalWritten("s1", 4, 8, 3)) == [Written(8, 3)]
