@@ -277,3 +277,16 @@ def test_recovery_replays_to_last_applied_and_starts_as_follower() -> None:
     state, eff = init_server(cfg, n.log, Counter(), ServerMeta(1, None, 3), random.Random(1))
     assert state.last_applied == 3 and state.machine_state == 2 and state.role == "follower"
     assert of(eff, StartElectionTimer)
+
+
+def test_session_table_is_bounded_least_recently_used_first() -> None:
+    from dataclasses import replace
+
+    n = leader_with_noop_committed()
+    n.state.cfg = replace(n.state.cfg, max_client_sessions=2)
+    for cid in ("x", "y", "x", "z"):
+        n(Command(["incr"], None, None, "noreply", cid, 1 if cid != "x" or "x" not in n.s.sessions else 2))
+        n.written()
+        n(AppendEntriesReply(n.s.term, B, True, n.s.log.last_index_term()[0] + 1,
+                             n.s.log.last_index_term()[0], n.s.term))
+    assert list(n.s.sessions) == ["x", "z"]

@@ -42,6 +42,9 @@ class ServerConfig:
     max_pipeline_count: int = 4096
     apply_batch_size: int = 512
     """Entries fetched from the log per apply round (bounds one event's work)."""
+    max_client_sessions: int = 100_000
+    """Bound of the client-session dedup table; the least recently used session is
+    evicted beyond it.  Part of the replicated state: must be equal on all members."""
     mutations: Mutations = field(default_factory=Mutations)
 
 
