@@ -97,3 +97,14 @@ def test_bad_node_names_are_refused() -> None:
         N.start_node("no-port@127.0.0.1", "c")
     with pytest.raises(BadArgument):
         N.start_node("n@127.0.0.1:1234")  # no cookie, none in the environment
+
+
+def test_send_to_a_registered_callable() -> None:
+    got: list[object] = []
+    registry.register("t-fn", got.append)
+    try:
+        N.send("t-fn", 1)
+        N.send(("t-fn", N.node()), 2)
+        assert got == [1, 2]
+    finally:
+        registry.unregister("t-fn")

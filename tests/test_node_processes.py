@@ -105,6 +105,7 @@ def test_admin_tree_status_and_kill_restarts_the_actor(cluster) -> None:
     assert wait_until(lambda: N.node() in admin(n1, "status")["nodes"], 5)
     with N.Mailbox() as mb:
         N.monitor_remote(("echo", n1), mb)
+        N.call(("echo", n1), "sync")  # same link, so the monitor is in place before the kill
         assert admin(n1, "kill", "echo") is True
         down = mb.get(5)
         assert isinstance(down, supervisors.Down) and down.target == ("echo", n1)

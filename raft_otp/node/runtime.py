@@ -143,6 +143,10 @@ class _Node:
                     self.bad_msgs += 1
             except pykka.ActorDeadError:
                 self.unknown_dest += 1
+            except AttributeError:
+                if m[0] == K_SEND and _deliver_to_callable(m[1], m[2]):
+                    continue
+                self.bad_msgs += 1
             except Exception:
                 self.bad_msgs += 1
                 logger.debug("%s: bad message from %s", self.name, sender, exc_info=True)
@@ -243,6 +247,15 @@ class _Node:
         raise p.value
 
 
+def _deliver_to_callable(name: Any, message: Any) -> bool:
+    """Deliver to a registered plain callable (a "process" that is not an actor)."""
+    ref = registry.whereis(name)
+    if ref is None or hasattr(ref, "tell") or not callable(ref):
+        return False
+    ref(message)
+    return True
+
+
 _node: _Node | None = None
 _node_lock = threading.Lock()
 
@@ -317,6 +330,9 @@ def _split_dest(dest: Any) -> tuple[str, str | None]:
 def send(dest: Any, message: Any) -> None:
     """Send ``message`` to ``(name, node)`` / a local name / an ActorRef; never blocks.
 
+    The registered target is anything with ``tell`` (an ActorRef, a Mailbox) or a
+    plain callable (called with the message; remotely, in the I/O thread).
+
     As in Erlang, delivery is not confirmed: unknown names and full queues drop
     the message (counted in :func:`transport_stats`).  Raises WireTypeError
     (a BadArgument) if a remote message cannot be encoded.
@@ -340,7 +356,14 @@ def send(dest: Any, message: Any) -> None:
             n.unknown_dest += 1
         return
     try:
-        ref.tell(message)
+        tell = ref.tell
+    except AttributeError:
+        if not callable(ref):
+            raise BadArgument(f"{name!r} is registered to {ref!r}: no tell and not callable") from None
+        ref(message)
+        return
+    try:
+        tell(message)
     except pykka.ActorDeadError:
         if n is not None:
             n.unknown_dest += 1

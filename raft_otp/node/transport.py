@@ -65,6 +65,7 @@ class NodeConfig:
     tcp_keepalive_idle_s: int = 10
     recv_max_frames_per_wake: int = 512
     down_on_disconnect: bool = True     # a closed connection is node_down at once
+    bind_retry_s: float = 2.0           # retry "address in use" this long when binding
 
     @property
     def detection_time_ms(self) -> float:
@@ -137,16 +138,28 @@ class Transport:
         _tune(self._router, config)
         self._router.setsockopt(zmq.MAXMSGSIZE, config.frame_max_bytes)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        try:
-            self._router.bind(endpoint_of(node))
-        except zmq.ZMQError as exc:
-            self._router.close(0)
-            raise BadArgument(f"cannot bind {endpoint_of(node)}: {exc}") from None
+        self._bind(endpoint_of(node), config.bind_retry_s)
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         weakref.finalize(self, os.close, self._wake_fd)
         self._poller = zmq.Poller()
         self._monitor_socks: dict[Any, PeerLink] = {}
         self._thread = threading.Thread(target=self._run, name=f"raft_otp.node io {node}", daemon=True)
+
+    def _bind(self, endpoint: str, retry_s: float) -> None:
+        """Bind the ROUTER; retry EADDRINUSE briefly (ZeroMQ closes listeners
+        asynchronously, so a node restarted in the same process may find its own
+        previous listener still there for a moment)."""
+        deadline = time.monotonic() + retry_s
+        while True:
+            try:
+                self._router.bind(endpoint)
+                return
+            except zmq.ZMQError as exc:
+                if exc.errno == zmq.EADDRINUSE and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                self._router.close(0)
+                raise BadArgument(f"cannot bind {endpoint}: {exc}") from None
 
     # ---- any thread --------------------------------------------------------------
     def start(self) -> None:
