@@ -34,19 +34,30 @@ def _cpu_pct(procs: list[psutil.Process], seconds: float) -> list[float]:
     return out
 
 
-def _start_all(h: Any, n: int) -> float:
+def _start_all(h: Any, n: int) -> tuple[float, int]:
+    """Start ``n`` clusters from 8 client threads; returns (seconds, retried clusters).
+
+    Under the start-up burst a saturated 2-core host can make a node miss heartbeats
+    for over a second (false node_down on the client): such a cluster is deleted and
+    started again."""
     import raft_otp
     t0 = time.perf_counter()
+    retried = [0]
 
     def start(k: int) -> None:
         ids = [h[i].sid(f"idle{k}") for i in range(3)]
-        started, _ = raft_otp.start_cluster("default", f"idle{k}", COUNTER, ids, timeout=60)
-        if len(started) != 3:
-            raise RuntimeError(f"cluster idle{k} did not start")
+        for attempt in range(5):
+            started, _ = raft_otp.start_cluster("default", f"idle{k}", COUNTER, ids, timeout=60)
+            if len(started) == 3:
+                return
+            retried[0] += 1
+            raft_otp.delete_cluster("default", ids)
+            time.sleep(0.5)
+        raise RuntimeError(f"cluster idle{k} did not start")
 
-    with ThreadPoolExecutor(16) as ex:
+    with ThreadPoolExecutor(8) as ex:
         list(ex.map(start, range(n)))
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, retried[0]
 
 
 def run(quick: bool = False) -> list[Figure]:
@@ -64,7 +75,7 @@ def run(quick: bool = False) -> list[Figure]:
         procs = [psutil.Process(np.pid) for np in h.nodes]
         base_cpu = _cpu_pct(procs, 3.0)
         base_rss = [p.memory_info().rss / 2**20 for p in procs]
-        start_s = _start_all(h, n)
+        start_s, retried = _start_all(h, n)
         time.sleep(2.0)  # let the last elections settle
         cpu = _cpu_pct(procs, idle_s)
         rss = [p.memory_info().rss / 2**20 for p in procs]
@@ -77,7 +88,8 @@ def run(quick: bool = False) -> list[Figure]:
             figs.append(Figure(f"clusters: {n} idle clusters, node {i + 1} RSS ({threads[i]} threads)",
                                round(rss[i], 1), "MiB", "same node with no clusters", round(base_rss[i], 1),
                                higher_is_better=False))
-        figs.append(Figure(f"clusters: time to start {n} clusters (16 client threads)", round(start_s, 1),
+        figs.append(Figure(f"clusters: time to start {n} clusters (8 client threads, {retried} retried)",
+                           round(start_s, 1),
                            "s", "1 ms per cluster", n / 1000.0, higher_is_better=False))
     finally:
         h.close()

@@ -149,8 +149,9 @@ class NodeProcs:
         if node_rt.is_started():
             self.client_name = node_rt.node()
             return self.client_name
+        from raft_otp.system.node_main import node_config
         self.client_name = f"{name}@127.0.0.1:{free_port()}"
-        node_rt.start_node(self.client_name, self.cookie)
+        node_rt.start_node(self.client_name, self.cookie, config=node_config())
         return self.client_name
 
     def admin(self, i: int, request: Any, timeout: float = 10.0) -> Any:
