@@ -290,3 +290,24 @@ def test_session_table_is_bounded_least_recently_used_first() -> None:
         n(AppendEntriesReply(n.s.term, B, True, n.s.log.last_index_term()[0] + 1,
                              n.s.log.last_index_term()[0], n.s.term))
     assert list(n.s.sessions) == ["x", "z"]
+
+
+def test_a_silent_snapshot_sender_is_replaced_after_the_watchdog_ticks() -> None:
+    from dataclasses import replace
+
+    from raft_otp.core.effects import StopSnapshotSender
+
+    n = Node("a", ABC, term=1, machine=Counter({"release_cursor_every": 2}))
+    n.log.min_snapshot_interval = 1
+    elect(n)
+    n.state.cfg = replace(n.state.cfg, snapshot_sender_timeout_ticks=2)
+    n(Commands([Command(["incr"], None, None, "noreply") for _ in range(4)]))
+    n.written()
+    n(AppendEntriesReply(n.s.term, B, True, 6, 5, n.s.term))
+    n.written()
+    n(AppendEntriesReply(n.s.term, C, False, 1, 0, 0))
+    assert n.s.peers[C].status == "sending_snapshot"
+    effects = []
+    for now in range(1, 5):
+        effects += n(Tick(now * 1000))
+    assert StopSnapshotSender(C) in effects and of(effects, SendSnapshot)

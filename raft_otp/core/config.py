@@ -42,6 +42,8 @@ class ServerConfig:
     max_pipeline_count: int = 4096
     apply_batch_size: int = 512
     """Entries fetched from the log per apply round (bounds one event's work)."""
+    snapshot_sender_timeout_ticks: int = 120
+    """A snapshot sender silent for this many ticks is presumed dead and replaced."""
     max_client_sessions: int = 100_000
     """Bound of the client-session dedup table; the least recently used session is
     evicted beyond it.  Part of the replicated state: must be equal on all members."""

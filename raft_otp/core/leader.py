@@ -24,6 +24,7 @@ from raft_otp.core.effects import (
     SendRpc,
     SendRpcs,
     SendSnapshot,
+    StopSnapshotSender,
 )
 from raft_otp.core.events import (
     AddMember,
@@ -231,6 +232,7 @@ def _start_snapshot(state: ServerState, sid: ServerId, peer: Peer, effects: list
     if meta is None:
         return
     peer.status = "sending_snapshot"
+    peer.snapshot_ticks = 0
     effects.append(SendSnapshot(sid, meta, state.term))
 
 
@@ -285,6 +287,11 @@ def tick(state: ServerState, now_ms: int, effects: list[Effect]) -> None:
     last = state.log.last_index_term()[0]
     sends: list = []
     for sid, peer in state.peers.items():
+        if peer.status == "sending_snapshot":
+            peer.snapshot_ticks += 1
+            if peer.snapshot_ticks > state.cfg.snapshot_sender_timeout_ticks:
+                effects.append(StopSnapshotSender(sid))  # the sender never reported: retry
+                peer.status = "normal"
         stale = peer.match_index < last or peer.commit_index_sent < state.commit_index
         if peer.status == "normal" and stale and peer.match_index == peer.tick_match:
             peer.next_index = peer.match_index + 1  # re-send what may have been lost

@@ -25,7 +25,7 @@ class Peer:
 
     __slots__ = (
         "kind", "next_index", "match_index", "commit_index_sent", "query_index",
-        "status", "tick_match", "promote_target",
+        "status", "tick_match", "promote_target", "snapshot_ticks",
     )
 
     def __init__(self, kind: str, next_index: int) -> None:
@@ -37,6 +37,7 @@ class Peer:
         self.status = "normal"  # "normal" | "sending_snapshot"
         self.tick_match = -1  # match_index seen at the previous tick (stale detection)
         self.promote_target = 0
+        self.snapshot_ticks = 0  # ticks spent in "sending_snapshot" (sender watchdog)
 
 
 class PendingQuery:
