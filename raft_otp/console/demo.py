@@ -124,13 +124,15 @@ class _Demo:
                 raise ConsoleError(f"demo: put {key} was never acknowledged")
         return time.monotonic() - t
 
-    def leader_of(self, ids: list[Any], exclude: Any = None) -> Any:
+    def leader_of(self, ids: list[Any], min_term: int = 0) -> Any:
+        """``(leader, term)`` if one of ``ids`` leads in ``min_term`` or later, else None."""
         import raft_otp
         for sid in ids:
-            if sid == exclude:
+            try:
+                ov = raft_otp.member_overview(sid, 0.5)
+            except raft_otp.RaftError:  # its node is down or restarting
                 continue
-            ov = raft_otp.member_overview(sid, 1.0)
-            if ov.get("role") == "leader":
+            if ov.get("role") == "leader" and int(ov.get("term") or 0) >= min_term:
                 return sid, ov.get("term")
         return None
 
@@ -180,24 +182,16 @@ class _Demo:
         t = time.monotonic()
         os.kill(old_pid, signal.SIGKILL)
         survivors = [s for s in ids if s != leader]
-        try:
-            new_leader, new_term = _wait("a new leader", lambda: self.leader_of(survivors), 10.0)
-        except ConsoleError:  # should not happen; say so rather than hang
-            if os.environ.get("RAFT_OTP_DEMO_DEBUG"):
-                for sid in ids:
-                    try:
-                        ov = raft_otp.member_overview(sid, 1.0)
-                        self.note(repr({k: ov.get(k) for k in ("id", "role", "term", "leader", "commit_index", "voted_for", "metrics")}))
-                    except Exception as exc:
-                        self.note(f"{sid}: {exc!r}")
-            self.note("[yellow]no election within 10 s; asking a survivor to start one "
-                      "(trigger_election)[/]")
-            raft_otp.trigger_election(survivors[0])
-            new_leader, new_term = _wait("a new leader", lambda: self.leader_of(survivors), 10.0)
+        # The next leader has a higher term.  Usually a survivor wins; when the supervisor
+        # restarts the killed node before the survivors' election timers fire, the restarted
+        # server (whose log is complete) may win the election itself.  Both are correct Raft.
+        new_leader, new_term = _wait("a new leader", lambda: self.leader_of(ids, min_term=term + 1), 20.0)
+        how = ("a survivor took over" if new_leader != leader else
+               f"the supervisor had already restarted {vid}, and its recovered server won the election")
         self.note(f"new leader {new_leader.name}@{new_leader.node} (term {new_term}) "
-                  f"after {time.monotonic() - t:.2f} s")
+                  f"after {time.monotonic() - t:.2f} s: {how}")
         took = self.put_many("b", [new_leader] + survivors)
-        self.note(f"{self.writes} more puts acknowledged by the surviving majority in {took:.2f} s")
+        self.note(f"{self.writes} more puts acknowledged by the new leader in {took:.2f} s")
 
         self.say("5.", f"The supervisor restarts {vid}; it recovers from its WAL and catches up")
         ch = _wait(f"the restart of {vid}",
