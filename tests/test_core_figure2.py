@@ -22,25 +22,10 @@ from raft_otp.core.events import (
     RequestVoteRpc,
 )
 from raft_otp.core import entries as enc
-from raft_otp.testing.harness import Node, of, sent, sid
+from raft_otp.testing.harness import Node, elect, of, sent, sid, usr
 
 A, B, C = sid("a"), sid("b"), sid("c")
 ABC = ["a", "b", "c"]
-
-
-def elect(node: Node) -> list:
-    """Drive ``node`` through pre-vote and vote to leader with b's votes."""
-    eff = node(ElectionTimeout())
-    pv = sent(eff, PreVoteRpc)[0][1]
-    eff = node(PreVoteResult(node.s.term, pv.token, B, True))
-    assert node.s.role == "candidate"
-    eff += node(RequestVoteResult(node.s.term, B, True))
-    assert node.s.role == "leader"
-    return eff
-
-
-def usr(index: int, term: int, cmd: object = ("incr",)) -> tuple[int, int, bytes]:
-    return (index, term, enc.encode_usr(list(cmd), 0))
 
 
 # ---- all servers -------------------------------------------------------------------

@@ -18,9 +18,8 @@ from raft_otp.core.events import (
 from raft_otp.core import entries as enc
 from raft_otp.core.machine import ApplyMeta
 from raft_otp.machines import Counter
-from raft_otp.testing.harness import Node, of, sent, sid
+from raft_otp.testing.harness import Node, elect, of, sent, sid, usr
 
-from test_core_figure2 import elect, usr
 
 A, B = sid("a"), sid("b")
 ABC = ["a", "b", "c"]

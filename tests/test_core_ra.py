@@ -37,9 +37,8 @@ from raft_otp.core.events import (
 from raft_otp.core.log_api import SnapshotMeta
 from raft_otp.core import entries as enc
 from raft_otp.machines import Counter
-from raft_otp.testing.harness import Node, of, sent, sid
+from raft_otp.testing.harness import Node, elect, of, sent, sid, usr
 
-from test_core_figure2 import elect, usr
 
 A, B, C, D = sid("a"), sid("b"), sid("c"), sid("d")
 ABC = ["a", "b", "c"]

@@ -149,3 +149,22 @@ class Net:
     def restart(self, name: str) -> None:
         self.down.discard(name)
         self.nodes[name].restart(crash=False)
+
+
+def usr(index: int, term: int, cmd: object = ("incr",)) -> Entry:
+    """A user-command entry as a leader would encode it."""
+    return (index, term, enc.encode_usr(list(cmd), 0))  # type: ignore[call-overload]
+
+
+def elect(node: Node, voter: str = "b") -> list[Any]:
+    """Drive ``node`` through pre-vote and vote to leader with ``voter``'s votes
+    (enough for a three-member cluster)."""
+    from raft_otp.core.events import ElectionTimeout, PreVoteResult, PreVoteRpc, RequestVoteResult
+
+    eff = node(ElectionTimeout())
+    pv = sent(eff, PreVoteRpc)[0][1]
+    eff = node(PreVoteResult(node.s.term, pv.token, sid(voter), True))
+    assert node.s.role == "candidate"
+    eff += node(RequestVoteResult(node.s.term, sid(voter), True))
+    assert node.s.role == "leader"
+    return eff
