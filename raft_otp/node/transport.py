@@ -48,6 +48,7 @@ logger = logging.getLogger("raft_otp.node")
 _NOBLOCK = int(zmq.NOBLOCK)
 _NOBLOCK_MORE = int(zmq.NOBLOCK) | int(zmq.SNDMORE)
 _EVENTS = int(zmq.EVENTS)
+_DELAYED_MAX_FRAMES = 10_000
 _POLLIN = int(zmq.POLLIN)
 
 
@@ -143,6 +144,7 @@ class Transport:
         weakref.finalize(self, os.close, self._wake_fd)
         self._poller = zmq.Poller()
         self._monitor_socks: dict[Any, PeerLink] = {}
+        self._writable: set[Any] = set()
         self._thread = threading.Thread(target=self._run, name=f"raft_otp.node io {node}", daemon=True)
 
     def _bind(self, endpoint: str, retry_s: float) -> None:
@@ -269,8 +271,10 @@ class Transport:
                         os.eventfd_read(self._wake_fd)
                     except BlockingIOError:
                         pass
-                else:
+                elif sock in self._monitor_socks:
                     self._on_monitor_event(sock)
+                else:
+                    self._writable.add(sock)  # POLLOUT on a DEALER with a parked frame
             self._woken = False
             self._flush()
             now = time.monotonic()
@@ -320,10 +324,13 @@ class Transport:
             if link.delayed:
                 self._send_delayed(link, now)
             if link.pending is not None:
-                if not self._try_send(link, link.pending):
+                # Retry a parked frame only when ZeroMQ says the socket is writable (or on
+                # the tick): a refused send raises zmq.Again, which is not cheap.
+                if link.sock not in self._writable or not self._retry_pending(link):
                     continue
-                self._set_pending(link, None)
             while link.queue:
+                if len(link.delayed) >= _DELAYED_MAX_FRAMES:
+                    break  # a long delay fault: the bounded queue takes the backlog
                 items = link.take(cfg.batch_max_msgs, cfg.batch_max_bytes)
                 fault = self._faults.get(link.node, NO_FAULT)
                 if fault is not NO_FAULT:
@@ -356,6 +363,14 @@ class Transport:
             _, frame = link.delayed.popleft()
             if not self._try_send(link, frame):
                 self._set_pending(link, frame)
+
+    def _retry_pending(self, link: PeerLink) -> bool:
+        self._writable.discard(link.sock)
+        assert link.pending is not None
+        if not self._try_send(link, link.pending):
+            return False
+        self._set_pending(link, None)
+        return True
 
     def _set_pending(self, link: PeerLink, frame: list[bytes] | None) -> None:
         """Park a frame the socket refused; poll for POLLOUT on that socket meanwhile."""
@@ -397,6 +412,9 @@ class Transport:
     def _tick(self, now: float) -> None:
         interval_s = self.config.heartbeat_interval_ms / 1000.0
         empty = None
+        for link in self._link_list:
+            if link.pending is not None:
+                self._retry_pending(link)
         for link in self._link_list:
             if link.sock is None or link.pending is not None or link.delayed:
                 continue
