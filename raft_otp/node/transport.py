@@ -460,7 +460,7 @@ class Transport:
         events = router.getsockopt
         for _ in range(self.config.recv_max_frames_per_wake):
             # Ask before receiving: a zmq.Again exception costs ~4x an EVENTS query.
-            if not events(_EVENTS) & _POLLIN:
+            if not events(_EVENTS) & _POLLIN:  # type: ignore[operator]
                 return
             frame = recv(_NOBLOCK, copy=False)
             parts = [frame.bytes]
