@@ -86,6 +86,7 @@ class Nemesis:
         self.calm_s = calm_s
         self.counts: Counter[str] = Counter()
         self.errors: list[str] = []
+        self.finished = False
         self.generation = itertools.count(2)
 
     # ---- shared state ----------------------------------------------------------------
@@ -98,8 +99,8 @@ class Nemesis:
         with self._lock:
             self._members = list(members)
 
-    def event(self, kind: str, **info: Any) -> None:
-        rec = {"t": round(self.now(), 6), "event": kind, **info}
+    def event(self, name: str, **info: Any) -> None:
+        rec = {"t": round(self.now(), 6), "event": name, **info}
         self.events.write(json.dumps(rec, default=str) + "\n")
         self.events.flush()
         log.info("nemesis %s", rec)
@@ -158,6 +159,7 @@ class Nemesis:
                     self.heal()
         finally:
             self.heal()
+        self.finished = True
 
     def heal(self) -> None:
         """Clear every network fault, resume paused nodes, restart dead ones."""
@@ -347,7 +349,8 @@ def _member_states(members: list[Any], timeout: float) -> tuple[bool, dict[str, 
 
 def run(duration_s: float, seed: int, nodes: int = 3, out_dir: str | None = None, *,
         kinds: tuple[str, ...] = FAULT_KINDS, clients: int = 6, mutation: str | None = None,
-        op_timeout_s: float = 3.0, log_level: str = "INFO") -> tuple[int, dict[str, Any]]:
+        op_timeout_s: float = 3.0, log_level: str = "INFO",
+        hold_s: tuple[float, float] = (2.0, 5.0)) -> tuple[int, dict[str, Any]]:
     """One schedule; returns (exit code, full summary)."""
     from raft_otp.node import runtime as node_rt
     from raft_otp.testing import linearizability
@@ -383,7 +386,7 @@ def run(duration_s: float, seed: int, nodes: int = 3, out_dir: str | None = None
         if not_started:
             raise RuntimeError(f"cluster did not start: {not_started}")
         nemesis = Nemesis(cluster, random.Random(rng.random()), members, history.now,
-                          os.path.join(run_dir, "nemesis.jsonl"), kinds=kinds)
+                          os.path.join(run_dir, "nemesis.jsonl"), kinds=kinds, hold_s=hold_s)
         counter = itertools.count(1)
         lock = threading.Lock()
 
@@ -452,6 +455,8 @@ def run(duration_s: float, seed: int, nodes: int = 3, out_dir: str | None = None
         states_equal=states_equal,
         checker=result.to_json(),
     )
+    if nemesis is not None and not nemesis.finished:
+        summary.setdefault("error", "the nemesis thread died (see harness.log)")
     passed = (result.linearizable is True and not lost and recovered and states_equal
               and "error" not in summary)
     summary["passed"] = passed
@@ -478,14 +483,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--op-timeout", type=float, default=3.0, help="seconds before 'unknown'")
     p.add_argument("--mutation", default=None,
                    help="a raft_otp.core.config.Mutations flag to switch on in every node")
+    p.add_argument("--hold", default="2,5",
+                   help="MIN,MAX seconds each fault lasts (default %(default)s)")
     p.add_argument("--node-log-level", default="INFO")
     a = p.parse_args(argv)
     kinds = tuple(k.strip() for k in a.faults.split(",") if k.strip())
     unknown = [k for k in kinds if k not in FAULT_KINDS]
     if unknown or not kinds:
         p.error(f"unknown fault kinds {unknown}; choose from {FAULT_KINDS}")
+    hold = tuple(float(x) for x in a.hold.split(","))
+    if len(hold) != 2 or not 0 < hold[0] <= hold[1]:
+        p.error("--hold wants MIN,MAX seconds with 0 < MIN <= MAX")
     code, s = run(a.duration, a.seed, a.nodes, a.out, kinds=kinds, clients=a.clients,
-                  mutation=a.mutation, op_timeout_s=a.op_timeout, log_level=a.node_log_level)
+                  mutation=a.mutation, op_timeout_s=a.op_timeout, log_level=a.node_log_level,
+                  hold_s=(hold[0], hold[1]))
     print(f"nemesis: seed {a.seed}, {a.nodes} nodes, {a.duration:g} s, faults {s['faults']}, "
           f"failed ops {s['failed']}, recovered {s['recovered']}, members agree "
           f"{s['states_equal']}, {'PASS' if code == 0 else 'FAIL'}"
