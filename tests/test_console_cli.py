@@ -185,15 +185,21 @@ def test_clean_stop_and_recovery(nodes: CliNodes) -> None:
     nodes.start(2)
 
 
-def test_default_cookie_is_created_0600(tmp_path: Any) -> None:
+def test_default_cookie_is_created_0600_and_config_file(tmp_path: Any) -> None:
     h = CliNodes(str(tmp_path), 1)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('wal_sync_methd = "none"\n')
+    _one_line_error(h.run("start", "--data-dir", h[0].data_dir, "--config", str(bad)), "bad config")
+    good = tmp_path / "node.toml"
+    good.write_text('wal_sync_method = "none"\nbroadcast_time_ms = 50\n')
     try:
-        h.start(cookie_arg=False)
+        h.start(cookie_arg=False, extra=("--config", str(good)))
         path = os.path.join(h.home, ".raft_otp_cookie")
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         # a client on the same machine finds it without --cookie-file
         view = h.json("status", "--node", h[0].name, cookie=False)
         assert view["node"] == h[0].name
+        assert view["systems"]["default"]["wal"]["sync_method"] == "none"
         assert h.signal_and_wait(0, signal.SIGTERM) == 0
     finally:
         h.close()

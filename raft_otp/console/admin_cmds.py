@@ -31,6 +31,11 @@ def fetch_tree(node: str, cookie: str, timeout: float) -> dict[str, Any]:
         status = None  # the tree alone is still worth showing
     tree = render.merge_raft(tree, status)
     tree["node"] = node
+    transport = (status or {}).get("transport")
+    if isinstance(transport, dict):  # the node runtime is not under a supervisor: shown apart
+        tree["transport"] = {k: transport.get(k) for k in (
+            "nodes_up", "sent_msgs", "recv_msgs", "sent_batches", "recv_batches", "bad_frames",
+            "refused", "send_errors", "dropped_queue_full", "pending_calls")}
     return tree
 
 

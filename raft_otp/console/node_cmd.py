@@ -92,14 +92,14 @@ def cmd_start(args: Any) -> int:
         os.makedirs(data_dir, exist_ok=True)
     except OSError as exc:
         raise ConsoleError(f"cannot create data dir {data_dir}: {exc.strerror or exc}") from None
-    node = node_for(data_dir, args.node)
-    cookie_file = cookie_file_for(data_dir, args.cookie_file)
     settings = load_config(args.config)
     settings.setdefault("name", args.system)
     try:
         cfg = SystemConfig.from_any(settings).replace(data_dir=data_dir)
     except (RaftError, TypeError) as exc:
         raise ConsoleError(f"bad config: {exc}") from None
+    cookie_file = cookie_file_for(data_dir, args.cookie_file)
+    node = node_for(data_dir, args.node)  # recorded only once everything else checked out
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     print(f"raft-otp node {node}: data dir {data_dir}, cookie file {cookie_file}", flush=True)

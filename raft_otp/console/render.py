@@ -146,6 +146,16 @@ def render_tree(snapshot: dict[str, Any], node: str, *, error: str | None = None
     if snapshot.get("pid") is not None:
         title.append(f"  pid {snapshot.get('pid')}", style="dim")
     root = Tree(title, guide_style="dim")
+    tr = snapshot.get("transport")
+    if isinstance(tr, dict):
+        up = [n for n in tr.get("nodes_up") or [] if not str(n).startswith("raft-otp-cli-")]
+        t = Text()
+        t.append("transport", style="bold")
+        t.append("  ZeroMQ I/O thread (node runtime)", style="blue")
+        t.append(f"  nodes up {len(up)}  msgs out {tr.get('sent_msgs')} in {tr.get('recv_msgs')}")
+        bad = sum(int(tr.get(k) or 0) for k in ("bad_frames", "refused", "send_errors", "dropped_queue_full"))
+        t.append(f"  refused/bad/dropped {bad}", style="yellow bold" if bad else "dim")
+        root.add(t)
     for r in snapshot.get("roots") or []:
         _add(root, r)
     parts: list[RenderableType] = [root]

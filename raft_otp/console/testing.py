@@ -66,7 +66,7 @@ class CliNodes:
 
     # ---- nodes -----------------------------------------------------------------------
     def start(self, i: int | None = None, *, timeout: float = 30.0, node_arg: bool = True,
-              cookie_arg: bool = True) -> None:
+              cookie_arg: bool = True, extra: tuple[str, ...] = ()) -> None:
         targets = self.nodes if i is None else [self.nodes[i]]
         for nd in targets:
             cmd = [*cli_command(), "start", "--data-dir", nd.data_dir]
@@ -74,6 +74,7 @@ class CliNodes:
                 cmd += ["--node", nd.name]
             if cookie_arg:
                 cmd += ["--cookie-file", self.cookie_file]
+            cmd += list(extra)
             nd.lines, nd.ready, nd.exited = [], threading.Event(), threading.Event()
             err = open(os.path.join(self.base, nd.name.split("@")[0] + ".err"), "a")
             nd.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
