@@ -7,12 +7,15 @@ import pytest
 from raft_otp.testing.sim import mutation_by_name, run_seed
 
 BUDGET = 500  # the CI seed budget of test_sim_ci
+# commit_old_term_by_counting (Figure 8) needs a precise crash sequence the random
+# runs do not reach in this budget; tests/test_core_figure8.py scripts it instead.
 
 
 @pytest.mark.parametrize("mutation", [
     "vote_for_stale_log",
     "consistent_query_without_heartbeat",
     "ack_before_durable",
+    "leader_commit_own_unwritten",
 ])
 def test_mutation_is_caught(mutation: str) -> None:
     flags = mutation_by_name(mutation)
