@@ -27,7 +27,6 @@ def test_tracked_but_never_heard_is_silent_after_timeout_without_events() -> Non
     fd.track("c", 0.0)
     assert not fd.silent_too_long("c", 0.1)
     assert fd.silent_too_long("c", 0.25)
-    assert fd.check(0.25) == []          # never up: no node_down event
     assert fd.nodes_up() == [] and fd.known() == ["c"]
 
 
@@ -38,3 +37,13 @@ def test_lost_connection_is_down_at_once_and_calls_fail_fast() -> None:
     assert fd.silent_too_long("b", 0.02)
     assert fd.lost("b", 0.03) == []
     assert fd.heard("b", 2, 0.04) == [(UP, "b")]
+
+
+def test_never_heard_peer_is_reported_unreachable_once() -> None:
+    from raft_otp.node.detector import UNREACHABLE
+
+    fd = FailureDetector(interval_ms=100, down_after_missed=2)
+    fd.track("c", 0.0)
+    assert fd.check(0.1) == []
+    assert fd.check(0.25) == [(UNREACHABLE, "c")]
+    assert fd.check(0.5) == []

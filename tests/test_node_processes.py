@@ -327,3 +327,15 @@ def test_heavy_traffic_between_all_pairs(cluster) -> None:
         got = [mb.get(60) for _ in pairs]
     assert all(m[0] == "counted" for m in got)
     assert all(s["dropped_queue_full"] == 0 for s in (admin(x, "stats") for x in names(cluster)))
+
+
+def test_monitor_and_call_to_a_node_that_never_answers_fail(cluster) -> None:
+    ghost = f"ghost2@127.0.0.1:{free_port()}"
+    with N.Mailbox() as mb:
+        N.monitor_remote(("x", ghost), mb)
+        down = mb.get(DETECTION_S + SLACK_S)
+        assert down.reason == "noconnection" and down.target == ("x", ghost)
+        with pytest.raises(NodeDown):
+            N.call(("x", ghost), 1, timeout=1.0)
+        N.monitor_remote(("y", ghost), mb)            # known unreachable: at once
+        assert mb.get(1).reason == "noconnection"

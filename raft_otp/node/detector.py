@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["FailureDetector", "UP", "DOWN"]
+__all__ = ["FailureDetector", "UP", "DOWN", "UNREACHABLE"]
 
 UP = "node_up"
 DOWN = "node_down"
+UNREACHABLE = "unreachable"  # internal: a node we tried to reach never answered
 
 
 @dataclass(slots=True)
@@ -25,6 +26,7 @@ class _Peer:
     last_heard_s: float
     creation: int | None = None  # None until first heard
     up: bool = False
+    unreachable_reported: bool = False
 
 
 class FailureDetector:
@@ -70,12 +72,20 @@ class FailureDetector:
         return []
 
     def check(self, now_s: float) -> list[tuple[str, str]]:
-        """Declare down every up peer that has been silent too long."""
+        """Declare down every up peer that has been silent too long.
+
+        A peer never heard from is reported once as ``UNREACHABLE`` (not a node
+        event: it never was up) so that monitors and calls waiting on it fail."""
         events: list[tuple[str, str]] = []
         for node, peer in self._peers.items():
-            if peer.up and now_s - peer.last_heard_s > self.timeout_s:
+            if now_s - peer.last_heard_s <= self.timeout_s:
+                continue
+            if peer.up:
                 peer.up = False
                 events.append((DOWN, node))
+            elif peer.creation is None and not peer.unreachable_reported:
+                peer.unreachable_reported = True
+                events.append((UNREACHABLE, node))
         return events
 
     def silent_too_long(self, node: str, now_s: float) -> bool:

@@ -29,7 +29,7 @@ from supervisors import registry
 
 from raft_otp.errors import BadArgument, NodeDown, ServerNotFound, Timeout
 from raft_otp.node import codec, envelope
-from raft_otp.node.detector import DOWN, UP
+from raft_otp.node.detector import DOWN, UNREACHABLE, UP
 from raft_otp.node.envelope import K_ADMIN, K_CALL, K_DEMONITOR, K_DOWN, K_MONITOR, K_REPLY, K_SEND
 from raft_otp.node.faults import Fault
 from raft_otp.node.monitors import RemoteMonitorRef, RemoteMonitors, deliver
@@ -215,14 +215,21 @@ class _Node:
         threading.Thread(target=work, name="raft_otp.node admin", daemon=True).start()
 
     def on_node_event(self, kind: str, node: str) -> None:
+        if kind == UNREACHABLE:  # never connected: fail its waiters, tell no subscriber
+            self._fail_waiters(node)
+            return
         if kind == DOWN:
-            for call_id, p in list(self.pending.items()):
-                if p.node == node and self.pending.pop(call_id, None) is not None:
-                    p.complete(False, NodeDown(f"node {node} went down during the call"))
-            self.monitors.node_down(node)
+            self._fail_waiters(node)
         event = NodeEvent(kind, node)
         for sub in list(self.subscribers.values()):
             deliver(sub, event)
+
+    def _fail_waiters(self, node: str) -> None:
+        """Pending calls to ``node`` raise NodeDown; monitors on it fire 'noconnection'."""
+        for call_id, p in list(self.pending.items()):
+            if p.node == node and self.pending.pop(call_id, None) is not None:
+                p.complete(False, NodeDown(f"node {node} is down or unreachable"))
+        self.monitors.node_down(node)
 
     # ---- outgoing (any thread) -------------------------------------------------------
     def call_remote(self, node: str, name: str, msg: Any, timeout: float) -> Any:

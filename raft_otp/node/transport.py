@@ -36,7 +36,7 @@ import zmq
 
 from raft_otp.errors import BadArgument
 from raft_otp.node import envelope
-from raft_otp.node.detector import DOWN, FailureDetector
+from raft_otp.node.detector import FailureDetector
 from raft_otp.node.faults import NO_FAULT, Fault
 from raft_otp.node.peer import PeerLink
 
@@ -445,10 +445,7 @@ class Transport:
                     self._emit(event, node)
 
     def _emit(self, event: str, node: str) -> None:
-        if event == DOWN:
-            logger.info("%s: node_down %s", self.node, node)
-        else:
-            logger.info("%s: node_up %s", self.node, node)
+        logger.info("%s: %s %s", self.node, event, node)
         try:
             self._on_node_event(event, node)
         except Exception:
