@@ -347,10 +347,24 @@ def _member_states(members: list[Any], timeout: float) -> tuple[bool, dict[str, 
         time.sleep(0.3)
 
 
+def _overviews(members: list[Any]) -> dict[str, Any]:
+    """Each member's own view (role, term, commit and applied indexes), for the report."""
+    import raft_otp
+    from raft_otp.errors import RaftError
+    out: dict[str, Any] = {}
+    for sid in members:
+        try:
+            out[str(sid)] = raft_otp.member_overview(sid, timeout=2.0)
+        except RaftError as exc:
+            out[str(sid)] = repr(exc)
+    return out
+
+
 def run(duration_s: float, seed: int, nodes: int = 3, out_dir: str | None = None, *,
         kinds: tuple[str, ...] = FAULT_KINDS, clients: int = 6, mutation: str | None = None,
         op_timeout_s: float = 3.0, log_level: str = "INFO",
-        hold_s: tuple[float, float] = (2.0, 5.0)) -> tuple[int, dict[str, Any]]:
+        hold_s: tuple[float, float] = (2.0, 5.0), converge_s: float = 30.0
+        ) -> tuple[int, dict[str, Any]]:
     """One schedule; returns (exit code, full summary)."""
     from raft_otp.node import runtime as node_rt
     from raft_otp.testing import linearizability
@@ -419,10 +433,11 @@ def run(duration_s: float, seed: int, nodes: int = 3, out_dir: str | None = None
         recovered = state is not None
         if state is not None:
             lost = lost_writes(history.ops, state)
-        states_equal, states = _member_states(members, 20)
+        states_equal, states = _member_states(members, converge_s)
         summary["members"] = [str(m) for m in members]
         if not states_equal:
             summary["member_states"] = states
+            summary["member_overviews"] = _overviews(members)
     except Exception as exc:
         log.exception("run failed")
         summary["error"] = f"{type(exc).__name__}: {exc}"
@@ -485,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="a raft_otp.core.config.Mutations flag to switch on in every node")
     p.add_argument("--hold", default="2,5",
                    help="MIN,MAX seconds each fault lasts (default %(default)s)")
+    p.add_argument("--converge-timeout", type=float, default=30.0,
+                   help="seconds the members get to reach equal states after healing")
     p.add_argument("--node-log-level", default="INFO")
     a = p.parse_args(argv)
     kinds = tuple(k.strip() for k in a.faults.split(",") if k.strip())
@@ -496,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--hold wants MIN,MAX seconds with 0 < MIN <= MAX")
     code, s = run(a.duration, a.seed, a.nodes, a.out, kinds=kinds, clients=a.clients,
                   mutation=a.mutation, op_timeout_s=a.op_timeout, log_level=a.node_log_level,
-                  hold_s=(hold[0], hold[1]))
+                  hold_s=(hold[0], hold[1]), converge_s=a.converge_timeout)
     print(f"nemesis: seed {a.seed}, {a.nodes} nodes, {a.duration:g} s, faults {s['faults']}, "
           f"failed ops {s['failed']}, recovered {s['recovered']}, members agree "
           f"{s['states_equal']}, {'PASS' if code == 0 else 'FAIL'}"
