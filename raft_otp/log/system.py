@@ -47,6 +47,8 @@ class LogConfig:
     wal_sync_method: str = "datasync"
     wal_max_size_bytes: int = 256_000_000
     wal_max_batch_size: int = 8192
+    wal_max_batch_bytes: int = 1 << 20
+    wal_workers: int = 4
     wal_max_entries: int = 2_000_000  # entries per WAL file: bounds the mem tables
     segment_max_entries: int = 4096
     segment_cache_size: int = 2  # open segment files kept per server (1,000 servers: 2,000 fds)
@@ -89,8 +91,9 @@ class LogSystem:
     # ---- pieces, separately constructible ----------------------------------------------------
     def wal_config(self) -> WalConfig:
         c = self.config
-        return WalConfig(self.wal_dir, c.wal_sync_method, c.wal_max_size_bytes, c.wal_max_batch_size,
-                         c.wal_max_entries)
+        return WalConfig(self.wal_dir, sync_method=c.wal_sync_method, max_size_bytes=c.wal_max_size_bytes,
+                         max_batch_size=c.wal_max_batch_size, max_batch_bytes=c.wal_max_batch_bytes,
+                         max_entries=c.wal_max_entries, workers=c.wal_workers)
 
     def make_segment_set(self, uid: str) -> SegmentSet:
         return SegmentSet(os.path.join(self.servers_dir, uid, "segments"), self.config.segment_max_entries,

@@ -6,8 +6,12 @@ encoded and checksummed on the caller's thread, then appended to a list under
 a lock; no actor message.  A dedicated writer thread drains the whole queue
 (up to ``max_batch_size`` entries) and writes it with one ``writev``, then
 runs one fdatasync and posts one :class:`~raft_otp.log.events.WalWritten` per
-writer through the writer's ``notify`` callable.  Two such worker threads
-alternate: while one syncs its batch, the other takes and writes the next.  At
+writer through the writer's ``notify`` callable.  ``workers`` (4) such threads
+alternate: writes happen in order under a lock, syncs overlap (while one
+syncs its batch, the next is taken and written).  A batch is capped at
+``max_batch_size`` entries and ``max_batch_bytes`` (1 MiB), so big payloads
+give several overlapping syncs rather than one long one, as concurrent
+writers would get from the kernel.  At
 ``max_size_bytes`` (or ``max_entries`` entries in the file, which bounds the
 mem tables) the file is synced, rolled and handed to the segment writer.
 
@@ -61,6 +65,8 @@ class WalConfig:
     sync_method: str = "datasync"  # datasync | fsync | none
     max_size_bytes: int = 256_000_000
     max_batch_size: int = 8192  # entries per write+sync
+    max_batch_bytes: int = 1 << 20  # bytes per write+sync: big payloads make more, overlapping syncs
+    workers: int = 4  # threads alternating write (in order) and sync (overlapping)
     max_entries: int = 2_000_000  # entries per file before a forced rollover (bounds mem tables)
     o_dsync: bool = False  # datasync through O_DSYNC writes instead of fdatasync calls
 
@@ -104,7 +110,7 @@ def _write_all(fd: int, bufs: list[bytes]) -> int:
 class _Item:
     """One queued writer batch, already encoded by the submitting thread."""
 
-    __slots__ = ("uid", "notify", "seq", "first", "count", "last_term", "truncate", "hdr", "body")
+    __slots__ = ("uid", "notify", "seq", "first", "count", "last_term", "truncate", "hdr", "body", "size")
 
     def __init__(self, uid: bytes, notify: Callable[[object], None], seq: int, first: int,
                  entries: Sequence[Entry], truncate: bool) -> None:
@@ -116,6 +122,7 @@ class _Item:
         self.last_term = entries[-1][1] if entries else -1
         self.truncate = truncate
         self.hdr, self.body = fmt.encode_record(uid, first, entries, truncate)
+        self.size = len(self.hdr) + len(self.body)
 
 
 class Wal:
@@ -133,6 +140,7 @@ class Wal:
         self._cond = threading.Condition(self._lock)
         self._queue: list[_Item] = []
         self._queued_entries = 0
+        self._queued_bytes = 0
         self._waiting = False
         self._stopping = False
         self._fd = -1
@@ -174,7 +182,7 @@ class Wal:
         self._file_no = files[-1][0] + 1 if files else 1
         self._open_file()
         self._threads = [threading.Thread(target=self._run, name=f"wal-{self.generation}-{k}", daemon=True)
-                         for k in range(2)]
+                         for k in range(max(1, self.config.workers))]
         for t in self._threads:
             t.start()
 
@@ -212,6 +220,7 @@ class Wal:
                 return False
             self._queue.append(item)
             self._queued_entries += item.count
+            self._queued_bytes += item.size
             if self._waiting:
                 self._waiting = False
                 self._cond.notify()
@@ -227,23 +236,28 @@ class Wal:
                 self._cond.wait()
             q = self._queue
             limit = self.config.max_batch_size
-            if self._queued_entries <= limit:
+            blimit = self.config.max_batch_bytes
+            if self._queued_entries <= limit and self._queued_bytes <= blimit:
                 self._queue = []
                 self._queued_entries = 0
+                self._queued_bytes = 0
                 return q
             n = 0
+            nb = 0
             k = 0
-            while k < len(q) and (n < limit or k == 0):
+            while k < len(q) and ((n < limit and nb < blimit) or k == 0):
                 n += q[k].count
+                nb += q[k].size
                 k += 1
             self._queue = q[k:]
             self._queued_entries -= n
+            self._queued_bytes -= nb
             return q[:k]
 
     def _run(self) -> None:
-        """One of two worker threads: take and write a batch (in order, under the
-        write lock), then sync it and notify its writers outside the lock, so the
-        other worker writes the next batch while this one syncs.
+        """A worker thread: take and write a batch (in order, under the write
+        lock), then sync it and notify its writers outside the lock, so other
+        workers write the next batches while this one syncs.
 
         A sync that started after a batch was written covers it, so a writer may
         hear about a later batch before an earlier one; ServerLog ignores stale
