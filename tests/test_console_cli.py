@@ -107,6 +107,7 @@ def test_commands_queries_and_membership(nodes: CliNodes) -> None:
     assert sorted(m["node"] for m in _members(nodes.json("status", "--node", n3), "kv2")) == sorted([n2, n3])
     r = nodes.run("query", "--node", n1, "-c", "kv2")
     _one_line_error(r, "no cluster 'kv2'")
+    _one_line_error(nodes.run("cluster", "start", "kv2", "-m", n2, n3), "already exists")
     # a counter cluster, then delete it
     nodes.json("cluster", "start", "c1", "--machine", "counter", "-m", n1, n2, n3)
     assert nodes.json("command", "-n", n3, "-c", "c1", "incr")["reply"] == 1
@@ -183,6 +184,8 @@ def test_clean_stop_and_recovery(nodes: CliNodes) -> None:
     r = nodes.run("start", "--data-dir", nodes[2].data_dir, "--node", "other@127.0.0.1:1")
     _one_line_error(r, "belongs to node")
     nodes.start(2)
+    for nd in nodes.nodes:
+        assert "Traceback" not in nodes.stderr_of(nd)
 
 
 def test_default_cookie_is_created_0600_and_config_file(tmp_path: Any) -> None:

@@ -37,7 +37,7 @@ def test_demo_twice_in_a_row(tmp_path: Any) -> None:
         out = r.stdout
         assert f"data dir {data_dir}" in out.replace("\n", " ")
         for needle in ("with SIGKILL", "new leader", "20/20 acknowledged writes present: no write lost",
-                       "(restarts 1)", "os process", "WalActor", "none left behind", "demo done"):
+                       "(restarts 1)", "killed by SIGKILL", "n1 exit status 0", "os process", "WalActor", "none left behind", "demo done"):
             assert needle in out, (run, needle, out)
         assert "Traceback" not in r.stderr
         assert _processes_using(data_dir) == []

@@ -99,7 +99,12 @@ def cmd_cluster(args: Any, cookie: str) -> int:
             raise ConsoleError("cluster start needs --members NODE [NODE ...]")
         for m in members:
             check_node_name(m)
-            admin(m, ["ping"], cookie, args.timeout)
+            st = admin(m, ["status"], cookie, args.timeout)
+            servers = ((st.get("system") or {}).get(args.system) or {}).get("servers") or {}
+            if (st.get("system") or {}).get(args.system) is None:
+                raise ConsoleError(f"no system {args.system!r} on node {m}")
+            if any(sv.get("cluster") == args.name for sv in servers.values()):
+                raise ConsoleError(f"cluster {args.name!r} already exists on node {m}")
         config = parse_json(args.machine_config, "--machine-config")
         sname = args.server_name or args.name
         ids = [ServerId(sname, m) for m in members]

@@ -77,6 +77,7 @@ class _Demo:
         self.names = [f"n{i}@127.0.0.1:{free_port()}" for i in (1, 2, 3)]
         self.sup: Any = None
         self.pids_seen: set[int] = set()
+        self.exits: list[tuple[str, str]] = []
         self.acked: dict[str, int] = {}
         self.t0 = time.monotonic()
 
@@ -98,6 +99,14 @@ class _Demo:
             specs.append(ChildSpec.process(short, cmd, stdout=subprocess.DEVNULL, stderr=self._log,
                                            shutdown=20.0))
         return specs
+
+    def on_event(self, ev: Any) -> None:
+        """Supervisor events (its control thread): how each node process ended."""
+        if ev.kind in ("exited", "terminated"):
+            rc = getattr(ev.ref, "returncode", None)
+            reason = ev.reason if ev.kind == "exited" else (
+                "exit status 0" if rc == 0 else getattr(ev.ref, "reason", None) or f"exit status {rc}")
+            self.exits.append((str(ev.child_id), str(reason)))
 
     def children(self) -> dict[str, dict[str, Any]]:
         return {c["id"]: c for c in self.sup.tree()["children"]}
@@ -149,8 +158,10 @@ class _Demo:
 
         self.say("1.", f"Starting 3 node processes under a root supervisor in this process (pid {os.getpid()})")
         t = time.monotonic()
-        self.sup = supervisors.Supervisor(self.child_specs(), strategy="one_for_one", intensity=3,
-                                          period=30.0, id="nodes").start()
+        sup = supervisors.Supervisor(self.child_specs(), strategy="one_for_one", intensity=3,
+                                     period=30.0, id="nodes")
+        sup.subscribe(self.on_event)
+        self.sup = sup.start()
         for name in self.names:
             _wait(f"node {name}", lambda: self.ping(name), 30.0)
         for cid, ch in self.children().items():
@@ -200,7 +211,10 @@ class _Demo:
         self.pids_seen.add(ch["pid"])
         _wait(f"node {leader.node}", lambda: self.ping(leader.node), 30.0)
         _wait(f"{vid} to catch up", lambda: raft_otp.local_query(leader, STATE, 1.0)[0] == self.acked, 20.0)
-        self.note(f"{vid} is back as pid {ch['pid']} (restarts {ch['restarts']}) with all "
+        crash = next((r for cid, r in self.exits if cid == vid), "?")
+        self.note(f"the supervisor saw {vid} exit ({crash}) and restarted it as pid {ch['pid']} "
+                  f"(restarts {ch['restarts']})")
+        self.note(f"{vid} recovered its server from its data dir and caught up: all "
                   f"{len(self.acked)} keys")
 
         self.say("6.", "Reading every acknowledged write back with consistent_query")
@@ -220,16 +234,37 @@ class _Demo:
         c.print(render.render_tree(fetch_tree(new_leader.node, self.cookie, 5.0), new_leader.node))
 
     def stop(self) -> None:
+        """Stop every node process in order; a second Ctrl-C does not cut this short."""
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                self._stop()
+            finally:
+                signal.signal(signal.SIGINT, previous)
+        else:
+            self._stop()
+
+    def _stop(self) -> None:
         from raft_otp.node import runtime as node_rt
         if self.sup is not None:
-            self.say("8.", "Stopping: the supervisor sends SIGTERM to each node in reverse order "
-                     "(servers stop, the WAL syncs and closes)")
+            self.say("8.", "Stopping: SIGTERM to each node in reverse start order (servers stop, WAL syncs)")
             t = time.monotonic()
+            try:
+                running = [c for c in self.children().values() if c.get("pid")]
+            except Exception:  # the supervisor is already gone
+                running = []
+            self.pids_seen.update(c["pid"] for c in running)
+            first = len(self.exits)
             self.sup.stop(60.0)
+            ends = ", ".join(f"{cid} {reason}" for cid, reason in self.exits[first:])
+            if ends:
+                self.note(f"in order: {ends}")
             left = [p for p in self.pids_seen if _alive(p)]
             if left:
                 raise ConsoleError(f"demo: processes left behind: {left}")
-            self.note(f"3 node processes stopped in {time.monotonic() - t:.1f} s; none left behind")
+            self.note(f"{len(running)} node processes stopped in {time.monotonic() - t:.1f} s; "
+                      "none left behind")
         node_rt.stop_node()
         if getattr(self, "_log", None) is not None:
             self._log.close()
