@@ -23,6 +23,8 @@ Faults (``--faults`` picks a subset; the seed picks the schedule):
 =====================  =================================================================
 ``kill``               SIGKILL a node (the leader more often), restart it later
 ``kill-two``           SIGKILL the leader and a follower at once, restart both later
+``kill-quorum``        cut a minority of followers off, let the rest run, then SIGKILL
+                       all the rest at once; restart it, then heal
 ``pause``              SIGSTOP a node (the leader more often) for longer than an
                        election, then SIGCONT
 ``partition-majority`` cut the nodes into a majority and a minority (the leader on
@@ -61,7 +63,7 @@ __all__ = ["FAULT_KINDS", "Nemesis", "main", "run"]
 
 log = logging.getLogger("raft_otp.nemesis")
 
-FAULT_KINDS = ("kill", "kill-two", "pause", "partition-majority", "partition-bridge",
+FAULT_KINDS = ("kill", "kill-two", "kill-quorum", "pause", "partition-majority", "partition-bridge",
                "partition-isolate", "wal-crash", "membership")
 KV_MACHINE = ("raft_otp.machines.kv:KeyValue", {"release_cursor_every": 200})
 CLUSTER = "jepsen"
@@ -73,8 +75,8 @@ class Nemesis:
 
     def __init__(self, cluster: Any, rng: random.Random, members: list[Any],
                  now: Callable[[], float], events_path: str, *, kinds: tuple[str, ...],
-                 hold_s: tuple[float, float] = (2.0, 5.0), calm_s: tuple[float, float] = (1.0, 3.0)
-                 ) -> None:
+                 hold_s: tuple[float, float] = (2.0, 5.0), calm_s: tuple[float, float] = (1.0, 3.0),
+                 leader_bias: float = 0.6) -> None:
         self.cluster = cluster
         self.rng = rng
         self._members = list(members)
@@ -83,6 +85,7 @@ class Nemesis:
         self.events = open(events_path, "w", encoding="utf-8")
         self.kinds = kinds
         self.hold_s = hold_s
+        self.leader_bias = leader_bias
         self.calm_s = calm_s
         self.counts: Counter[str] = Counter()
         self.errors: list[str] = []
@@ -127,9 +130,11 @@ class Nemesis:
             time.sleep(0.1)
         return None
 
-    def victim(self, leader_bias: float = 0.6) -> int:
+    def victim(self, leader_bias: float | None = None) -> int:
+        """A node for a fault: the leader's with probability ``leader_bias``."""
+        bias = self.leader_bias if leader_bias is None else leader_bias
         nodes = [self.cluster.index_of(s.node) for s in self.members()]
-        if self.rng.random() < leader_bias:
+        if self.rng.random() < bias:
             leader = self.leader_index()
             if leader is not None:
                 return leader
@@ -206,6 +211,39 @@ class Nemesis:
             self.cluster.start(i)
             self.event("restart", node=self.cluster.nodes[i].short)
             time.sleep(self.rng.uniform(0.5, 2.0))
+
+    def fault_kill_quorum(self) -> None:
+        """Cut a minority of followers off, let the leader's majority run on alone,
+        then SIGKILL that whole majority at once and restart it before healing: what
+        it acknowledged must have been durable on it, as no one else holds it."""
+        c = self.cluster
+        n = len(c.nodes)
+        leader = self.leader_index()
+        nodes = list(range(n))
+        self.rng.shuffle(nodes)
+        if leader is not None:
+            nodes.remove(leader)
+            nodes.append(leader)
+        lagging, quorum = nodes[:(n - 1) // 2], nodes[(n - 1) // 2:]
+        self.event("kill-quorum", lagging=[c.nodes[i].short for i in lagging],
+                   killed=[c.nodes[i].short for i in quorum])
+        for a in lagging:
+            for b in quorum:
+                self._cut(a, b)
+        self.hold()
+        for i in quorum:
+            np = c.nodes[i]
+            if np.proc is not None and np.proc.poll() is None:
+                np.proc.kill()
+        for i in quorum:
+            c.kill(i)
+        time.sleep(self.rng.uniform(0.5, 2.0))
+        for i in quorum:
+            c.start(i)
+            self.event("restart", node=c.nodes[i].short)
+        for i in range(n):
+            c.admin(i, ["clear_faults"])
+        self.event("heal", kind="kill-quorum")
 
     def fault_pause(self) -> None:
         i = self.victim()
@@ -363,8 +401,8 @@ def _overviews(members: list[Any]) -> dict[str, Any]:
 def run(duration_s: float, seed: int, nodes: int = 3, out_dir: str | None = None, *,
         kinds: tuple[str, ...] = FAULT_KINDS, clients: int = 6, mutation: str | None = None,
         op_timeout_s: float = 3.0, log_level: str = "INFO",
-        hold_s: tuple[float, float] = (2.0, 5.0), converge_s: float = 30.0
-        ) -> tuple[int, dict[str, Any]]:
+        hold_s: tuple[float, float] = (2.0, 5.0), converge_s: float = 30.0,
+        leader_bias: float = 0.6) -> tuple[int, dict[str, Any]]:
     """One schedule; returns (exit code, full summary)."""
     from raft_otp.node import runtime as node_rt
     from raft_otp.testing import linearizability
@@ -400,7 +438,8 @@ def run(duration_s: float, seed: int, nodes: int = 3, out_dir: str | None = None
         if not_started:
             raise RuntimeError(f"cluster did not start: {not_started}")
         nemesis = Nemesis(cluster, random.Random(rng.random()), members, history.now,
-                          os.path.join(run_dir, "nemesis.jsonl"), kinds=kinds, hold_s=hold_s)
+                          os.path.join(run_dir, "nemesis.jsonl"), kinds=kinds, hold_s=hold_s,
+                          leader_bias=leader_bias)
         counter = itertools.count(1)
         lock = threading.Lock()
 
@@ -433,7 +472,9 @@ def run(duration_s: float, seed: int, nodes: int = 3, out_dir: str | None = None
         recovered = state is not None
         if state is not None:
             lost = lost_writes(history.ops, state)
+        t_converge = time.monotonic()
         states_equal, states = _member_states(members, converge_s)
+        summary["converged_after_s"] = round(time.monotonic() - t_converge, 3)
         summary["members"] = [str(m) for m in members]
         if not states_equal:
             summary["member_states"] = states
@@ -502,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="MIN,MAX seconds each fault lasts (default %(default)s)")
     p.add_argument("--converge-timeout", type=float, default=30.0,
                    help="seconds the members get to reach equal states after healing")
+    p.add_argument("--leader-bias", type=float, default=0.6,
+                   help="probability that a fault aimed at one node aims at the leader")
     p.add_argument("--node-log-level", default="INFO")
     a = p.parse_args(argv)
     kinds = tuple(k.strip() for k in a.faults.split(",") if k.strip())
@@ -513,7 +556,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--hold wants MIN,MAX seconds with 0 < MIN <= MAX")
     code, s = run(a.duration, a.seed, a.nodes, a.out, kinds=kinds, clients=a.clients,
                   mutation=a.mutation, op_timeout_s=a.op_timeout, log_level=a.node_log_level,
-                  hold_s=(hold[0], hold[1]), converge_s=a.converge_timeout)
+                  hold_s=(hold[0], hold[1]), converge_s=a.converge_timeout,
+                  leader_bias=a.leader_bias)
     print(f"nemesis: seed {a.seed}, {a.nodes} nodes, {a.duration:g} s, faults {s['faults']}, "
           f"failed ops {s['failed']}, recovered {s['recovered']}, members agree "
           f"{s['states_equal']}, {'PASS' if code == 0 else 'FAIL'}"

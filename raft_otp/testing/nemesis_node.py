@@ -4,7 +4,7 @@
 takes exactly the arguments of ``python -m raft_otp.system`` and runs the same
 node, with two additions for fault testing:
 
-- ``RAFT_OTP_MUTATION=<flag>`` (a field of ``raft_otp.core.config.Mutations``)
+- ``RAFT_OTP_MUTATION=<flag>[,<flag>...]`` (fields of ``raft_otp.core.config.Mutations``)
   switches that safety rule off in every server of the node, so the harness can
   show that it detects the bug.  The system layer has no hook for this yet, so
   the flag is applied here by wrapping ``raft_otp.core.server.init_server``
@@ -26,14 +26,17 @@ MUTATION_ENV = "RAFT_OTP_MUTATION"
 
 
 def install_mutation(name: str) -> None:
-    """Make every server started in this process run with mutation ``name`` on."""
+    """Make every server started in this process run with mutation ``name`` on
+    (several flags: comma-separated)."""
     from raft_otp.core import server as core_server
     from raft_otp.core.config import Mutations
 
     flags = {f.name for f in dataclasses.fields(Mutations)}
-    if name not in flags:
-        raise SystemExit(f"unknown mutation {name!r}; known: {sorted(flags)}")
-    mutations = Mutations(**{name: True})
+    names = [n.strip() for n in name.split(",") if n.strip()]
+    bad = [n for n in names if n not in flags]
+    if bad or not names:
+        raise SystemExit(f"unknown mutation {bad or name!r}; known: {sorted(flags)}")
+    mutations = Mutations(**{n: True for n in names})
     original = core_server.init_server
     if getattr(original, "_nemesis_mutation", None) == name:
         return
