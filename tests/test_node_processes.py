@@ -111,6 +111,13 @@ def test_admin_tree_status_and_kill_restarts_the_actor(cluster) -> None:
         assert isinstance(down, supervisors.Down) and down.target == ("echo", n1)
         assert down.reason == "'killed'" or down.reason == "killed"
     assert wait_until(lambda: _answers(("echo", n1)), 5)
+    urn = admin(n1, "tree")["roots"][0]["children"][0]["urn"]
+    with N.Mailbox() as mb:
+        N.monitor_remote(("echo", n1), mb)
+        N.call(("echo", n1), "sync")
+        assert admin(n1, "kill_urn", urn) is True       # by urn, for unnamed actors
+        assert isinstance(mb.get(5), supervisors.Down)
+    assert wait_until(lambda: _answers(("echo", n1)), 5)
 
 
 def _answers(dest) -> bool:

@@ -13,6 +13,7 @@ plain lists:
 ``["stats"]``                                  ``transport_stats()``
 ``["registered"]``                             sorted registered names
 ``["kill", name]``                             crash that actor (its supervisor restarts it)
+``["kill_urn", urn]``                          same, for an unnamed actor (urn from the tree)
 ``["set_fault", peer, {drop, delay_ms,         fault injection toward ``peer``
 partitioned}]``
 ``["clear_faults"]``                           remove every fault
@@ -37,7 +38,7 @@ from raft_otp.errors import BadArgument, NodeDown, ServerNotFound
 from raft_otp.node import codec, envelope
 from raft_otp.node.transport import endpoint_of
 
-__all__ = ["handle", "admin_call", "kill"]
+__all__ = ["handle", "admin_call", "kill", "kill_urn"]
 
 _ids = itertools.count(random.getrandbits(32))
 
@@ -47,6 +48,18 @@ def kill(name: str) -> bool:
     ref = registry.whereis(name)
     if ref is None or not isinstance(ref, pykka.ActorRef):
         raise ServerNotFound(f"no actor registered as {name!r}")
+    return _crash(ref)
+
+
+def kill_urn(urn: str) -> bool:
+    """Crash the actor whose pykka URN is ``urn`` (as shown by the tree snapshot)."""
+    ref = pykka.ActorRegistry.get_by_urn(urn)
+    if ref is None:
+        raise ServerNotFound(f"no live actor with urn {urn!r}")
+    return _crash(ref)
+
+
+def _crash(ref: Any) -> bool:
     try:
         from supervisors._watch import kill as sup_kill  # exit reason 'killed', as exit(Pid, kill)
     except ImportError:  # pragma: no cover - fall back to a failing proxy call
@@ -77,6 +90,8 @@ def handle(request: Any) -> Any:
         return sorted(registry.registered())
     if op == "kill" and len(args) == 1:
         return kill(str(args[0]))
+    if op == "kill_urn" and len(args) == 1:
+        return kill_urn(str(args[0]))
     if op == "set_fault" and len(args) == 2 and isinstance(args[1], dict):
         opts = args[1]
         runtime.set_fault(
