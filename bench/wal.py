@@ -13,8 +13,8 @@ Peers, measured in the same run on the same disk:
   interleaved ``reps`` times; the round with the median ratio is reported.
 * ``raw-same-syncs``: one thread doing ``os.write`` of the payloads
   concatenated + ``os.fdatasync`` with exactly as many entries per sync as the
-  WAL achieved: the I/O limit for the WAL's batching, without headers,
-  checksums, threads or notifications.
+  WAL achieved, one sync at a time (no headers, checksums, threads or
+  notifications; the WAL's overlapping syncs can beat it).
 """
 
 from __future__ import annotations
