@@ -147,7 +147,7 @@ def kill(node: str, path: str, cookie: str, timeout: float, *, wait_s: float = 1
     before = int(entry.get("restarts") or 0)
     if name:
         admin(node, ["kill", name], cookie, timeout)
-    else:  # ["kill_urn", urn] is proposed for the admin endpoint; older nodes refuse it
+    else:  # an unnamed actor: by its urn (nodes older than ["kill_urn", urn] refuse it)
         try:
             admin(node, ["kill_urn", entry.get("urn")], cookie, timeout)
         except ConsoleError as exc:
