@@ -5,6 +5,10 @@ running :class:`raft_otp.log.Wal` (the same call a ServerLog makes) and keeps
 at most ``WINDOW`` batches unconfirmed; the notify callback counts confirmed
 batches.  Sync method: datasync.
 
+``wal.server_log_path...``: the same with 100 pykka actors, each appending
+through its own ServerLog (mem table, WAL submit) and hearing back through
+``tell`` + ``handle_event``: what a server actor pays.
+
 Peers, measured in the same run on the same disk:
 
 * ``raw-threads`` (the peer of the >= 70 % target): the same writers doing the
@@ -26,7 +30,11 @@ import threading
 import time
 from typing import Any
 
+import pykka
+
 from bench.common import Figure
+from raft_otp.core.log_api import Written
+from raft_otp.log import LogConfig, LogSystem
 from raft_otp.log.memtable import MemTables
 from raft_otp.log.wal import Wal, WalConfig
 
@@ -95,6 +103,73 @@ def run_wal(n_writers: int, payload_size: int, seconds: float) -> dict[str, floa
                 "payload_mb_s": entries * payload_size / dt / 1e6,
                 "per_sync": c["entries"] / max(c["syncs"], 1), "syncs": c["syncs"], "entries": entries}
     finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class _ServerActor(pykka.ThreadingActor):
+    """A server stand-in: its ServerLog notifies it by ``tell``; it appends a batch per confirmed batch."""
+
+    def __init__(self, ls: LogSystem, uid: str, payload: bytes, end: list[float], done: threading.Event,
+                 left: list[int], lock: threading.Lock) -> None:
+        super().__init__()
+        self.ls, self.uid, self.payload, self.end = ls, uid, payload, end
+        self.done, self.left, self.lock = done, left, lock
+        self.written = 0
+        self.finished = False
+
+    def on_start(self) -> None:
+        self.log = self.ls.open_server_log(self.uid, self.actor_ref.tell)
+
+    def _append(self) -> None:
+        last = self.log.last_index_term()[0]
+        p = self.payload
+        self.log.append([(i, 1, p) for i in range(last + 1, last + 1 + BATCH)])
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "go":
+            for _ in range(WINDOW):
+                self._append()
+            return None
+        for r in self.log.handle_event(message):
+            if isinstance(r, Written):
+                self.written = r.index
+        if self.finished:
+            return None
+        if time.perf_counter() < self.end[0]:
+            while self.log.last_index_term()[0] - self.written < WINDOW * BATCH:
+                self._append()
+        elif self.written >= self.log.last_index_term()[0]:
+            self.finished = True
+            with self.lock:
+                self.left[0] -= 1
+                if self.left[0] == 0:
+                    self.done.set()
+        return None
+
+
+def run_server_logs(n_writers: int, payload_size: int, seconds: float) -> dict[str, float]:
+    """The full path: pykka actors each with a ServerLog (mem table, WAL, notify by tell)."""
+    d = tempfile.mkdtemp(prefix="bench-sl-")
+    ls = LogSystem(d, LogConfig(wal_max_size_bytes=1 << 40, wal_max_entries=1 << 40)).start()
+    try:
+        end = [float("inf")]
+        done = threading.Event()
+        left = [n_writers]
+        lock = threading.Lock()
+        p = os.urandom(payload_size)
+        refs = [_ServerActor.start(ls, f"s{k}", p, end, done, left, lock) for k in range(n_writers)]
+        t0 = time.perf_counter()
+        end[0] = t0 + seconds
+        for r in refs:
+            r.tell("go")
+        done.wait(60)
+        dt = time.perf_counter() - t0
+        n = sum(r.proxy().written.get() for r in refs)
+        for r in refs:
+            r.stop()
+        return {"entries_s": n / dt, "mb_s": n * payload_size / dt / 1e6}
+    finally:
+        ls.stop()
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -175,6 +250,11 @@ def run(quick: bool = False) -> list[Figure]:
                                rawt["entries_s"]))
             figs.append(Figure(f"wal.payload_MB_per_s.{tag}", w["payload_mb_s"], "MB/s",
                                f"{nw} writers each write+fdatasync their batches", rawt["mb_s"]))
+            if nw == 100:
+                sl, rawt2 = _paired([lambda: run_server_logs(nw, size, secs),
+                                     lambda: run_raw_threads(nw, size, secs)], reps)
+                figs.append(Figure(f"wal.server_log_path.entries_per_s.{tag}", sl["entries_s"], "entries/s",
+                                   f"{nw} writers each write+fdatasync their batches", rawt2["entries_s"]))
             figs.append(Figure(f"wal.entries_per_s.{tag}.vs_same_syncs", w["entries_s"], "entries/s",
                                f"1 thread write+fdatasync, same {w['per_sync']:.0f} entries/sync (no encoding)",
                                raw["entries_s"]))
