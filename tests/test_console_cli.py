@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import stat
 import time
 from typing import Any, Iterator
@@ -194,6 +195,11 @@ def test_default_cookie_is_created_0600_and_config_file(tmp_path: Any) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('wal_sync_methd = "none"\n')
     _one_line_error(h.run("start", "--data-dir", h[0].data_dir, "--config", str(bad)), "bad config")
+    with socket.socket() as busy:  # a port in use: one line, and the data dir stays unbound
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = f"x@127.0.0.1:{busy.getsockname()[1]}"
+        _one_line_error(h.run("start", "--data-dir", h[0].data_dir, "--node", taken), "in use")
     good = tmp_path / "node.toml"
     good.write_text('wal_sync_method = "none"\nbroadcast_time_ms = 50\n')
     try:

@@ -48,6 +48,13 @@ def node_for(data_dir: str, requested: str | None) -> str:
     return node
 
 
+def _forget_node(data_dir: str) -> None:
+    try:
+        os.unlink(os.path.join(data_dir, NODE_FILE))
+    except OSError:
+        pass
+
+
 def cookie_file_for(data_dir: str, cookie_file: str | None) -> str:
     """``--cookie-file``, else ``DATA_DIR/cookie`` if present, else ``~/.raft_otp_cookie``
     (created 0600 when absent, as Erlang does with ``~/.erlang.cookie``)."""
@@ -99,15 +106,16 @@ def cmd_start(args: Any) -> int:
     except (RaftError, TypeError) as exc:
         raise ConsoleError(f"bad config: {exc}") from None
     cookie_file = cookie_file_for(data_dir, args.cookie_file)
+    fresh = not os.path.exists(os.path.join(data_dir, NODE_FILE))
     node = node_for(data_dir, args.node)  # recorded only once everything else checked out
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     print(f"raft-otp node {node}: data dir {data_dir}, cookie file {cookie_file}", flush=True)
     try:
         rc = run_node(data_dir, node, None, cfg, cookie_file=cookie_file, announce=True)
-    except RaftError as exc:
-        raise ConsoleError(f"node {node} failed: {exc}") from None
-    except OSError as exc:
+    except Exception as exc:  # bind failure, bad data, ...: one line, never a traceback
+        if fresh:  # it never ran as this node: do not bind the data dir to the name
+            _forget_node(data_dir)
         raise ConsoleError(f"node {node} failed: {exc}") from None
     print(f"raft-otp node {node}: stopped cleanly", flush=True)
     return rc
