@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="demo data dir, reset at every run (default ./raft_otp_demo_data)")
     d.add_argument("--writes", type=int, default=20, help="writes before and after the kill (default 20)")
     d.add_argument("--log-level", default="WARNING", help="node processes' log level (nodes.log)")
+    d.add_argument("--keep-running", action="store_true",
+                   help="leave the cluster up to observe with tree/status/kill until Ctrl-C")
 
     t = sub.add_parser("tree", help="the supervision tree of a running node")
     _node_arg(t)

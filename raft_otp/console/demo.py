@@ -168,7 +168,7 @@ class _Demo:
             self.pids_seen.add(ch["pid"])
             self.note(f"{self.names[int(cid[1:]) - 1]}  pid {ch['pid']}  ready")
         self.note(f"all 3 up in {time.monotonic() - t:.1f} s")
-        client = f"demo@127.0.0.1:{free_port()}"
+        client = self.client = f"demo@127.0.0.1:{free_port()}"
         node_rt.start_node(client, self.cookie)
 
         ids = [raft_otp.ServerId(CLUSTER, n) for n in self.names]
@@ -233,6 +233,25 @@ class _Demo:
         c.print(render.render_tree(own, f"{client} (this demo process)"))
         c.print(render.render_tree(fetch_tree(new_leader.node, self.cookie, 5.0), new_leader.node))
 
+    def keep_running(self) -> None:
+        """Leave the cluster up for the user to observe, until Ctrl-C (or SIGTERM)."""
+        import threading
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        cf = os.path.relpath(self.cookie_file)
+        self.say("*", "The cluster keeps running (--keep-running). In another terminal, try:")
+        self.note(f"raft-otp tree --node {self.client} --cookie-file {cf} --watch")
+        self.note(f"raft-otp status --node {self.names[0]} --cookie-file {cf}")
+        self.note(f"raft-otp kill --node {self.names[0]} log/wal --cookie-file {cf}")
+        self.note(f"raft-otp command --node {self.names[1]} --cluster {CLUSTER} put k 1 --cookie-file {cf}")
+        self.note("Ctrl-C here stops everything.")
+        print(f"KEEP-RUNNING {self.client} {self.cookie_file}", flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+
     def stop(self) -> None:
         """Stop every node process in order; a second Ctrl-C does not cut this short."""
         import threading
@@ -286,6 +305,8 @@ def cmd_demo(args: Any) -> int:
     ok = False
     try:
         demo.run()
+        if args.keep_running:
+            demo.keep_running()
         ok = True
     finally:
         try:
