@@ -245,7 +245,8 @@ class _Demo:
         self.note(f"raft-otp kill --node {self.names[0]} log/wal --cookie-file {cf}")
         self.note(f"raft-otp command --node {self.names[1]} --cluster {CLUSTER} put k 1 --cookie-file {cf}")
         self.note("Ctrl-C here stops everything.")
-        print(f"KEEP-RUNNING {self.client} {self.cookie_file}", flush=True)
+        if not sys.stdout.isatty():  # a machine-readable line for scripts and tests
+            print(f"KEEP-RUNNING {self.client} {self.cookie_file}", flush=True)
         try:
             while not stop.wait(0.5):
                 pass
