@@ -59,3 +59,17 @@ def test_admin_requests_status_provider_and_errors() -> None:
     finally:
         N.set_status_provider(None)
         N.stop_node()
+
+
+def test_links_to_nodes_that_never_answer_are_forgotten() -> None:
+    cfg = N.NodeConfig(heartbeat_interval_ms=20, down_after_missed=2, unreachable_forget_s=0.2)
+    N.start_node(f"gc@127.0.0.1:{free_port()}", "c", config=cfg)
+    try:
+        ghost = f"nobody@127.0.0.1:{free_port()}"
+        N.send(("x", ghost), 1)
+        assert wait_until(lambda: N.transport_stats()["forgotten_links"] == 1, 5)
+        assert ghost not in N.transport_stats()["queued"]
+        N.send(("x", ghost), 2)  # a new link is made on demand
+        assert wait_until(lambda: ghost in N.transport_stats()["queued"], 5)
+    finally:
+        N.stop_node()

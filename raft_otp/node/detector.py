@@ -95,6 +95,16 @@ class FailureDetector:
             return False
         return not peer.up and now_s - peer.last_heard_s > self.timeout_s
 
+    def never_heard_for_s(self, node: str, now_s: float) -> float:
+        """Seconds since tracking began for a peer never heard from (0 otherwise)."""
+        peer = self._peers.get(node)
+        if peer is None or peer.creation is not None:
+            return 0.0
+        return now_s - peer.last_heard_s
+
+    def forget(self, node: str) -> None:
+        self._peers.pop(node, None)
+
     def is_up(self, node: str) -> bool:
         peer = self._peers.get(node)
         return bool(peer and peer.up)

@@ -67,6 +67,7 @@ class NodeConfig:
     recv_max_frames_per_wake: int = 512
     down_on_disconnect: bool = True     # a closed connection is node_down at once
     bind_retry_s: float = 2.0           # retry "address in use" this long when binding
+    unreachable_forget_s: float = 60.0  # close idle links to nodes never heard from
 
     @property
     def detection_time_ms(self) -> float:
@@ -132,7 +133,8 @@ class Transport:
         self.counters = dict.fromkeys(
             ("sent_msgs", "sent_batches", "sent_bytes", "recv_msgs", "recv_batches",
              "recv_bytes", "heartbeats_sent", "bad_frames", "refused", "dropped_fault",
-             "send_errors", "wakeups", "io_errors"), 0)
+             "send_errors", "wakeups", "io_errors", "forgotten_links"), 0)
+        self._forgotten_dropped = 0
         self.dead = False
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._router = self._ctx.socket(zmq.ROUTER)
@@ -219,7 +221,8 @@ class Transport:
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.counters)
-        out["dropped_queue_full"] = sum(link.dropped for link in self._link_list)
+        out["dropped_queue_full"] = self._forgotten_dropped + sum(
+            link.dropped for link in self._link_list)
         out["queued"] = {link.node: len(link.queue) for link in self._link_list}
         out["nodes_up"] = self.detector.nodes_up()
         out["io_thread_alive"] = self._thread.is_alive() and not self.dead
@@ -432,6 +435,35 @@ class Transport:
                 self._set_pending(link, empty)
         for event, node in self.detector.check(now):
             self._emit(event, node)
+        for link in self._link_list:
+            if (self.detector.never_heard_for_s(link.node, now) > self.config.unreachable_forget_s
+                    and link.node not in self._faults):
+                self._forget(link)
+
+    def _forget(self, link: PeerLink) -> None:
+        """Close a link to a node that never answered (a typo, a fuzzer's invented name).
+
+        What was queued for it is dropped and counted; a later send makes a new link."""
+        logger.info("%s: forgetting %s (never answered)", self.node, link.node)
+        with self._links_lock:
+            self._links.pop(link.node, None)
+            self._link_list = [x for x in self._link_list if x is not link]
+        if link.pending is not None:
+            self._set_pending(link, None)  # unregisters its POLLOUT while the socket exists
+        self._writable.discard(link.sock)
+        if link.sock is not None:
+            if self.config.down_on_disconnect:
+                link.sock.disable_monitor()
+            link.sock.close(0)
+            link.sock = None
+        for mon, owner in list(self._monitor_socks.items()):
+            if owner is link:
+                self._poller.unregister(mon)
+                del self._monitor_socks[mon]
+                mon.close(0)
+        self.detector.forget(link.node)
+        self.counters["forgotten_links"] += 1
+        self._forgotten_dropped += link.dropped + len(link.queue)
 
     def _on_monitor_event(self, mon: Any) -> None:
         link = self._monitor_socks.get(mon)
