@@ -232,7 +232,7 @@ def _watch(args: Any, fetch: Any, draw: Any, empty: dict[str, Any]) -> int:
                 sys.stdout.flush()
                 time.sleep(args.interval)
         with Live(draw(last, None, "connecting..."), console=render.console(), auto_refresh=False,
-                  vertical_overflow="visible") as live:
+                  vertical_overflow="ellipsis") as live:
             while True:
                 error = None
                 try:

@@ -42,9 +42,18 @@ def _api_args(p: argparse.ArgumentParser) -> None:
                    help="address the nodes can reach this CLI on (default 127.0.0.1)")
 
 
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("raft_otp")
+    except Exception:  # not installed as a distribution
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Run raft_otp nodes, watch their supervision trees, "
                 "administer clusters.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND", parser_class=_Parser)
 
     s = sub.add_parser("start", help="run a node with its default system in the foreground")
