@@ -74,7 +74,7 @@ def test_status_and_tree_with_a_cluster(nodes: CliNodes) -> None:
     assert servers[0]["raft"]["role"] in ("leader", "follower") and servers[0]["thread"]
     assert servers[0]["mailbox"] == 0 and servers[0]["status"] == "running"
     human = nodes.run("tree", "--node", n1)
-    assert human.returncode == 0 and "cluster kv1" in human.stdout and "WalActor" in human.stdout
+    assert human.returncode == 0 and "[kv1: " in human.stdout and "WalActor" in human.stdout
     human = nodes.run("status", "--node", n1)
     assert human.returncode == 0 and "cluster kv1" in human.stdout and "leader" in human.stdout
 

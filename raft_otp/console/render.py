@@ -110,19 +110,19 @@ def _label(n: dict[str, Any]) -> Text:
         t.append(f" pid {n.get('pid')}")
     elif impl == "actor":
         t.append(f"  {n.get('class', 'actor')}", style="blue")
-    if n.get("name") and impl == "actor":
-        t.append(f" as {n['name']}", style="dim")
+    raft = n.get("raft")
+    if n.get("name") and impl == "actor" and not (raft and raft.get("cluster") == n["name"]):
+        t.append(f" as {n['name']}", style="dim")  # a server named as its cluster: said below
     t.append("  ")
     t.append_text(_styled_status(n.get("status")))
     restarts = n.get("restarts") or 0
     t.append(f"  restarts {restarts}", style="yellow bold" if restarts else "dim")
-    raft = n.get("raft")
     if raft:
         role = str(raft.get("role"))
         t.append("  [")
-        t.append(f"cluster {raft.get('cluster')} ", style="bold")
+        t.append(f"{raft.get('cluster')}: ", style="bold")
         t.append(role, style=_ROLE_STYLE.get(role, ""))
-        t.append(f" term {raft.get('term')} commit {raft.get('commit_index')}]")
+        t.append(f", term {raft.get('term')}, commit {raft.get('commit_index')}]")
     if impl == "actor":
         t.append(f"  mailbox {n.get('mailbox')}  thread {n.get('thread')}", style="dim")
     elif impl == "process":
