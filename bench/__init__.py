@@ -1,7 +1,16 @@
 """raft_otp benchmarks: ``python -m bench [--only NAME ...] [--json] [--quick]``.
 
-Parts (each ``bench/<part>.py`` with ``run(quick=False) -> list[Figure]``) are
-imported lazily; a part whose module does not exist yet is reported as skipped.
+Parts are imported lazily.  A part is one or more modules ``bench/<module>.py``
+each with ``run(quick=False) -> list[Figure]`` (``PART_MODULES``; by default the
+module named like the part); a part none of whose modules exists yet is reported
+as skipped.
 """
 
 PARTS = ["supervisors", "wal", "transport", "cluster", "clusters", "recovery"]
+
+PART_MODULES: dict[str, list[str]] = {
+    "cluster": ["cluster", "versus"],            # + the side-by-side with PySyncObj
+    "clusters": ["clusters", "clusters_load"],   # + aggregate commands/s over 1/10/100 clusters
+    "recovery": ["recovery", "recovery_node"],   # + node restart with 1M entries, 100 MB snapshot install
+}
+"""Modules of each part, run in this order (a part not listed is its own module)."""

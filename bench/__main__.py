@@ -19,28 +19,50 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import bench
 from bench import PARTS
 from bench.common import Figure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _run_part(part: str, quick: bool) -> tuple[str, list[Figure], str | None, float]:
-    """(status, figures, error text, seconds); status is ok, skipped or error."""
-    t0 = time.perf_counter()
+def _run_module(name: str, quick: bool) -> tuple[str, list[Figure], str | None]:
+    """(status, figures, error text); status is ok, skipped or error."""
     try:
-        mod = importlib.import_module(f"bench.{part}")
+        mod = importlib.import_module(f"bench.{name}")
     except ModuleNotFoundError as exc:
-        if exc.name == f"bench.{part}":
-            return "skipped", [], "not implemented yet", 0.0
-        return "error", [], traceback.format_exc(), time.perf_counter() - t0
+        if exc.name == f"bench.{name}":
+            return "skipped", [], "not implemented yet"
+        return "error", [], traceback.format_exc()
     except Exception:
-        return "error", [], traceback.format_exc(), time.perf_counter() - t0
+        return "error", [], traceback.format_exc()
     try:
-        figs = list(mod.run(quick=quick))
+        return "ok", list(mod.run(quick=quick)), None
     except Exception:
-        return "error", [], traceback.format_exc(), time.perf_counter() - t0
-    return "ok", figs, None, time.perf_counter() - t0
+        return "error", [], traceback.format_exc()
+
+
+def _run_part(part: str, quick: bool) -> tuple[str, list[Figure], str | None, float]:
+    """(status, figures, error text, seconds) over the part's modules: error if any
+    module failed (the others' figures are kept), skipped if none exists."""
+    t0 = time.perf_counter()
+    figs: list[Figure] = []
+    statuses, errors = [], []
+    for name in bench.PART_MODULES.get(part, [part]):
+        if len(bench.PART_MODULES.get(part, [part])) > 1:
+            print(f"  {part}: {name} ...", file=sys.stderr, flush=True)
+        status, more, err = _run_module(name, quick)
+        statuses.append(status)
+        figs += more
+        if status == "error":
+            errors.append(f"[{name}] {err}")
+    if "error" in statuses:
+        status = "error"
+    elif all(s == "skipped" for s in statuses):
+        return "skipped", [], "not implemented yet", 0.0
+    else:
+        status = "ok"
+    return status, figs, "\n".join(errors) or None, time.perf_counter() - t0
 
 
 def _fmt(x: float) -> str:
@@ -101,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                          "figures": [f.to_json() for f in figs], "error": err}
         if status == "error":
             failed = True
-            print(f"bench part {part} failed:\n{err}", file=sys.stderr)
+            print(f"bench part {part} failed ({len(figs)} figures kept):\n{err}", file=sys.stderr)
         elif status == "skipped":
             print(f"bench part {part}: skipped ({err})", file=sys.stderr)
         if args.json:

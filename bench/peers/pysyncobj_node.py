@@ -4,6 +4,10 @@ Driven over stdin/stdout by ``bench.peers.pysyncobj_bench``: one JSON request a
 line, one JSON answer a line.  The load runs inside the leader's own process
 (PySyncObj has no client protocol: callers live in a node), which spares it the
 client hop that raft_otp's clients pay.
+
+Requests: ``status``; ``window`` (keep ``in_flight`` asynchronous ``incr`` calls
+outstanding for ``seconds``); ``sequential`` (``total`` synchronous calls, one at
+a time); ``quit``.
 """
 
 from __future__ import annotations
@@ -28,29 +32,30 @@ class Counter(SyncObj):
         return self._value
 
 
-def _pipelined(obj: Counter, total: int, in_flight: int) -> dict:
+def _window(obj: Counter, in_flight: int, seconds: float) -> dict:
+    """Up to ``in_flight`` outstanding calls for ``seconds``, then wait for all."""
     sem = threading.Semaphore(in_flight)
-    done = threading.Event()
-    left = [total]
     lock = threading.Lock()
-    errors = [0]
+    done = [0, 0]  # ok, errors
 
     def callback(result, err) -> None:
-        if err != 0:  # FAIL_REASON.SUCCESS == 0
-            errors[0] += 1
-        sem.release()
         with lock:
-            left[0] -= 1
-            if left[0] == 0:
-                done.set()
+            done[0 if err == 0 else 1] += 1  # FAIL_REASON.SUCCESS == 0
+        sem.release()
 
     t0 = time.perf_counter()
-    for _ in range(total):
-        sem.acquire()
-        obj.incr(callback=callback)
-    done.wait(120)
+    deadline = t0 + seconds
+    issued = 0
+    while time.perf_counter() < deadline:
+        for _ in range(64):
+            sem.acquire()
+            obj.incr(callback=callback)
+            issued += 1
+    for _ in range(in_flight):  # every outstanding call has called back
+        if not sem.acquire(timeout=60):
+            break
     elapsed = time.perf_counter() - t0
-    return {"ops": total - left[0], "errors": errors[0], "seconds": elapsed}
+    return {"ops": done[0], "errors": done[1], "issued": issued, "seconds": elapsed}
 
 
 def _sequential(obj: Counter, total: int) -> dict:
@@ -82,8 +87,8 @@ def main() -> None:
         op = req["op"]
         if op == "status":
             out = {"leader": obj._isLeader(), "ready": obj.isReady()}
-        elif op == "pipelined":
-            out = _pipelined(obj, req["total"], req["in_flight"])
+        elif op == "window":
+            out = _window(obj, req["in_flight"], req["seconds"])
         elif op == "sequential":
             out = _sequential(obj, req["total"])
         elif op == "quit":

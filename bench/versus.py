@@ -1,0 +1,219 @@
+"""raft_otp against PySyncObj: the same counter workload, 3 node processes on loopback.
+
+Both sides run a replicated counter (``incr``) on 3 OS processes of this machine,
+measured one after the other in the same run.  Durability stated per figure:
+
+* raft_otp ``datasync``: the WAL fdatasyncs every batch before an entry counts
+  as written (on a quorum) -- an acknowledged command survives a power cut;
+  raft_otp ``none``: the WAL writes but never syncs.
+* PySyncObj ``journal``: its ``journalFile`` is an mmap that is never synced
+  (survives a process crash, not a power cut); ``memory``: no journal at all.
+  PySyncObj never syncs, so every comparison with raft_otp ``datasync`` is
+  "we sync, it does not".
+
+The load: raft_otp's client is a 4th process (a client node) sending
+``pipeline_commands`` frames to the leader and counting ``Applied``
+notifications; PySyncObj has no client protocol, so its load runs inside the
+leader process (it pays no client hop).  PySyncObj batches commands per tick
+(``appendEntriesUseBatch``, its default) or wakes per command (batching off, its
+low-latency setting); the sweep runs both and compares with its better one.
+
+Figures (ratios >1 mean raft_otp wins):
+
+* pipelined commands/s (raft_otp window 8000 in frames of 200; PySyncObj best of
+  in-flight 512..8000 with and without batching) and CPU per command;
+* sequential ``process_command`` p50/p99 against PySyncObj's synchronous call
+  with batching off;
+* throughput against concurrency (in-flight 1, 8, 64, 512), also plotted to
+  ``bench/results/throughput_vs_concurrency.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import psutil
+
+from bench.cluster import COUNTER, FRAME, WINDOW, _cpu_s, _pipelined
+from bench.common import Figure, median, percentile
+from bench.peers.pysyncobj_bench import pysyncobj_cluster
+
+PLOT = Path(__file__).resolve().parent / "results" / "throughput_vs_concurrency.png"
+WINDOWS = [1, 8, 64, 512]
+PSO_BIG_WINDOWS = [2000, 8000]
+
+
+# ---- raft_otp side ----------------------------------------------------------------------
+
+@contextmanager
+def raft_cluster(sync: str) -> Iterator[tuple[Any, list[psutil.Process]]]:
+    """3 node processes (``wal_sync_method=sync``) + this process as client node;
+    yields (leader id, [node processes + this one])."""
+    import raft_otp
+    from raft_otp.node import runtime as node_rt
+    from raft_otp.system.harness import NodeProcs
+
+    base = tempfile.mkdtemp(prefix=f"raft_otp_bench_versus_{sync}_")
+    h = NodeProcs(base, 3, wal_sync_method=sync)
+    try:
+        h.start()
+        h.join_as_client("bench")
+        ids = [h[i].sid("versus") for i in range(3)]
+        started, _ = raft_otp.start_cluster("default", "versus", COUNTER, ids, timeout=20)
+        if len(started) != 3:
+            raise RuntimeError("cluster did not start")
+        leader = raft_otp.ping(ids[0]) or ids[0]
+        for _ in range(50):
+            raft_otp.process_command(leader, ["incr"])
+        yield leader, [psutil.Process(np.pid) for np in h.nodes] + [psutil.Process()]
+    finally:
+        h.close()
+        if node_rt.is_started():
+            node_rt.stop_node()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def window_rate(leader: Any, window: int, seconds: float, procs: list[psutil.Process]) -> tuple[float, float]:
+    """(commands/s, CPU us per command) keeping ``window`` pipelined commands in
+    flight: whenever notifications free slots, refill them in one frame."""
+    import raft_otp
+    from raft_otp.node.mailbox import Mailbox
+    mbox = Mailbox()
+    sent = applied = corr = 0
+    try:
+        cpu0 = _cpu_s(procs)
+        t0 = time.perf_counter()
+        deadline = t0 + seconds
+        while True:
+            if time.perf_counter() < deadline:
+                free = window - (sent - applied)
+                while free > 0:
+                    k = min(free, FRAME)
+                    raft_otp.pipeline_commands(leader, [(["incr"], corr + i) for i in range(k)], mbox)
+                    corr += k
+                    sent += k
+                    free -= k
+            elif applied >= sent:
+                break
+            for m in [mbox.get(10), *mbox.drain()]:
+                if isinstance(m, raft_otp.Rejected):
+                    raise RuntimeError(f"commands rejected: leader moved to {m.leader}")
+                applied += len(m.replies)
+        elapsed = time.perf_counter() - t0
+        return applied / elapsed, (_cpu_s(procs) - cpu0) / max(1, applied) * 1e6
+    finally:
+        mbox.close()
+
+
+def sequential(leader: Any, n: int) -> list[float]:
+    import raft_otp
+    lat = []
+    for _ in range(n):
+        t = time.perf_counter()
+        raft_otp.process_command(leader, ["incr"])
+        lat.append(time.perf_counter() - t)
+    return lat
+
+
+def measure_raft(sync: str, seconds: float, seq_n: int, windows: list[int]) -> dict[str, Any]:
+    with raft_cluster(sync) as (leader, procs):
+        rate, cpu_us = _pipelined(leader, seconds, procs)
+        sweep = {w: window_rate(leader, w, seconds / 2, procs)[0] for w in windows}
+        lat = sequential(leader, seq_n)
+    return {"rate": rate, "cpu_us": cpu_us, "sweep": sweep, "lat": lat}
+
+
+# ---- PySyncObj side ---------------------------------------------------------------------
+
+def measure_pso(journal: bool, seconds: float, seq_n: int, windows: list[int],
+                big_windows: list[int]) -> dict[str, Any]:
+    """Both batching settings: sweep, best big-window rate, sequential (batching off)."""
+    out: dict[str, Any] = {"sweep": {}, "rate": 0.0, "cpu_us": 0.0, "errors": 0}
+    for batch in (True, False):
+        with pysyncobj_cluster(journal, no_batch=not batch) as c:
+            out["sweep"][batch] = {w: c.window(w, seconds / 2)["rate"] for w in windows}
+            for w in big_windows:
+                r = c.window(w, seconds)
+                out["errors"] += r["errors"]
+                if r["rate"] > out["rate"]:
+                    out.update(rate=r["rate"], cpu_us=r["cpu_us_per_cmd"],
+                               best=f"in-flight {w}, batching {'on' if batch else 'off'}")
+            if not batch:
+                out["lat"] = c.sequential(seq_n)
+    return out
+
+
+# ---- figures and plot -------------------------------------------------------------------
+
+def _plot(path: Path, windows: list[int], lines: dict[str, dict[int, float]]) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, pts in lines.items():
+        style = "-o" if label.startswith("raft_otp") else "--s"
+        ax.plot(windows, [max(pts[w], 0.1) for w in windows], style, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(windows, [str(w) for w in windows])
+    ax.set_xlabel("commands in flight")
+    ax.set_ylabel("commands/s (3 nodes, counter)")
+    ax.set_title(f"Throughput vs concurrency, 3 processes on loopback, {os.cpu_count()} CPUs")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def measure(seconds: float = 4.0, seq_n: int = 1000, windows: list[int] | None = None,
+            big_windows: list[int] | None = None, plot: Path | None = PLOT) -> list[Figure]:
+    windows = windows or WINDOWS
+    big_windows = big_windows or PSO_BIG_WINDOWS
+    ours = {s: measure_raft(s, seconds, seq_n, windows) for s in ("datasync", "none")}
+    pso = {j: measure_pso(j, seconds, seq_n, windows, big_windows) for j in (True, False)}
+    figs: list[Figure] = []
+    for sync, journal, label in (("datasync", True, "journal, no sync"), ("none", False, "memory")):
+        o, p = ours[sync], pso[journal]
+        figs.append(Figure(f"versus: pipelined cmd/s, raft_otp {sync}", round(o["rate"]), "cmd/s",
+                           f"PySyncObj {label} ({p.get('best', '?')})", round(p["rate"])))
+        figs.append(Figure(f"versus: CPU per command, raft_otp {sync} (3 nodes + client)",
+                           round(o["cpu_us"], 1), "us/cmd", f"PySyncObj {label} (3 nodes, load in leader)",
+                           round(p["cpu_us"], 1), higher_is_better=False))
+        for q in (50, 99):
+            figs.append(Figure(f"versus: sequential process_command p{q}, raft_otp {sync}",
+                               round(percentile(o["lat"], q) * 1e3, 3), "ms",
+                               f"PySyncObj {label}, sync call, batching off",
+                               round(percentile(p["lat"], q) * 1e3, 3), higher_is_better=False))
+        for w in windows:
+            best = max(p["sweep"][True][w], p["sweep"][False][w])
+            figs.append(Figure(f"versus: in-flight {w} cmd/s, raft_otp {sync}", round(o["sweep"][w], 1),
+                               "cmd/s", f"PySyncObj {label}, better of batching on/off", round(best, 1)))
+    if plot is not None:
+        lines = {"raft_otp, WAL datasync": ours["datasync"]["sweep"],
+                 "raft_otp, WAL no sync": ours["none"]["sweep"],
+                 "PySyncObj journal (mmap, no sync), batching": pso[True]["sweep"][True],
+                 "PySyncObj journal (mmap, no sync), no batching": pso[True]["sweep"][False],
+                 "PySyncObj memory, batching": pso[False]["sweep"][True],
+                 "PySyncObj memory, no batching": pso[False]["sweep"][False]}
+        _plot(plot, windows, lines)
+    return figs
+
+
+def run(quick: bool = False) -> list[Figure]:
+    if quick:
+        return measure(seconds=1.5, seq_n=200, big_windows=[4000])
+    return measure()
+
+
+if __name__ == "__main__":
+    import sys
+    for f in run(quick="--quick" in sys.argv):
+        print(f"{f.name:60s} {f.value:>10} {f.unit:7s} | {f.peer}: {f.peer_value}  ratio {f.ratio:.2f}")
