@@ -31,8 +31,12 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliNodes]:
             assert not nd.alive()
 
 
+def _cluster(view: dict[str, Any], cluster: str) -> dict[str, Any]:
+    return view["systems"]["default"]["clusters"][cluster]
+
+
 def _members(view: dict[str, Any], cluster: str) -> list[dict[str, Any]]:
-    return view["systems"]["default"]["clusters"][cluster]["members"]
+    return _cluster(view, cluster)["members"]
 
 
 def _wait_for(fn: Any, timeout: float = 15.0) -> Any:
@@ -64,7 +68,8 @@ def test_status_and_tree_with_a_cluster(nodes: CliNodes) -> None:
     assert sorted(m["node"] for m in members) == sorted([n1, n2, n3])
     assert [m["role"] for m in members].count("leader") == 1
     assert all(m["term"] >= 1 and m["commit_index"] >= 1 for m in members)
-    assert view["systems"]["default"]["clusters"]["kv1"]["machine"] == "raft_otp.machines.kv:KeyValue"
+    kv1 = view["systems"]["default"]["clusters"]["kv1"]
+    assert kv1["machine"] == "raft_otp.machines.kv:KeyValue"
     tree = nodes.json("tree", "--node", n1)
     text = repr(tree)
     for part in ("system:default", "wal", "segment_writer", "servers", "system_actor"):
@@ -91,8 +96,10 @@ def test_commands_queries_and_membership(nodes: CliNodes) -> None:
     for i in range(5):
         out = nodes.json("command", "--node", n2, "--cluster", "kv2", "put", f"k{i}", str(i))
         assert out["reply"] == ["ok"]
-    assert nodes.json("query", "--node", n1, "-c", "kv2")["result"] == {f"k{i}": i for i in range(5)}
-    assert nodes.json("query", "--node", n2, "-c", "kv2", "--key", "k3", "--kind", "leader")["result"] == 3
+    want = {f"k{i}": i for i in range(5)}
+    assert nodes.json("query", "--node", n1, "-c", "kv2")["result"] == want
+    got = nodes.json("query", "--node", n2, "-c", "kv2", "--key", "k3", "--kind", "leader")
+    assert got["result"] == 3
     # add a member on n3; it catches up
     out = nodes.json("cluster", "add-member", "kv2", "--node", n1, n3)
     assert out["added"] == ["kv2", n3]
@@ -101,11 +108,11 @@ def test_commands_queries_and_membership(nodes: CliNodes) -> None:
     # leadership to n3, then remove n1's member (its data deleted)
     out = nodes.json("cluster", "transfer-leadership", "kv2", "--node", n1, n3)
     assert out["result"] in ("ok", "already_leader")
-    _wait_for(lambda: nodes.json("status", "--node", n3)["systems"]["default"]["clusters"]["kv2"]["leader"]
-              == ["kv2", n3])
+    _wait_for(lambda: _cluster(nodes.json("status", "--node", n3), "kv2")["leader"] == ["kv2", n3])
     out = nodes.json("cluster", "remove-member", "kv2", "--node", n3, n1)
     assert out["removed"] == ["kv2", n1] and out["data_deleted"]
-    assert sorted(m["node"] for m in _members(nodes.json("status", "--node", n3), "kv2")) == sorted([n2, n3])
+    members = _members(nodes.json("status", "--node", n3), "kv2")
+    assert sorted(m["node"] for m in members) == sorted([n2, n3])
     r = nodes.run("query", "--node", n1, "-c", "kv2")
     _one_line_error(r, "no cluster 'kv2'")
     _one_line_error(nodes.run("cluster", "start", "kv2", "-m", n2, n3), "already exists")
@@ -117,7 +124,8 @@ def test_commands_queries_and_membership(nodes: CliNodes) -> None:
     out = nodes.json("cluster", "delete", "c1", "--node", n2)
     assert len(out["deleted"]) == 3 and out["failed"] == []
     for nd in nodes.nodes:
-        assert "c1" not in nodes.json("status", "--node", nd.name, "--local")["systems"]["default"]["clusters"]
+        view = nodes.json("status", "--node", nd.name, "--local")
+        assert "c1" not in view["systems"]["default"]["clusters"]
 
 
 def test_kill_an_actor_and_see_it_restarted(nodes: CliNodes) -> None:
@@ -125,7 +133,8 @@ def test_kill_an_actor_and_see_it_restarted(nodes: CliNodes) -> None:
 
     def wal() -> dict[str, Any]:
         tree = nodes.json("tree", "--node", n1)
-        return next(c for r in tree["roots"] for c in _walk(r) if c.get("name") == "raft_otp.wal.default")
+        return next(c for r in tree["roots"] for c in _walk(r)
+                    if c.get("name") == "raft_otp.wal.default")
 
     before = wal()
     out = nodes.json("kill", "--node", n1, "log/wal")
@@ -148,11 +157,13 @@ def test_errors_are_one_line(nodes: CliNodes, tmp_path: Any) -> None:
     bad.write_text("not-the-secret\n")
     _one_line_error(nodes.run("status", "--node", n1, "--timeout", "1", "--cookie-file", str(bad),
                               cookie=False), "wrong cookie")
-    _one_line_error(nodes.run("command", "--node", n1, "-c", "nope", "get", "a"), "no cluster 'nope'")
+    _one_line_error(nodes.run("command", "--node", n1, "-c", "nope", "get", "a"),
+                    "no cluster 'nope'")
     _one_line_error(nodes.run("status", "--node", "not-a-node"), "name@host:port")
     _one_line_error(nodes.run("status"), "--node")
     _one_line_error(nodes.run("frobnicate"), "invalid choice")
-    _one_line_error(nodes.run("cluster", "start", "z", "-m", n1, "--machine", "nope"), "unknown machine")
+    _one_line_error(nodes.run("cluster", "start", "z", "-m", n1, "--machine", "nope"),
+                    "unknown machine")
     _one_line_error(nodes.run("status", "--node", n1, "--cookie-file", str(tmp_path / "missing"),
                               cookie=False), "cannot read cookie file")
     _one_line_error(nodes.run("status", "--node", n1, cookie=False), "no cookie")  # empty HOME
@@ -179,7 +190,8 @@ def test_clean_stop_and_recovery(nodes: CliNodes) -> None:
     nodes.start(2, node_arg=False)
     recovered = int(next(line for line in nodes[2].lines if line.startswith("READY")).split()[2])
     assert recovered >= 3  # kv1, kv2, kv3
-    _wait_for(lambda: nodes.json("query", "-n", n3, "-c", "kv3", "--kind", "local")["result"] == want)
+    _wait_for(lambda: nodes.json("query", "-n", n3, "-c", "kv3", "--kind", "local")["result"]
+              == want)
     # Ctrl-C (SIGINT) is a clean stop too
     assert nodes.signal_and_wait(2, signal.SIGINT) == 0
     assert any("stopped cleanly" in line for line in nodes[2].lines)

@@ -36,8 +36,10 @@ def test_demo_twice_in_a_row(tmp_path: Any) -> None:
         assert r.returncode == 0, r.stdout + r.stderr
         out = r.stdout
         assert f"data dir {data_dir}" in out.replace("\n", " ")
-        for needle in ("with SIGKILL", "new leader", "20/20 acknowledged writes present: no write lost",
-                       "(restarts 1)", "killed by SIGKILL", "n1 exit status 0", "os process", "WalActor", "none left behind", "demo done"):
+        for needle in ("with SIGKILL", "new leader",
+                       "20/20 acknowledged writes present: no write lost", "(restarts 1)",
+                       "killed by SIGKILL", "n1 exit status 0", "os process", "WalActor",
+                       "none left behind", "demo done"):
             assert needle in out, (run, needle, out)
         assert "Traceback" not in r.stderr
         assert _processes_using(data_dir) == []
@@ -61,7 +63,8 @@ def test_demo_keep_running_shows_os_process_children(tmp_path: Any) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAFT_OTP_")}
     env.update(HOME=str(tmp_path / "home"), COLUMNS="160")
     data_dir = str(tmp_path / "d")
-    demo = subprocess.Popen([*cli_command(), "demo", "--writes", "3", "--keep-running", "--data-dir", data_dir],
+    demo = subprocess.Popen([*cli_command(), "demo", "--writes", "3", "--keep-running",
+                             "--data-dir", data_dir],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
     lines: list[str] = []
@@ -79,7 +82,8 @@ def test_demo_keep_running_shows_os_process_children(tmp_path: Any) -> None:
     try:
         assert ready.wait(60), "".join(lines)
         _, node, cookie_file = next(x for x in lines if x.startswith("KEEP-RUNNING")).split()
-        r = subprocess.run([*cli_command(), "tree", "--node", node, "--cookie-file", cookie_file, "--json"],
+        r = subprocess.run([*cli_command(), "tree", "--node", node, "--cookie-file", cookie_file,
+                            "--json"],
                            capture_output=True, text=True, env=env, timeout=60)
         assert r.returncode == 0, r.stderr
         roots = json.loads(r.stdout)["roots"]

@@ -1,5 +1,5 @@
 """Goal: `raft-otp tree --watch` in a real pseudo-terminal (pexpect, screen emulated by pyte)
-redraws the live tree, and after `raft-otp kill` the killed actor's restart count rises on screen."""
+redraws the live tree; after `raft-otp kill` the killed actor's restart count rises on screen."""
 
 from __future__ import annotations
 
@@ -72,7 +72,8 @@ def test_tree_watch_redraws_after_a_kill(node: CliNodes) -> None:
         text = scr.text()
         assert "system:default" in text and "segment_writer" in text
         assert text.count("raft_otp.wal.default") == 1  # redrawn in place, not appended
-        assert re.search(r"updated (\d\d:\d\d:\d\d)", text).group(1) >= first.group(1)  # type: ignore[union-attr]
+        now = re.search(r"updated (\d\d:\d\d:\d\d)", text)
+        assert now is not None and now.group(1) >= first.group(1)
         child.sendintr()  # Ctrl-C ends the watch cleanly
         child.expect(pexpect.EOF, timeout=15)
     finally:

@@ -4,7 +4,7 @@ What Erlang's ``observer_cli``, ``rabbitmq-diagnostics`` and ``etcdctl`` do for
 their systems, for raft_otp:
 
 * ``raft-otp start``   a node with its default system in the foreground (:mod:`.node_cmd`);
-* ``raft-otp demo``    a supervised local 3-node cluster, a leader SIGKILL, no write lost (:mod:`.demo`);
+* ``raft-otp demo``    a supervised local 3-node cluster, leader SIGKILLed, no write lost;
 * ``raft-otp tree``    the supervision tree of a running node, ``--watch`` redraws it live;
 * ``raft-otp status``  systems, clusters, members, roles, terms and indexes;
 * ``raft-otp kill``    crash one actor on purpose (a supervision drill);

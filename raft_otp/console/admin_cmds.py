@@ -46,8 +46,8 @@ def _member_row(name: str, node: str, kind: str, sv: dict[str, Any] | None,
     row: dict[str, Any] = {"server": name, "node": node, "membership": kind,
                            "voter": kind == "voter"}
     if sv is None:
-        row.update(role="not asked" if error == "not asked" else "unreachable" if error else "unknown",
-                   error=error)
+        role = "not asked" if error == "not asked" else "unreachable" if error else "unknown"
+        row.update(role=role, error=error)
         return row
     log = sv.get("log") or {}
     row.update(role=sv.get("role"), term=sv.get("term"), commit_index=sv.get("commit_index"),
@@ -95,16 +95,15 @@ def status_view(node: str, cookie: str, timeout: float, *, peers: bool = True) -
                 other, err = node_status(m_node)
                 m_sv = None
                 if other is not None:
-                    m_sv = ((other.get("system") or {}).get(sys_name) or {}).get("servers", {}).get(m_name)
+                    other_sys = (other.get("system") or {}).get(sys_name) or {}
+                    m_sv = (other_sys.get("servers") or {}).get(m_name)
                     if m_sv is None:
                         err = f"no server {m_name} in system {sys_name} on {m_node}"
                 rows.append(_member_row(m_name, m_node, kind, m_sv, err))
             leaders = [[r["server"], r["node"]] for r in rows if r.get("role") == "leader"]
-            out["clusters"][cname] = {
-                "machine": sv.get("machine"),
-                "leader": leaders[0] if leaders else (list(sv["leader"]) if sv.get("leader") else None),
-                "members": rows,
-            }
+            hint = list(sv["leader"]) if sv.get("leader") else None
+            out["clusters"][cname] = {"machine": sv.get("machine"),
+                                      "leader": leaders[0] if leaders else hint, "members": rows}
         view["systems"][sys_name] = out
     return view
 
@@ -136,7 +135,8 @@ def _find(tree: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any] | None:
     return None
 
 
-def kill(node: str, path: str, cookie: str, timeout: float, *, wait_s: float = 10.0) -> dict[str, Any]:
+def kill(node: str, path: str, cookie: str, timeout: float, *,
+         wait_s: float = 10.0) -> dict[str, Any]:
     """Crash the actor at ``path``; wait (up to ``wait_s``) until its supervisor restarted it."""
     tree = admin(node, ["tree"], cookie, timeout)
     full, entry = resolve_path(tree, path)
@@ -247,17 +247,20 @@ def _watch(args: Any, fetch: Any, draw: Any, empty: dict[str, Any]) -> int:
 
 
 def cmd_kill(args: Any, cookie: str) -> int:
-    out = kill(args.node, args.path, cookie, args.timeout, wait_s=0.0 if args.no_wait else args.wait)
+    wait_s = 0.0 if args.no_wait else args.wait
+    out = kill(args.node, args.path, cookie, args.timeout, wait_s=wait_s)
     if args.json:
         _dump(out)
         return 0
     c = render.console()
-    what = f"actor {out['name']}" if str(out["name"]).startswith("urn:") else f"registered as {out['name']}"
+    by_urn = str(out["name"]).startswith("urn:")
+    what = f"actor {out['name']}" if by_urn else f"registered as {out['name']}"
     c.print(f"killed [bold]{out['path']}[/] ({what}) on {args.node}")
     if args.no_wait:
         return 0
     if out["restarted"]:
-        c.print(f"its supervisor restarted it: restarts {out['restarts_before']} -> {out['restarts']}, "
+        c.print(f"its supervisor restarted it: restarts {out['restarts_before']} -> "
+                f"{out['restarts']}, "
                 f"status {out['status']}, thread {out.get('thread')}")
         return 0
     raise ConsoleError(f"{out['path']} was not restarted within {args.wait:g} s "

@@ -66,10 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--system", default="default", help="system name (default: default)")
     s.add_argument("--log-level", default="WARNING")
 
-    d = sub.add_parser("demo", help="a supervised local 3-node cluster; kill its leader; lose nothing")
+    d = sub.add_parser("demo",
+                       help="a supervised local 3-node cluster; kill its leader; lose nothing")
     d.add_argument("--data-dir", default=os.path.join(".", "raft_otp_demo_data"),
                    help="demo data dir, reset at every run (default ./raft_otp_demo_data)")
-    d.add_argument("--writes", type=int, default=20, help="writes before and after the kill (default 20)")
+    d.add_argument("--writes", type=int, default=20,
+                   help="writes before and after the kill (default 20)")
     d.add_argument("--log-level", default="WARNING", help="node processes' log level (nodes.log)")
     d.add_argument("--keep-running", action="store_true",
                    help="leave the cluster up to observe with tree/status/kill until Ctrl-C")
@@ -79,14 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     _client_args(t)
     t.add_argument("--watch", "-w", action="store_true",
                    help="redraw live until Ctrl-C (with --json: one JSON document per line)")
-    t.add_argument("--interval", type=float, default=1.0, help="--watch refresh in seconds (default 1)")
+    t.add_argument("--interval", type=float, default=1.0,
+                   help="--watch refresh in seconds (default 1)")
 
-    st = sub.add_parser("status", help="systems and clusters of a node: members, roles, terms, indexes")
+    st = sub.add_parser("status",
+                        help="systems and clusters of a node: members, roles, terms, indexes")
     _node_arg(st)
     _client_args(st)
     st.add_argument("--local", action="store_true", help="do not ask the other members' nodes")
     st.add_argument("--watch", "-w", action="store_true", help="redraw live until Ctrl-C")
-    st.add_argument("--interval", type=float, default=1.0, help="--watch refresh in seconds (default 1)")
+    st.add_argument("--interval", type=float, default=1.0,
+                    help="--watch refresh in seconds (default 1)")
 
     k = sub.add_parser("kill", help="crash one actor on purpose (its supervisor restarts it)")
     _node_arg(k)
@@ -94,9 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "tree path of ids (e.g. log/wal, servers/kv1/server)")
     _client_args(k)
     k.add_argument("--no-wait", action="store_true", help="do not wait for the restart")
-    k.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the restart (default 10)")
+    k.add_argument("--wait", type=float, default=10.0,
+                   help="seconds to wait for the restart (default 10)")
 
-    c = sub.add_parser("cluster", help="start, delete, change membership or leadership of a cluster")
+    c = sub.add_parser("cluster",
+                       help="start, delete, change membership or leadership of a cluster")
     csub = c.add_subparsers(dest="cluster_op", required=True, metavar="OP", parser_class=_Parser)
     cs = csub.add_parser("start", help="start a new cluster with one server on each member node")
     cs.add_argument("name")
@@ -118,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
             cp.add_argument("target", metavar="NODE", help="the new leader's node")
         if name == "add-member":
             cp.add_argument("--kind", default="voter", choices=["voter", "promotable", "non_voter"])
-            cp.add_argument("--machine-config", default="{}", help="JSON machine config (default {})")
+            cp.add_argument("--machine-config", default="{}",
+                            help="JSON machine config (default {})")
         if name == "remove-member":
             cp.add_argument("--keep-data", action="store_true", help="stop nothing, delete nothing")
     for cp in csub.choices.values():
@@ -129,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     _node_arg(cm)
     cm.add_argument("--cluster", "-c", required=True)
     cm.add_argument("words", nargs="+", metavar="WORD",
-                    help="the command; each word is JSON if it parses (put k 1 -> [\"put\",\"k\",1])")
+                    help="the command; each word is JSON if it parses "
+                    "(put k 1 -> [\"put\",\"k\",1])")
     _client_args(cm)
     _api_args(cm)
 

@@ -152,7 +152,8 @@ def cmd_cluster(args: Any, cookie: str) -> int:
                                       members + [new], args.timeout)
                 leader = raft_otp.add_member(here, new, args.kind, args.timeout)
                 out.update(added=list(new), kind=args.kind, leader=list(leader))
-                text = f"cluster {args.name}: added {_sid(new)} as {args.kind}; leader {_sid(leader)}"
+                text = (f"cluster {args.name}: added {_sid(new)} as {args.kind}; "
+                        f"leader {_sid(leader)}")
             elif op == "remove-member":
                 check_node_name(args.member)
                 old = ServerId(sname, args.member)
@@ -164,7 +165,8 @@ def cmd_cluster(args: Any, cookie: str) -> int:
                 if not args.keep_data:
                     raft_otp.force_delete_server(args.system, old, args.timeout)
                 text = (f"cluster {args.name}: removed {_sid(old)}"
-                        + ("" if args.keep_data else " and deleted its data") + f"; leader {_sid(leader)}")
+                        + ("" if args.keep_data else " and deleted its data")
+                        + f"; leader {_sid(leader)}")
             elif op == "transfer-leadership":
                 check_node_name(args.target)
                 target = ServerId(sname, args.target)
@@ -173,7 +175,8 @@ def cmd_cluster(args: Any, cookie: str) -> int:
                 result = raft_otp.transfer_leadership(here, target, args.timeout)
                 out.update(target=list(target), result=result)
                 text = (f"cluster {args.name}: leadership transferred to {_sid(target)}"
-                        if result == "ok" else f"cluster {args.name}: {_sid(target)} is already the leader")
+                        if result == "ok" else
+                        f"cluster {args.name}: {_sid(target)} is already the leader")
             else:  # argparse keeps this unreachable
                 raise ConsoleError(f"unknown cluster operation {op!r}")
         except RaftError as exc:
@@ -193,7 +196,8 @@ def cmd_command(args: Any, cookie: str) -> int:
     sname, _sv = find_server(args.node, args.cluster, cookie, args.timeout, args.system)
     with client_node(cookie, args.client_host):
         try:
-            reply, leader = raft_otp.process_command(ServerId(sname, args.node), command, args.timeout)
+            reply, leader = raft_otp.process_command(ServerId(sname, args.node), command,
+                                                     args.timeout)
         except RaftError as exc:
             raise _api_error(exc) from None
     if args.json:

@@ -92,7 +92,8 @@ def admin(node: str, request: list[Any], cookie: str, timeout: float) -> Any:
         return admin_call(node, request, cookie, timeout)
     except NodeDown:
         if not _port_open(host, port):
-            raise ConsoleError(f"node {node} is unreachable (nothing listens on {host}:{port})") from None
+            raise ConsoleError(f"node {node} is unreachable "
+                               f"(nothing listens on {host}:{port})") from None
         raise ConsoleError(f"node {node} did not answer within {timeout:g} s: wrong cookie "
                            "(secret), or the node is overloaded") from None
     except RaftError as exc:

@@ -94,8 +94,9 @@ class _Demo:
         specs = []
         for name in self.names:
             short = name.split("@")[0]
-            cmd = [sys.executable, "-m", "raft_otp.system", "--data-dir", os.path.join(self.dir, short),
-                   "--node", name, "--cookie-file", self.cookie_file, "--log-level", self.log_level]
+            cmd = [sys.executable, "-m", "raft_otp.system",
+                   "--data-dir", os.path.join(self.dir, short), "--node", name,
+                   "--cookie-file", self.cookie_file, "--log-level", self.log_level]
             specs.append(ChildSpec.process(short, cmd, stdout=subprocess.DEVNULL, stderr=self._log,
                                            shutdown=20.0))
         return specs
@@ -105,7 +106,8 @@ class _Demo:
         if ev.kind in ("exited", "terminated"):
             rc = getattr(ev.ref, "returncode", None)
             reason = ev.reason if ev.kind == "exited" else (
-                "exit status 0" if rc == 0 else getattr(ev.ref, "reason", None) or f"exit status {rc}")
+                "exit status 0" if rc == 0
+                else getattr(ev.ref, "reason", None) or f"exit status {rc}")
             self.exits.append((str(ev.child_id), str(reason)))
 
     def children(self) -> dict[str, dict[str, Any]]:
@@ -123,7 +125,8 @@ class _Demo:
             key, value = f"{prefix}{i:02d}", i
             for attempt in range(20):
                 try:
-                    reply, _ = raft_otp.process_command(via[attempt % len(via)], ["put", key, value], 5.0)
+                    reply, _ = raft_otp.process_command(via[attempt % len(via)],
+                                                        ["put", key, value], 5.0)
                 except raft_otp.RaftError:  # not acknowledged: outcome unknown, retry the same put
                     continue
                 if reply == ["ok"]:
@@ -156,7 +159,8 @@ class _Demo:
         c.print(Rule("[bold]raft-otp demo: a replicated key-value store that loses no write"))
         self.note(f"data dir {self.dir} (reset at every run); node logs in nodes.log there")
 
-        self.say("1.", f"Starting 3 node processes under a root supervisor in this process (pid {os.getpid()})")
+        self.say("1.", "Starting 3 node processes under a root supervisor in this process "
+                 f"(pid {os.getpid()})")
         t = time.monotonic()
         sup = supervisors.Supervisor(self.child_specs(), strategy="one_for_one", intensity=3,
                                      period=30.0, id="nodes")
@@ -179,12 +183,13 @@ class _Demo:
         leader, term = _wait("a leader", lambda: self.leader_of(ids), 10.0)
         self.note(f"leader {leader.name}@{leader.node} (term {term})")
 
-        self.say("3.", f"Writing {self.writes} keys; each put returns once a majority has it in its fsync'd WAL")
+        self.say("3.", f"Writing {self.writes} keys; each put returns once a majority has it "
+                 "in its fsync'd WAL")
         took = self.put_many("a", ids)
         self.note(f"{len(self.acked)} puts acknowledged in {took:.2f} s")
         state, _ = raft_otp.consistent_query(ids[0], STATE, 5.0)
-        self.note(f"consistent_query reads back {sum(state.get(k) == v for k, v in self.acked.items())}"
-                  f"/{len(self.acked)}")
+        same = sum(state.get(k) == v for k, v in self.acked.items())
+        self.note(f"consistent_query reads back {same}/{len(self.acked)}")
 
         victim = self.names.index(leader.node)
         vid = f"n{victim + 1}"
@@ -196,9 +201,11 @@ class _Demo:
         # The next leader has a higher term.  Usually a survivor wins; when the supervisor
         # restarts the killed node before the survivors' election timers fire, the restarted
         # server (whose log is complete) may win the election itself.  Both are correct Raft.
-        new_leader, new_term = _wait("a new leader", lambda: self.leader_of(ids, min_term=term + 1), 20.0)
+        new_leader, new_term = _wait("a new leader",
+                                     lambda: self.leader_of(ids, min_term=term + 1), 20.0)
         how = ("a survivor took over" if new_leader != leader else
-               f"the supervisor had already restarted {vid}, and its recovered server won the election")
+               f"the supervisor had already restarted {vid}, and its recovered server "
+               "won the election")
         self.note(f"new leader {new_leader.name}@{new_leader.node} (term {new_term}) "
                   f"after {time.monotonic() - t:.2f} s: {how}")
         took = self.put_many("b", [new_leader] + survivors)
@@ -210,7 +217,8 @@ class _Demo:
                             and x.get("pid") != old_pid else None)(self.children()[vid]), 20.0)
         self.pids_seen.add(ch["pid"])
         _wait(f"node {leader.node}", lambda: self.ping(leader.node), 30.0)
-        _wait(f"{vid} to catch up", lambda: raft_otp.local_query(leader, STATE, 1.0)[0] == self.acked, 20.0)
+        _wait(f"{vid} to catch up",
+              lambda: raft_otp.local_query(leader, STATE, 1.0)[0] == self.acked, 20.0)
         crash = next((r for cid, r in self.exits if cid == vid), "?")
         self.note(f"the supervisor saw {vid} exit ({crash}) and restarted it as pid {ch['pid']} "
                   f"(restarts {ch['restarts']})")
@@ -243,7 +251,8 @@ class _Demo:
         self.note(f"raft-otp tree --node {self.client} --cookie-file {cf} --watch")
         self.note(f"raft-otp status --node {self.names[0]} --cookie-file {cf}")
         self.note(f"raft-otp kill --node {self.names[0]} log/wal --cookie-file {cf}")
-        self.note(f"raft-otp command --node {self.names[1]} --cluster {CLUSTER} put k 1 --cookie-file {cf}")
+        self.note(f"raft-otp command --node {self.names[1]} --cluster {CLUSTER} put k 1 "
+                  f"--cookie-file {cf}")
         self.note("Ctrl-C here stops everything.")
         if not sys.stdout.isatty():  # a machine-readable line for scripts and tests
             print(f"KEEP-RUNNING {self.client} {self.cookie_file}", flush=True)
@@ -268,7 +277,8 @@ class _Demo:
     def _stop(self) -> None:
         from raft_otp.node import runtime as node_rt
         if self.sup is not None:
-            self.say("8.", "Stopping: SIGTERM to each node in reverse start order (servers stop, WAL syncs)")
+            self.say("8.", "Stopping: SIGTERM to each node in reverse start order "
+                     "(servers stop, WAL syncs)")
             t = time.monotonic()
             try:
                 running = [c for c in self.children().values() if c.get("pid")]

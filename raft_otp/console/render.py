@@ -14,7 +14,8 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-__all__ = ["console", "short_machine", "server_index", "merge_raft", "walk", "render_tree", "render_status", "fmt_bytes"]
+__all__ = ["console", "short_machine", "server_index", "merge_raft", "walk", "render_tree",
+           "render_status", "fmt_bytes"]
 
 _STATUS_STYLE = {"running": "green", "restarting": "yellow", "stopping": "yellow",
                  "stopped": "red", "new": "dim"}
@@ -76,7 +77,8 @@ def _raft_summary(sv: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def walk(node: dict[str, Any], path: tuple[str, ...] = ()) -> Iterable[tuple[tuple[str, ...], dict[str, Any]]]:
+def walk(node: dict[str, Any],
+         path: tuple[str, ...] = ()) -> Iterable[tuple[tuple[str, ...], dict[str, Any]]]:
     """Every tree entry with its id path from the root, depth first."""
     here = path + (str(node.get("id")),)
     yield here, node
@@ -153,7 +155,8 @@ def render_tree(snapshot: dict[str, Any], node: str, *, error: str | None = None
         t.append("transport", style="bold")
         t.append("  ZeroMQ I/O thread (node runtime)", style="blue")
         t.append(f"  nodes up {len(up)}  msgs out {tr.get('sent_msgs')} in {tr.get('recv_msgs')}")
-        bad = sum(int(tr.get(k) or 0) for k in ("bad_frames", "refused", "send_errors", "dropped_queue_full"))
+        bad = sum(int(tr.get(k) or 0)
+                  for k in ("bad_frames", "refused", "send_errors", "dropped_queue_full"))
         t.append(f"  refused/bad/dropped {bad}", style="yellow bold" if bad else "dim")
         root.add(t)
     for r in snapshot.get("roots") or []:
@@ -206,7 +209,8 @@ def render_status(view: dict[str, Any]) -> RenderableType:
                                  else "right", no_wrap=True)
             for m in c.get("members") or []:
                 role = str(m.get("role"))
-                member = str(m.get("node")) if m.get("server") == cname else f"{m.get('server')}@{m.get('node')}"
+                member = (str(m.get("node")) if m.get("server") == cname
+                          else f"{m.get('server')}@{m.get('node')}")
                 if not m.get("voter", True):
                     member += f" ({m.get('membership')})"
                 metrics = m.get("metrics") or {}

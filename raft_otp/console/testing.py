@@ -53,8 +53,8 @@ class CliNodes:
         with open(self.cookie_file, "w") as f:
             f.write(secrets.token_hex(16) + "\n")
         os.chmod(self.cookie_file, 0o600)
-        self.nodes = [CliNode(f"n{i + 1}@127.0.0.1:{free_port()}", os.path.join(base_dir, f"n{i + 1}"))
-                      for i in range(n)]
+        self.nodes = [CliNode(f"n{i + 1}@127.0.0.1:{free_port()}",
+                              os.path.join(base_dir, f"n{i + 1}")) for i in range(n)]
 
     def __getitem__(self, i: int) -> CliNode:
         return self.nodes[i]
