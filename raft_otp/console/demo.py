@@ -167,7 +167,7 @@ class _Demo:
         sup.subscribe(self.on_event)
         self.sup = sup.start()
         for name in self.names:
-            _wait(f"node {name}", lambda: self.ping(name), 30.0)
+            _wait(f"node {name} (see {self.dir}/nodes.log)", lambda: self.ping(name), 30.0)
         for cid, ch in self.children().items():
             self.pids_seen.add(ch["pid"])
             self.note(f"{self.names[int(cid[1:]) - 1]}  pid {ch['pid']}  ready")
