@@ -401,7 +401,7 @@ def _overviews(members: list[Any]) -> dict[str, Any]:
 def run(duration_s: float, seed: int, nodes: int = 3, out_dir: str | None = None, *,
         kinds: tuple[str, ...] = FAULT_KINDS, clients: int = 6, mutation: str | None = None,
         op_timeout_s: float = 3.0, log_level: str = "INFO",
-        hold_s: tuple[float, float] = (2.0, 5.0), converge_s: float = 30.0,
+        hold_s: tuple[float, float] = (2.0, 5.0), converge_s: float = 60.0,
         leader_bias: float = 0.6) -> tuple[int, dict[str, Any]]:
     """One schedule; returns (exit code, full summary)."""
     from raft_otp.node import runtime as node_rt
@@ -456,7 +456,7 @@ def run(duration_s: float, seed: int, nodes: int = 3, out_dir: str | None = None
         nem = threading.Thread(target=nemesis.run, args=(stop_at, stop), name="nemesis",
                                daemon=True)
         nem.start()
-        while time.monotonic() < stop_at and nem.is_alive():
+        while time.monotonic() < stop_at:
             time.sleep(0.2)
         # The nemesis heals when it sees the end of the schedule; clients keep going a
         # little on a healed cluster, then stop.
@@ -541,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="a raft_otp.core.config.Mutations flag to switch on in every node")
     p.add_argument("--hold", default="2,5",
                    help="MIN,MAX seconds each fault lasts (default %(default)s)")
-    p.add_argument("--converge-timeout", type=float, default=30.0,
+    p.add_argument("--converge-timeout", type=float, default=60.0,
                    help="seconds the members get to reach equal states after healing")
     p.add_argument("--leader-bias", type=float, default=0.6,
                    help="probability that a fault aimed at one node aims at the leader")

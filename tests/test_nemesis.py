@@ -1,0 +1,121 @@
+"""Goal: the fault harness runs a short Jepsen-style schedule on real node processes,
+finds it linearizable with nothing lost, and reports a violation when a safety rule
+is switched off on purpose."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from raft_otp.testing import linearizability
+from raft_otp.testing.nemesis_workload import History, lost_writes, normalise, run_op
+
+SUMMARY_KEYS = {"ops", "ok", "unknown", "faults", "linearizable", "lost"}
+
+
+def _nemesis(out_dir, *args: str, timeout: float) -> tuple[int, dict, str]:
+    cmd = [sys.executable, "-m", "raft_otp.testing.nemesis", "--out", str(out_dir), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "{}"
+    return proc.returncode, json.loads(last), proc.stderr
+
+
+def _no_node_left(run_dir) -> None:
+    left = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = p.info["cmdline"] or []
+        if any(str(run_dir) in part for part in cmdline):
+            left.append((p.info["pid"], cmdline))
+    assert not left, f"node processes left behind: {left}"
+
+
+# ---- the pieces, without processes -----------------------------------------------------
+
+
+def test_replies_are_normalised_to_history_results():
+    assert normalise("get", ["ok", 5]) == 5
+    assert normalise("get", ["not_found"]) is None
+    assert normalise("cas", [True, 7]) is True
+    assert normalise("cas", [False, 3]) is False
+    assert normalise("put", ["ok"]) is None
+    with pytest.raises(ValueError):
+        normalise("put", ["error", "unknown_command"])
+
+
+def test_outcomes_are_recorded_as_ok_failed_or_unknown(tmp_path):
+    from raft_otp.errors import NodeDown, Timeout
+    h = History(str(tmp_path / "h.jsonl"), 0.0)
+
+    def raise_(exc):
+        def call():
+            raise exc
+        return call
+
+    ok = run_op(h, "c0", {"key": "r0", "f": "put", "value": 1}, lambda: ["ok"], "command")
+    failed = run_op(h, "c0", {"key": "r0", "f": "put", "value": 2}, raise_(NodeDown("x")),
+                    "command")
+    unknown = run_op(h, "c0", {"key": "r0", "f": "put", "value": 3}, raise_(Timeout("x")),
+                     "command")
+    weird = run_op(h, "c0", {"key": "r0", "f": "get", "value": None}, lambda: ["huh"], "command")
+    h.close()
+    assert (ok["ok"], failed["ok"], unknown["ok"], weird["ok"]) == (True, False, None, None)
+    assert unknown["complete"] is None and failed["complete"] is not None
+    lines = [json.loads(line) for line in open(tmp_path / "h.jsonl")]
+    assert len(lines) == 4
+    for line in lines:
+        assert {"key", "f", "value", "result", "ok", "invoke", "complete"} <= set(line)
+    # The file is what the checker reads.
+    ops = linearizability.load_history(str(tmp_path / "h.jsonl"))
+    assert linearizability.check_history(ops).linearizable is True
+
+
+def test_lost_writes_are_acknowledged_puts_missing_from_the_final_state():
+    ops = [{"key": "u/c0/0", "f": "put", "value": 1, "ok": True},
+           {"key": "u/c0/1", "f": "put", "value": 2, "ok": True},
+           {"key": "u/c0/2", "f": "put", "value": 3, "ok": None},
+           {"key": "r0", "f": "put", "value": 4, "ok": True}]
+    lost = lost_writes(ops, {"u/c0/0": 1, "r0": 9})
+    assert [op["key"] for op in lost] == ["u/c0/1"]
+
+
+# ---- real processes ----------------------------------------------------------------------
+
+
+@pytest.mark.processes
+@pytest.mark.timeout(200)
+def test_short_schedule_is_linearizable_and_loses_nothing(tmp_path):
+    """Every fault kind may come up; 3 nodes, ~35 s of load (at most 3 minutes in all)."""
+    run_dir = tmp_path / "run"
+    code, summary, err = _nemesis(run_dir, "--duration", "35", "--seed", "20", "--nodes", "3",
+                                  "--hold", "2,4", timeout=190)
+    assert code == 0, f"nemesis run failed (kept in {run_dir}):\n{err[-3000:]}"
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["linearizable"] is True and summary["lost"] == 0
+    assert summary["ops"] > 100 and summary["ok"] > 0
+    assert sum(summary["faults"].values()) >= 2, summary
+    # The history file is self-contained: the command-line checker agrees.
+    assert linearizability.main([str(run_dir / "history.jsonl")]) == 0
+    assert os.path.exists(run_dir / "nemesis.jsonl")
+    _no_node_left(run_dir)
+
+
+@pytest.mark.processes
+@pytest.mark.timeout(200)
+def test_mutation_is_reported_as_a_violation(tmp_path):
+    """Consistent queries answered without the heartbeat round: an isolated old
+    leader serves stale reads while the majority moves on.  Twelve clients with a
+    1 s timeout, so the ones bound to the isolated node keep reading from it."""
+    run_dir = tmp_path / "mutant"
+    code, summary, err = _nemesis(
+        run_dir, "--duration", "30", "--seed", "4", "--faults", "partition-isolate",
+        "--leader-bias", "1.0", "--hold", "6,9", "--clients", "12", "--op-timeout", "1",
+        "--mutation", "consistent_query_without_heartbeat", timeout=190)
+    assert code == 1, f"the mutant passed (kept in {run_dir}):\n{err[-3000:]}"
+    assert summary["linearizable"] is False, summary
+    assert "NOT linearizable" in err
+    _no_node_left(run_dir)
