@@ -119,3 +119,31 @@ def test_mutation_is_reported_as_a_violation(tmp_path):
     assert summary["linearizable"] is False, summary
     assert "NOT linearizable" in err
     _no_node_left(run_dir)
+
+
+def _netns_unavailable() -> str | None:
+    from raft_otp.testing.nemesis_netns import available
+    try:
+        return available()
+    except Exception as exc:  # no ip tool, no permission, ...
+        return repr(exc)
+
+
+@pytest.mark.processes
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_partitions_in_the_kernel_with_network_namespaces(tmp_path):
+    """Each node in its own network namespace, partitions made by blackhole routes."""
+    why = _netns_unavailable()
+    if why is not None:
+        pytest.skip(f"network namespaces unavailable: {why}")
+    run_dir = tmp_path / "netns"
+    code, summary, err = _nemesis(run_dir, "--duration", "20", "--seed", "9", "--net", "netns",
+                                  "--faults", "partition-isolate,partition-majority",
+                                  "--hold", "2,4", timeout=190)
+    assert code == 0, f"netns run failed (kept in {run_dir}):\n{err[-3000:]}"
+    assert summary["linearizable"] is True and summary["lost"] == 0
+    assert sum(summary["faults"].values()) >= 1
+    _no_node_left(run_dir)
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "rotp" not in out, f"namespaces left behind: {out}"

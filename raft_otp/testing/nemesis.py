@@ -36,8 +36,10 @@ Faults (``--faults`` picks a subset; the seed picks the schedule):
 =====================  =================================================================
 
 Partitions go through the node transport's fault hook (the admin endpoint's
-``set_fault``): the client node still reaches every node, as a client on the
-same side of each partition would.
+``set_fault``) or, with ``--net netns``, through the kernel: each node in its own
+network namespace, cut by blackhole routes (``raft_otp.testing.nemesis_netns``).
+Either way the client node still reaches every node, as a client on the same
+side of each partition would.
 
 ``--mutation NAME`` starts the nodes with that ``raft_otp.core.config.Mutations``
 flag on (a bug on purpose); the run must then fail.
@@ -177,6 +179,8 @@ class Nemesis:
             if not np.alive():
                 c.start(i)
                 self.event("restart", node=np.short)
+        if c.netns is not None:
+            c.netns.heal()
         for i, np in enumerate(c.nodes):
             try:
                 c.admin(i, ["clear_faults"])
@@ -241,8 +245,7 @@ class Nemesis:
         for i in quorum:
             c.start(i)
             self.event("restart", node=c.nodes[i].short)
-        for i in range(n):
-            c.admin(i, ["clear_faults"])
+        self._heal_network()
         self.event("heal", kind="kill-quorum")
 
     def fault_pause(self) -> None:
@@ -267,8 +270,18 @@ class Nemesis:
 
     def _cut(self, a: int, b: int) -> None:
         c = self.cluster
+        if c.netns is not None:  # in the kernel: blackhole routes between namespaces
+            c.netns.cut(a, b)
+            return
         c.admin(a, ["set_fault", c.nodes[b].name, {"partitioned": True}])
         c.admin(b, ["set_fault", c.nodes[a].name, {"partitioned": True}])
+
+    def _heal_network(self) -> None:
+        c = self.cluster
+        if c.netns is not None:
+            c.netns.heal()
+        for i in range(len(c.nodes)):
+            c.admin(i, ["clear_faults"])
 
     def _partition(self, kind: str, sides: list[list[int]], bridge: int | None = None) -> None:
         names = [[self.cluster.nodes[i].short for i in side] for side in sides]
@@ -279,8 +292,7 @@ class Nemesis:
                 for b in sides[y]:
                     self._cut(a, b)
         self.hold()
-        for i in range(len(self.cluster.nodes)):
-            self.cluster.admin(i, ["clear_faults"])
+        self._heal_network()
         self.event("heal", kind=kind)
 
     def fault_partition_majority(self) -> None:
@@ -402,7 +414,7 @@ def run(duration_s: float, seed: int, nodes: int = 3, out_dir: str | None = None
         kinds: tuple[str, ...] = FAULT_KINDS, clients: int = 6, mutation: str | None = None,
         op_timeout_s: float = 3.0, log_level: str = "INFO",
         hold_s: tuple[float, float] = (2.0, 5.0), converge_s: float = 60.0,
-        leader_bias: float = 0.6) -> tuple[int, dict[str, Any]]:
+        leader_bias: float = 0.6, net: str = "transport") -> tuple[int, dict[str, Any]]:
     """One schedule; returns (exit code, full summary)."""
     from raft_otp.node import runtime as node_rt
     from raft_otp.testing import linearizability
@@ -417,12 +429,20 @@ def run(duration_s: float, seed: int, nodes: int = 3, out_dir: str | None = None
     logging.basicConfig(filename=os.path.join(run_dir, "harness.log"), level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
     rng = random.Random(seed)
-    cluster = Cluster(run_dir, nodes, mutation=mutation, log_level=log_level)
+    netns = None
+    if net == "netns":
+        from raft_otp.testing.nemesis_netns import NetNs, available
+        why = available()
+        if why is not None:
+            raise SystemExit(f"--net netns is not possible here: {why}")
+        netns = NetNs(nodes)
+        netns.setup()
+    cluster = Cluster(run_dir, nodes, mutation=mutation, log_level=log_level, netns=netns)
     t0 = time.monotonic()
     history = History(os.path.join(run_dir, "history.jsonl"), t0)
     stop = threading.Event()
     summary: dict[str, Any] = {"seed": seed, "nodes": nodes, "duration_s": duration_s,
-                               "faults_enabled": list(kinds), "mutation": mutation,
+                               "faults_enabled": list(kinds), "mutation": mutation, "net": net,
                                "dir": run_dir}
     nemesis: Nemesis | None = None
     threads: list[threading.Thread] = []
@@ -493,6 +513,8 @@ def run(duration_s: float, seed: int, nodes: int = 3, out_dir: str | None = None
         cluster.close()
         if node_rt.is_started():
             node_rt.stop_node()
+        if netns is not None:
+            netns.close()
 
     ops = history.ops
     result = linearizability.check_history(
@@ -545,6 +567,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds the members get to reach equal states after healing")
     p.add_argument("--leader-bias", type=float, default=0.6,
                    help="probability that a fault aimed at one node aims at the leader")
+    p.add_argument("--net", default="transport", choices=["transport", "netns"],
+                   help="how partitions are made: the transport's fault hook, or blackhole "
+                        "routes between one network namespace per node (root only)")
     p.add_argument("--node-log-level", default="INFO")
     a = p.parse_args(argv)
     kinds = tuple(k.strip() for k in a.faults.split(",") if k.strip())
@@ -557,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     code, s = run(a.duration, a.seed, a.nodes, a.out, kinds=kinds, clients=a.clients,
                   mutation=a.mutation, op_timeout_s=a.op_timeout, log_level=a.node_log_level,
                   hold_s=(hold[0], hold[1]), converge_s=a.converge_timeout,
-                  leader_bias=a.leader_bias)
+                  leader_bias=a.leader_bias, net=a.net)
     print(f"nemesis: seed {a.seed}, {a.nodes} nodes, {a.duration:g} s, faults {s['faults']}, "
           f"failed ops {s['failed']}, recovered {s['recovered']}, members agree "
           f"{s['states_equal']}, {'PASS' if code == 0 else 'FAIL'}"

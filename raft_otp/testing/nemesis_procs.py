@@ -2,7 +2,8 @@
 
 Each node is ``python -m raft_otp.testing.nemesis_node`` (the ordinary node plus
 the mutation hook) in its own data dir under the run directory, on a free port
-of 127.0.0.1, with a shared cookie; its stdout and stderr go to
+of 127.0.0.1 (or in its own network namespace, see ``nemesis_netns``), with a
+shared cookie; its stdout and stderr go to
 ``DIR/<node>.log`` (kept when a run fails).  The harness process itself joins
 as a client node to send commands.  Every process started here is stopped by
 :meth:`Cluster.close` (SIGCONT, SIGTERM, then SIGKILL).
@@ -52,7 +53,8 @@ class Cluster:
     """``n`` node processes sharing a cookie, plus this process as a client node."""
 
     def __init__(self, run_dir: str, n: int, *, mutation: str | None = None,
-                 log_level: str = "INFO", extra_args: list[str] | None = None) -> None:
+                 log_level: str = "INFO", extra_args: list[str] | None = None,
+                 netns: Any = None) -> None:
         self.run_dir = run_dir
         os.makedirs(run_dir, exist_ok=True)
         self.cookie = secrets.token_hex(16)
@@ -62,7 +64,9 @@ class Cluster:
         self.mutation = mutation
         self.log_level = log_level
         self.extra_args = extra_args or []
-        self.nodes = [NodeProcess(name=f"n{i + 1}@127.0.0.1:{free_port()}",
+        self.netns = netns  # a nemesis_netns.NetNs: node i runs in its namespace
+        host = (lambda i: netns.addr(i)) if netns is not None else (lambda i: "127.0.0.1")
+        self.nodes = [NodeProcess(name=f"n{i + 1}@{host(i)}:{free_port()}",
                                   data_dir=os.path.join(run_dir, f"n{i + 1}"),
                                   log_path=os.path.join(run_dir, f"n{i + 1}.log"))
                       for i in range(n)]
@@ -98,7 +102,8 @@ class Cluster:
         env.pop("RAFT_OTP_MUTATION", None)
         if self.mutation:
             env["RAFT_OTP_MUTATION"] = self.mutation
-        cmd = [sys.executable, "-m", "raft_otp.testing.nemesis_node", "--data-dir", np.data_dir,
+        prefix = self.netns.exec_prefix(i) if self.netns is not None else []
+        cmd = [*prefix, sys.executable, "-m", "raft_otp.testing.nemesis_node", "--data-dir", np.data_dir,
                "--node", np.name, "--cookie-file", self.cookie_file,
                "--log-level", self.log_level, *self.extra_args]
         log = open(np.log_path, "a")
@@ -187,7 +192,8 @@ class Cluster:
         if node_rt.is_started():
             self.client_name = node_rt.node()
         else:
-            self.client_name = f"nemesis-client@127.0.0.1:{free_port()}"
+            host = self.netns.client_addr if self.netns is not None else "127.0.0.1"
+            self.client_name = f"nemesis-client@{host}:{free_port()}"
             node_rt.start_node(self.client_name, self.cookie)
         self.wait_connected()
         return self.client_name
