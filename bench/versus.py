@@ -102,8 +102,10 @@ def window_rate(leader: Any, window: int, seconds: float, procs: list[psutil.Pro
             elif applied >= sent:
                 break
             for m in [mbox.get(10), *mbox.drain()]:
-                if isinstance(m, raft_otp.Rejected):
-                    raise RuntimeError(f"commands rejected: leader moved to {m.leader}")
+                if isinstance(m, raft_otp.Rejected):  # leader moved (a saturated host): follow it
+                    sent -= len(m.correlations)
+                    leader = m.leader or leader
+                    continue
                 applied += len(m.replies)
         elapsed = time.perf_counter() - t0
         return applied / elapsed, (_cpu_s(procs) - cpu0) / max(1, applied) * 1e6
