@@ -175,14 +175,20 @@ def _plot(path: Path, windows: list[int], lines: dict[str, dict[int, float]]) ->
     plt.close(fig)
 
 
+PAIRS = [("datasync", True, "journal, no sync"), ("none", False, "memory")]
+"""(raft_otp WAL sync method, PySyncObj journal?, label) compared side by side."""
+
+
 def measure(seconds: float = 4.0, seq_n: int = 1000, windows: list[int] | None = None,
-            big_windows: list[int] | None = None, plot: Path | None = PLOT) -> list[Figure]:
+            big_windows: list[int] | None = None, plot: Path | None = PLOT,
+            pairs: list[tuple[str, bool, str]] | None = None) -> list[Figure]:
     windows = windows or WINDOWS
     big_windows = big_windows or PSO_BIG_WINDOWS
-    ours = {s: measure_raft(s, seconds, seq_n, windows) for s in ("datasync", "none")}
-    pso = {j: measure_pso(j, seconds, seq_n, windows, big_windows) for j in (True, False)}
+    pairs = pairs or PAIRS
+    ours = {s: measure_raft(s, seconds, seq_n, windows) for s, _, _ in pairs}
+    pso = {j: measure_pso(j, seconds, seq_n, windows, big_windows) for _, j, _ in pairs}
     figs: list[Figure] = []
-    for sync, journal, label in (("datasync", True, "journal, no sync"), ("none", False, "memory")):
+    for sync, journal, label in pairs:
         o, p = ours[sync], pso[journal]
         figs.append(Figure(f"versus: pipelined cmd/s, raft_otp {sync}", round(o["rate"]), "cmd/s",
                            f"PySyncObj {label} ({p.get('best', '?')})", round(p["rate"])))
@@ -199,12 +205,13 @@ def measure(seconds: float = 4.0, seq_n: int = 1000, windows: list[int] | None =
             figs.append(Figure(f"versus: in-flight {w} cmd/s, raft_otp {sync}", round(o["sweep"][w], 1),
                                "cmd/s", f"PySyncObj {label}, better of batching on/off", round(best, 1)))
     if plot is not None:
-        lines = {"raft_otp, WAL datasync": ours["datasync"]["sweep"],
-                 "raft_otp, WAL no sync": ours["none"]["sweep"],
-                 "PySyncObj journal (mmap, no sync), batching": pso[True]["sweep"][True],
-                 "PySyncObj journal (mmap, no sync), no batching": pso[True]["sweep"][False],
-                 "PySyncObj memory, batching": pso[False]["sweep"][True],
-                 "PySyncObj memory, no batching": pso[False]["sweep"][False]}
+        lines = {}
+        for sync, _, _ in pairs:
+            lines[f"raft_otp, WAL {'datasync' if sync == 'datasync' else 'no sync'}"] = ours[sync]["sweep"]
+        for _, journal, _ in pairs:
+            what = "journal (mmap, no sync)" if journal else "memory"
+            lines[f"PySyncObj {what}, batching"] = pso[journal]["sweep"][True]
+            lines[f"PySyncObj {what}, no batching"] = pso[journal]["sweep"][False]
         _plot(plot, windows, lines)
     return figs
 
