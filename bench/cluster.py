@@ -137,7 +137,7 @@ def run(quick: bool = False) -> list[Figure]:
         started, _ = raft_otp.start_cluster("default", "bench", COUNTER, ids, timeout=20)
         if len(started) != 3:
             raise RuntimeError("cluster did not start")
-        leader = raft_otp.ping(ids[0]) or ids[0]
+        _, leader = raft_otp.process_command(ids[0], ["incr"])  # follows redirects to the leader
         procs = [psutil.Process(np.pid) for np in h.nodes] + [psutil.Process()]
         rate, cpu_us = _pipelined(leader, 2.0 if quick else 6.0, procs)
         figs.append(Figure("cluster: 3 nodes pipelined commands/s (datasync)", round(rate), "cmd/s",

@@ -21,6 +21,7 @@ machine ``tick`` is therefore only called on leaders.
 from __future__ import annotations
 
 import logging
+from collections import deque
 import random
 import time
 from typing import Any
@@ -100,7 +101,7 @@ class ServerActor(pykka.ThreadingActor):
         self._senders: dict[ServerId, pykka.ActorRef[Any]] = {}
         self._machine_timers: dict[Any, tuple[int, Any]] = {}
         self._machine_monitors: dict[Any, Any] = {}
-        self._pending_batches: list[tuple[int, float]] = []  # (last index, arrival time)
+        self._pending_batches: deque[tuple[int, float]] = deque()  # (last index, arrival time)
         self._node_sub: Any = None
         self._wal_mon: Any = None
 
@@ -138,6 +139,7 @@ class ServerActor(pykka.ThreadingActor):
         for _, t in self._machine_timers.values():
             timers.cancel(t)
         self._unwatch_leader()
+        _core.demonitor(self._wal_mon)
         _core.unsubscribe(self._node_sub)
         for ref in self._senders.values():
             ref.stop(block=False)
@@ -462,24 +464,30 @@ class ServerActor(pykka.ThreadingActor):
 
     # ---- views ------------------------------------------------------------------
     def _refresh_view(self) -> None:
-        v = _core.view(self.state)
+        """Gauges after each event (hot path: plain attribute reads only)."""
+        st = self.state
         g = self.metrics.gauges
-        g["term"] = v["term"]
-        g["commit_index"] = ci = v["commit_index"]
-        g["last_applied"] = v["last_applied"]
-        li, _ = self.log.last_index_term()
-        g["last_index"] = li
-        g["last_written_index"] = self.log.last_written()[0]
-        sm = self.log.snapshot_meta()
-        g["snapshot_index"] = sm.index if sm is not None else 0
+        g["term"] = st.term
+        g["commit_index"] = ci = st.commit_index
+        g["last_applied"] = st.last_applied
         pb = self._pending_batches
         if pb:
             now = time.monotonic()
             while pb and pb[0][0] != -1 and pb[0][0] <= ci:
                 g["commit_latency_ms"] = round((now - pb[0][1]) * 1000.0, 3)
-                pb.pop(0)
+                pb.popleft()
+
+    def _log_gauges(self) -> None:
+        """Log gauges, read when someone asks (overview, key_metrics)."""
+        g = self.metrics.gauges
+        g["last_index"] = self.log.last_index_term()[0]
+        g["last_written_index"] = self.log.last_written()[0]
+        sm = self.log.snapshot_meta()
+        g["snapshot_index"] = sm.index if sm is not None else 0
 
     def _state_query(self, what: str) -> CallReply:
+        if self.log is not None:
+            self._log_gauges()
         if what == "ping":
             return CallReply(True, "pong", self.leader, self.id)
         if what == "members":
