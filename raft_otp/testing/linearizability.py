@@ -282,7 +282,7 @@ def check_key(ops: Iterable[Op], initial: Any = None, *,
     junk = [op for op in unk_all if _written(op) not in observed]
     n_req, n_unk, n_junk = len(req), len(unk), len(junk)
     req_inv = [op.invoke for op in req]
-    req_cmp = [op.complete for op in req]
+    req_cmp = [math.inf if op.complete is None else op.complete for op in req]
     by_inv = sorted(range(n_req), key=lambda r: (req_inv[r], r))
     unk_inv = [op.invoke for op in unk]
     junk_inv = [op.invoke for op in junk]
