@@ -54,6 +54,7 @@ import logging
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -517,8 +518,10 @@ def run(duration_s: float, seed: int, nodes: int = 3, out_dir: str | None = None
             netns.close()
 
     ops = history.ops
+    t_check = time.monotonic()
     result = linearizability.check_history(
         linearizability.op_from_json(op, n) for n, op in enumerate(ops))
+    summary["check_s"] = round(time.monotonic() - t_check, 3)
     summary.update(
         ops=len(ops),
         ok=sum(1 for op in ops if op["ok"] is True),
@@ -572,6 +575,11 @@ def main(argv: list[str] | None = None) -> int:
                         "routes between one network namespace per node (root only)")
     p.add_argument("--node-log-level", default="INFO")
     a = p.parse_args(argv)
+
+    def on_sigterm(signum: int, frame: Any) -> None:  # clean up as on Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     kinds = tuple(k.strip() for k in a.faults.split(",") if k.strip())
     unknown = [k for k in kinds if k not in FAULT_KINDS]
     if unknown or not kinds:
