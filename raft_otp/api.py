@@ -24,7 +24,10 @@ as ``function(state, *args)``.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
+import uuid
 from typing import Any, Callable, Iterable, Sequence
 
 from raft_otp.core import events as ev
@@ -79,11 +82,15 @@ def _raise_for(reply: CallReply, target: ServerId) -> None:
 
 
 def _leader_call(server_id: Any, make: Callable[[Any], Any], timeout: float,
-                 follow: bool = True) -> CallReply:
+                 follow: bool = True, resend: bool = False) -> CallReply:
     """Call a server, following ``not_leader`` hints (and waiting out elections) until
-    ``timeout``.  Only failures that prove non-delivery are retried."""
+    ``timeout``.  Failures that prove non-delivery are retried.  With ``resend`` (safe
+    for queries, and for commands carrying a client session) an attempt that got no
+    answer within ``max(1 s, timeout/4)`` is sent again, to the member first given:
+    a message to a server that died (or restarted) just then is lost silently."""
     target = origin = client.server_id(server_id)
     deadline = time.monotonic() + timeout
+    attempt_s = max(1.0, timeout / 4) if resend else None
     last_exc: Exception | None = None
     while True:
         remaining = deadline - time.monotonic()
@@ -92,7 +99,13 @@ def _leader_call(server_id: Any, make: Callable[[Any], Any], timeout: float,
                 raise Timeout(f"{origin}: no leader answered within {timeout} s ({last_exc})")
             raise Timeout(f"{origin}: no answer within {timeout} s")
         try:
-            reply = client.call(target, make, remaining)
+            wait = remaining if attempt_s is None else min(remaining, attempt_s)
+            reply = client.call(target, make, wait)
+        except Timeout as exc:
+            if attempt_s is None or deadline - time.monotonic() <= 0:
+                raise
+            last_exc, target = exc, origin
+            continue
         except (ServerNotFound, NodeDown) as exc:
             if target == origin or not follow:
                 raise
@@ -279,11 +292,28 @@ def process_command(server_id: Any, command: Any, timeout: float = DEFAULT_TIMEO
                     ) -> tuple[Any, ServerId]:
     """Replicate ``command``, wait until applied; returns ``(reply, leader)``.
 
-    Follows leader redirects.  ``Timeout``: the outcome is unknown (it may still
-    be applied)."""
-    r = _leader_call(server_id, lambda to: ev.Command(command, to), timeout)
+    Follows leader redirects.  Each call carries a client session (a client id
+    per calling thread and a sequence number), so a resend after a lost answer is
+    applied once and answered with the original reply.  ``Timeout``: the outcome
+    is unknown (it may still be applied)."""
+    client_id, seq = _session()
+    r = _leader_call(server_id, lambda to: ev.Command(command, to, None, "await_consensus", client_id, seq),
+                     timeout, resend=True)
     value = _ok(r, server_id)
     return value, (ServerId(*r.leader) if r.leader else client.server_id(server_id))
+
+
+_tls = threading.local()
+_process_tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _session() -> tuple[str, int]:
+    """(client id, next sequence number) of the calling thread (RA-style client session)."""
+    sess = getattr(_tls, "session", None)
+    if sess is None:
+        sess = _tls.session = [f"{_process_tag}-{threading.get_ident()}", 0]
+    sess[1] += 1
+    return sess[0], sess[1]
 
 
 def pipeline_command(server_id: Any, command: Any, correlation: Any = None,
@@ -339,7 +369,7 @@ def leader_query(server_id: Any, query: Any, timeout: float = DEFAULT_TIMEOUT_S
     """``query(state)`` on the leader's state (follows redirects)."""
     sid = client.server_id(server_id)
     fun = _query_fun(sid, query)
-    r = _leader_call(sid, lambda to: ev.LeaderQuery(to, _fun_for(to, fun, query)), timeout)
+    r = _leader_call(sid, lambda to: ev.LeaderQuery(to, _fun_for(to, fun, query)), timeout, resend=True)
     return _ok(r, sid), (ServerId(*r.leader) if r.leader else None)
 
 
@@ -348,7 +378,7 @@ def consistent_query(server_id: Any, query: Any, timeout: float = DEFAULT_TIMEOU
     """Linearizable ``query(state)``: answered by the leader after a heartbeat quorum."""
     sid = client.server_id(server_id)
     fun = _query_fun(sid, query)
-    r = _leader_call(sid, lambda to: ev.ConsistentQuery(to, _fun_for(to, fun, query)), timeout)
+    r = _leader_call(sid, lambda to: ev.ConsistentQuery(to, _fun_for(to, fun, query)), timeout, resend=True)
     return _ok(r, sid), (ServerId(*r.leader) if r.leader else None)
 
 
