@@ -214,6 +214,7 @@ def test_sigkill_leader_process_then_restart_all(nodes: NodeProcs) -> None:
     elected_s = time.monotonic() - t0
     # failure detection (~0.5 s) + node_down election timeout (1-2 s): two timeouts ~4 s
     assert elected_s < 4.5, f"new leader after {elected_s:.2f} s"
+    print(f"\nSIGKILL of the leader's node: new leader after {elected_s:.2f} s")
     _put_many(new_leader, "b", 30, acked)
     _assert_has(rest[0], acked)
     nodes.start(li)  # the killed node recovers its servers from its directory
@@ -229,7 +230,7 @@ def test_sigkill_leader_process_then_restart_all(nodes: NodeProcs) -> None:
         time.sleep(0.05)
     # restart all three nodes (ordered shutdown), every committed entry is still there
     for i in range(3):
-        nodes.stop(i)
+        assert nodes.stop(i) == 0  # SIGTERM: ordered shutdown, exit code 0
     nodes.start()
     nodes.wait_connected()
     _leader(ids, timeout=15)
