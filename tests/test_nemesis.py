@@ -147,3 +147,19 @@ def test_partitions_in_the_kernel_with_network_namespaces(tmp_path):
     _no_node_left(run_dir)
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "rotp" not in out, f"namespaces left behind: {out}"
+
+
+@pytest.mark.processes
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_stale_log_winning_an_election_loses_acknowledged_writes(tmp_path):
+    """Votes granted without the up-to-date check: a follower that lagged behind a
+    partition wins the election after the leader's crash and overwrites committed
+    entries.  The run must fail (lost writes or a non-linearizable history)."""
+    run_dir = tmp_path / "stale-vote"
+    code, summary, err = _nemesis(
+        run_dir, "--duration", "60", "--seed", "8", "--faults", "kill-after-lag",
+        "--hold", "3,5", "--mutation", "vote_for_stale_log", timeout=190)
+    assert code == 1, f"the mutant passed (kept in {run_dir}):\n{err[-3000:]}"
+    assert summary["linearizable"] is False or summary["lost"] > 0, summary
+    _no_node_left(run_dir)

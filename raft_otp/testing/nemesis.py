@@ -25,6 +25,8 @@ Faults (``--faults`` picks a subset; the seed picks the schedule):
 ``kill-two``           SIGKILL the leader and a follower at once, restart both later
 ``kill-quorum``        cut a minority of followers off, let the rest run, then SIGKILL
                        all the rest at once; restart it, then heal
+``kill-after-lag``     isolate a follower until it lags, heal, SIGKILL the leader at
+                       once (the lagging node must not win the next election)
 ``pause``              SIGSTOP a node (the leader more often) for longer than an
                        election, then SIGCONT
 ``partition-majority`` cut the nodes into a majority and a minority (the leader on
@@ -66,7 +68,7 @@ __all__ = ["FAULT_KINDS", "Nemesis", "main", "run"]
 
 log = logging.getLogger("raft_otp.nemesis")
 
-FAULT_KINDS = ("kill", "kill-two", "kill-quorum", "pause", "partition-majority", "partition-bridge",
+FAULT_KINDS = ("kill", "kill-two", "kill-quorum", "kill-after-lag", "pause", "partition-majority", "partition-bridge",
                "partition-isolate", "wal-crash", "membership")
 KV_MACHINE = ("raft_otp.machines.kv:KeyValue", {"release_cursor_every": 200})
 CLUSTER = "jepsen"
@@ -248,6 +250,27 @@ class Nemesis:
             self.event("restart", node=c.nodes[i].short)
         self._heal_network()
         self.event("heal", kind="kill-quorum")
+
+    def fault_kill_after_lag(self) -> None:
+        """Isolate a follower until it lags, heal, and at once SIGKILL the leader: the
+        lagging node must not win the election that follows (Raft's up-to-date check)."""
+        c = self.cluster
+        leader = self.leader_index()
+        if leader is None:
+            raise RuntimeError("no leader to kill")
+        members = [c.index_of(s.node) for s in self.members()]
+        lagging = self.rng.choice([i for i in members if i != leader])
+        others = [j for j in range(len(c.nodes)) if j != lagging]
+        self.event("kill-after-lag", lagging=c.nodes[lagging].short, leader=c.nodes[leader].short)
+        for j in others:
+            self._cut(lagging, j)
+        self.hold()
+        self._heal_network()
+        c.kill(leader)
+        self.event("kill", node=c.nodes[leader].short)
+        self.hold()
+        c.start(leader)
+        self.event("restart", node=c.nodes[leader].short)
 
     def fault_pause(self) -> None:
         i = self.victim()
