@@ -204,6 +204,11 @@ def measure(seconds: float = 4.0, seq_n: int = 1000, windows: list[int] | None =
             best = max(p["sweep"][True][w], p["sweep"][False][w])
             figs.append(Figure(f"versus: in-flight {w} cmd/s, raft_otp {sync}", round(o["sweep"][w], 1),
                                "cmd/s", f"PySyncObj {label}, better of batching on/off", round(best, 1)))
+    if "datasync" in ours and False in pso:  # the target: we sync, it neither syncs nor journals
+        p = pso[False]
+        figs.insert(1, Figure("versus: pipelined cmd/s, raft_otp datasync vs PySyncObj's fastest setting",
+                              round(ours["datasync"]["rate"]), "cmd/s",
+                              f"PySyncObj memory, no journal ({p.get('best', '?')})", round(p["rate"])))
     if plot is not None:
         lines = {}
         for sync, _, _ in pairs:

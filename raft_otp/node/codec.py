@@ -98,6 +98,22 @@ _BUF = 4096
 _local = threading.local()
 
 
+class _Nesting:
+    """Per-thread nested-packing state: the depth and one cached Packer per depth."""
+
+    __slots__ = ("depth", "stack")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.stack: list[Any] = []
+
+
+# ExtType is a namedtuple whose __new__ re-validates code and data in Python on every
+# call; ours are valid by construction (code checked at registration, data is bytes).
+_ExtType = msgpack.ExtType
+_new_ext = tuple.__new__
+
+
 def _default(obj: Any) -> Any:
     entry = _to.get(type(obj))
     if entry is None:
@@ -106,21 +122,22 @@ def _default(obj: Any) -> Any:
         raise WireTypeError(f"cannot put {type(obj).__qualname__} on the wire (register_wire_type)")
     code, to_fields = entry
     # Nested packing re-enters from inside an outer pack: one cached Packer per depth.
-    local = _local
-    depth = getattr(local, "depth", 0)
-    stack = getattr(local, "inner", None)
-    if stack is None:
-        stack = local.inner = []
+    try:
+        st = _local.nesting
+    except AttributeError:
+        st = _local.nesting = _Nesting()
+    depth = st.depth
+    stack = st.stack
     if depth == len(stack):
         stack.append(_Packer(default=_default, buf_size=_BUF))
-    local.depth = depth + 1
+    st.depth = depth + 1
     try:
-        return msgpack.ExtType(code, stack[depth].pack(to_fields(obj)))
+        return _new_ext(_ExtType, (code, stack[depth].pack(to_fields(obj))))
     except BaseException:
         stack[depth] = _Packer(default=_default, buf_size=_BUF)
         raise
     finally:
-        local.depth = depth
+        st.depth = depth
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
