@@ -168,7 +168,7 @@ def _plot(path: Path, windows: list[int], lines: dict[str, dict[int, float]]) ->
     ax.set_xticks(windows, [str(w) for w in windows])
     ax.set_xlabel("commands in flight")
     ax.set_ylabel("commands/s (3 nodes, counter)")
-    ax.set_title(f"Throughput vs concurrency, 3 processes on loopback, {os.cpu_count()} CPUs")
+    ax.set_title(f"Throughput vs concurrency: 3 node processes on loopback, {os.cpu_count()} CPUs")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

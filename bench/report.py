@@ -1,0 +1,95 @@
+"""The headline table from ``bench/results/latest.json``: ``python -m bench.report``.
+
+Prints markdown: each target of issue 8 with our figure, its peer, the ratio
+(>1 means raft_otp wins) and whether the target is met in that run.  Used for
+the README's benchmark table and ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+LATEST = Path(__file__).resolve().parent / "results" / "latest.json"
+
+# (label, part, figure name prefix, needed ratio or None)
+HEADLINES: list[tuple[str, str, str, float | None]] = [
+    ("3-node pipelined cmd/s, we datasync, PySyncObj journal (no sync)", "cluster",
+     "versus: pipelined cmd/s, raft_otp datasync", 2.0),
+    ("3-node pipelined cmd/s, we datasync, PySyncObj memory (no sync)", "cluster",
+     "versus: pipelined cmd/s, raft_otp datasync vs PySyncObj's fastest", 2.0),
+    ("3-node pipelined cmd/s, both without sync", "cluster", "versus: pipelined cmd/s, raft_otp none", None),
+    ("CPU per command (all processes), we datasync", "cluster",
+     "versus: CPU per command, raft_otp datasync", None),
+    ("sequential p50, we datasync, PySyncObj sync call, batching off", "cluster",
+     "versus: sequential process_command p50, raft_otp datasync", 1.0),
+    ("sequential p99, we datasync", "cluster", "versus: sequential process_command p99, raft_otp datasync", None),
+    ("sequential p50, both without sync", "cluster", "versus: sequential process_command p50, raft_otp none", None),
+    ("in-flight 1 cmd/s, we datasync", "cluster", "versus: in-flight 1 cmd/s, raft_otp datasync", None),
+    ("in-flight 64 cmd/s, we datasync", "cluster", "versus: in-flight 64 cmd/s, raft_otp datasync", None),
+    ("WAL 1 writer x 100 B vs same writers' write+fdatasync", "wal", "wal.entries_per_s.1w.100B", 0.7),
+    ("WAL 10 writers x 100 B", "wal", "wal.entries_per_s.10w.100B", 0.7),
+    ("WAL 100 writers x 100 B", "wal", "wal.entries_per_s.100w.100B", 0.7),
+    ("WAL 1 writer x 1 KiB", "wal", "wal.entries_per_s.1w.1024B", 0.7),
+    ("WAL 10 writers x 1 KiB", "wal", "wal.entries_per_s.10w.1024B", 0.7),
+    ("WAL 100 writers x 1 KiB", "wal", "wal.entries_per_s.100w.1024B", 0.7),
+    ("transport msgs/s node to node vs bare pyzmq", "transport", "transport one-way send, node to node", None),
+    ("transport round trip p50 vs bare pyzmq", "transport", "transport call round trip p50", None),
+    ("1 cluster aggregate cmd/s", "clusters", "clusters: 1 cluster(s) aggregate", None),
+    ("10 clusters aggregate cmd/s (vs 1 cluster)", "clusters", "clusters: 10 clusters aggregate", None),
+    ("100 clusters aggregate cmd/s (vs 1 cluster)", "clusters", "clusters: 100 clusters aggregate", None),
+    ("1,000 idle clusters: CPU of the busiest node (% of one core)", "clusters",
+     "clusters: 1000 idle 3-member clusters, node", None),
+    ("1,000 idle clusters: RSS of node 1", "clusters", "clusters: 1000 idle clusters, node 1 RSS", None),
+    ("node restart holding 1M entries, spawn to all applied", "recovery",
+     "recovery: node restart holding 1,000,000 entries, spawn to all applied", None),
+    ("100 MB snapshot installed on a new member", "recovery", "recovery: install a 100 MB snapshot", None),
+]
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "-"
+    x = float(x)
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.3g}"
+
+
+def table(latest: dict[str, Any]) -> str:
+    parts = latest.get("parts", {})
+    out = ["| figure | raft_otp | peer | peer value | ratio (>1: we win) | target |",
+           "|---|---|---|---|---|---|"]
+    for label, part, prefix, need in HEADLINES:
+        found = [f for f in parts.get(part, {}).get("figures", []) if f["name"].startswith(prefix)]
+        if not found:
+            continue
+        f = max(found, key=lambda f: f["value"]) if "busiest" in label else found[0]
+        ratio = f["ratio"]
+        if "busiest" in label:
+            target = "met (< 5 %)" if f["value"] < 5 else "NOT met (< 5 %)"
+        elif need is None:
+            target = ""
+        else:
+            target = (f"met (>= {need:g}x)" if ratio is not None and ratio >= need
+                      else f"NOT met (>= {need:g}x)")
+        out.append(f"| {label} | {_fmt(f['value'])} {f['unit']} | {f['peer']} | {_fmt(f['peer_value'])} | "
+                   f"{_fmt(ratio)}{'x' if ratio is not None else ''} | {target} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    path = Path(argv[0]) if argv else LATEST
+    latest = json.loads(path.read_text())
+    m = latest["meta"]
+    print(f"{m['time']}, {m['cpus']} CPUs, Python {m['python']}{' (quick)' if m['quick'] else ''}\n")
+    print(table(latest))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
