@@ -22,6 +22,17 @@ from typing import Any
 from raft_otp.core.types import ServerId
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGKILL me when the thread that spawned me dies (Linux), so a
+    killed test run or benchmark leaves no node processes behind."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -90,7 +101,7 @@ class NodeProcs:
         log_path = os.path.join(self.base_dir, np.name.split("@")[0] + ".log")
         err = open(log_path, "a")
         np.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
-                                   start_new_session=True)
+                                   start_new_session=True, preexec_fn=_die_with_parent)
         err.close()
         threading.Thread(target=self._reader, args=(np, np.proc), daemon=True).start()
 

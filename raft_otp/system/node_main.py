@@ -104,10 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-snapshot-interval", type=int, default=4096)
     p.add_argument("--detection-ms", type=int, default=DEFAULT_DETECTION_MS,
                    help="silence after which a peer node is declared down")
+    p.add_argument("--switch-interval-ms", type=float, default=None,
+                   help="sys.setswitchinterval for this node (Python's default: 5 ms)")
     p.add_argument("--log-level", default="WARNING")
     a = p.parse_args(argv)
     logging.basicConfig(level=getattr(logging, a.log_level.upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if a.switch_interval_ms is not None:
+        sys.setswitchinterval(a.switch_interval_ms / 1000.0)
     cfg = SystemConfig(name=a.system, data_dir=a.data_dir, wal_sync_method=a.wal_sync_method,
                        broadcast_time_ms=a.broadcast_time_ms,
                        min_snapshot_interval=a.min_snapshot_interval)
