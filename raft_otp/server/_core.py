@@ -79,7 +79,7 @@ def release_cursor(state: Any, effect: Any) -> None:
 # ---- meta (term, voted_for, last_applied): the system's meta store, keyed by uid ----------
 
 def load_meta(meta_store: Any, uid: str) -> tuple[int, Any, int]:
-    return tuple(meta_store.get(uid))  # type: ignore[return-value]
+    return tuple(meta_store.get(uid))
 
 
 def persist_meta(meta_store: Any, uid: str, term: int, voted_for: ServerId | None) -> None:

@@ -100,7 +100,6 @@ class ServerActor(pykka.ThreadingActor):
         self._watch: Any = None          # (leader, monitor handle)
         self._senders: dict[ServerId, pykka.ActorRef[Any]] = {}
         self._machine_timers: dict[Any, tuple[int, Any]] = {}
-        self._machine_monitors: dict[Any, Any] = {}
         self._pending_batches: deque[tuple[int, float]] = deque()  # (last index, arrival time)
         self._node_sub: Any = None
         self._wal_mon: Any = None
@@ -331,8 +330,6 @@ class ServerActor(pykka.ThreadingActor):
     def _arm_election_timer(self, kind: str) -> None:
         self._cancel_election_timer()
         log.debug("%s term %d: election timer %s", self.id, self.term, kind)
-        if kind == "pre_vote":
-            self.metrics.counters["pre_vote_elections"] += 0  # counted on role change
         ms = election_timeout_ms(kind, self.cfg.broadcast_time_ms, self.rng,
                                  self.cfg.receive_snapshot_timeout_ms,
                                  self.cfg.await_condition_timeout_ms)
@@ -395,7 +392,7 @@ class ServerActor(pykka.ThreadingActor):
             _core.demonitor(self._watch[1])
             self._watch = None
 
-    def leader_down(self, target: Any, reason: Any) -> ev.LeaderDown | None:
+    def leader_down(self, target: Any, reason: Any) -> ev.LeaderDown | ev.NodeDown | None:
         """Translate a monitor DOWN into a core event when it concerns our leader."""
         if self._watch is None:
             return None
@@ -440,7 +437,6 @@ class ServerActor(pykka.ThreadingActor):
                 if cur is not None:
                     timers.cancel(cur[1])
                 if me.ms is not None:
-                    self._election_gen += 0
                     gen = self.rng.getrandbits(31)
                     t = timers.send_after(self.actor_ref, _MachineTimer(me.name, gen), me.ms / 1000.0)
                     self._machine_timers[me.name] = (gen, t)
