@@ -81,3 +81,39 @@ def test_restart_server_recovers_state(system) -> None:  # type: ignore[no-untyp
         raft_otp.process_command(sid, ["incr"], timeout=0.5)
     raft_otp.restart_server(system, sid)
     assert raft_otp.process_command(sid, ["incr"], timeout=10)[0] == 6
+
+
+def test_pipeline_notifications_to_an_actor_and_a_callback(system) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    import pykka
+
+    got: list = []
+    done = threading.Event()
+
+    class Sink(pykka.ThreadingActor):
+        def on_receive(self, message):  # type: ignore[no-untyped-def]
+            got.extend(message.replies)
+            if len(got) >= 20:
+                done.set()
+
+    sid = ServerId("pa_" + system.name, raft_otp.node())
+    raft_otp.start_cluster(system, "pa", (Counter, None), [sid])
+    sink = Sink.start()
+    try:
+        for i in range(20):
+            raft_otp.pipeline_command(sid, ["incr"], i, sink)
+        assert done.wait(10)
+        assert sorted(c for c, _ in got) == list(range(20))
+        seen: list = []
+        ev_ = threading.Event()
+        raft_otp.pipeline_commands(sid, [(["incr"], "a"), (["incr"], "b")],
+                                   lambda m: (seen.extend(m.replies), ev_.set()))
+        assert ev_.wait(10)
+        while len(seen) < 2:
+            time.sleep(0.01)
+        assert [c for c, _ in seen] == ["a", "b"]
+        raft_otp.pipeline_command(sid, ["incr"])  # no correlation, no notify: fire and forget
+        assert raft_otp.process_command(sid, ["get"])[0] == 23
+    finally:
+        sink.stop()
