@@ -23,7 +23,8 @@ DEFAULT_TIMEOUT_S = 10.0
 class Probe(pykka.ThreadingActor):
     """An actor that logs ``('start'|'stop', tag)`` to a queue and obeys
     messages: ``'ping'`` -> ``('pong', tag)``; ``'crash'`` raises;
-    ``'exit'`` stops normally; ``('block', event)`` blocks until the event is set.
+    ``'exit'`` stops normally; ``('block', event[, entered])`` sets ``entered`` (if
+    given) and then blocks until ``event`` is set.
     """
 
     def __init__(self, tag: Any = None, log: queue.Queue[Any] | None = None,
@@ -52,6 +53,8 @@ class Probe(pykka.ThreadingActor):
             self.stop()
             return None
         if isinstance(message, tuple) and message[0] == "block":
+            if len(message) > 2:
+                message[2].set()
             message[1].wait(DEFAULT_TIMEOUT_S)
             return None
         return message

@@ -26,9 +26,10 @@ def test_tree_snapshot_content():
                        ChildSpec.process("proc", ["sleep", "60"])],
                       id="root", intensity=3).start()
     rec = Recorder(root)
-    release = threading.Event()
+    release, entered = threading.Event(), threading.Event()
     busy = root.child_ref("busy")
-    busy.tell(("block", release))
+    busy.tell(("block", release, entered))
+    assert entered.wait(10)  # the block message has left the mailbox
     for i in range(3):
         busy.tell(i)
     leaf = root.child_ref("inner").child_ref("leaf")
