@@ -166,9 +166,18 @@ class Nemesis:
                     self.errors.append(f"{kind}: {type(exc).__name__}: {exc}")
                     self.event("fault-error", kind=kind, error=repr(exc))
                     log.exception("nemesis: %s failed", kind)
-                    self.heal()
+                    try:
+                        self.heal()
+                    except Exception as heal_exc:  # e.g. a node that does not come back
+                        self.errors.append(f"heal after {kind}: {heal_exc!r}")
+                        self.event("heal-error", kind=kind, error=repr(heal_exc))
+                        break  # the run's final heal decides whether it can go on
         finally:
-            self.heal()
+            try:
+                self.heal()
+            except Exception as exc:
+                self.errors.append(f"final heal: {exc!r}")
+                self.event("heal-error", kind="final", error=repr(exc))
         self.finished = True
 
     def heal(self) -> None:
@@ -561,6 +570,11 @@ def run(duration_s: float, seed: int, nodes: int = 3, out_dir: str | None = None
     )
     if nemesis is not None and not nemesis.finished:
         summary.setdefault("error", "the nemesis thread died (see harness.log)")
+    if nemesis is not None and any("did not become ready" in e for e in nemesis.errors):
+        # A node that cannot restart from its data dir is a failure of the system
+        # under test (recovery), not of the harness.
+        summary.setdefault("error", "a node did not come back after a fault: "
+                           + next(e for e in nemesis.errors if "did not become ready" in e))
     passed = (result.linearizable is True and not lost and recovered and states_equal
               and "error" not in summary)
     summary["passed"] = passed
