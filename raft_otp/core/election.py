@@ -49,9 +49,21 @@ def _up_to_date(state: ServerState, last_index: int, last_term: int) -> bool:
     return (last_term, last_index) >= (lt, li)
 
 
+def has_live_leader(state: ServerState, candidate: object) -> bool:
+    """Leader stickiness (Raft thesis 4.2.3, etcd ``checkQuorum`` lease): a follower
+    that knows a leader it has not been told is down (no ``LeaderDown``/``NodeDown``)
+    refuses to help anyone else to an election, so a restarted or partitioned-and-
+    healed member cannot depose a healthy leader.  Idle leaders send no heartbeats,
+    so "not told down" is all a follower has.  A pre-vote from its own leader means
+    that one stopped leading (stepped down or restarted): no stickiness then."""
+    return (state.role in ("follower", "receive_snapshot") and state.leader_id is not None
+            and state.leader_id != candidate)
+
+
 def handle_pre_vote_rpc(state: ServerState, rpc: PreVoteRpc, effects: list[Effect]) -> None:
     granted = (
-        rpc.term >= state.term
+        not has_live_leader(state, rpc.candidate_id)
+        and rpc.term >= state.term
         and rpc.machine_version >= state.effective_machine_version
         and state.members.get(rpc.candidate_id) == "voter"
         and _up_to_date(state, rpc.last_log_index, rpc.last_log_term)
@@ -60,6 +72,10 @@ def handle_pre_vote_rpc(state: ServerState, rpc: PreVoteRpc, effects: list[Effec
 
 
 def handle_request_vote_rpc(state: ServerState, rpc: RequestVoteRpc, effects: list[Effect]) -> None:
+    if not rpc.leadership_transfer and has_live_leader(state, rpc.candidate_id):
+        # sticky: refuse without adopting the term, which would drop our leader too
+        send(effects, rpc.candidate_id, RequestVoteResult(state.term, state.id, False))
+        return
     maybe_newer_term(state, rpc.term, effects)
     granted = False
     if (rpc.term == state.term and state.voted_for in (None, rpc.candidate_id)
@@ -88,15 +104,15 @@ def start_pre_vote(state: ServerState, effects: list[Effect]) -> None:
     _check_pre_votes(state, effects)
 
 
-def start_candidate(state: ServerState, effects: list[Effect]) -> None:
-    """Pre-vote won (or leadership handed to us): new term, vote for ourselves."""
+def start_candidate(state: ServerState, effects: list[Effect], transfer: bool = False) -> None:
+    """Pre-vote won (or leadership handed to us, ``transfer``): new term, vote for ourselves."""
     state.role = "candidate"
     state.leader_id = None
     persist_term(state, state.term + 1, state.id, effects)
     state.votes = {state.id}
     effects.append(RoleChanged("candidate", None, state.term))
     li, lt = state.log.last_index_term()
-    rpc = RequestVoteRpc(state.term, state.id, li, lt)
+    rpc = RequestVoteRpc(state.term, state.id, li, lt, transfer)
     sends = tuple((sid, rpc) for sid in state.voters() if sid != state.id)
     if sends:
         effects.append(SendRpcs(sends))

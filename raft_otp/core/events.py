@@ -60,6 +60,10 @@ class RequestVoteRpc:
     candidate_id: ServerId
     last_log_index: int
     last_log_term: int
+    # the candidate was told to run by the leader (TimeoutNow): voters waive leader
+    # stickiness for it (etcd ``campaignTransfer``).  Last, so older peers' 4-field
+    # messages still decode.
+    leadership_transfer: bool = False
 
 
 @dataclass(frozen=True, slots=True)

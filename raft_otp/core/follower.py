@@ -75,7 +75,7 @@ def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
         case TimeoutNowRpc():
             maybe_newer_term(state, event.term, effects)
             if event.term == state.term and state.is_voter():
-                election.start_candidate(state, effects)
+                election.start_candidate(state, effects, transfer=True)
         case LeaderDown():
             if state.leader_id is not None and event.leader in (None, state.leader_id):
                 become_follower(state, None, effects, timer="leader_down")

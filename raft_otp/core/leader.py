@@ -41,6 +41,7 @@ from raft_otp.core.events import (
     LeaderQuery,
     LocalQuery,
     LogEvent,
+    PreVoteResult,
     PreVoteRpc,
     RemoveMember,
     RequestVoteRpc,
@@ -141,7 +142,7 @@ def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
                 follower.handle(state, event, effects)  # answers with our term
             # same term from another leader cannot happen (one leader per term)
         case PreVoteRpc():
-            election.handle_pre_vote_rpc(state, event, effects)
+            pre_vote_to_leader(state, event, effects)
         case RequestVoteRpc():
             election.handle_request_vote_rpc(state, event, effects)
         case WalDown():
@@ -196,14 +197,16 @@ def _send_to_peer(state: ServerState, sid: ServerId, peer: Peer, effects: list[E
 
 
 def _fill(state: ServerState, sid: ServerId, peer: Peer, sends: list, effects: list[Effect],
-          force: bool = False) -> None:
+          force: bool = False, max_rpcs: int = 1 << 30) -> None:
     log = state.log
     last = log.last_index_term()[0]
     batch = state.cfg.max_append_entries_rpc_batch_size
     max_inflight = state.cfg.max_pipeline_count
     commit = state.commit_index
     sent = False
-    while peer.next_index <= last and peer.next_index - 1 - peer.match_index < max_inflight:
+    while (peer.next_index <= last and peer.next_index - 1 - peer.match_index < max_inflight
+           and max_rpcs > 0):
+        max_rpcs -= 1
         nxt = peer.next_index
         prev_term = log.fetch_term(nxt - 1) if nxt > 1 else 0
         if nxt < log.first_index() or prev_term is None:
@@ -260,9 +263,50 @@ def append_entries_reply(state: ServerState, reply: AppendEntriesReply, effects:
                 _maybe_promote(state, reply.from_id, peer, effects)
             if state.transfer is not None and state.transfer[0] == reply.from_id:
                 _maybe_transfer(state, effects)
+        peer.reject_next = 0
+        _send_to_peer(state, reply.from_id, peer, effects)
+    else:
+        _append_entries_failed(state, reply, peer, effects)
+
+
+def _append_entries_failed(state: ServerState, reply: AppendEntriesReply, peer: Peer,
+                           effects: list[Effect]) -> None:
+    """A peer rejected an append_entries.  If it reports a last index below the match
+    index we recorded, its log went backwards (data dir wiped, non-durable storage):
+    believe it, as RA does, and resume from its real end (a snapshot if that is now
+    below our first index).  Otherwise step next_index back to the conflict hint.
+
+    At most one RPC goes out per failure reply, and none when the reply tells us
+    nothing new (same resume point as the previous failure, e.g. the other replies of
+    a rejected pipeline): a peer that keeps failing is retried by ``tick``, never in a
+    reply/resend busy loop."""
+    if reply.last_index < peer.match_index:
+        # below the hint the peer has nothing it disputes; never claim past its end
+        peer.match_index = max(0, min(reply.last_index, reply.next_index - 1))
+        peer.next_index = peer.match_index + 1
+        peer.tick_match = -1
     else:
         peer.next_index = max(peer.match_index + 1, min(reply.next_index, peer.next_index))
-    _send_to_peer(state, reply.from_id, peer, effects)
+    if peer.next_index == peer.reject_next:
+        return  # a repeat: nothing learned, let the tick retry
+    peer.reject_next = peer.next_index
+    sends: list = []
+    if peer.status == "normal":
+        _fill(state, reply.from_id, peer, sends, effects, force=True, max_rpcs=1)
+    _flush(sends, effects)
+
+
+def pre_vote_to_leader(state: ServerState, rpc: PreVoteRpc, effects: list[Effect]) -> None:
+    """A member pre-votes while we lead (it restarted, or lost us for a while): not
+    granted, and probe it with an append_entries at once so it learns its leader
+    now rather than after more election rounds (RA enforces leadership the same way)."""
+    send(effects, rpc.candidate_id, PreVoteResult(state.term, rpc.token, state.id, False))
+    peer = state.peers.get(rpc.candidate_id)
+    if peer is not None and peer.status == "normal":
+        peer.next_index = peer.match_index + 1  # what was in flight to it may be lost
+        sends: list = []
+        _fill(state, rpc.candidate_id, peer, sends, effects, force=True, max_rpcs=1)
+        _flush(sends, effects)
 
 
 def evaluate_commit(state: ServerState, effects: list[Effect]) -> None:

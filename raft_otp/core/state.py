@@ -25,7 +25,7 @@ class Peer:
 
     __slots__ = (
         "kind", "next_index", "match_index", "commit_index_sent", "query_index",
-        "status", "tick_match", "promote_target", "snapshot_ticks",
+        "status", "tick_match", "promote_target", "snapshot_ticks", "reject_next",
     )
 
     def __init__(self, kind: str, next_index: int) -> None:
@@ -38,6 +38,7 @@ class Peer:
         self.tick_match = -1  # match_index seen at the previous tick (stale detection)
         self.promote_target = 0
         self.snapshot_ticks = 0  # ticks spent in "sending_snapshot" (sender watchdog)
+        self.reject_next = 0  # next_index chosen at the last failure reply (0: none since a success)
 
 
 class PendingQuery:

@@ -9,7 +9,7 @@ from typing import Any, Iterable, TypeVar
 from raft_otp.core import ServerConfig, ServerMeta, handle, init_server
 from raft_otp.core import entries as enc
 from raft_otp.core.config import Mutations
-from raft_otp.core.events import LogEvent
+from raft_otp.core.events import LeaderDown, LogEvent
 from raft_otp.core.machine import Machine
 from raft_otp.core.memlog import MemoryLog
 from raft_otp.core.state import ServerState
@@ -142,9 +142,15 @@ class Net:
         raise AssertionError("network did not settle")
 
     def crash(self, name: str) -> None:
+        """Crash ``name``; like the server actor's monitor of its leader, every node
+        that followed it gets ``LeaderDown`` (leader stickiness relies on it)."""
         self.down.add(name)
         self.nodes[name].log.crash()
         self.nodes[name].posted.clear()
+        crashed = self.nodes[name].id
+        for other, node in self.nodes.items():
+            if other not in self.down and node.s.leader_id == crashed:
+                self.feed(other, LeaderDown(crashed))
 
     def restart(self, name: str) -> None:
         self.down.discard(name)
