@@ -8,6 +8,14 @@ declared down; hearing from it again declares it up.  A closed TCP connection
 net_kernel does; silence covers hangs, partitions and lost packets.  A changed ``creation`` (the
 peer restarted between two heartbeats) is reported as down followed by up, so
 monitors held on the old incarnation fire.
+
+The detector discounts its own lateness: ``check`` is meant to run every
+interval; when the gap since the previous check exceeds twice the interval (our
+I/O thread was starved: saturated host, GC, a long GIL hold), that gap is our
+stall, not the peers' silence, so every watched peer's last-heard time is moved
+forward by it and those intervals never count as misses.  A peer that really is
+silent is declared down after the same number of missed intervals, counted
+outside stalls.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ class FailureDetector:
         self.interval_s = interval_ms / 1000.0
         self.timeout_s = self.interval_s * down_after_missed
         self._peers: dict[str, _Peer] = {}
+        self._last_check_s: float | None = None
 
     def track(self, node: str, now_s: float) -> None:
         """Start watching ``node`` (we began talking to it); it is not up until heard."""
@@ -75,7 +84,12 @@ class FailureDetector:
         """Declare down every up peer that has been silent too long.
 
         A peer never heard from is reported once as ``UNREACHABLE`` (not a node
-        event: it never was up) so that monitors and calls waiting on it fail."""
+        event: it never was up) so that monitors and calls waiting on it fail.
+        A gap of more than two intervals since the previous call is our own stall:
+        it is discounted (see the module docstring)."""
+        prev, self._last_check_s = self._last_check_s, now_s
+        if prev is not None and now_s - prev > 2 * self.interval_s:
+            self._discount_stall(now_s, now_s - prev - self.interval_s)
         events: list[tuple[str, str]] = []
         for node, peer in self._peers.items():
             if now_s - peer.last_heard_s <= self.timeout_s:
@@ -87,6 +101,13 @@ class FailureDetector:
                 peer.unreachable_reported = True
                 events.append((UNREACHABLE, node))
         return events
+
+    def _discount_stall(self, now_s: float, stall_s: float) -> None:
+        """Shift last-heard times forward by ``stall_s`` (never past ``now_s``); peers
+        already down because their connection closed (``lost``) stay down."""
+        for peer in self._peers.values():
+            if peer.up or peer.creation is None:
+                peer.last_heard_s = min(now_s, peer.last_heard_s + stall_s)
 
     def silent_too_long(self, node: str, now_s: float) -> bool:
         """True if ``node`` is not up and has not answered for the timeout (never-connected too)."""
