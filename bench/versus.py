@@ -41,8 +41,8 @@ from typing import Any, Iterator
 
 import psutil
 
-from bench.cluster import COUNTER, FRAME, WINDOW, _cpu_s, _pipelined
-from bench.common import Figure, median, percentile
+from bench.cluster import COUNTER, FRAME, _cpu_s, _pipelined
+from bench.common import Figure, percentile
 from bench.peers.pysyncobj_bench import pysyncobj_cluster
 
 PLOT = Path(__file__).resolve().parent / "results" / "throughput_vs_concurrency.png"
