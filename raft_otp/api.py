@@ -22,6 +22,7 @@ as ``function(state, *args)``.
 """
 
 from __future__ import annotations
+from raft_otp import _trace as _T  # TRACE
 
 import logging
 import os
@@ -296,10 +297,12 @@ def process_command(server_id: Any, command: Any, timeout: float = DEFAULT_TIMEO
     per calling thread and a sequence number), so a resend after a lost answer is
     applied once and answered with the original reply.  ``Timeout``: the outcome
     is unknown (it may still be applied)."""
+    if _T.ON: _T.mark("api", "process_command")  # TRACE
     client_id, seq = _session()
     r = _leader_call(server_id, lambda to: ev.Command(command, to, None, "await_consensus", client_id, seq),
                      timeout, resend=True)
     value = _ok(r, server_id)
+    if _T.ON: _T.mark("api", "process_command done")  # TRACE
     return value, (ServerId(*r.leader) if r.leader else client.server_id(server_id))
 
 

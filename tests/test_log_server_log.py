@@ -262,3 +262,32 @@ def test_stale_and_superseded_written_events_are_ignored(system):
     s.log.write(E(8, 8, 3))  # seq 4
     assert s.log.handle_event(WalWritten("s1", 3, 8, 2)) == [Written(7, 2)]  # clipped below the overwrite
     assert s.log.handle_event(WalWritten("s1", 4, 8, 3)) == [Written(8, 3)]
+
+
+def test_deferred_appends_reach_the_wal_at_flush_in_order(system):
+    """The server actor defers appends to after its effects (append_entries leave first)."""
+    ls = system()
+    s = Srv(ls, "s1")
+    s.log.defer_appends = True
+    s.log.append(E(1, 3))  # the first write truncates: submitted at once
+    s.written(3)
+    s.log.append(E(4, 6))
+    s.log.append(E(7, 8))
+    assert s.log.last_index_term() == (8, 1) and s.log.fetch(4, 8) == E(4, 8)  # readable at once
+    import time
+    time.sleep(0.2)
+    while not s.q.empty():
+        s.results.extend(s.log.handle_event(s.q.get()))
+    assert s.log.last_written()[0] == 3  # nothing submitted before flush
+    s.log.flush()
+    s.written(8, 1)
+    s.log.append(E(9, 10))
+    s.log.write(E(10, 10, 2))  # an overwrite submits what is deferred first, then itself
+    s.written(10, 2)
+    s.log.append(E(11, 12, 2))
+    s.log.set_last_index(11)  # flushes first (as without deferral), then cuts
+    s.written(11, 2)
+    assert s.log.last_index_term() == (11, 2)
+    ls.stop()
+    s2 = Srv(system(), "s1")
+    assert s2.log.fetch(1, 11) == E(1, 9) + E(10, 11, 2)

@@ -68,6 +68,13 @@ class ServerLog:
         self._acked_seq = -1  # highest submission seq the WAL confirmed
         self._truncs: list[tuple[int, int]] = []  # (seq, first overwritten index), pending WAL confirmation
         self._need_truncate = True
+        # Deferred appends (set by the server actor): ``append`` puts entries in the mem
+        # table at once but hands them to the WAL only at ``flush``, which the actor
+        # calls after carrying out the effects of the event: a leader's append_entries
+        # leave before its own WAL submit (the encode, and the worker's write taking the
+        # GIL), not after.  Any other submit flushes first, so the WAL order is unchanged.
+        self.defer_appends = False
+        self._deferred: list[Entry] = []
         self._snapshot_busy = False
         self._last_checkpoint = 0
         self.counters = {"appends": 0, "writes": 0, "entries": 0, "overwrites": 0, "resends": 0,
@@ -194,13 +201,25 @@ class ServerLog:
             self.counters["overwrites"] += 1
             if first <= self._last_written[0]:
                 self._set_written(first - 1, self.fetch_term(first - 1) or 0)
-        self._submit(first, entries, truncate)
+        if self.defer_appends and not truncate:
+            self._deferred.extend(entries)
+        else:
+            self._submit(first, entries, truncate)
         last = entries[-1]
         self._last_index = last[0]
         self._last_term = last[1]
         self.counters["entries"] += len(entries)
 
+    def flush(self) -> None:
+        """Hand the deferred appends to the WAL (one writer batch)."""
+        d = self._deferred
+        if d:
+            self._deferred = []
+            self._submit(d[0][0], d, False)
+
     def _submit(self, first: int, entries: Sequence[Entry], truncate: bool) -> None:
+        if self._deferred:
+            self.flush()
         self._seq += 1
         if truncate:
             self._truncs.append((self._seq, first))
@@ -213,6 +232,7 @@ class ServerLog:
             self._need_truncate = True  # WalUp will make us resend
 
     def set_last_index(self, index: int) -> None:
+        self.flush()
         index = max(index, self.first_index() - 1)
         if index >= self._last_index:
             return
@@ -227,6 +247,7 @@ class ServerLog:
 
     def resend(self) -> list[LogResult]:
         """Resend everything after the last written index (after a WAL restart)."""
+        self._deferred = []  # resent below with the rest
         st = self._store
         out: list[LogResult] = []
         with st.lock:

@@ -26,6 +26,7 @@ writer is asked to resend (RA does the same for gaps).
 """
 
 from __future__ import annotations
+from raft_otp import _trace as _T  # TRACE
 
 import logging
 import os
@@ -214,6 +215,7 @@ class Wal:
         The record is encoded (and checksummed) here, on the caller's thread: the
         encoding of the next batch overlaps the WAL thread's write and sync of
         the current one, and the WAL thread's own work per batch stays small."""
+        if _T.ON: _T.mark("wal", f"submit {len(entries)}")  # TRACE
         item = _Item(uid, notify, seq, first, entries, truncate)
         with self._lock:
             if self._stopping:
@@ -268,7 +270,9 @@ class Wal:
                     items = self._take()
                     if items is None or self.crashed is not None:
                         break
+                    if _T.ON: _T.mark("wal", f"took {len(items)}")  # TRACE
                     done = self._write_batch(items)
+                    if _T.ON: _T.mark("wal", "written")  # TRACE
                     if self._size >= self._size_limit or self._file_entries >= self.config.max_entries:
                         self._sync_fd(self._fd)
                         self._notify(done)
@@ -289,6 +293,7 @@ class Wal:
                     with self._scond:
                         self._syncing -= 1
                         self._scond.notify_all()
+                if _T.ON: _T.mark("wal", "synced")  # TRACE
                 self._notify(done)
         except BaseException as exc:  # crash the actor; servers resend to the next WAL
             self._crash(exc)

@@ -22,6 +22,7 @@ and get replies back over the ROUTER, addressed by their identity.
 """
 
 from __future__ import annotations
+from raft_otp import _trace as _T  # TRACE
 
 import logging
 import os
@@ -193,6 +194,7 @@ class Transport:
         if len(item) > self._item_max_bytes:
             raise BadArgument(f"message of {len(item)} bytes exceeds frame_max_bytes")
         link = self._links.get(node) or self.link(node)
+        if _T.ON: _T.mark("tx", f"enqueue {node} woken={self._woken}")  # TRACE
         if not link.offer(item):
             return False
         if not self._woken:
@@ -265,10 +267,12 @@ class Transport:
         while not self._stopping:
             timeout_ms = max(0.0, (min(next_tick, self._next_delayed_s()) - time.monotonic()) * 1000)
             events = poller.poll(int(timeout_ms + 0.999))
+            if _T.ON: _T.mark("io", f"poll returned {len(events)}")  # TRACE
             counters["wakeups"] += 1
+            drain = False
             for sock, _ev in events:
                 if sock is self._router:
-                    self._drain_router()
+                    drain = True
                 elif sock == self._wake_fd:
                     try:
                         os.eventfd_read(self._wake_fd)
@@ -279,7 +283,11 @@ class Transport:
                 else:
                     self._writable.add(sock)  # POLLOUT on a DEALER with a parked frame
             self._woken = False
+            # Send before receiving: a reply queued by a server goes out now rather than
+            # after the decoding and delivery of every frame that arrived meanwhile.
             self._flush()
+            if drain:
+                self._drain_router()
             now = time.monotonic()
             if now >= next_tick:
                 self._tick(now)
@@ -388,6 +396,7 @@ class Transport:
         try:
             # Two parts by hand (not send_multipart): int flags, no per-call enum work.
             # A DEALER queues a multipart message atomically, so EAGAIN can only come first.
+            if _T.ON: _T.mark("tx", f"zmq send {link.node} {len(frame[0])}B")  # TRACE
             sock.send(frame[0], _NOBLOCK_MORE)  # copy: zero-copy costs a pyzmq GC-thread hop per frame
             sock.send(frame[1], _NOBLOCK)
         except zmq.Again:
@@ -536,4 +545,5 @@ class Transport:
         c["recv_bytes"] += len(body)
         if msgs:
             c["recv_msgs"] += len(msgs)
+            if _T.ON: _T.mark("rx", f"frame from {sender} {len(msgs)} msgs")  # TRACE
             self._on_messages(sender, identity if client else None, msgs)

@@ -9,6 +9,7 @@ registered forwarder with a stable name.
 """
 
 from __future__ import annotations
+from raft_otp import _trace as _T  # TRACE
 
 import itertools
 import threading
@@ -76,6 +77,7 @@ def call(dest: tuple[str, str], make: Callable[[Any], Any], timeout: float) -> A
             if remaining <= 0:
                 raise Timeout(f"no answer from {name!r} on {node} within {timeout:.3f} s")
             msg = mbox.get(timeout=remaining)
+            if _T.ON: _T.mark("cli", "mbox got")  # TRACE
             down = _as_down(msg)
             if down is not None:
                 raise down

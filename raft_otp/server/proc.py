@@ -19,6 +19,7 @@ machine ``tick`` is therefore only called on leaders.
 """
 
 from __future__ import annotations
+from raft_otp import _trace as _T  # TRACE
 
 import logging
 from collections import deque
@@ -103,6 +104,7 @@ class ServerActor(pykka.ThreadingActor):
         self._pending_batches: deque[tuple[int, float]] = deque()  # (last index, arrival time)
         self._node_sub: Any = None
         self._wal_mon: Any = None
+        self._log_flush: Any = None
 
     # ---- lifecycle ----------------------------------------------------------------
     def on_start(self) -> None:
@@ -112,6 +114,10 @@ class ServerActor(pykka.ThreadingActor):
             self.record.uid, self._notify_from_log, encode=machine.snapshot_encode,
             decode=machine.snapshot_decode)
         _core.patch_log(self.log)
+        # Hand appends to the WAL after the event's effects (append_entries first).
+        self._log_flush = getattr(self.log, "flush", None)
+        if self._log_flush is not None:
+            self.log.defer_appends = True
         self.state, effects = _core.init(
             server_id=self.id, uid=self.record.uid, cluster_name=self.record.cluster_name,
             initial_members=list(self.record.initial_members), machine=machine,
@@ -121,6 +127,8 @@ class ServerActor(pykka.ThreadingActor):
         self._node_sub = _core.subscribe_node_events(self.actor_ref)
         self._wal_mon = _core.monitor_wal(self.ctx, self.actor_ref)
         self._execute(effects)
+        if self._log_flush is not None:
+            self._log_flush()
         self._refresh_view()
         log.info("%s started (term %d, role %s)", self.id, self.term, self.role)
 
@@ -159,6 +167,7 @@ class ServerActor(pykka.ThreadingActor):
 
     # ---- dispatch ---------------------------------------------------------------
     def on_receive(self, message: Any) -> Any:
+        if _T.ON: _T.mark("srv", f"recv {type(message).__name__} {type(getattr(message, 'payload', None)).__name__}")  # TRACE
         if type(message) in _PLAIN_RPCS:
             self.metrics.counters["rpcs_received"] += 1
             self._handle(message)
@@ -270,15 +279,20 @@ class ServerActor(pykka.ThreadingActor):
         self._handle(q)
 
     def _handle(self, event: Any) -> int:
+        if _T.ON: _T.mark("srv", f"handle {type(event).__name__}")  # TRACE
         self.state, effects = _core.handle(self.state, event)
+        if _T.ON: _T.mark("srv", f"handled {[type(x).__name__ for x in effects]}")  # TRACE
         if effects:
             self._execute(effects)
+        if self._log_flush is not None and self.log is not None:
+            self._log_flush()
         self._refresh_view()
         return len(effects)
 
     # ---- effects ------------------------------------------------------------------
     def _execute(self, effects: list[Any]) -> None:
         for e in effects:
+            if _T.ON: _T.mark("srv", f"effect {type(e).__name__}")  # TRACE
             match e:
                 case fx.SendRpcs():
                     for to, rpc in e.sends:
