@@ -88,3 +88,27 @@ def test_rollover_hands_file_to_segment_writer(tmp_path):
     assert [n for n, _p in wal_files(str(tmp_path))] == [1, 2]
     assert os.path.exists(mt.pending_flushes[0][0])
     wal.stop()
+
+
+def test_inline_write_when_idle_then_workers_again(tmp_path):
+    """submit(inline=True) on an idle WAL writes and syncs on the caller's thread; busy: queued."""
+    import time
+
+    mt = MemTables()
+    wal = Wal(WalConfig(str(tmp_path), "datasync"), mt)
+    wal.start()
+    end = time.monotonic() + 5
+    while not wal._waiting and time.monotonic() < end:  # a worker parked: the WAL is idle
+        time.sleep(0.001)
+    a = Sink()
+    me = threading.get_ident()
+    seen = []
+    a_call = a.__call__
+    notify = lambda ev: (seen.append(threading.get_ident()), a_call(ev))  # noqa: E731
+    assert wal.submit(b"a", notify, 1, 1, E(1, 3), True, inline=True)
+    assert [e.index for e in a.events] == [3] and seen == [me]  # done before submit returned
+    wal.submit(b"a", notify, 2, 4, E(4, 5), False)  # not inline: a worker reports it
+    a.wait(lambda ev: ev[-1].index == 5)
+    assert seen[-1] != me
+    assert wal.overview()["entries"] == 5 and wal.overview()["syncs"] >= 2
+    wal.stop()

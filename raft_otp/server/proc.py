@@ -118,6 +118,8 @@ class ServerActor(pykka.ThreadingActor):
         self._log_flush = getattr(self.log, "flush", None)
         if self._log_flush is not None:
             self.log.defer_appends = True
+            inbox_q = self.actor_inbox.queue  # type: ignore[attr-defined]
+            self.log.inline_ok = lambda: not inbox_q  # nothing queued behind: sync inline
         self.state, effects = _core.init(
             server_id=self.id, uid=self.record.uid, cluster_name=self.record.cluster_name,
             initial_members=list(self.record.initial_members), machine=machine,
