@@ -28,11 +28,19 @@ def init(*, server_id: ServerId, uid: str, cluster_name: str, initial_members: l
         id=server_id, cluster_name=cluster_name, initial_members=tuple(initial_members),
         machine_config=machine_config,
         max_append_entries_rpc_batch_size=config.max_append_entries_rpc_batch_size,
-        max_pipeline_count=config.max_pipeline_count)
+        max_pipeline_count=config.max_pipeline_count,
+        mutations=_mutations(config))
     term, voted_for, last_applied = meta
     if voted_for is not None and not isinstance(voted_for, ServerId):
         voted_for = ServerId(voted_for[0], voted_for[1])
     return init_server(cfg, log, machine, ServerMeta(term, voted_for, last_applied), rng)
+
+
+def _mutations(config: Any) -> Any:
+    """The system config's safety mutations (testing only); none when it has no such field."""
+    from raft_otp.core.config import Mutations
+    m = getattr(config, "mutations", None)
+    return m if isinstance(m, Mutations) else Mutations()
 
 
 from raft_otp.core.server import handle  # noqa: E402  (the hot path: no wrapper)

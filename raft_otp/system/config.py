@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from raft_otp.core.config import Mutations
 from raft_otp.errors import BadArgument
 
 WAL_SYNC_METHODS = ("datasync", "fsync", "none")
@@ -38,6 +39,9 @@ class SystemConfig:
     await_condition_timeout_ms: int = 5_000
     # extra keys handed verbatim to the log system factory
     log_options: dict[str, Any] = field(default_factory=dict)
+    # safety mutations (testing only): a Mutations, or "flag[,flag...]" of its fields;
+    # normalised to a Mutations by __post_init__ and passed into every ServerConfig
+    mutations: Any = ""
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -49,6 +53,7 @@ class SystemConfig:
                   "max_append_entries_rpc_batch_size", "snapshot_chunk_size"):
             if getattr(self, f) <= 0:
                 raise BadArgument(f"{f} must be > 0, got {getattr(self, f)!r}")
+        object.__setattr__(self, "mutations", parse_mutations(self.mutations))
 
     @classmethod
     def from_any(cls, config: "SystemConfig | dict[str, Any]") -> "SystemConfig":
@@ -65,3 +70,27 @@ class SystemConfig:
 
     def replace(self, **changes: Any) -> "SystemConfig":
         return dataclasses.replace(self, **changes)
+
+
+MUTATION_FLAGS = tuple(f.name for f in dataclasses.fields(Mutations))
+
+
+def parse_mutations(spec: "Mutations | str | None") -> Mutations:
+    """``None``/``""`` -> no mutation; ``"a,b"`` -> ``Mutations(a=True, b=True)``; a
+    ``Mutations`` as is.  Unknown flag names raise ``BadArgument`` naming the known ones."""
+    if spec is None:
+        return Mutations()
+    if isinstance(spec, Mutations):
+        return spec
+    if not isinstance(spec, str):
+        raise BadArgument(f"mutations must be a Mutations or a comma-separated string, got {spec!r}")
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    bad = [n for n in names if n not in MUTATION_FLAGS]
+    if bad:
+        raise BadArgument(f"unknown mutation flag(s) {bad}; known: {list(MUTATION_FLAGS)}")
+    return Mutations(**{n: True for n in names})
+
+
+def active_mutations(m: Mutations) -> list[str]:
+    """Names of the flags switched on in ``m``."""
+    return [n for n in MUTATION_FLAGS if getattr(m, n)]

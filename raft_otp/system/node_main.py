@@ -15,12 +15,16 @@ transport.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
 from typing import Any
 
-from raft_otp.system.config import SystemConfig
+from raft_otp.errors import BadArgument
+from raft_otp.system.config import SystemConfig, active_mutations
+
+MUTATION_ENV = "RAFT_OTP_MUTATION"
 
 log = logging.getLogger("raft_otp.system")
 
@@ -67,6 +71,10 @@ def run_node(data_dir: str, node_name: str, cookie: str | None,
 
     cfg = SystemConfig.from_any(config) if config is not None else SystemConfig()
     cfg = cfg.replace(data_dir=data_dir or cfg.data_dir)
+    on = active_mutations(cfg.mutations)
+    if on:
+        log.warning("!!! node %s: SAFETY MUTATION(S) %s ON -- this node runs deliberately "
+                    "broken Raft (testing only) !!!", node_name, ",".join(on))
     stop = stop_event or threading.Event()
     if threading.current_thread() is threading.main_thread():
         def on_signal(signum: int, frame: Any) -> None:
@@ -107,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--switch-interval-ms", type=float, default=None,
                    help="sys.setswitchinterval for this node (Python's default: 5 ms)")
     p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--mutation", default=None, metavar="FLAG[,FLAG]",
+                   help="switch these raft_otp.core.config.Mutations safety rules OFF "
+                        f"(testing only; default: env {MUTATION_ENV})")
     a = p.parse_args(argv)
     logging.basicConfig(level=getattr(logging, a.log_level.upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -115,5 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SystemConfig(name=a.system, data_dir=a.data_dir, wal_sync_method=a.wal_sync_method,
                        broadcast_time_ms=a.broadcast_time_ms,
                        min_snapshot_interval=a.min_snapshot_interval)
+    mutation = a.mutation if a.mutation is not None else os.environ.get(MUTATION_ENV, "")
+    try:
+        cfg = cfg.replace(mutations=mutation)
+    except BadArgument as exc:
+        p.error(str(exc))
     return run_node(a.data_dir, a.node, a.cookie, cfg, cookie_file=a.cookie_file,
                     detection_ms=a.detection_ms)
