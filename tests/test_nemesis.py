@@ -123,6 +123,22 @@ def test_mutation_is_reported_as_a_violation(tmp_path):
     _no_node_left(run_dir)
 
 
+@pytest.mark.processes
+@pytest.mark.timeout(120)
+def test_reply_before_commit_is_reported_as_a_violation(tmp_path):
+    """The leader answers commands as it appends them, from a scratch copy of its
+    applied state: replies ignore the entries still in flight (reads and cas see
+    stale values) and an isolated leader acknowledges writes the majority never
+    gets (lost after the heal).  The run must fail."""
+    run_dir = tmp_path / "reply-early"
+    code, summary, err = _nemesis(
+        run_dir, "--duration", "15", "--seed", "4", "--faults", "partition-isolate",
+        "--leader-bias", "1.0", "--hold", "4,6", "--mutation", "reply_before_commit", timeout=110)
+    assert code == 1, f"the mutant passed (kept in {run_dir}):\n{err[-3000:]}"
+    assert summary["linearizable"] is False or summary["lost"] > 0, summary
+    _no_node_left(run_dir)
+
+
 def _netns_unavailable() -> str | None:
     from raft_otp.testing.nemesis_netns import available
     try:

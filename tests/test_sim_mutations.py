@@ -16,6 +16,7 @@ BUDGET = 500  # the CI seed budget of test_sim_ci
     "consistent_query_without_heartbeat",
     "ack_before_durable",
     "leader_commit_own_unwritten",
+    "reply_before_commit",
 ])
 def test_mutation_is_caught(mutation: str) -> None:
     flags = mutation_by_name(mutation)

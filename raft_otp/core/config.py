@@ -28,6 +28,12 @@ class Mutations:
     """Followers acknowledge entries before their WAL reported them written."""
     leader_commit_own_unwritten: bool = False
     """The leader counts its own entries toward commit before they are durable."""
+    reply_before_commit: bool = False
+    """The leader answers an ``await_consensus`` command as soon as it appends it,
+    with the reply the machine gives when the command is applied to a scratch
+    (deep) copy of the leader's current *applied* state; the real apply later
+    answers nobody.  Acknowledged writes can then be lost (an isolated leader's
+    entries are truncated) and replies can be computed on stale state."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,15 +162,32 @@ def append_commands(state: ServerState, commands: tuple[Command, ...] | list[Com
     batch = []
     pending = state.pending
     encode = enc.encode_usr
+    early = state.cfg.mutations.reply_before_commit
     for cmd in commands:
         index += 1
         batch.append((index, term, encode(cmd.data, now, cmd.client_id, cmd.seq)))
-        if cmd.mode != "noreply":
+        if early and cmd.mode == "await_consensus":
+            _reply_before_commit(state, index, batch[-1][2], cmd, effects)  # MUTATION: no commit wait
+        elif cmd.mode != "noreply":
             pending.append((index, cmd))
     if batch:
         state.log.append(batch)
         replicate(state, effects)
         evaluate_commit(state, effects)
+
+
+def _reply_before_commit(state: ServerState, index: int, data: bytes, cmd: Command,
+                         effects: list[Effect]) -> None:
+    """Mutation ``reply_before_commit``: answer now, from the machine applied to a
+    scratch copy of the current applied state (machine effects dropped)."""
+    import copy
+
+    from raft_otp.core.machine import ApplyMeta
+
+    meta = ApplyMeta(index, state.term, state.effective_machine_version, state.now_ms)
+    command = enc.decode_unchecked(data)[1]  # as the real apply will see it
+    result = state.machine.apply(meta, command, copy.deepcopy(state.machine_state))
+    effects.append(Reply(cmd.reply_to, result[1], state.id))
 
 
 def replicate(state: ServerState, effects: list[Effect]) -> None:
