@@ -124,6 +124,14 @@ def subscribe_node_events(ref: Any) -> Any:
     return node_mod.subscribe_node_events(on_event)
 
 
+def node_is_up(node: str) -> bool:
+    """Whether the failure detector hears ``node`` now (True without a node transport)."""
+    from raft_otp.node import runtime as node_mod
+    if not node_mod.is_started():
+        return True
+    return node in node_mod.nodes()
+
+
 def unsubscribe(sub: Any) -> None:
     if sub is not None:
         from raft_otp.node import runtime as node_mod

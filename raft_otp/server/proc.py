@@ -39,6 +39,7 @@ from raft_otp.server.context import SystemContext
 from raft_otp.server.deliver import deliver
 from raft_otp.server.messages import Applied, CallReply, Rejected, StateQuery
 from raft_otp.server.metrics import ServerMetrics
+from raft_otp.server.snapshot_retry import SnapshotRetries, SnapshotRetry
 from raft_otp.server.timeouts import election_timeout_ms
 from raft_otp.system.directory import ServerRecord
 from raft_otp.system.resolve import load_machine, resolve_query
@@ -100,6 +101,7 @@ class ServerActor(pykka.ThreadingActor):
         self._machine_ticks = False
         self._watch: Any = None          # (leader, monitor handle)
         self._senders: dict[ServerId, pykka.ActorRef[Any]] = {}
+        self._snap_retries = SnapshotRetries(self.actor_ref, ctx.node_name)
         self._machine_timers: dict[Any, tuple[int, Any]] = {}
         self._pending_batches: deque[tuple[int, float]] = deque()  # (last index, arrival time)
         self._node_sub: Any = None
@@ -153,6 +155,7 @@ class ServerActor(pykka.ThreadingActor):
         for ref in self._senders.values():
             ref.stop(block=False)
         self._senders.clear()
+        self._snap_retries.clear()
         if self.log is not None:
             try:
                 self.log.close()
@@ -213,10 +216,30 @@ class ServerActor(pykka.ThreadingActor):
                 self._query(message)
             case ev.AddMember() | ev.RemoveMember() | ev.TransferLeadership() | ev.TriggerElection():
                 self._handle(message)
-            case ev.SnapshotSenderDone() | ev.SnapshotSenderFailed():
+            case ev.SnapshotSenderDone():
                 self._senders.pop(message.peer, None)
+                self._snap_retries.forget(message.peer)
                 self._handle(message)
-            case ev.WalDown() | ev.WalUp() | ev.LeaderDown() | ev.NodeDown() | ev.NodeUp():
+            case ev.SnapshotSenderFailed():
+                # a sender's failure is retried here with backoff; the core hears of it
+                # only when there is nothing to retry
+                if not (self._senders.pop(message.peer, None) is not None
+                        and self._snap_retries.failed(message.peer)):
+                    self._handle(message)
+            case SnapshotRetry():
+                req = self._snap_retries.fired(message)
+                if req is not None:
+                    self._start_sender(req)
+            case ev.NodeDown():
+                for peer in [p for p in self._senders if p.node == message.node]:
+                    self._senders.pop(peer).stop(block=False)  # fail fast, not after 30 s
+                    self._snap_retries.failed(peer, "its node went down")
+                self._handle(message)
+            case ev.NodeUp():
+                for req in self._snap_retries.node_up(message.node):
+                    self._start_sender(req)
+                self._handle(message)
+            case ev.WalDown() | ev.WalUp() | ev.LeaderDown():
                 self._handle(message)
             case StateQuery():
                 deliver(message.reply_to, self._state_query(message.what))
@@ -330,6 +353,7 @@ class ServerActor(pykka.ThreadingActor):
                     ref = self._senders.pop(e.to, None)
                     if ref is not None:
                         ref.stop(block=False)
+                    self._snap_retries.forget(e.to)
                 case fx.RoleChanged():
                     self._role_changed(e)
                 case fx.MembersChanged():
@@ -424,6 +448,8 @@ class ServerActor(pykka.ThreadingActor):
         old = self._senders.pop(e.to, None)
         if old is not None:
             old.stop(block=False)
+        if not self._snap_retries.may_start(e):
+            return  # the peer's node is down or we are backing off: retried later
         chunks = self.log.snapshot_chunks(self.cfg.snapshot_chunk_size)
         if chunks is None:
             self.actor_ref.tell(ev.SnapshotSenderFailed(e.to))
