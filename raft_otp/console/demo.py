@@ -177,9 +177,13 @@ class _Demo:
 
         ids = [raft_otp.ServerId(CLUSTER, n) for n in self.names]
         self.say("2.", f"Creating the key-value cluster {CLUSTER!r}: one server on each node")
-        started, _ = raft_otp.start_cluster("default", CLUSTER, KV, ids, timeout=20.0)
+        t = time.monotonic()
+        started, not_started = raft_otp.start_cluster("default", CLUSTER, KV, ids, timeout=30.0)
         if len(started) != 3:
-            raise ConsoleError("demo: the cluster did not start")
+            raise ConsoleError(
+                f"demo: the cluster did not start after {time.monotonic() - t:.1f} s "
+                f"(started {[str(s) for s in started]}, not started {[str(s) for s in not_started]}); "
+                f"node logs in {self.dir}/nodes.log")
         leader, term = _wait("a leader", lambda: self.leader_of(ids), 10.0)
         self.note(f"leader {leader.name}@{leader.node} (term {term})")
 
