@@ -33,7 +33,9 @@ def test_demo_twice_in_a_row(tmp_path: Any) -> None:
     for run in range(2):
         r = subprocess.run([*cli_command(), "demo", "--writes", "10"], cwd=str(tmp_path), env=env,
                            capture_output=True, text=True, timeout=90)
-        assert r.returncode == 0, r.stdout + r.stderr
+        log = os.path.join(data_dir, "nodes.log")
+        tail = open(log).read()[-4000:] if os.path.exists(log) else "(no nodes.log)"
+        assert r.returncode == 0, r.stdout + r.stderr + "\n--- nodes.log tail ---\n" + tail
         out = r.stdout
         assert f"data dir {data_dir}" in out.replace("\n", " ")
         for needle in ("with SIGKILL", "new leader",
