@@ -65,13 +65,35 @@ class Timer:
 
 @dataclass(frozen=True, slots=True)
 class Monitor:
-    """Watch a process/node; its DOWN arrives as a command ``["down", target, reason]``."""
+    """Watch a process/node; its DOWN arrives as a command ``["down", target, reason]``.
+
+    ``target`` is an actor address ``(name, node)`` or ``("node", node_name)``
+    (tuples, lists or a ``ServerId``).  Contract (as RA's ``{monitor, ...}``):
+
+    * Only the leader watches; the effect is dropped on followers.  When the
+      target goes down the leader submits ``["down", [name, node], reason]`` (or
+      ``["down", ["node", node_name], "noconnection"]``) to its own cluster as an
+      ordinary ``noreply`` command, so it is logged, replicated and applied on
+      every member in the same order (deterministic).  ``reason`` is a plain
+      value: the actor's exit reason (non-plain reasons as text), ``"noproc"``
+      (no such actor when watched) or ``"noconnection"`` (node unreachable).
+    * A monitor fires once and is then forgotten; monitoring an already watched
+      target again is a no-op.  ``Demonitor(target)`` cancels it: no
+      ``["down", ...]`` follows.
+    * Monitors are not replicated state: the leader drops them all when it stops
+      or stops leading.  A machine that needs them must re-issue its ``Monitor``
+      effects from ``state_enter("leader", state)`` (which the new leader runs),
+      and should treat ``["down", ...]`` idempotently: a DOWN may be committed
+      by an old leader just before a new one watches the target again.
+    """
 
     target: Any
 
 
 @dataclass(frozen=True, slots=True)
 class Demonitor:
+    """Stop watching ``target`` (same forms as ``Monitor``); leader only."""
+
     target: Any
 
 

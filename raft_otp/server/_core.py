@@ -170,8 +170,21 @@ def monitor_wal(ctx: Any, watcher: Any) -> Any:
     return monitor(ref, watcher)
 
 
-def machine_monitor(actor: Any, effect: Any) -> None:
-    log.debug("%s: machine monitor effects are not supported yet (%r)", actor.id, effect)
+def machine_monitor(target: Any, watcher: Any) -> Any:
+    """Monitor a machine's ``(name, node)`` target for the leader: one
+    ``supervisors.Down`` reaches ``watcher`` (reason ``'noproc'`` when there is no
+    such actor, ``'noconnection'`` when its node is unreachable)."""
+    from raft_otp.node import runtime as node_mod
+    return node_mod.monitor_remote((target[0], target[1]), watcher)
+
+
+def down_reason(reason: Any) -> Any:
+    """A DOWN reason as a plain, msgpack-able value for the ``["down", ...]`` command."""
+    if reason is None or isinstance(reason, (str, int, float, bool)):
+        return reason
+    if isinstance(reason, BaseException):
+        return f"{type(reason).__name__}: {reason}"
+    return repr(reason)
 
 
 def translate_foreign(actor: Any, message: Any) -> Any:

@@ -71,6 +71,17 @@ class _MachineTimer:
         self.gen = gen
 
 
+class _MachineDown:
+    """A machine monitor's target was down when watched: fired from the mailbox,
+    never from inside effect execution."""
+
+    __slots__ = ("key", "reason")
+
+    def __init__(self, key: Any, reason: Any) -> None:
+        self.key = key
+        self.reason = reason
+
+
 _PLAIN_RPCS = frozenset(t for t in ev.RPC_TYPES if t is not ev.InstallSnapshotResult)
 
 
@@ -103,6 +114,8 @@ class ServerActor(pykka.ThreadingActor):
         self._senders: dict[ServerId, pykka.ActorRef[Any]] = {}
         self._snap_retries = SnapshotRetries(self.actor_ref, ctx.node_name)
         self._machine_timers: dict[Any, tuple[int, Any]] = {}
+        # machine Monitor effects (leader only): key -> (wire target, monitor handle or None)
+        self._machine_monitors: dict[Any, tuple[list[Any], Any]] = {}
         self._pending_batches: deque[tuple[int, float]] = deque()  # (last index, arrival time)
         self._node_sub: Any = None
         self._wal_mon: Any = None
@@ -149,6 +162,7 @@ class ServerActor(pykka.ThreadingActor):
         self._tick_timer = None
         for _, t in self._machine_timers.values():
             timers.cancel(t)
+        self._drop_machine_monitors()
         self._unwatch_leader()
         _core.demonitor(self._wal_mon)
         _core.unsubscribe(self._node_sub)
@@ -235,6 +249,7 @@ class ServerActor(pykka.ThreadingActor):
                     self._senders.pop(peer).stop(block=False)  # fail fast, not after 30 s
                     self._snap_retries.failed(peer, "its node went down")
                 self._handle(message)
+                self._machine_node_down(message.node)
             case ev.NodeUp():
                 for req in self._snap_retries.node_up(message.node):
                     self._start_sender(req)
@@ -248,6 +263,10 @@ class ServerActor(pykka.ThreadingActor):
                 if cur is not None and cur[0] == message.gen:
                     del self._machine_timers[message.name]
                     self._commands([ev.Command(["timeout", message.name], mode="noreply")])
+            case _MachineDown():
+                self._machine_fire_down(message.key, message.reason)
+            case _ if self._machine_monitors and self._machine_down(message):
+                pass
             case _:
                 translated = _core.translate_foreign(self, message)
                 if translated is not None:
@@ -416,6 +435,7 @@ class ServerActor(pykka.ThreadingActor):
             self._tick_timer = None
             self._tick_gen += 1
             self._pending_batches.clear()
+            self._drop_machine_monitors()  # a new leader re-establishes them (state_enter)
         if e.role == "follower" and e.leader is not None and e.leader != self.id:
             self._watch_leader(e.leader)
         else:
@@ -492,13 +512,77 @@ class ServerActor(pykka.ThreadingActor):
                 more = resolve_query(me.fun)(entries) or []
                 for m in more:
                     self._machine_effect(m)
-            case mfx.Monitor() | mfx.Demonitor():
-                _core.machine_monitor(self, me)
+            case mfx.Monitor():
+                self._machine_monitor(me.target)
+            case mfx.Demonitor():
+                self._machine_demonitor(me.target)
             case mfx.ReleaseCursor() | mfx.Checkpoint():
                 # The core turns these into Log calls itself; if one reaches us, hand it over.
                 _core.release_cursor(self.state, me)
             case _:
                 log.warning("%s: unknown machine effect %r", self.id, me)
+
+    # ---- machine monitors (RA: leader-only; DOWN becomes a replicated command) ------
+    def _machine_monitor(self, target: Any) -> None:
+        if self.role != "leader":
+            return
+        key = _monitor_key(target)
+        if key is None:
+            log.warning("%s: machine monitor of %r: target must be (name, node) or "
+                        "(\"node\", node_name)", self.id, target)
+            return
+        if key in self._machine_monitors:
+            return  # already watched (state_enter may re-issue it)
+        wire = list(key)
+        if key[0] == "node":
+            self._machine_monitors[key] = (wire, None)
+            if not _core.node_is_up(key[1]):
+                self.actor_ref.tell(_MachineDown(key, "noconnection"))
+            return
+        try:
+            handle = _core.machine_monitor(key, self.actor_ref)
+        except Exception as exc:  # no node started and a remote target: it is unreachable
+            log.debug("%s: cannot monitor %r: %r", self.id, target, exc)
+            self._machine_monitors[key] = (wire, None)
+            self.actor_ref.tell(_MachineDown(key, "noconnection"))
+            return
+        self._machine_monitors[key] = (wire, handle)
+
+    def _machine_demonitor(self, target: Any) -> None:
+        key = _monitor_key(target)
+        cur = self._machine_monitors.pop(key, None) if key is not None else None
+        if cur is not None and cur[1] is not None:
+            _core.demonitor(cur[1])
+
+    def _drop_machine_monitors(self) -> None:
+        mons, self._machine_monitors = self._machine_monitors, {}
+        for _, handle in mons.values():
+            if handle is not None:
+                _core.demonitor(handle)
+
+    def _machine_down(self, message: Any) -> bool:
+        """A DOWN for one of the machine's monitors: submit ``["down", target, reason]``."""
+        ref = getattr(message, "ref", None)
+        if ref is None or not hasattr(message, "reason"):
+            return False
+        for key, (_, handle) in self._machine_monitors.items():
+            if handle is not None and handle == ref:
+                self._machine_fire_down(key, _core.down_reason(message.reason))
+                return True
+        return False
+
+    def _machine_node_down(self, node: str) -> None:
+        key = ("node", node)
+        if key in self._machine_monitors:
+            self._machine_fire_down(key, "noconnection")
+
+    def _machine_fire_down(self, key: Any, reason: Any) -> None:
+        """Monitors fire once (like Erlang's): forget it, then replicate the DOWN."""
+        cur = self._machine_monitors.pop(key, None)
+        if cur is None or self.role != "leader":
+            return
+        log.debug("%s term %d: machine monitor %r down (%r)", self.id, self.term, key, reason)
+        self._commands([ev.Command(["down", cur[0], reason], mode="noreply")])
 
     # ---- views ------------------------------------------------------------------
     def _refresh_view(self) -> None:
@@ -551,6 +635,13 @@ class ServerActor(pykka.ThreadingActor):
                        "snapshot_senders": len(self._senders)},
             "metrics": self.metrics.snapshot(),
         }
+
+
+def _monitor_key(target: Any) -> tuple[Any, Any] | None:
+    """``(name, node)`` / ``("node", node_name)`` (tuple, list or ServerId) as a dict key."""
+    if isinstance(target, (tuple, list)) and len(target) == 2 and all(isinstance(x, str) for x in target):
+        return (target[0], target[1])
+    return None
 
 
 def _bind(f: Any, args: Any) -> Any:
