@@ -256,28 +256,12 @@ class Wal:
         claimed = True
         try:
             done = self._write_batch([item])
-            if self._size >= self._size_limit or self._file_entries >= self.config.max_entries:
-                self._sync_fd(self._fd)
-                self._notify(done)
-                with self._scond:
-                    while self._syncing and self.crashed is None:
-                        self._scond.wait(1.0)
-                self._size_limit = self.config.max_size_bytes
-                self._roll_over()
+            fd = self._roll_or_begin_sync(done)
+            if fd is None:
                 return
-            if not done:
-                return
-            fd = self._fd
-            with self._scond:
-                self._syncing += 1
             self._release_inline()
             claimed = False
-            try:
-                self._sync_fd(fd)
-            finally:
-                with self._scond:
-                    self._syncing -= 1
-                    self._scond.notify_all()
+            self._sync_begun(fd)
             if _T.ON: _T.mark("wal", "synced inline")  # TRACE
             self._notify(done)
         except BaseException as exc:  # as a worker would: crash the WAL; servers resend
@@ -338,26 +322,10 @@ class Wal:
                     if _T.ON: _T.mark("wal", f"took {len(items)}")  # TRACE
                     done = self._write_batch(items)
                     if _T.ON: _T.mark("wal", "written")  # TRACE
-                    if self._size >= self._size_limit or self._file_entries >= self.config.max_entries:
-                        self._sync_fd(self._fd)
-                        self._notify(done)
-                        with self._scond:
-                            while self._syncing and self.crashed is None:
-                                self._scond.wait(1.0)
-                        self._size_limit = self.config.max_size_bytes
-                        self._roll_over()
+                    fd = self._roll_or_begin_sync(done)
+                    if fd is None:
                         continue
-                    if not done:
-                        continue
-                    fd = self._fd
-                    with self._scond:
-                        self._syncing += 1
-                try:
-                    self._sync_fd(fd)
-                finally:
-                    with self._scond:
-                        self._syncing -= 1
-                        self._scond.notify_all()
+                self._sync_begun(fd)
                 if _T.ON: _T.mark("wal", "synced")  # TRACE
                 self._notify(done)
         except BaseException as exc:  # crash the actor; servers resend to the next WAL
@@ -365,6 +333,38 @@ class Wal:
         finally:
             with self._cond:
                 self._cond.notify_all()  # let the other worker see stop / crash
+
+    def _roll_or_begin_sync(self, done: dict[bytes, _Item]) -> int | None:
+        """After a batch is written (the caller holds the write lock, or the _inline
+        claim): if the file is full, sync it, notify ``done``, wait for in-flight
+        syncs and roll over. Otherwise, if ``done`` has writers, count a sync as in
+        flight and return the fd to sync (the caller must call _sync_begun(fd)).
+        Returns None when there is nothing more to sync."""
+        if self._size >= self._size_limit or self._file_entries >= self.config.max_entries:
+            self._sync_fd(self._fd)
+            self._notify(done)
+            with self._scond:
+                while self._syncing and self.crashed is None:
+                    self._scond.wait(1.0)
+            self._size_limit = self.config.max_size_bytes
+            self._roll_over()
+            return None
+        if not done:
+            return None
+        fd = self._fd
+        with self._scond:
+            self._syncing += 1
+        return fd
+
+    def _sync_begun(self, fd: int) -> None:
+        """Sync ``fd`` for a sync counted in flight by _roll_or_begin_sync, then
+        uncount it and wake anyone waiting to roll over."""
+        try:
+            self._sync_fd(fd)
+        finally:
+            with self._scond:
+                self._syncing -= 1
+                self._scond.notify_all()
 
     def _sync_fd(self, fd: int) -> None:
         if self._sync is None:
