@@ -11,7 +11,7 @@ import pytest
 
 import raft_otp
 from raft_otp.errors import RaftError
-from raft_otp.system.harness import NodeProcs
+from raft_otp.system.harness import NodeProcs, running_nodes
 
 pytestmark = pytest.mark.processes
 
@@ -22,16 +22,8 @@ CATCH_UP_S = 10.0
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcs]:
-    from raft_otp.node import runtime as node_rt
-    h = NodeProcs(str(tmp_path_factory.mktemp("heal")), 3, extra_args=["--min-snapshot-interval", "64"])
-    try:
-        h.start()
-        h.join_as_client()
-        h.wait_connected()
+    with running_nodes(str(tmp_path_factory.mktemp("heal")), 3, extra_args=["--min-snapshot-interval", "64"]) as h:
         yield h
-    finally:
-        h.close()
-        node_rt.stop_node()
 
 
 def _partition(h: NodeProcs, victim: int, on: bool) -> None:

@@ -16,8 +16,9 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from raft_otp.core.types import ServerId
 
@@ -185,3 +186,19 @@ class NodeProcs:
                 return
             time.sleep(0.05)
         raise TimeoutError(f"not connected to {want - set(node_rt.nodes())}")
+
+
+@contextmanager
+def running_nodes(base_dir: str, n: int = 3, **kwargs: Any) -> Iterator[NodeProcs]:
+    """Start ``n`` node processes (``kwargs`` go to NodeProcs), join them as a
+    client and wait until connected; on exit close them and stop the client node."""
+    from raft_otp.node import runtime as node_rt
+    h = NodeProcs(base_dir, n, **kwargs)
+    try:
+        h.start()
+        h.join_as_client()
+        h.wait_connected()
+        yield h
+    finally:
+        h.close()
+        node_rt.stop_node()
