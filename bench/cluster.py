@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import os
 import queue
-import tempfile
 import threading
 import time
 from typing import Any
 
 import psutil
 
+from bench._nodes import bench_nodes, cpu_s, node_procs, start_counter
 from bench.common import Figure, median, percentile
 
 FRAME = 200
 WINDOW = 8000
 BUDGET_US = 45.0
-COUNTER = ("raft_otp.machines.counter:Counter", {})
 
 
 def _fdatasync_s(path: str, n: int = 200) -> float:
@@ -73,17 +72,6 @@ def _zmq_rtt_s(n: int = 2000) -> float:
     return median(xs[n // 10:])
 
 
-def _cpu_s(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            c = p.cpu_times()
-            total += c.user + c.system
-        except psutil.Error:
-            pass
-    return total
-
-
 def _pipelined(leader: Any, seconds: float, procs: list[psutil.Process]) -> tuple[float, float]:
     import raft_otp
     from raft_otp.node.mailbox import Mailbox
@@ -97,7 +85,7 @@ def _pipelined(leader: Any, seconds: float, procs: list[psutil.Process]) -> tupl
         while got < FRAME:
             m = mbox.get(10)
             got += len(m.replies)
-        cpu0 = _cpu_s(procs)
+        cpu0 = cpu_s(procs)
         t0 = time.perf_counter()
         deadline = t0 + seconds
         while True:
@@ -116,7 +104,7 @@ def _pipelined(leader: Any, seconds: float, procs: list[psutil.Process]) -> tupl
             for m in mbox.drain():
                 applied += len(m.replies)
         elapsed = time.perf_counter() - t0
-        cpu = _cpu_s(procs) - cpu0
+        cpu = cpu_s(procs) - cpu0
         return applied / elapsed, cpu / applied * 1e6
     finally:
         mbox.close()
@@ -124,21 +112,12 @@ def _pipelined(leader: Any, seconds: float, procs: list[psutil.Process]) -> tupl
 
 def run(quick: bool = False) -> list[Figure]:
     import raft_otp
-    from raft_otp.node import runtime as node_rt
-    from raft_otp.system.harness import NodeProcs
 
-    base = tempfile.mkdtemp(prefix="raft_otp_bench_cluster_")
-    h = NodeProcs(base, 3, wal_sync_method="datasync")
     figs: list[Figure] = []
-    try:
-        h.start()
-        h.join_as_client("bench")
-        ids = [h[i].sid("bench") for i in range(3)]
-        started, _ = raft_otp.start_cluster("default", "bench", COUNTER, ids, timeout=20)
-        if len(started) != 3:
-            raise RuntimeError("cluster did not start")
+    with bench_nodes("raft_otp_bench_cluster_", 3, wal_sync_method="datasync") as h:
+        ids = start_counter(h, "bench")
         _, leader = raft_otp.process_command(ids[0], ["incr"])  # follows redirects to the leader
-        procs = [psutil.Process(np.pid) for np in h.nodes] + [psutil.Process()]
+        procs = node_procs(h)
         rate, cpu_us = _pipelined(leader, 2.0 if quick else 6.0, procs)
         figs.append(Figure("cluster: 3 nodes pipelined commands/s (datasync)", round(rate), "cmd/s",
                            f"design budget (2 cores / {BUDGET_US:.0f} us)", round(2e6 / BUDGET_US)))
@@ -152,18 +131,12 @@ def run(quick: bool = False) -> list[Figure]:
             t = time.perf_counter()
             raft_otp.process_command(leader, ["incr"])
             lat.append(time.perf_counter() - t)
-        limit_ms = (_zmq_rtt_s() + _fdatasync_s(base)) * 1000
+        limit_ms = (_zmq_rtt_s() + _fdatasync_s(h.base_dir)) * 1000
         figs.append(Figure("cluster: sequential process_command p50", round(median(lat) * 1000, 3), "ms",
                            "limit: zmq round trip + fdatasync", round(limit_ms, 3), higher_is_better=False))
         figs.append(Figure("cluster: sequential process_command p99", round(percentile(lat, 99) * 1000, 3),
                            "ms", "limit: zmq round trip + fdatasync", round(limit_ms, 3),
                            higher_is_better=False))
-    finally:
-        h.close()
-        if node_rt.is_started():
-            node_rt.stop_node()
-        import shutil
-        shutil.rmtree(base, ignore_errors=True)
     return figs
 
 

@@ -10,16 +10,14 @@ cluster existed (transport heartbeats only) and their RSS then.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psutil
 
+from bench._nodes import bench_nodes, node_procs, start_counter_retrying
 from bench.common import Figure
-
-COUNTER = ("raft_otp.machines.counter:Counter", {})
 
 
 def _cpu_pct(procs: list[psutil.Process], seconds: float) -> list[float]:
@@ -40,20 +38,12 @@ def _start_all(h: Any, n: int) -> tuple[float, int]:
     Under the start-up burst a saturated 2-core host can make a node miss heartbeats
     for over a second (false node_down on the client): such a cluster is deleted and
     started again."""
-    import raft_otp
     t0 = time.perf_counter()
     retried = [0]
 
     def start(k: int) -> None:
-        ids = [h[i].sid(f"idle{k}") for i in range(3)]
-        for attempt in range(5):
-            started, _ = raft_otp.start_cluster("default", f"idle{k}", COUNTER, ids, timeout=60)
-            if len(started) == 3:
-                return
-            retried[0] += 1
-            raft_otp.delete_cluster("default", ids)
-            time.sleep(0.5)
-        raise RuntimeError(f"cluster idle{k} did not start")
+        _ids, r = start_counter_retrying(h, f"idle{k}", timeout=60)
+        retried[0] += r
 
     with ThreadPoolExecutor(8) as ex:
         list(ex.map(start, range(n)))
@@ -61,18 +51,11 @@ def _start_all(h: Any, n: int) -> tuple[float, int]:
 
 
 def run(quick: bool = False) -> list[Figure]:
-    from raft_otp.node import runtime as node_rt
-    from raft_otp.system.harness import NodeProcs
-
     n = 100 if quick else 1000
     idle_s = 5.0 if quick else 10.0
-    base = tempfile.mkdtemp(prefix="raft_otp_bench_clusters_")
-    h = NodeProcs(base, 3, wal_sync_method="datasync")
     figs: list[Figure] = []
-    try:
-        h.start()
-        h.join_as_client("bench")
-        procs = [psutil.Process(np.pid) for np in h.nodes]
+    with bench_nodes("raft_otp_bench_clusters_", 3, wal_sync_method="datasync") as h:
+        procs = node_procs(h, client=False)
         base_cpu = _cpu_pct(procs, 3.0)
         base_rss = [p.memory_info().rss / 2**20 for p in procs]
         start_s, retried = _start_all(h, n)
@@ -91,12 +74,6 @@ def run(quick: bool = False) -> list[Figure]:
         figs.append(Figure(f"clusters: time to start {n} clusters (8 client threads, {retried} retried)",
                            round(start_s, 1),
                            "s", "1 ms per cluster", n / 1000.0, higher_is_better=False))
-    finally:
-        h.close()
-        if node_rt.is_started():
-            node_rt.stop_node()
-        import shutil
-        shutil.rmtree(base, ignore_errors=True)
     return figs
 
 

@@ -12,15 +12,14 @@ many clusters share the nodes) and, for 1 cluster, the design budget.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psutil
 
-from bench.cluster import BUDGET_US, COUNTER, FRAME, WINDOW, _cpu_s
+from bench._nodes import bench_nodes, cpu_s, node_procs, start_counter_retrying
+from bench.cluster import BUDGET_US, FRAME, WINDOW
 from bench.common import Figure
 
 COUNTS = [1, 10, 100]
@@ -28,14 +27,8 @@ COUNTS = [1, 10, 100]
 
 def _start(h: Any, k: int) -> Any:
     import raft_otp
-    ids = [h[i].sid(f"load{k}") for i in range(3)]
-    for _ in range(5):
-        started, _ = raft_otp.start_cluster("default", f"load{k}", COUNTER, ids, timeout=30)
-        if len(started) == 3:
-            return raft_otp.ping(ids[0]) or ids[0]
-        raft_otp.delete_cluster("default", ids)
-        time.sleep(0.5)
-    raise RuntimeError(f"cluster load{k} did not start")
+    ids, _ = start_counter_retrying(h, f"load{k}", timeout=30)
+    return raft_otp.ping(ids[0]) or ids[0]
 
 
 def aggregate_rate(leaders: list[Any], seconds: float, window: int,
@@ -56,7 +49,7 @@ def aggregate_rate(leaders: list[Any], seconds: float, window: int,
             inflight[k] += n
 
     try:
-        cpu0 = _cpu_s(procs)
+        cpu0 = cpu_s(procs)
         t0 = time.perf_counter()
         deadline = t0 + seconds
         for k in range(len(leaders)):
@@ -83,22 +76,15 @@ def aggregate_rate(leaders: list[Any], seconds: float, window: int,
                     if per - inflight[k] >= frame:
                         fill(k)
         elapsed = time.perf_counter() - t0
-        return applied / elapsed, (_cpu_s(procs) - cpu0) / max(1, applied) * 1e6
+        return applied / elapsed, (cpu_s(procs) - cpu0) / max(1, applied) * 1e6
     finally:
         mbox.close()
 
 
 def measure(counts: list[int], seconds: float, window: int = WINDOW) -> list[Figure]:
-    from raft_otp.node import runtime as node_rt
-    from raft_otp.system.harness import NodeProcs
-
-    base = tempfile.mkdtemp(prefix="raft_otp_bench_clusters_load_")
-    h = NodeProcs(base, 3, wal_sync_method="datasync")
     figs: list[Figure] = []
-    try:
-        h.start()
-        h.join_as_client("bench")
-        procs = [psutil.Process(np.pid) for np in h.nodes] + [psutil.Process()]
+    with bench_nodes("raft_otp_bench_clusters_load_", 3, wal_sync_method="datasync") as h:
+        procs = node_procs(h)
         leaders: list[Any] = []
         rates: dict[int, tuple[float, float]] = {}
         for n in sorted(counts):
@@ -120,11 +106,6 @@ def measure(counts: list[int], seconds: float, window: int = WINDOW) -> list[Fig
                                    round(one)))
             figs.append(Figure(f"clusters: CPU per command, {n} cluster(s), 3 nodes + client",
                                round(cpu_us, 1), "us/cmd", "design budget", BUDGET_US, higher_is_better=False))
-    finally:
-        h.close()
-        if node_rt.is_started():
-            node_rt.stop_node()
-        shutil.rmtree(base, ignore_errors=True)
     return figs
 
 

@@ -24,14 +24,13 @@ process a client node.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
-from bench.cluster import COUNTER, FRAME
+from bench._nodes import COUNTER, bench_nodes
+from bench.cluster import FRAME
 from bench.common import Figure
 
 KV = ("raft_otp.machines.kv:KeyValue", {"release_cursor_every": 0})
@@ -191,22 +190,11 @@ def snapshot_figures(h: Any, mb: int) -> list[Figure]:
 
 
 def measure(entries: int, snapshot_mb: int) -> list[Figure]:
-    from raft_otp.node import runtime as node_rt
-    from raft_otp.system.harness import NodeProcs
-
-    base = tempfile.mkdtemp(prefix="raft_otp_bench_recovery_node_")
-    h = NodeProcs(base, 4, wal_sync_method="none", extra_args=["--min-snapshot-interval", "1"])
     figs: list[Figure] = []
-    try:
-        h.start()
-        h.join_as_client("bench")
+    with bench_nodes("raft_otp_bench_recovery_node_", 4, wal_sync_method="none",
+                     extra_args=["--min-snapshot-interval", "1"]) as h:
         figs += restart_figures(h, entries)
         figs += snapshot_figures(h, snapshot_mb)
-    finally:
-        h.close()
-        if node_rt.is_started():
-            node_rt.stop_node()
-        shutil.rmtree(base, ignore_errors=True)
     return figs
 
 

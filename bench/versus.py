@@ -32,8 +32,6 @@ Figures (ratios >1 mean raft_otp wins):
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,7 +39,8 @@ from typing import Any, Iterator
 
 import psutil
 
-from bench.cluster import COUNTER, FRAME, _cpu_s, _pipelined
+from bench._nodes import bench_nodes, cpu_s, node_procs, start_counter
+from bench.cluster import FRAME, _pipelined
 from bench.common import Figure, percentile
 from bench.peers.pysyncobj_bench import pysyncobj_cluster
 
@@ -58,27 +57,13 @@ def raft_cluster(sync: str) -> Iterator[tuple[Any, list[psutil.Process]]]:
     """3 node processes (``wal_sync_method=sync``) + this process as client node;
     yields (leader id, [node processes + this one])."""
     import raft_otp
-    from raft_otp.node import runtime as node_rt
-    from raft_otp.system.harness import NodeProcs
 
-    base = tempfile.mkdtemp(prefix=f"raft_otp_bench_versus_{sync}_")
-    h = NodeProcs(base, 3, wal_sync_method=sync)
-    try:
-        h.start()
-        h.join_as_client("bench")
-        ids = [h[i].sid("versus") for i in range(3)]
-        started, _ = raft_otp.start_cluster("default", "versus", COUNTER, ids, timeout=20)
-        if len(started) != 3:
-            raise RuntimeError("cluster did not start")
+    with bench_nodes(f"raft_otp_bench_versus_{sync}_", 3, wal_sync_method=sync) as h:
+        ids = start_counter(h, "versus")
         leader = raft_otp.ping(ids[0]) or ids[0]
         for _ in range(50):
             raft_otp.process_command(leader, ["incr"])
-        yield leader, [psutil.Process(np.pid) for np in h.nodes] + [psutil.Process()]
-    finally:
-        h.close()
-        if node_rt.is_started():
-            node_rt.stop_node()
-        shutil.rmtree(base, ignore_errors=True)
+        yield leader, node_procs(h)
 
 
 def window_rate(leader: Any, window: int, seconds: float, procs: list[psutil.Process]) -> tuple[float, float]:
@@ -89,7 +74,7 @@ def window_rate(leader: Any, window: int, seconds: float, procs: list[psutil.Pro
     mbox = Mailbox()
     sent = applied = corr = 0
     try:
-        cpu0 = _cpu_s(procs)
+        cpu0 = cpu_s(procs)
         t0 = time.perf_counter()
         deadline = t0 + seconds
         while True:
@@ -110,7 +95,7 @@ def window_rate(leader: Any, window: int, seconds: float, procs: list[psutil.Pro
                     continue
                 applied += len(m.replies)
         elapsed = time.perf_counter() - t0
-        return applied / elapsed, (_cpu_s(procs) - cpu0) / max(1, applied) * 1e6
+        return applied / elapsed, (cpu_s(procs) - cpu0) / max(1, applied) * 1e6
     finally:
         mbox.close()
 
