@@ -214,8 +214,12 @@ class Nemesis:
         self.event("heal", kind="kill-quorum")
 
     def fault_kill_after_lag(self) -> None:
-        """Isolate a follower until it lags, heal, and at once SIGKILL the leader: the
-        lagging node must not win the election that follows (Raft's up-to-date check)."""
+        """Isolate a follower until it lags, SIGKILL the leader, then heal: the lagging
+        node must not win the election that follows (Raft's up-to-date check).
+
+        The leader dies before the heal: a leader alive at the heal probes the
+        lagging node at once (it answers pre-votes with an append) and catches it up
+        within milliseconds, which left no stale candidate to test."""
         c = self.cluster
         leader = self.leader_index()
         if leader is None:
@@ -227,9 +231,9 @@ class Nemesis:
         for j in others:
             self._cut(lagging, j)
         self.hold()
-        self._heal_network()
         c.kill(leader)
         self.event("kill", node=c.nodes[leader].short)
+        self._heal_network()
         self.hold()
         c.start(leader)
         self.event("restart", node=c.nodes[leader].short)
@@ -267,7 +271,8 @@ class Nemesis:
         if c.netns is not None:
             c.netns.heal()
         for i in range(len(c.nodes)):
-            c.admin(i, ["clear_faults"])
+            if c.nodes[i].alive():  # a killed node's faults died with it; it restarts clean
+                c.admin(i, ["clear_faults"])
 
     def _partition(self, kind: str, sides: list[list[int]], bridge: int | None = None) -> None:
         names = [[self.cluster.nodes[i].short for i in side] for side in sides]
