@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from raft_otp.core.effects import PersistMeta, SendSnapshot
 from raft_otp.core.events import (
+    CommitTimeout,
     AppendEntriesReply,
     AppendEntriesRpc,
     Command,
@@ -37,6 +38,8 @@ def leader_with_c_matched(n_cmds: int = 4) -> Node:
     for peer in (B, C):
         n(AppendEntriesReply(n.s.term, peer, True, last + 1, last, n.s.term))
     assert n.s.peers[C].match_index == last == n_cmds + 1
+    n(CommitTimeout())  # the commit timer fires (5 ms later): both hear the commit index
+    assert all(p.commit_index_sent == n.s.commit_index for p in n.s.peers.values())
     return n
 
 

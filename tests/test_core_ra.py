@@ -18,6 +18,7 @@ from raft_otp.core.events import (
     AppendEntriesRpc,
     Command,
     Commands,
+    CommitTimeout,
     ConsistentQuery,
     ElectionTimeout,
     HeartbeatReply,
@@ -50,6 +51,7 @@ def leader_with_noop_committed() -> Node:
     n.written()
     n(AppendEntriesReply(n.s.term, B, True, 2, 1, n.s.term))
     assert n.s.first_term_applied
+    n(CommitTimeout())  # the commit timer fires (5 ms later): the peers hear the commit index
     return n
 
 

@@ -50,6 +50,13 @@ class ServerConfig:
     """Entries fetched from the log per apply round (bounds one event's work)."""
     snapshot_sender_timeout_ticks: int = 120
     """A snapshot sender silent for this many ticks is presumed dead and replaced."""
+    commit_notify_delay_ms: int = 5
+    """A commit that finds a peer with nothing new to send is not told to it at once
+    (an append_entries with no entries, and its reply: half the messages of a lone
+    command); it rides on the next append_entries to that peer, or, if none is sent
+    for this long, goes in a commit-only one.  Followers of an idle cluster then
+    apply up to ~2x this later; the leader's replies are not delayed.  0: tell at
+    once (RA's behaviour)."""
     max_client_sessions: int = 100_000
     """Bound of the client-session dedup table; the least recently used session is
     evicted beyond it.  Part of the replicated state: must be equal on all members."""

@@ -150,6 +150,14 @@ class CancelElectionTimer:
 
 
 @dataclass(frozen=True, slots=True)
+class StartCommitTimer:
+    """Leader: deliver a ``CommitTimeout`` event after ``delay_ms`` (the deferred
+    commit-index notification of idle peers; see ``ServerConfig.commit_notify_delay_ms``)."""
+
+    delay_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class MachineEffects:
     """Machine effects to carry out (leader-only ones already dropped on followers)."""
 
@@ -209,6 +217,7 @@ Effect = (
     | PersistLastApplied
     | StartElectionTimer
     | CancelElectionTimer
+    | StartCommitTimer
     | MachineEffects
     | SendSnapshot
     | StopSnapshotSender
@@ -235,6 +244,7 @@ __all__ = [
     "SendRpcs",
     "SendSnapshot",
     "SnapshotInstalled",
+    "StartCommitTimer",
     "StartElectionTimer",
     "StopSnapshotSender",
     "TimerKind",

@@ -308,6 +308,12 @@ class SnapshotSenderFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class CommitTimeout:
+    """The leader's commit timer (``StartCommitTimer``) fired: tell peers that got
+    nothing since it was started the commit index they have not heard yet."""
+
+
+@dataclass(frozen=True, slots=True)
 class WalDown:
     """The WAL process is gone: the server waits in ``await_condition``."""
 
@@ -335,6 +341,7 @@ LocalEvent = (
     | NodeUp
     | SnapshotSenderDone
     | SnapshotSenderFailed
+    | CommitTimeout
     | WalDown
     | WalUp
 )
@@ -363,6 +370,7 @@ __all__ = [
     "Command",
     "CommandMode",
     "Commands",
+    "CommitTimeout",
     "ConsistentQuery",
     "ElectionTimeout",
     "Event",

@@ -24,6 +24,7 @@ from raft_otp.core.effects import (
     SendRpc,
     SendRpcs,
     SendSnapshot,
+    StartCommitTimer,
     StopSnapshotSender,
 )
 from raft_otp.core.events import (
@@ -32,6 +33,7 @@ from raft_otp.core.events import (
     AppendEntriesRpc,
     Command,
     Commands,
+    CommitTimeout,
     ConsistentQuery,
     Event,
     HeartbeatReply,
@@ -67,6 +69,7 @@ def become_leader(state: ServerState, effects: list[Effect]) -> None:
     state.query_index = 0
     state.transfer = None
     state.pending_cluster_change = None
+    state.commit_timer_armed = False  # a timer of an earlier term may still fire: harmless
     membership.sync_peers(state)
     li = state.log.last_index_term()[0]
     state.first_term_index = li + 1
@@ -97,6 +100,8 @@ def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
             apply_committed(state, effects)
         case Tick():
             tick(state, event.now_ms, effects)
+        case CommitTimeout():
+            commit_timeout(state, effects)
         case HeartbeatReply():
             if maybe_newer_term(state, event.term, effects):
                 return
@@ -190,13 +195,44 @@ def _reply_before_commit(state: ServerState, index: int, data: bytes, cmd: Comma
     effects.append(Reply(cmd.reply_to, result[1], state.id))
 
 
-def replicate(state: ServerState, effects: list[Effect]) -> None:
-    """Send whatever each normal peer is missing, within the pipeline bound."""
+def replicate(state: ServerState, effects: list[Effect], tell_commit: bool = True) -> None:
+    """Send whatever each normal peer is missing, within the pipeline bound.
+    ``tell_commit=False``: a peer with no entries to send is told a newer commit
+    index later (see ``_defer_commit``)."""
     sends: list[tuple[ServerId, object]] = []
     for sid, peer in state.peers.items():
         if peer.status == "normal":
+            _fill(state, sid, peer, sends, effects, tell_commit=tell_commit)
+    _flush(sends, effects)
+
+
+def _defer_commit(state: ServerState, effects: list[Effect]) -> None:
+    """A peer needs a newer commit index but has no entries to carry it: start the
+    commit timer (once) instead of sending a commit-only append_entries now."""
+    if not state.commit_timer_armed:
+        state.commit_timer_armed = True
+        for peer in state.peers.values():
+            peer.sent_since_commit_timer = False
+        effects.append(StartCommitTimer(state.cfg.commit_notify_delay_ms))
+
+
+def commit_timeout(state: ServerState, effects: list[Effect]) -> None:
+    """The commit timer fired: a peer that got append_entries since it started will
+    hear the commit index with the next one (or at the next timeout); the others get
+    a commit-only append_entries now."""
+    state.commit_timer_armed = False
+    sends: list = []
+    again = False
+    for sid, peer in state.peers.items():
+        if peer.status != "normal" or peer.commit_index_sent >= state.commit_index:
+            continue
+        if peer.sent_since_commit_timer:
+            again = True
+        else:
             _fill(state, sid, peer, sends, effects)
     _flush(sends, effects)
+    if again:
+        _defer_commit(state, effects)
 
 
 def _flush(sends: list, effects: list[Effect]) -> None:
@@ -206,15 +242,16 @@ def _flush(sends: list, effects: list[Effect]) -> None:
         effects.append(SendRpcs(tuple(sends)))
 
 
-def _send_to_peer(state: ServerState, sid: ServerId, peer: Peer, effects: list[Effect], force: bool = False) -> None:
+def _send_to_peer(state: ServerState, sid: ServerId, peer: Peer, effects: list[Effect], force: bool = False,
+                  tell_commit: bool = True) -> None:
     sends: list = []
     if peer.status == "normal":
-        _fill(state, sid, peer, sends, effects, force)
+        _fill(state, sid, peer, sends, effects, force, tell_commit=tell_commit)
     _flush(sends, effects)
 
 
 def _fill(state: ServerState, sid: ServerId, peer: Peer, sends: list, effects: list[Effect],
-          force: bool = False, max_rpcs: int = 1 << 30) -> None:
+          force: bool = False, max_rpcs: int = 1 << 30, tell_commit: bool = True) -> None:
     log = state.log
     last = log.last_index_term()[0]
     batch = state.cfg.max_append_entries_rpc_batch_size
@@ -235,7 +272,12 @@ def _fill(state: ServerState, sid: ServerId, peer: Peer, sends: list, effects: l
         peer.next_index = to + 1
         peer.commit_index_sent = commit
         sent = True
-    if not sent and (force or peer.commit_index_sent < commit):
+    if sent:
+        peer.sent_since_commit_timer = True
+    elif not force and peer.commit_index_sent < commit and not tell_commit \
+            and state.cfg.commit_notify_delay_ms > 0:
+        _defer_commit(state, effects)
+    elif force or peer.commit_index_sent < commit:
         # nothing new: tell the peer the commit index, anchored at its match index
         prev = min(peer.match_index, peer.next_index - 1)
         prev_term = log.fetch_term(prev) if prev > 0 else 0
@@ -281,7 +323,7 @@ def append_entries_reply(state: ServerState, reply: AppendEntriesReply, effects:
             if state.transfer is not None and state.transfer[0] == reply.from_id:
                 _maybe_transfer(state, effects)
         peer.reject_next = 0
-        _send_to_peer(state, reply.from_id, peer, effects)
+        _send_to_peer(state, reply.from_id, peer, effects, tell_commit=False)
     else:
         _append_entries_failed(state, reply, peer, effects)
 
@@ -340,7 +382,8 @@ def evaluate_commit(state: ServerState, effects: list[Effect]) -> None:
             state.commit_index = agreed
             apply_committed(state, effects)
             if state.role == "leader":
-                replicate(state, effects)  # carry the new commit index to idle peers
+                # new entries go now; idle peers hear the new commit index a little later
+                replicate(state, effects, tell_commit=False)
 
 
 def tick(state: ServerState, now_ms: int, effects: list[Effect]) -> None:

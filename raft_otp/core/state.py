@@ -26,6 +26,7 @@ class Peer:
     __slots__ = (
         "kind", "next_index", "match_index", "commit_index_sent", "query_index",
         "status", "tick_match", "promote_target", "snapshot_ticks", "reject_next",
+        "sent_since_commit_timer",
     )
 
     def __init__(self, kind: str, next_index: int) -> None:
@@ -39,6 +40,7 @@ class Peer:
         self.promote_target = 0
         self.snapshot_ticks = 0  # ticks spent in "sending_snapshot" (sender watchdog)
         self.reject_next = 0  # next_index chosen at the last failure reply (0: none since a success)
+        self.sent_since_commit_timer = False  # got append_entries since the commit timer started
 
 
 class PendingQuery:
@@ -62,7 +64,7 @@ class ServerState:
         "query_index", "queries", "local_queries", "transfer",
         "pre_vote_token", "votes",
         "follower_match", "snapshot_chunk_expected", "snapshot_meta_receiving",
-        "now_ms", "applying_recovery", "removed",
+        "now_ms", "applying_recovery", "removed", "commit_timer_armed",
     )
 
     def __init__(self, cfg: ServerConfig, log: Log, machine: Machine, rng: random.Random) -> None:
@@ -97,6 +99,7 @@ class ServerState:
         self.queries: deque[PendingQuery] = deque()
         self.local_queries: list[tuple[int, Any, Any]] = []
         self.transfer: tuple[ServerId, Any] | None = None
+        self.commit_timer_armed = False  # a StartCommitTimer is out (its CommitTimeout due)
         # elections
         self.pre_vote_token = 0
         self.votes: set[ServerId] = set()

@@ -9,6 +9,15 @@ Ports the job of Erlang's distribution carrier (dist_util + the port driver):
   the first queued message after a flush wakes the I/O thread through an eventfd,
   later ones do not; the I/O thread sends everything queued for a peer as one
   batch frame (see ``envelope``);
+* *direct send*: a message for an idle link (nothing queued, parked or delayed,
+  no fault, nothing sent for ``direct_send_idle_us``) is sent as a one-message
+  frame by the calling thread itself, under the transport's send lock, saving
+  the wake-up of the I/O thread (the largest cost of a lone message's trip);
+  busy links keep batching in the I/O thread.  The I/O thread holds the same
+  lock whenever it touches a DEALER (flush, heartbeats, opening and closing), and
+  a DEALER is in the poller only while a frame is parked on it, which excludes
+  the direct path: so each socket is used by one thread at a time, as ZeroMQ
+  requires, and a link's messages stay in order;
 * peer queues are bounded (drop and count beyond); ZeroMQ's ``IMMEDIATE`` keeps
   frames in our bounded queue while a peer is unreachable; ZeroMQ reconnects by
   itself;
@@ -67,6 +76,7 @@ class NodeConfig:
     tcp_keepalive_idle_s: int = 10
     recv_max_frames_per_wake: int = 512
     down_on_disconnect: bool = True     # a closed connection is node_down at once
+    direct_send_idle_us: float = 200.0  # send from the caller on links idle this long; <0: never
     bind_retry_s: float = 2.0           # retry "address in use" this long when binding
     unreachable_forget_s: float = 60.0  # close idle links to nodes never heard from
 
@@ -130,11 +140,15 @@ class Transport:
         self.detector = FailureDetector(config.heartbeat_interval_ms, config.down_after_missed)
         self._woken = False
         self._stopping = False
+        # held by the I/O thread whenever it uses a DEALER; taken (without waiting) by
+        # a caller that sends a lone message on an idle link itself
+        self._send_lock = threading.Lock()
+        self._direct_idle_s = config.direct_send_idle_us / 1e6
         self._item_max_bytes = config.frame_max_bytes - 4096
         self.counters = dict.fromkeys(
             ("sent_msgs", "sent_batches", "sent_bytes", "recv_msgs", "recv_batches",
              "recv_bytes", "heartbeats_sent", "bad_frames", "refused", "dropped_fault",
-             "send_errors", "wakeups", "io_errors", "forgotten_links"), 0)
+             "send_errors", "wakeups", "io_errors", "forgotten_links", "direct_sends"), 0)
         self._forgotten_dropped = 0
         self.dead = False
         self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
@@ -195,12 +209,48 @@ class Transport:
             raise BadArgument(f"message of {len(item)} bytes exceeds frame_max_bytes")
         link = self._links.get(node) or self.link(node)
         if _T.ON: _T.mark("tx", f"enqueue {node} woken={self._woken}")  # TRACE
+        if (self._direct_idle_s >= 0 and not link.queue and link.pending is None
+                and time.monotonic() - link.last_sent_s >= self._direct_idle_s
+                and self._send_direct(link, item)):
+            return True
         if not link.offer(item):
             return False
         if not self._woken:
             self._woken = True
             os.eventfd_write(self._wake_fd, 1)
         return True
+
+    def _send_direct(self, link: PeerLink, item: bytes) -> bool:
+        """Send ``item`` as a one-message frame from the calling thread; False (nothing
+        sent) when the I/O thread holds the send lock or the link is not idle after
+        all: the caller then queues it."""
+        if not self._send_lock.acquire(False):
+            return False
+        try:
+            if (link.sock is None or link.queue or link.pending is not None or link.delayed
+                    or self._stopping or link.node in self._faults):
+                return False
+            body = envelope.build_body(self._prefix, [item])
+            sock = link.sock
+            try:
+                if _T.ON: _T.mark("tx", f"direct send {link.node} {len(body)}B")  # TRACE
+                sock.send(body, _NOBLOCK_MORE)
+                sock.send(envelope.sign(self._key, body), _NOBLOCK)
+            except zmq.Again:
+                return False  # not connected or at the high-water mark: the I/O thread parks it
+            except zmq.ZMQError as exc:
+                self.counters["send_errors"] += 1
+                logger.warning("%s: send to %s failed: %s", self.node, link.node, exc)
+                return True  # lost, as in _try_send
+            c = self.counters
+            c["sent_msgs"] += 1
+            c["sent_batches"] += 1
+            c["direct_sends"] += 1
+            c["sent_bytes"] += len(body)
+            link.last_sent_s = time.monotonic()
+            return True
+        finally:
+            self._send_lock.release()
 
     def enqueue_client(self, identity: bytes, item: bytes) -> None:
         """Queue a reply to a temporary client connected to our ROUTER."""
@@ -285,20 +335,25 @@ class Transport:
             self._woken = False
             # Send before receiving: a reply queued by a server goes out now rather than
             # after the decoding and delivery of every frame that arrived meanwhile.
-            self._flush()
+            with self._send_lock:
+                self._flush()
             if drain:
                 self._drain_router()
             now = time.monotonic()
             if now >= next_tick:
-                self._tick(now)
+                with self._send_lock:
+                    self._tick(now)
                 next_tick = now + interval_s
 
     def _close(self) -> None:
         for mon in self._monitor_socks:
             mon.close(0)
-        for link in self._link_list:
-            if link.sock is not None:
-                link.sock.close(0)
+        with self._send_lock:
+            self._stopping = True
+            for link in self._link_list:
+                if link.sock is not None:
+                    link.sock.close(0)
+                    link.sock = None
         self._router.close(0)
         # The eventfd is closed by a finalizer, not here: a sender may still hold this
         # transport and write to it; closing now could let it write into a reused fd.
@@ -321,7 +376,7 @@ class Transport:
             self._monitor_socks[mon] = link
             self._poller.register(mon, zmq.POLLIN)
         sock.connect(link.endpoint)
-        link.sock = sock
+        link.sock = sock  # the caller (_flush) holds the send lock
         self.detector.track(link.node, time.monotonic())
 
     def _flush(self) -> None:

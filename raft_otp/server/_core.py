@@ -29,6 +29,7 @@ def init(*, server_id: ServerId, uid: str, cluster_name: str, initial_members: l
         machine_config=machine_config,
         max_append_entries_rpc_batch_size=config.max_append_entries_rpc_batch_size,
         max_pipeline_count=config.max_pipeline_count,
+        commit_notify_delay_ms=getattr(config, "commit_notify_delay_ms", 5),
         mutations=_mutations(config))
     term, voted_for, last_applied = meta
     if voted_for is not None and not isinstance(voted_for, ServerId):

@@ -254,6 +254,8 @@ class ServerActor(pykka.ThreadingActor):
                 for req in self._snap_retries.node_up(message.node):
                     self._start_sender(req)
                 self._handle(message)
+            case ev.CommitTimeout():
+                self._handle(message)
             case ev.WalDown() | ev.WalUp() | ev.LeaderDown():
                 self._handle(message)
             case StateQuery():
@@ -363,6 +365,8 @@ class ServerActor(pykka.ThreadingActor):
                     self._arm_election_timer(e.kind)
                 case fx.CancelElectionTimer():
                     self._cancel_election_timer()
+                case fx.StartCommitTimer():
+                    timers.send_after(self.actor_ref, ev.CommitTimeout(), e.delay_ms / 1000.0)
                 case fx.MachineEffects():
                     for me in e.effects:
                         self._machine_effect(me)

@@ -35,6 +35,7 @@ class SystemConfig:
     tick_ms: int = 1000
     max_pipeline_count: int = 4096
     max_append_entries_rpc_batch_size: int = 128
+    commit_notify_delay_ms: int = 5  # see raft_otp.core.config.ServerConfig
     receive_snapshot_timeout_ms: int = 30_000
     await_condition_timeout_ms: int = 5_000
     # extra keys handed verbatim to the log system factory
@@ -53,6 +54,8 @@ class SystemConfig:
                   "max_append_entries_rpc_batch_size", "snapshot_chunk_size"):
             if getattr(self, f) <= 0:
                 raise BadArgument(f"{f} must be > 0, got {getattr(self, f)!r}")
+        if not isinstance(self.commit_notify_delay_ms, int) or self.commit_notify_delay_ms < 0:
+            raise BadArgument(f"commit_notify_delay_ms must be an int >= 0, got {self.commit_notify_delay_ms!r}")
         object.__setattr__(self, "mutations", parse_mutations(self.mutations))
 
     @classmethod

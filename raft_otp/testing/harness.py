@@ -29,7 +29,7 @@ class Node:
     def __init__(self, name: str, members: Iterable[str], *, entries: Iterable[tuple[int, Any]] = (),
                  term: int = 0, voted_for: str | None = None, machine: Machine | None = None,
                  mutations: Mutations | None = None, batch: int = 128, pipeline: int = 4096,
-                 seed: int = 1) -> None:
+                 seed: int = 1, commit_notify_delay_ms: int = 5) -> None:
         self.posted: list[object] = []
         self.log = MemoryLog(self.posted.append)
         index = 0
@@ -44,6 +44,7 @@ class Node:
         self.id = sid(name)
         cfg = ServerConfig(self.id, "test", tuple(sid(m) for m in members), None,
                            max_append_entries_rpc_batch_size=batch, max_pipeline_count=pipeline,
+                           commit_notify_delay_ms=commit_notify_delay_ms,
                            mutations=mutations or Mutations())
         self.cfg = cfg
         self.machine = machine or Counter()

@@ -37,6 +37,7 @@ from raft_otp.core.effects import (
     SendRpcs,
     SendSnapshot,
     SnapshotInstalled,
+    StartCommitTimer,
     StartElectionTimer,
     StopSnapshotSender,
 )
@@ -44,6 +45,7 @@ from raft_otp.core.events import (
     AddMember,
     Command,
     Commands,
+    CommitTimeout,
     ConsistentQuery,
     ElectionTimeout,
     InstallSnapshotResult,
@@ -276,6 +278,8 @@ class Simulation:
                 self._push(self.rng.randint(lo, hi), TIMER, sid, srv.timer_gen)
             elif t is CancelElectionTimer:
                 srv.timer_gen += 1
+            elif t is StartCommitTimer:
+                self._push(max(1, eff.delay_ms), LOCAL, sid, CommitTimeout())
             elif t is Reply or t is ReplyError:
                 self._client_reply(eff)
             elif t is RoleChanged:
