@@ -107,11 +107,17 @@ class _Node:
         self.pending: dict[int, _Pending] = {}
         self.unknown_dest = 0
         self.bad_msgs = 0
+        self.direct_deliveries = 0
         self.transport = Transport(name, key, self.creation, config, self.on_messages, self.on_node_event)
 
     # ---- incoming (I/O thread) -------------------------------------------------------
-    def on_messages(self, sender: str, client: bytes | None, msgs: list[Any]) -> None:
+    def on_messages(self, sender: str, client: bytes | None, msgs: list[Any], idle: bool = False) -> None:
+        """Deliver a frame's messages.  ``idle``: no other frame is waiting; its last
+        message may then be handled in this thread by a receiver that offers it
+        (an ActorRef with a ``try_direct`` attribute, see ``raft_otp.server.proc``),
+        saving the wake-up of the receiver's thread."""
         whereis = registry.whereis
+        last = msgs[-1] if idle else None
         for m in msgs:
             try:
                 kind = m[0]
@@ -119,6 +125,9 @@ class _Node:
                     ref = whereis(m[1])
                     if ref is None:
                         self.unknown_dest += 1
+                    elif m is last and (direct := getattr(ref, "try_direct", None)) is not None \
+                            and direct(m[2]):
+                        self.direct_deliveries += 1
                     else:
                         ref.tell(m[2])
                 elif kind == K_REPLY:

@@ -120,7 +120,7 @@ class Transport:
         key: bytes,
         creation: int,
         config: NodeConfig,
-        on_messages: Callable[[str, bytes | None, list[Any]], None],
+        on_messages: Callable[[str, bytes | None, list[Any], bool], None],
         on_node_event: Callable[[str, str], None],
         rng: random.Random | None = None,
     ) -> None:
@@ -551,22 +551,26 @@ class Transport:
         router = self._router
         recv = router.recv
         events = router.getsockopt
+        # Ask before receiving: a zmq.Again exception costs ~4x an EVENTS query.
+        more = events(_EVENTS) & _POLLIN  # type: ignore[operator]
         for _ in range(self.config.recv_max_frames_per_wake):
-            # Ask before receiving: a zmq.Again exception costs ~4x an EVENTS query.
-            if not events(_EVENTS) & _POLLIN:  # type: ignore[operator]
+            if not more:
                 return
             frame = recv(_NOBLOCK, copy=False)
             parts = [frame.bytes]
             while frame.more:
                 frame = recv(_NOBLOCK, copy=False)
                 parts.append(frame.bytes)
+            more = events(_EVENTS) & _POLLIN  # type: ignore[operator]
             try:
-                self._on_frame(parts)
+                self._on_frame(parts, not more)
             except Exception:  # never let one frame take the node down
                 self.counters["bad_frames"] += 1
                 logger.exception("%s: error while handling a frame", self.node)
 
-    def _on_frame(self, parts: list[bytes]) -> None:
+    def _on_frame(self, parts: list[bytes], last: bool = False) -> None:
+        """Authenticate, decode and deliver one frame; ``last``: no other frame is
+        waiting (the receiver may then run a lone message's handler in this thread)."""
         c = self.counters
         if len(parts) != 3:
             c["bad_frames"] += 1
@@ -601,4 +605,4 @@ class Transport:
         if msgs:
             c["recv_msgs"] += len(msgs)
             if _T.ON: _T.mark("rx", f"frame from {sender} {len(msgs)} msgs")  # TRACE
-            self._on_messages(sender, identity if client else None, msgs)
+            self._on_messages(sender, identity if client else None, msgs, last)

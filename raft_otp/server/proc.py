@@ -37,6 +37,7 @@ from raft_otp.core.types import ServerId
 from raft_otp.server import _core, timers
 from raft_otp.server.context import SystemContext
 from raft_otp.server.deliver import deliver
+from raft_otp.server.direct import DirectDispatch
 from raft_otp.server.messages import Applied, CallReply, Rejected, StateQuery
 from raft_otp.server.metrics import ServerMetrics
 from raft_otp.server.snapshot_retry import SnapshotRetries, SnapshotRetry
@@ -85,8 +86,14 @@ class _MachineDown:
 _PLAIN_RPCS = frozenset(t for t in ev.RPC_TYPES if t is not ev.InstallSnapshotResult)
 
 
-class ServerActor(pykka.ThreadingActor):
+class ServerActor(DirectDispatch):
     """Runs one Raft server of ``ctx``'s system, registered under ``record.name``."""
+
+    # Raft RPCs (not snapshot chunks: disk writes) and client commands may be handled by
+    # the node's I/O thread when this actor is idle (``raft_otp.server.direct``); so may a
+    # log event they caused.
+    DIRECT_TYPES = (_PLAIN_RPCS - {ev.InstallSnapshotRpc}) | frozenset((ev.Command, ev.Commands))
+    DRAIN_TYPES = frozenset((ev.LogEvent,))
 
     def __init__(self, ctx: SystemContext, record: ServerRecord, *, seed: int | None = None) -> None:
         super().__init__()
@@ -147,6 +154,7 @@ class ServerActor(pykka.ThreadingActor):
         if self._log_flush is not None:
             self._log_flush()
         self._refresh_view()
+        self.offer_direct(self.cfg.direct_dispatch)
         log.info("%s started (term %d, role %s)", self.id, self.term, self.role)
 
     def on_stop(self) -> None:
@@ -157,6 +165,7 @@ class ServerActor(pykka.ThreadingActor):
         self._cleanup()
 
     def _cleanup(self) -> None:
+        self.offer_direct(False)
         self._cancel_election_timer()
         timers.cancel(self._tick_timer)
         self._tick_timer = None

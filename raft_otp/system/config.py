@@ -36,6 +36,7 @@ class SystemConfig:
     max_pipeline_count: int = 4096
     max_append_entries_rpc_batch_size: int = 128
     commit_notify_delay_ms: int = 5  # see raft_otp.core.config.ServerConfig
+    direct_dispatch: bool = True  # idle servers' RPCs run on the node's I/O thread (raft_otp.server.direct)
     receive_snapshot_timeout_ms: int = 30_000
     await_condition_timeout_ms: int = 5_000
     # extra keys handed verbatim to the log system factory

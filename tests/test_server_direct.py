@@ -1,0 +1,145 @@
+"""Goal: direct dispatch (raft_otp.server.direct) runs a lone message's handler in the
+calling thread only when the actor is idle, keeps one-at-a-time mailbox order, and a
+handler failing there is the actor's crash (its supervisor restarts it)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from supervisors import ChildSpec, Supervisor
+from supervisors.testing import Recorder, stop_all_roots
+from raft_otp.server.direct import DirectDispatch
+
+
+class Direct:
+    """A message type the toy actor lets the caller run."""
+
+    def __init__(self, tag: object) -> None:
+        self.tag = tag
+
+
+class Toy(DirectDispatch):
+    DIRECT_TYPES = frozenset((Direct,))
+    DRAIN_TYPES = frozenset((str,))
+
+    def __init__(self, seen: list, gate: threading.Event | None = None) -> None:
+        super().__init__()
+        self.seen = seen
+        self.gate = gate
+        self.inside = 0
+        self.overlap = False
+
+    def on_start(self) -> None:
+        self.offer_direct(True)
+
+    def on_receive(self, message: object) -> object:
+        self.inside += 1
+        self.overlap |= self.inside > 1
+        try:
+            tag = message.tag if isinstance(message, Direct) else message
+            if tag == "block" and self.gate is not None:
+                self.gate.wait(5)
+            if tag == "crash":
+                raise RuntimeError("boom")
+            if tag == "queue-more":
+                self.actor_ref.tell("drained")  # queued by the handling itself
+            self.seen.append((tag, threading.current_thread().name))
+            return tag
+        finally:
+            self.inside -= 1
+
+
+@pytest.fixture(autouse=True)
+def _cleanup():
+    yield
+    assert stop_all_roots() == []
+
+
+def test_an_idle_actor_runs_the_message_in_the_calling_thread():
+    seen: list = []
+    ref = Toy.start(seen)
+    try:
+        assert ref.try_direct(Direct("a")) is True
+        assert seen == [("a", threading.current_thread().name)]
+        assert ref.try_direct("not offered") is False  # only DIRECT_TYPES
+    finally:
+        ref.stop()
+
+
+def test_what_the_handling_queued_for_the_actor_is_handled_too():
+    seen: list = []
+    ref = Toy.start(seen)
+    try:
+        assert ref.try_direct(Direct("queue-more"))
+        me = threading.current_thread().name
+        assert seen == [("queue-more", me), ("drained", me)]
+    finally:
+        ref.stop()
+
+
+def test_a_busy_actor_or_a_queued_message_refuses_and_order_is_kept():
+    seen: list = []
+    gate = threading.Event()
+    ref = Toy.start(seen, gate)
+    try:
+        ref.tell("block")           # the actor's thread is now inside a handler
+        time.sleep(0.05)
+        assert ref.try_direct(Direct("x")) is False
+        ref.tell("after-block")     # queued behind
+        gate.set()
+        assert ref.ask("sync") == "sync"
+        assert ref.try_direct(Direct("y")) is True  # idle again
+        assert [t for t, _ in seen] == ["block", "after-block", "sync", "y"]
+    finally:
+        ref.stop()
+
+
+def test_messages_from_many_threads_never_overlap():
+    seen: list = []
+    ref = Toy.start(seen)
+    actor = ref._actor_weakref()
+
+    def direct_sender(k: int) -> None:
+        for i in range(300):
+            if not ref.try_direct(Direct((k, i))):
+                ref.tell(Direct((k, i)))
+
+    def teller() -> None:
+        for i in range(300):
+            ref.tell(("t", i))
+
+    threads = [threading.Thread(target=direct_sender, args=(k,)) for k in range(3)]
+    threads.append(threading.Thread(target=teller))
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert ref.ask("sync") == "sync"
+        assert not actor.overlap
+        tags = [t for t, _ in seen if t != "sync"]
+        assert len(tags) == 1200
+        for k in range(3):  # each sender's messages in its order
+            mine = [t[1] for t in tags if isinstance(t, tuple) and t[0] == k]
+            assert mine == list(range(300))
+        assert [t[1] for t in tags if isinstance(t, tuple) and t[0] == "t"] == list(range(300))
+        assert 0 < actor.direct_handled <= 900
+    finally:
+        ref.stop()
+
+
+def test_a_failure_in_a_direct_handling_is_the_actors_crash():
+    seen: list = []
+    sup = Supervisor([ChildSpec.actor("toy", Toy, seen)], strategy="one_for_one", intensity=3).start()
+    rec = Recorder(sup)
+    before = sup.child_ref("toy")
+    assert before.try_direct(Direct("crash")) is True  # handled (and failed) here
+    rec.wait("started", "toy")
+    after = sup.child_ref("toy")
+    assert after is not before and not before.is_alive()
+    assert after.try_direct(Direct("ok")) is True
+    assert seen[-1][0] == "ok"
+    sup.stop()
