@@ -278,8 +278,12 @@ def _fill(state: ServerState, sid: ServerId, peer: Peer, sends: list, effects: l
             and state.cfg.commit_notify_delay_ms > 0:
         _defer_commit(state, effects)
     elif force or peer.commit_index_sent < commit:
-        # nothing new: tell the peer the commit index, anchored at its match index
-        prev = min(peer.match_index, peer.next_index - 1)
+        # nothing new: tell the peer the commit index, anchored where its next entries
+        # would go (as RA): a peer that does not have that entry (a new member with an
+        # empty log, one that lost what was in flight) rejects it and reports its last
+        # index, so the leader resumes from there (or sends a snapshot) at once instead
+        # of waiting for a tick to find the peer stale
+        prev = peer.next_index - 1
         prev_term = log.fetch_term(prev) if prev > 0 else 0
         if prev_term is None:
             if prev < log.first_index():
