@@ -55,7 +55,10 @@ def call(dest: tuple[str, str], make: Callable[[Any], Any], timeout: float) -> A
             raise ServerNotFound(f"no process registered as {name!r} on {node}")
         slot = ReplySlot()
         try:
-            ref.tell(make(slot))
+            msg = make(slot)
+            direct = getattr(ref, "try_direct", None)
+            if direct is None or not direct(msg):
+                ref.tell(msg)
         except Exception as exc:  # pykka.ActorDeadError
             raise ServerNotFound(f"{name!r} on {node} is not running") from exc
         if not slot.wait(timeout):
