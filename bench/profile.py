@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     out = Path(a.out or tempfile.mkdtemp(prefix="raft_otp_profile_"))
     out.mkdir(parents=True, exist_ok=True)
-    with raft_cluster(a.sync) as (leader, procs):
+    with raft_cluster(a.sync) as (leader, procs, _h):
         spies = []
         names = [f"node{i + 1}" for i in range(len(procs) - 1)] + ["client"]
         for name, p in zip(names, procs):

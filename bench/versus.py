@@ -24,7 +24,11 @@ Figures (ratios >1 mean raft_otp wins):
   PySyncObj best of in-flight 2000 and 8000, each with and without batching)
   and CPU per command (user+system of every process of the side, client included);
 * sequential ``process_command`` p50/p99 against PySyncObj's synchronous call
-  with batching off;
+  with batching off, two ways: from the client node (a 4th process: two more
+  network hops than PySyncObj's call), and like for like, from the leader's own
+  process (the bench process then hosts the leader member of a second cluster,
+  as an application embedding its node does; the followers are two of the node
+  processes);
 * throughput against concurrency (in-flight 1, 8, 64, 512), also plotted to
   ``bench/results/throughput_vs_concurrency.png``.
 """
@@ -39,7 +43,7 @@ from typing import Any, Iterator
 
 import psutil
 
-from bench._nodes import bench_nodes, cpu_s, node_procs, start_counter
+from bench._nodes import COUNTER, bench_nodes, cpu_s, node_procs, start_counter
 from bench.cluster import FRAME, _pipelined
 from bench.common import Figure, percentile
 from bench.peers.pysyncobj_bench import pysyncobj_cluster
@@ -53,9 +57,9 @@ PIPELINED = 8000  # the plot's last point: the pipelined figures (raft_otp windo
 # ---- raft_otp side ----------------------------------------------------------------------
 
 @contextmanager
-def raft_cluster(sync: str) -> Iterator[tuple[Any, list[psutil.Process]]]:
+def raft_cluster(sync: str) -> Iterator[tuple[Any, list[psutil.Process], Any]]:
     """3 node processes (``wal_sync_method=sync``) + this process as client node;
-    yields (leader id, [node processes + this one])."""
+    yields (leader id, [node processes + this one], the NodeProcs)."""
     import raft_otp
 
     with bench_nodes(f"raft_otp_bench_versus_{sync}_", 3, wal_sync_method=sync) as h:
@@ -63,7 +67,7 @@ def raft_cluster(sync: str) -> Iterator[tuple[Any, list[psutil.Process]]]:
         leader = raft_otp.ping(ids[0]) or ids[0]
         for _ in range(50):
             raft_otp.process_command(leader, ["incr"])
-        yield leader, node_procs(h)
+        yield leader, node_procs(h), h
 
 
 def window_rate(leader: Any, window: int, seconds: float, procs: list[psutil.Process]) -> tuple[float, float]:
@@ -110,14 +114,46 @@ def sequential(leader: Any, n: int) -> list[float]:
     return lat
 
 
+@contextmanager
+def leader_here(h: Any, sync: str, name: str = "versus_here") -> Iterator[Any]:
+    """A counter cluster led by a member in this process (a system started in the
+    client node) with two node processes of ``h`` as followers; yields its id."""
+    import raft_otp
+    from raft_otp.node import runtime as node_rt
+    from raft_otp.system import runtime as sysrt
+
+    data_dir = os.path.join(h.base_dir, "here")
+    sysrt.start_system({"name": "default", "data_dir": data_dir, "wal_sync_method": sync})
+    try:
+        here = raft_otp.ServerId(name, node_rt.node())
+        ids = [here, h[0].sid(name), h[1].sid(name)]
+        started, _ = raft_otp.start_cluster("default", name, COUNTER, ids, timeout=20)
+        if len(started) != 3:
+            raise RuntimeError(f"cluster {name} did not start")
+        for _ in range(20):
+            if raft_otp.ping(here) == here:
+                break
+            raft_otp.transfer_leadership(raft_otp.ping(here) or here, here)
+            time.sleep(0.3)
+        else:
+            raise RuntimeError("could not make the local member the leader")
+        for _ in range(50):
+            raft_otp.process_command(here, ["incr"])
+        yield here
+    finally:
+        sysrt.stop_all()
+
+
 def measure_raft(sync: str, seconds: float, seq_n: int, windows: list[int]) -> dict[str, Any]:
-    with raft_cluster(sync) as (leader, procs):
+    with raft_cluster(sync) as (leader, procs, h):
         # best of 3 (PySyncObj gets the best of its 2 big windows x 2 batching settings)
         rate, cpu_us = max((_pipelined(leader, seconds * 0.6, procs) for _ in range(3)), key=lambda r: r[0])
         sweep = {w: window_rate(leader, w, seconds / 2, procs)[0] for w in windows}
         sweep[PIPELINED] = rate
         lat = sequential(leader, seq_n)
-    return {"rate": rate, "cpu_us": cpu_us, "sweep": sweep, "lat": lat}
+        with leader_here(h, sync) as here:
+            lat_here = sequential(here, seq_n)
+    return {"rate": rate, "cpu_us": cpu_us, "sweep": sweep, "lat": lat, "lat_here": lat_here}
 
 
 # ---- PySyncObj side ---------------------------------------------------------------------
@@ -191,6 +227,11 @@ def measure(seconds: float = 4.0, seq_n: int = 1000, windows: list[int] | None =
             figs.append(Figure(f"versus: sequential process_command p{q}, raft_otp {sync}",
                                round(percentile(o["lat"], q) * 1e3, 3), "ms",
                                f"PySyncObj {label}, sync call, batching off",
+                               round(percentile(p["lat"], q) * 1e3, 3), higher_is_better=False))
+            figs.append(Figure(f"versus: sequential process_command p{q}, raft_otp {sync}, "
+                               "caller in the leader's process",
+                               round(percentile(o["lat_here"], q) * 1e3, 3), "ms",
+                               f"PySyncObj {label}, sync call in its leader, batching off",
                                round(percentile(p["lat"], q) * 1e3, 3), higher_is_better=False))
         for w in windows:
             best = max(p["sweep"][True][w], p["sweep"][False][w])
