@@ -55,10 +55,10 @@ from raft_otp.core.events import (
 from raft_otp.core.log_api import Written
 from raft_otp.core.state import ServerState
 
+from raft_otp.core import election, snapshot
+
 
 def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
-    from raft_otp.core import election, snapshot
-
     match event:
         case AppendEntriesRpc():
             append_entries(state, event, effects)

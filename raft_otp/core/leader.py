@@ -83,8 +83,6 @@ def become_leader(state: ServerState, effects: list[Effect]) -> None:
 
 
 def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
-    from raft_otp.core import election, follower
-
     match event:
         case Commands():
             append_commands(state, event.commands, effects)
@@ -515,3 +513,6 @@ def _maybe_transfer(state: ServerState, effects: list[Effect]) -> None:
 
 
 __all__ = ["become_leader", "handle", "check_queries", "leader_after_apply", "become_follower"]
+
+
+from raft_otp.core import election, follower  # noqa: E402  (import cycle: they import this module)

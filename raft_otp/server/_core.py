@@ -103,9 +103,8 @@ def persist_last_applied(meta_store: Any, uid: str, index: int) -> None:
 
 def send(to: Any, message: Any) -> None:
     """Location-transparent send to ``(name, node)``; failures are dropped (Raft retries)."""
-    from raft_otp.node import runtime as node_mod
     try:
-        node_mod.send((to[0], to[1]), message)
+        _node_send((to[0], to[1]), message)
     except Exception as exc:  # unknown name, node down, queue full: Raft retries
         log.debug("send to %s failed: %r", to, exc)
 
@@ -198,3 +197,6 @@ def translate_foreign(actor: Any, message: Any) -> Any:
         if actor._watch is not None and message.ref == actor._watch[1]:
             return actor.leader_down(message.target, message.reason)
     return None
+
+
+from raft_otp.node.runtime import send as _node_send  # noqa: E402  (the hot path: no import per call)
