@@ -93,6 +93,7 @@ def _leader_call(server_id: Any, make: Callable[[Any], Any], timeout: float,
     deadline = time.monotonic() + timeout
     attempt_s = max(1.0, timeout / 4) if resend else None
     last_exc: Exception | None = None
+    maybe_delivered = False  # an earlier attempt ended without an answer
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -105,10 +106,12 @@ def _leader_call(server_id: Any, make: Callable[[Any], Any], timeout: float,
         except Timeout as exc:
             if attempt_s is None or deadline - time.monotonic() <= 0:
                 raise
-            last_exc, target = exc, origin
+            last_exc, target, maybe_delivered = exc, origin, True
             continue
         except (ServerNotFound, NodeDown) as exc:
             if target == origin or not follow:
+                if maybe_delivered:  # this attempt was not delivered, an earlier one may have been
+                    raise Timeout(f"{origin}: {exc}; an earlier attempt got no answer: outcome unknown") from exc
                 raise
             last_exc, target = exc, origin  # stale hint: ask the member we were given
             time.sleep(min(_RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))

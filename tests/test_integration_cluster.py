@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 from typing import Any, Iterator
 
@@ -13,7 +14,7 @@ import pytest
 
 import raft_otp
 from raft_otp import ServerId
-from raft_otp.errors import RaftError
+from raft_otp.errors import NodeDown, RaftError, Timeout
 from raft_otp.system.harness import NodeProcs, running_nodes
 
 pytestmark = pytest.mark.processes
@@ -192,6 +193,36 @@ def test_wal_and_server_actor_crash(nodes: NodeProcs) -> None:
     _assert_has(ids[(li + 2) % 3], acked)
 
 
+def test_a_call_whose_node_stops_answering_ends_at_node_down(nodes: NodeProcs) -> None:
+    """A request in flight when its node goes silent ends when the failure detector
+    declares the node down (~1 s) with Timeout (outcome unknown), not after the
+    caller's 20 s timeout; once the node answers again, so do its servers."""
+    ids = _start(nodes, "stop1")
+    raft_otp.process_command(ids[0], ["put", "x", 1], timeout=10)
+    leader = _leader(ids)
+    i = next(k for k in range(3) if ids[k] != leader)
+    pid = nodes[i].pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(Timeout):
+            raft_otp.local_query(ids[i], STATE, timeout=20)
+        waited = time.monotonic() - t0
+        assert waited < 6.0, f"waited {waited:.2f} s"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            if raft_otp.local_query(ids[i], STATE, timeout=2)[0].get("x") == 1:
+                break
+        except RaftError:
+            pass
+        assert time.monotonic() < deadline, "the resumed node's server did not answer again"
+        time.sleep(0.1)
+
+
 def test_sigkill_leader_process_then_restart_all(nodes: NodeProcs) -> None:
     ids = _start(nodes, "k1")
     acked: dict[str, int] = {}
@@ -206,6 +237,12 @@ def test_sigkill_leader_process_then_restart_all(nodes: NodeProcs) -> None:
     # failure detection (~0.5 s) + node_down election timeout (1-2 s): two timeouts ~4 s
     assert elected_s < 4.5, f"new leader after {elected_s:.2f} s"
     print(f"\nSIGKILL of the leader's node: new leader after {elected_s:.2f} s")
+    # a command to the dead node fails at once with NodeDown (nothing was sent), not
+    # after its 10 s timeout
+    t1 = time.monotonic()
+    with pytest.raises(NodeDown):
+        raft_otp.process_command(leader, ["put", "never", 1], timeout=10)
+    assert time.monotonic() - t1 < 1.0
     _put_many(new_leader, "b", 30, acked)
     _assert_has(rest[0], acked)
     nodes.start(li)  # the killed node recovers its servers from its directory

@@ -474,6 +474,16 @@ def unsubscribe_node_events(token: int) -> None:
         n.subscribers.pop(token, None)
 
 
+def node_known_down(node_name: str) -> bool:
+    """True if ``node_name`` is down for this node's failure detector: tracked, not
+    up, and silent for the detection time (a node never contacted is not known down;
+    a name that never answered is, once the detection time has passed)."""
+    n = _node
+    if n is None:
+        return False
+    return n.transport.detector.silent_too_long(node_name, time.monotonic())
+
+
 def nodes() -> list[str]:
     """Nodes currently connected (heard from within the detection time)."""
     n = _node

@@ -66,8 +66,16 @@ def call(dest: tuple[str, str], make: Callable[[Any], Any], timeout: float) -> A
         return slot.value
     from raft_otp.node import runtime as node_mod
     from raft_otp.node.mailbox import Mailbox
+    if not node_mod.is_started():
+        raise NodeDown(f"cannot reach {node}: this process is not a started node")
     mbox = Mailbox()
+    # the failure detector's node_down for ``node`` ends the wait early (subscribed
+    # before the check below, so a node going down in between is not missed)
+    token = node_mod.subscribe_node_events(
+        lambda e: e.kind == "node_down" and e.node == node and mbox.tell(_WentDown(node)))
     try:
+        if node_mod.node_known_down(node):
+            raise NodeDown(f"cannot reach {name!r}: node {node} is down")  # nothing was sent
         try:
             node_mod.send((name, node), make(mbox.address))
         except (ServerNotFound, NodeDown, BadArgument):
@@ -81,12 +89,24 @@ def call(dest: tuple[str, str], make: Callable[[Any], Any], timeout: float) -> A
                 raise Timeout(f"no answer from {name!r} on {node} within {timeout:.3f} s")
             msg = mbox.get(timeout=remaining)
             if _T.ON: _T.mark("cli", "mbox got")  # TRACE
+            if type(msg) is _WentDown:
+                raise Timeout(f"node {node} went down while {name!r} had the request: outcome unknown")
             down = _as_down(msg)
             if down is not None:
                 raise down
             return msg
     finally:
+        node_mod.unsubscribe_node_events(token)
         mbox.close()
+
+
+class _WentDown:
+    """Put in a waiting call's mailbox when the target's node goes down."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: str) -> None:
+        self.node = node
 
 
 def _as_down(msg: Any) -> Exception | None:
