@@ -45,7 +45,7 @@ from raft_otp.system.system_actor import (ServerOpReq, StartServerReq, SystemOve
 
 __all__ = [
     "add_member", "consistent_query", "delete_cluster", "force_delete_server", "key_metrics",
-    "leader_query", "local_query", "member_overview", "members", "overview", "ping",
+    "leader_query", "leave_and_delete_server", "local_query", "member_overview", "members", "overview", "ping",
     "pipeline_command", "pipeline_commands", "process_command", "remove_member",
     "restart_server", "start_cluster", "start_in", "start_server", "start_system",
     "stop_server", "stop_system", "transfer_leadership", "trigger_election",
@@ -266,6 +266,26 @@ def remove_member(server_id: Any, member: Any, timeout: float = DEFAULT_TIMEOUT_
     r = _leader_call(server_id, lambda to: ev.RemoveMember(to, old), timeout)
     _ok(r, server_id)
     return ServerId(*r.leader) if r.leader else client.server_id(server_id)
+
+
+def leave_and_delete_server(system: System | str, server_ref: Any, server_id: Any,
+                            timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    """Decommission ``server_id`` (RA ``leave_and_delete_server``): remove it from its
+    cluster through ``server_ref`` (any member; the removal is a membership change
+    committed through the leader), then stop it and delete its data on its node.
+
+    A server that is no longer a member is just deleted.  Raises like
+    :func:`remove_member` (e.g. ``ClusterChangeNotPermitted`` while another change
+    is under way) without deleting anything, and like :func:`force_delete_server`
+    if the removal committed but the deletion failed (call it again then)."""
+    sid = client.server_id(server_id)
+    ref = client.server_id(server_ref)
+    if ref == sid:
+        raise BadArgument("server_ref must be another member than the server to delete")
+    current, _leader = members(ref, timeout)
+    if sid in current:
+        remove_member(ref, sid, timeout)
+    force_delete_server(system, sid, timeout)
 
 
 def members(server_id: Any, timeout: float = DEFAULT_TIMEOUT_S) -> tuple[list[ServerId], ServerId | None]:

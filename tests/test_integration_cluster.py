@@ -139,6 +139,25 @@ def test_membership_and_leadership_transfer(nodes: NodeProcs) -> None:
     _assert_has(ids[1], acked)
 
 
+def test_leave_and_delete_server(nodes: NodeProcs) -> None:
+    """A member leaves through a committed membership change, then its server and
+    data are gone; the other two go on serving."""
+    ids = _start(nodes, "ld1")
+    raft_otp.process_command(ids[0], ["put", "a", 1], timeout=10)
+    with pytest.raises(raft_otp.BadArgument):
+        raft_otp.leave_and_delete_server("default", ids[2], ids[2])
+    raft_otp.leave_and_delete_server("default", ids[0], ids[2], timeout=10)
+    current, _ = raft_otp.members(ids[0])
+    assert sorted(current) == sorted(ids[:2])
+    with pytest.raises((raft_otp.ServerNotFound, raft_otp.NodeDown, Timeout)):
+        raft_otp.ping(ids[2], timeout=2)
+    ov = raft_otp.overview("default", node=ids[2].node)
+    assert "ld1" not in str(ov.get("servers", ov))
+    reply, _ = raft_otp.process_command(ids[0], ["put", "b", 2], timeout=10)
+    assert reply == ["ok"]
+    raft_otp.leave_and_delete_server("default", ids[0], ids[2], timeout=10)  # gone already: no-op delete
+
+
 def test_snapshot_install_to_wiped_follower(nodes: NodeProcs) -> None:
     ids = _start(nodes, "s1")
     acked: dict[str, int] = {}
