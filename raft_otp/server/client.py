@@ -71,8 +71,7 @@ def call(dest: tuple[str, str], make: Callable[[Any], Any], timeout: float) -> A
     mbox = Mailbox()
     # the failure detector's node_down for ``node`` ends the wait early (subscribed
     # before the check below, so a node going down in between is not missed)
-    token = node_mod.subscribe_node_events(
-        lambda e: e.kind == "node_down" and e.node == node and mbox.tell(_WentDown(node)))
+    token = watch_node_down(node, mbox)
     try:
         if node_mod.node_known_down(node):
             raise NodeDown(f"cannot reach {name!r}: node {node} is down")  # nothing was sent
@@ -89,7 +88,7 @@ def call(dest: tuple[str, str], make: Callable[[Any], Any], timeout: float) -> A
                 raise Timeout(f"no answer from {name!r} on {node} within {timeout:.3f} s")
             msg = mbox.get(timeout=remaining)
             if _T.ON: _T.mark("cli", "mbox got")  # TRACE
-            if type(msg) is _WentDown:
+            if type(msg) is WentDown:
                 raise Timeout(f"node {node} went down while {name!r} had the request: outcome unknown")
             down = _as_down(msg)
             if down is not None:
@@ -100,8 +99,16 @@ def call(dest: tuple[str, str], make: Callable[[Any], Any], timeout: float) -> A
         mbox.close()
 
 
-class _WentDown:
-    """Put in a waiting call's mailbox when the target's node goes down."""
+def watch_node_down(node: str, target: Any) -> int:
+    """``target.tell(WentDown(node))`` when the failure detector declares ``node``
+    down; a token for ``node_mod.unsubscribe_node_events``."""
+    from raft_otp.node import runtime as node_mod
+    return node_mod.subscribe_node_events(
+        lambda e: e.kind == "node_down" and e.node == node and target.tell(WentDown(node)))
+
+
+class WentDown:
+    """Told to a waiting caller when the target's node goes down (outcome unknown)."""
 
     __slots__ = ("node",)
 
