@@ -83,6 +83,37 @@ def test_restart_server_recovers_state(system) -> None:  # type: ignore[no-untyp
     assert raft_otp.process_command(sid, ["incr"], timeout=10)[0] == 6
 
 
+def test_a_stopped_server_stays_stopped_when_its_system_restarts(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data, name = str(tmp_path / "data"), f"t{time.monotonic_ns()}"
+    s = raft_otp.start_in(data, name=name)
+    sid = ServerId("st1_" + name, raft_otp.node())
+    other = ServerId("st2_" + name, raft_otp.node())
+    try:
+        raft_otp.start_cluster(s, "st1", (Counter, None), [sid])
+        raft_otp.start_cluster(s, "st2", (Counter, None), [other])
+        for _ in range(3):
+            raft_otp.process_command(sid, ["incr"])
+        raft_otp.process_command(other, ["incr"])
+        raft_otp.stop_server(s, sid)
+    finally:
+        raft_otp.stop_system(s)
+    s = raft_otp.start_in(data, name=name)
+    try:
+        assert raft_otp.process_command(other, ["incr"], timeout=10)[0] == 2  # recovered
+        with pytest.raises(raft_otp.ServerNotFound):
+            raft_otp.process_command(sid, ["incr"], timeout=0.5)
+        assert raft_otp.overview(s)["servers"][sid.name]["role"] == "stopped"
+        raft_otp.restart_server(s, sid)
+        assert raft_otp.process_command(sid, ["incr"], timeout=10)[0] == 4
+    finally:
+        raft_otp.stop_system(s)
+    s = raft_otp.start_in(data, name=name)  # restarted: running again after a node restart
+    try:
+        assert raft_otp.process_command(sid, ["incr"], timeout=10)[0] == 5
+    finally:
+        raft_otp.stop_system(s)
+
+
 def test_pipeline_notifications_to_an_actor_and_a_callback(system) -> None:  # type: ignore[no-untyped-def]
     import threading
 

@@ -39,3 +39,12 @@ def test_corrupt_file_is_reported(tmp_path: os.PathLike[str]) -> None:
         f.write(bytes([b[0] ^ 0xFF]))
     with pytest.raises(CorruptFile):
         Directory(str(tmp_path))
+
+
+def test_stopped_flag_round_trips_and_old_records_read_as_running(tmp_path: os.PathLike[str]) -> None:
+    import dataclasses
+    d = Directory(str(tmp_path))
+    d.put(dataclasses.replace(_rec("u1", "s1"), stopped=True))
+    assert Directory(str(tmp_path)).get("u1").stopped is True
+    old = _rec("u2", "s2").to_wire()[:4]  # a record written before the flag existed
+    assert ServerRecord.from_wire("u2", old).stopped is False

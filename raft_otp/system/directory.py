@@ -10,7 +10,9 @@ File layout (all little-endian)::
     magic "RODR" | version u16 | crc32 u32 of body | body length u32 | body (msgpack)
 
 The body is a msgpack map ``{uid: [name, cluster_name, [machine_path, machine_config],
-[[name, node], ...]]}``.  A bad magic, version or checksum raises CorruptFile;
+[[name, node], ...], stopped]}`` (``stopped``, added later, may be absent: false).
+A server stopped with ``stop_server`` is ``stopped`` and is not started again when
+its node restarts, until ``restart_server``.  A bad magic, version or checksum raises CorruptFile;
 the file is never silently ignored.
 """
 
@@ -43,16 +45,18 @@ class ServerRecord:
     cluster_name: str
     machine: tuple[str, Any]  # ("module:Class", config)
     initial_members: tuple[ServerId, ...]
+    stopped: bool = False  # stopped by request: not recovered when the node restarts
 
     def to_wire(self) -> list[Any]:
         return [self.name, self.cluster_name, list(self.machine),
-                [list(m) for m in self.initial_members]]
+                [list(m) for m in self.initial_members], self.stopped]
 
     @classmethod
     def from_wire(cls, uid: str, raw: list[Any]) -> "ServerRecord":
-        name, cluster_name, machine, members = raw
+        name, cluster_name, machine, members = raw[:4]
+        stopped = bool(raw[4]) if len(raw) > 4 else False
         return cls(uid, name, cluster_name, (machine[0], machine[1]),
-                   tuple(ServerId(m[0], m[1]) for m in members))
+                   tuple(ServerId(m[0], m[1]) for m in members), stopped)
 
 
 class Directory:

@@ -14,6 +14,7 @@ whose restarts are exhausted stays down and does not take its system with it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
@@ -98,6 +99,10 @@ class SystemActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         recovered = 0
         for rec in self.ctx.directory:
+            if rec.stopped:
+                log.info("system %s: server %s was stopped: not started (restart_server starts it)",
+                         self.ctx.config.name, rec.name)
+                continue
             try:
                 self._start(rec)
                 recovered += 1
@@ -142,10 +147,13 @@ class SystemActor(pykka.ThreadingActor):
         return uid
 
     def stop_server(self, name: str) -> str:
+        rec = self.ctx.directory.by_name(name)
+        if rec is not None and not rec.stopped:
+            self.ctx.directory.put(dataclasses.replace(rec, stopped=True))  # stays stopped on restart
         try:
             self._server_sup().terminate_child(name)
         except NotFound:
-            if self.ctx.directory.by_name(name) is None:
+            if rec is None:
                 raise BadArgument(f"no server {name!r} on {self.ctx.node_name}") from None
         return "ok"
 
@@ -159,6 +167,9 @@ class SystemActor(pykka.ThreadingActor):
             self._server_sup().terminate_child(name)  # drop a leftover stopped entry
         except NotFound:
             pass
+        if rec.stopped:
+            rec = dataclasses.replace(rec, stopped=False)
+            self.ctx.directory.put(rec)
         self._start(rec)
         return "ok"
 
