@@ -69,9 +69,23 @@ def test_a_peer_sent_entries_since_the_timer_started_waits_for_the_next_rpc() ->
     assert n.s.commit_index == 3
     eff = n(CommitTimeout())
     assert sent(eff, AppendEntriesRpc) == []  # both got entries since the timer started
-    assert of(eff, StartCommitTimer) == [StartCommitTimer(5)]  # so look again later
+    assert of(eff, StartCommitTimer) == [StartCommitTimer(10)]  # so look again, a little later
     eff = n(CommitTimeout())
     assert sorted(to.name for to, rpc in sent(eff, AppendEntriesRpc) if rpc.leader_commit == 3) == ["b", "c"]
+    assert of(one_command(n), StartCommitTimer) == [StartCommitTimer(5)]  # back to the configured delay
+
+
+def test_a_busy_leaders_timer_backs_off_up_to_8x() -> None:
+    n = leader()
+    one_command(n)
+    delays = []
+    for _ in range(6):  # every timeout finds both peers sent entries since it started
+        n(Commands([Command(["incr"], None, None, "noreply")]))
+        n.written()
+        last = n.s.log.last_index_term()[0]
+        n(AppendEntriesReply(n.s.term, B, True, last + 1, last, n.s.term))
+        delays += [e.delay_ms for e in of(n(CommitTimeout()), StartCommitTimer)]
+    assert delays == [10, 20, 40, 40, 40, 40]
 
 
 def test_delay_zero_tells_the_commit_at_once() -> None:

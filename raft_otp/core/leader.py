@@ -211,7 +211,13 @@ def _defer_commit(state: ServerState, effects: list[Effect]) -> None:
         state.commit_timer_armed = True
         for peer in state.peers.values():
             peer.sent_since_commit_timer = False
-        effects.append(StartCommitTimer(state.cfg.commit_notify_delay_ms))
+        effects.append(StartCommitTimer(state.commit_timer_ms or state.cfg.commit_notify_delay_ms))
+
+
+COMMIT_TIMER_BACKOFF = 8
+"""Under steady load the commit timer keeps finding every peer busy; it then waits
+up to this many times ``commit_notify_delay_ms`` (doubling each time), so a busy
+leader does not take a timer event every few milliseconds."""
 
 
 def commit_timeout(state: ServerState, effects: list[Effect]) -> None:
@@ -221,6 +227,7 @@ def commit_timeout(state: ServerState, effects: list[Effect]) -> None:
     state.commit_timer_armed = False
     sends: list = []
     again = False
+    base = state.cfg.commit_notify_delay_ms
     for sid, peer in state.peers.items():
         if peer.status != "normal" or peer.commit_index_sent >= state.commit_index:
             continue
@@ -229,8 +236,11 @@ def commit_timeout(state: ServerState, effects: list[Effect]) -> None:
         else:
             _fill(state, sid, peer, sends, effects)
     _flush(sends, effects)
-    if again:
+    if again:  # busy peers: look again, a little later each time
+        state.commit_timer_ms = min(2 * (state.commit_timer_ms or base), COMMIT_TIMER_BACKOFF * base)
         _defer_commit(state, effects)
+    else:
+        state.commit_timer_ms = base
 
 
 def _flush(sends: list, effects: list[Effect]) -> None:

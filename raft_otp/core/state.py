@@ -64,7 +64,7 @@ class ServerState:
         "query_index", "queries", "local_queries", "transfer",
         "pre_vote_token", "votes",
         "follower_match", "snapshot_chunk_expected", "snapshot_meta_receiving",
-        "now_ms", "applying_recovery", "removed", "commit_timer_armed",
+        "now_ms", "applying_recovery", "removed", "commit_timer_armed", "commit_timer_ms",
     )
 
     def __init__(self, cfg: ServerConfig, log: Log, machine: Machine, rng: random.Random) -> None:
@@ -100,6 +100,7 @@ class ServerState:
         self.local_queries: list[tuple[int, Any, Any]] = []
         self.transfer: tuple[ServerId, Any] | None = None
         self.commit_timer_armed = False  # a StartCommitTimer is out (its CommitTimeout due)
+        self.commit_timer_ms = 0  # its next delay (0: the configured one); grows while peers are busy
         # elections
         self.pre_vote_token = 0
         self.votes: set[ServerId] = set()
