@@ -55,8 +55,9 @@ class ServerConfig:
     (an append_entries with no entries, and its reply: half the messages of a lone
     command); it rides on the next append_entries to that peer, or, if none is sent
     for this long, goes in a commit-only one.  Followers of an idle cluster then
-    apply up to ~2x this later; the leader's replies are not delayed.  0: tell at
-    once (RA's behaviour)."""
+    apply up to ~2x this later (while every peer keeps getting entries the timer
+    backs off to 8x this); the leader's replies are not delayed.  0: tell at once
+    (RA's behaviour)."""
     max_client_sessions: int = 100_000
     """Bound of the client-session dedup table; the least recently used session is
     evicted beyond it.  Part of the replicated state: must be equal on all members."""
