@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import queue
 import sys
+import weakref
 from typing import Any, ClassVar
 
 import pykka
@@ -77,9 +78,15 @@ class DirectDispatch(pykka.ThreadingActor):
         return _GatedInbox()
 
     def offer_direct(self, on: bool) -> None:
-        """Expose (or withdraw) ``try_direct`` on this actor's ref."""
+        """Expose (or withdraw) ``try_direct`` on this actor's ref (holding the actor
+        weakly, as the ref itself does: a dead actor is not kept alive by it)."""
         if on:
-            self.actor_ref.try_direct = self._try_direct  # type: ignore[attr-defined]
+            me = weakref.ref(self)
+
+            def try_direct(message: Any) -> bool:
+                actor = me()
+                return actor is not None and actor._try_direct(message)
+            self.actor_ref.try_direct = try_direct  # type: ignore[attr-defined]
         else:
             self.actor_ref.__dict__.pop("try_direct", None)
 
