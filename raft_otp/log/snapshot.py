@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import struct
+import threading
 import zlib
 from typing import Any, Iterator
 
@@ -91,22 +92,157 @@ def write_file(path: str, meta: SnapshotMeta, state: bytes, chunk_size: int = DE
 
 
 def read_file(path: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> tuple[SnapshotMeta, bytes]:
-    """Read and verify a snapshot file: (meta, state bytes).  Raises CorruptFile."""
-    with open(path, "rb") as f:
-        crc, meta_len = parse_header(path, f.read(SNAP_HEADER.size))
-        parts = []
-        while True:
-            b = f.read(chunk_size)
-            if not b:
-                break
-            parts.append(b)
-    body = b"".join(parts)
-    if len(body) < meta_len:
-        raise CorruptFile(path, SNAP_HEADER.size + len(body), "snapshot truncated inside its meta")
-    if zlib.crc32(body) != crc:
+    """Read and verify a snapshot file: (meta, state bytes).  Raises CorruptFile.
+
+    The state is read into one buffer of its size (no parts joined, no slice):
+    one copy of the body in memory."""
+    with open(path, "rb", buffering=0) as f:
+        crc, meta_len = parse_header(path, _read_exact(f, SNAP_HEADER.size))
+        mraw = _read_exact(f, meta_len)
+        if len(mraw) < meta_len:
+            raise CorruptFile(path, SNAP_HEADER.size + len(mraw), "snapshot truncated inside its meta")
+        state = f.readall()  # sized from fstat: one buffer, no parts to join
+    if zlib.crc32(state, zlib.crc32(mraw)) != crc:
         raise CorruptFile(path, SNAP_HEADER.size, "snapshot checksum mismatch")
-    meta = decode_meta(path, body[:meta_len])
-    return meta, body[meta_len:]
+    return decode_meta(path, mraw), state
+
+
+def verify_file(path: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> SnapshotMeta:
+    """Verify a snapshot file's checksum without holding its state: its meta.  Raises CorruptFile."""
+    with open(path, "rb", buffering=0) as f:
+        crc, meta_len = parse_header(path, _read_exact(f, SNAP_HEADER.size))
+        mraw = _read_exact(f, meta_len)
+        if len(mraw) < meta_len:
+            raise CorruptFile(path, SNAP_HEADER.size + len(mraw), "snapshot truncated inside its meta")
+        running = zlib.crc32(mraw)
+        buf = bytearray(max(chunk_size, 1))
+        view = memoryview(buf)
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            running = zlib.crc32(view[:n], running)
+    if running != crc:
+        raise CorruptFile(path, SNAP_HEADER.size, "snapshot checksum mismatch")
+    return decode_meta(path, mraw)
+
+
+def _read_exact(f: Any, n: int) -> bytes:
+    """Up to ``n`` bytes (fewer only at end of file)."""
+    b = f.read(n)
+    if b is None:
+        b = b""
+    if len(b) == n or not b:
+        return b
+    parts = [b]
+    got = len(b)
+    while got < n:
+        more = f.read(n - got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+class _Accept:
+    """A snapshot being received: the partial file, plus what is needed to finish it
+    without reading the file back: the header and meta (buffered until complete),
+    the crc of everything after the header so far, and the state's chunks."""
+
+    __slots__ = ("meta", "path", "fd", "head", "crc", "expected_crc", "meta_len", "mraw", "parts", "error")
+
+    def __init__(self, meta: SnapshotMeta, path: str, fd: int) -> None:
+        self.meta = meta
+        self.path = path
+        self.fd = fd
+        self.head = b""          # what came before the header and meta were complete
+        self.crc = 0             # running crc32 of everything after the header
+        self.expected_crc = -1   # the header's, once parsed
+        self.meta_len = -1
+        self.mraw = b""
+        self.parts: list[bytes] = []  # state bytes as received, in order
+        self.error: CorruptFile | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        """Account for ``chunk`` (already written to the file)."""
+        if self.error is not None:
+            return
+        if type(chunk) is not bytes:
+            chunk = bytes(chunk)  # kept until the end: must not change under us
+        if self.meta_len >= 0:
+            self.crc = zlib.crc32(chunk, self.crc)
+            self.parts.append(chunk)
+            return
+        data = self.head + chunk if self.head else chunk
+        if len(data) < SNAP_HEADER.size:
+            self.head = data
+            return
+        try:
+            crc, meta_len = parse_header(self.path, data[:SNAP_HEADER.size])
+        except CorruptFile as exc:
+            self.error = exc  # reported by complete_accept, as a damaged body is
+            self.head = b""
+            return
+        end = SNAP_HEADER.size + meta_len
+        if len(data) < end:
+            self.head = data
+            return
+        self.head = b""
+        self.expected_crc, self.meta_len = crc, meta_len
+        self.mraw = data[SNAP_HEADER.size:end]
+        self.crc = zlib.crc32(self.mraw)
+        if len(data) > end:
+            rest = data[end:]
+            self.crc = zlib.crc32(rest, self.crc)
+            self.parts.append(rest)
+
+    def finish(self) -> tuple[SnapshotMeta, bytes]:
+        """Verify what was received: (meta, state).  Raises CorruptFile."""
+        if self.error is not None:
+            raise self.error
+        if self.meta_len < 0:
+            if len(self.head) < SNAP_HEADER.size:
+                raise CorruptFile(self.path, len(self.head), "snapshot shorter than its header")
+            raise CorruptFile(self.path, len(self.head), "snapshot truncated inside its meta")
+        if self.crc != self.expected_crc:
+            raise CorruptFile(self.path, SNAP_HEADER.size, "snapshot checksum mismatch")
+        meta = decode_meta(self.path, self.mraw)
+        parts, self.parts = self.parts, []
+        return meta, parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class _Fsync:
+    """fsync and close ``fd`` on a thread of its own; :meth:`wait` for it."""
+
+    __slots__ = ("fd", "error", "thread")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="snapshot-fsync", daemon=True)
+        try:
+            self.thread.start()
+        except BaseException:  # no thread to be had: do it here
+            self._run()
+            self.thread = None  # type: ignore[assignment]
+
+    def _run(self) -> None:
+        try:
+            os.fsync(self.fd)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            try:
+                os.close(self.fd)
+            except OSError as exc:
+                self.error = self.error or exc
+
+    def wait(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 class SnapshotStore:
@@ -118,9 +254,7 @@ class SnapshotStore:
         self.chunk_size = chunk_size
         os.makedirs(self.snap_dir, exist_ok=True)
         os.makedirs(self.ckpt_dir, exist_ok=True)
-        self._accept_fd = -1
-        self._accept_meta: SnapshotMeta | None = None
-        self._accept_path = ""
+        self._accept: _Accept | None = None
         for d in (self.snap_dir, self.ckpt_dir):
             for name in os.listdir(d):
                 if name.endswith(".tmp") or name.endswith(".partial"):
@@ -180,7 +314,7 @@ class SnapshotStore:
         if not cands:
             return None
         i, t, p = cands[-1]
-        meta, _state = read_file(p, self.chunk_size)  # verify before promoting
+        meta = verify_file(p, self.chunk_size)  # verify before promoting
         cur = self.current_meta()
         if cur is not None and cur.index >= meta.index:
             return None
@@ -209,49 +343,60 @@ class SnapshotStore:
         return meta, gen()
 
     # ---- receiving ------------------------------------------------------------------------
+    # Chunks are written to ``<name>.partial`` as they arrive and kept in memory with a
+    # running crc, so completing needs no read back: fsync, check the crc and meta,
+    # rename.  A transfer that does not complete leaves nothing behind (the partial
+    # file is removed on abort, on a failed check, and when the store is opened).
     def begin_accept(self, meta: SnapshotMeta) -> None:
         self.abort_accept()
-        self._accept_meta = meta
-        self._accept_path = os.path.join(self.snap_dir, file_name(meta) + ".partial")
-        self._accept_fd = os.open(self._accept_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        path = os.path.join(self.snap_dir, file_name(meta) + ".partial")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._accept = _Accept(meta, path, fd)
 
     def accept_chunk(self, chunk: bytes) -> None:
-        if self._accept_fd < 0:
+        acc = self._accept
+        if acc is None or acc.fd < 0:
             raise RuntimeError("accept_snapshot_chunk without begin_snapshot_accept")
         mv = memoryview(chunk)
         done = 0
         while done < len(chunk):
-            done += os.write(self._accept_fd, mv[done:])
+            done += os.write(acc.fd, mv[done:])
+        acc.feed(chunk)
 
     def complete_accept(self) -> tuple[SnapshotMeta, bytes]:
-        if self._accept_fd < 0 or self._accept_meta is None:
+        acc = self._accept
+        if acc is None or acc.fd < 0:
             raise RuntimeError("complete_snapshot_accept without begin_snapshot_accept")
-        expected = self._accept_meta
-        os.fsync(self._accept_fd)
-        os.close(self._accept_fd)
-        self._accept_fd = -1
-        partial = self._accept_path
+        self._accept = None
+        partial = acc.path
+        # The fsync (waiting for the disk) runs beside the check and the joining of the
+        # state (CPU): a large state takes as long to join as to sync.
+        sync = _Fsync(acc.fd)
+        acc.fd = -1
         try:
-            meta, state = read_file(partial, self.chunk_size)
-        except CorruptFile:
+            try:
+                meta, state = acc.finish()
+            finally:
+                sync.wait()  # raises what fsync raised; the fd is closed either way
+            expected = acc.meta
+            if (meta.index, meta.term) != (expected.index, expected.term):
+                raise CorruptFile(partial, None, f"received snapshot is {meta.index}/{meta.term}, "
+                                                 f"announced {expected.index}/{expected.term}")
+        except BaseException:
             os.unlink(partial)
             raise
-        if (meta.index, meta.term) != (expected.index, expected.term):
-            os.unlink(partial)
-            raise CorruptFile(partial, None, f"received snapshot is {meta.index}/{meta.term}, "
-                                             f"announced {expected.index}/{expected.term}")
         final = partial[: -len(".partial")]
         os.rename(partial, final)
         fsync_dir(self.snap_dir)
         self._after_new_snapshot(meta.index)
-        self._accept_meta = None
         return meta, state
 
     def abort_accept(self) -> None:
-        if self._accept_fd >= 0:
-            os.close(self._accept_fd)
-            self._accept_fd = -1
-        if self._accept_path and os.path.exists(self._accept_path):
-            os.unlink(self._accept_path)
-        self._accept_path = ""
-        self._accept_meta = None
+        acc, self._accept = self._accept, None
+        if acc is None:
+            return
+        if acc.fd >= 0:
+            os.close(acc.fd)
+            acc.fd = -1
+        if os.path.exists(acc.path):
+            os.unlink(acc.path)
