@@ -290,7 +290,12 @@ def _fill(state: ServerState, sid: ServerId, peer: Peer, sends: list, effects: l
         # would go (as RA): a peer that does not have that entry (a new member with an
         # empty log, one that lost what was in flight) rejects it and reports its last
         # index, so the leader resumes from there (or sends a snapshot) at once instead
-        # of waiting for a tick to find the peer stale
+        # of waiting for a tick to find the peer stale.  A peer whose acknowledged log
+        # ends below what the log still holds (cut off while a snapshot was taken) gets
+        # that snapshot now.
+        if peer.match_index + 1 < log.first_index():
+            _start_snapshot(state, sid, peer, effects)
+            return
         prev = peer.next_index - 1
         prev_term = log.fetch_term(prev) if prev > 0 else 0
         if prev_term is None:
