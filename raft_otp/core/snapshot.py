@@ -1,8 +1,10 @@
 """Receiving a snapshot (RA ``ra_server:handle_receive_snapshot/2``).
 
 Chunk 1 starts the transfer (``receive_snapshot`` role, timer reset per chunk);
-duplicated chunks are re-acknowledged, out-of-order ones ignored (the sender waits
-for each ack); the last chunk installs the snapshot: machine state, membership,
+duplicated chunks are re-acknowledged, out-of-order ones ignored (the sender keeps
+a bounded window of chunks in flight on one ordered link, so a gap means a lost
+chunk: the sender times out and the transfer is retried from chunk 1); the last
+chunk installs the snapshot: machine state, membership,
 client sessions and machine version come from it; ``snapshot_installed`` runs.
 An ``InstallSnapshotResult`` with ``last_index > 0`` tells the sender we are done.
 """
