@@ -98,7 +98,7 @@ def test_inline_write_when_idle_then_workers_again(tmp_path):
     wal = Wal(WalConfig(str(tmp_path), "datasync"), mt)
     wal.start()
     end = time.monotonic() + 5
-    while not wal._waiting and time.monotonic() < end:  # a worker parked: the WAL is idle
+    while not wal._idle and time.monotonic() < end:  # a worker parked: the WAL is idle
         time.sleep(0.001)
     a = Sink()
     me = threading.get_ident()

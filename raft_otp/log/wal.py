@@ -142,7 +142,8 @@ class Wal:
         self._queue: list[_Item] = []
         self._queued_entries = 0
         self._queued_bytes = 0
-        self._waiting = False
+        self._writing = False  # a worker is taking and writing a batch (in queue order)
+        self._idle = 0  # workers parked on _cond, waiting for a batch to write
         self._inline = False  # a submitting thread is writing its own batch (see submit)
         self._stopping = False
         self._fd = -1
@@ -156,7 +157,6 @@ class Wal:
         self._ranges: dict[bytes, list[int]] = {}
         self._last: dict[bytes, int] = {}  # uid -> last index accepted by this incarnation
         self.crashed: BaseException | None = None
-        self._wlock = threading.Lock()  # take + write happen in order, one worker at a time
         self._scond = threading.Condition(threading.Lock())  # syncs in flight, counters
         self._syncing = 0
         self._threads: list[threading.Thread] = []
@@ -231,9 +231,8 @@ class Wal:
         with self._lock:
             if self._stopping:
                 return False
-            # _waiting: the worker holding the write lock is parked in _take, so no
-            # batch is being written; claiming _inline keeps the workers parked.
-            if inline and self._waiting and not self._queue and not self._inline:
+            # no batch queued or being written: claiming _inline keeps the workers parked
+            if inline and not self._writing and not self._queue and not self._inline:
                 self._inline = True
             else:
                 inline = False
@@ -246,9 +245,8 @@ class Wal:
             self._queue.append(item)
             self._queued_entries += item.count
             self._queued_bytes += item.size
-            if self._waiting:
-                self._waiting = False
-                self._cond.notify()
+            if self._idle and not self._writing and not self._inline:
+                self._cond.notify()  # else the writer (or inline claim) hands on when done
         return True
 
     def _write_inline(self, item: _Item) -> None:
@@ -273,18 +271,25 @@ class Wal:
     def _release_inline(self) -> None:
         with self._lock:
             self._inline = False
-            if self._queue and self._waiting:
-                self._waiting = False
+            if self._stopping:
+                self._cond.notify_all()
+            elif self._queue and self._idle and not self._writing:
                 self._cond.notify()
 
     # ---- writer thread -------------------------------------------------------------
     def _take(self) -> list[_Item] | None:
+        """Park until a batch is queued and nobody is writing; claim the writing turn
+        and take the batch (None: stop).  Only the worker holding the turn writes."""
         with self._cond:
-            while not self._queue or self._inline:
-                if self._stopping and not self._queue:
+            while not self._queue or self._inline or self._writing:
+                if (self._stopping and not self._queue) or self.crashed is not None:
                     return None
-                self._waiting = True
+                self._idle += 1
                 self._cond.wait()
+                self._idle -= 1
+            if self.crashed is not None:
+                return None
+            self._writing = True
             q = self._queue
             limit = self.config.max_batch_size
             blimit = self.config.max_batch_bytes
@@ -306,25 +311,34 @@ class Wal:
             return q[:k]
 
     def _run(self) -> None:
-        """A worker thread: take and write a batch (in order, under the write
-        lock), then sync it and notify its writers outside the lock, so other
-        workers write the next batches while this one syncs.
+        """A worker thread: take and write a batch (in order: one worker holds the
+        writing turn from take to written), then sync it and notify its writers
+        after giving the turn up, so another worker writes the next batch while
+        this one syncs.  Parked workers wait on one condition; only a queued batch
+        with nobody writing wakes one (a lone batch wakes one thread, not two).
 
         A sync that started after a batch was written covers it, so a writer may
         hear about a later batch before an earlier one; ServerLog ignores stale
         (lower ``seq``) events."""
         try:
             while self.crashed is None:
-                with self._wlock:
-                    items = self._take()
-                    if items is None or self.crashed is not None:
-                        break
+                items = self._take()
+                if items is None:
+                    break
+                try:
                     if _T.ON: _T.mark("wal", f"took {len(items)}")  # TRACE
                     done = self._write_batch(items)
                     if _T.ON: _T.mark("wal", "written")  # TRACE
                     fd = self._roll_or_begin_sync(done)
-                    if fd is None:
-                        continue
+                finally:
+                    with self._cond:
+                        self._writing = False
+                        if self._stopping:
+                            self._cond.notify_all()  # parked workers must see the end
+                        elif self._queue and self._idle and not self._inline:
+                            self._cond.notify()  # the next batch, while we sync this one
+                if fd is None:
+                    continue
                 self._sync_begun(fd)
                 if _T.ON: _T.mark("wal", "synced")  # TRACE
                 self._notify(done)
@@ -335,7 +349,7 @@ class Wal:
                 self._cond.notify_all()  # let the other worker see stop / crash
 
     def _roll_or_begin_sync(self, done: dict[bytes, _Item]) -> int | None:
-        """After a batch is written (the caller holds the write lock, or the _inline
+        """After a batch is written (the caller holds the writing turn, or the _inline
         claim): if the file is full, sync it, notify ``done``, wait for in-flight
         syncs and roll over. Otherwise, if ``done`` has writers, count a sync as in
         flight and return the fd to sync (the caller must call _sync_begun(fd)).
@@ -457,7 +471,7 @@ class Wal:
         self.counters["files"] += 1
 
     def _roll_over(self) -> None:
-        """Called under the write lock with everything in the file synced."""
+        """Called holding the writing turn with everything in the file synced."""
         os.close(self._fd)
         self._fd = -1
         path, ranges = self._path, {k.decode(): (v[0], v[1]) for k, v in self._ranges.items()}
