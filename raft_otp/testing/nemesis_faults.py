@@ -17,15 +17,24 @@ import time
 from collections import Counter
 from typing import Any, Callable
 
-__all__ = ["CLUSTER", "FAULT_KINDS", "KV_MACHINE", "Nemesis", "SYSTEM"]
+__all__ = ["CLUSTER", "FAULT_KINDS", "KV_MACHINE", "Nemesis", "SYSTEM", "kv_machine"]
 
 log = logging.getLogger("raft_otp.nemesis")
 
 FAULT_KINDS = ("kill", "kill-two", "kill-quorum", "kill-after-lag", "pause", "partition-majority",
                "partition-bridge", "partition-isolate", "wal-crash", "membership")
-KV_MACHINE = ("raft_otp.machines.kv:KeyValue", {"release_cursor_every": 200})
+RELEASE_CURSOR_EVERY = 200
 CLUSTER = "jepsen"
 SYSTEM = "default"
+
+
+def kv_machine(release_cursor_every: int = RELEASE_CURSOR_EVERY) -> tuple[str, dict[str, int]]:
+    """The cluster's machine: a snapshot point every ``release_cursor_every`` applied
+    commands (0: the members never snapshot)."""
+    return ("raft_otp.machines.kv:KeyValue", {"release_cursor_every": release_cursor_every})
+
+
+KV_MACHINE = kv_machine()
 
 
 class Nemesis:
@@ -34,8 +43,9 @@ class Nemesis:
     def __init__(self, cluster: Any, rng: random.Random, members: list[Any],
                  now: Callable[[], float], events_path: str, *, kinds: tuple[str, ...],
                  hold_s: tuple[float, float] = (2.0, 5.0), calm_s: tuple[float, float] = (1.0, 3.0),
-                 leader_bias: float = 0.6) -> None:
+                 leader_bias: float = 0.6, machine: Any = KV_MACHINE) -> None:
         self.cluster = cluster
+        self.machine = machine
         self.rng = rng
         self._members = list(members)
         self._lock = threading.Lock()
@@ -333,7 +343,7 @@ class Nemesis:
         except Exception as exc:
             self.event("delete-error", server=str(old), error=repr(exc))
         new = type(old)(f"kv{next(self.generation)}", old.node)
-        raft_otp.start_server(SYSTEM, CLUSTER, new, KV_MACHINE, remaining + [new], timeout=10.0)
+        raft_otp.start_server(SYSTEM, CLUSTER, new, self.machine, remaining + [new], timeout=10.0)
         deadline = time.monotonic() + 20.0
         while True:
             try:
