@@ -107,6 +107,12 @@ def run_op(history: History, client: str, op: dict[str, Any],
     return op
 
 
+REFUSED_BACKOFF_S = 0.05
+"""Pause after an operation refused because the target's node is down (calls to a
+node known down fail at once with NodeDown; a client bound to it would otherwise
+fill the history with thousands of refusals per second)."""
+
+
 class Client(threading.Thread):
     """One client: a loop of operations until ``stop`` is set."""
 
@@ -189,6 +195,8 @@ class Client(threading.Thread):
                 self.last_seen[key] = None
         if op["ok"] is not True:
             self.leader = None
+        if op["ok"] is False and op.get("error") in ("NodeDown", "ServerNotFound"):
+            self.stop.wait(REFUSED_BACKOFF_S)  # its node is down: do not spin on it
         return op
 
     def run(self) -> None:
