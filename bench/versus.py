@@ -242,6 +242,14 @@ def measure(seconds: float = 4.0, seq_n: int = 1000, windows: list[int] | None =
         figs.insert(1, Figure("versus: pipelined cmd/s, raft_otp datasync vs PySyncObj's fastest setting",
                               round(ours["datasync"]["rate"]), "cmd/s",
                               f"PySyncObj memory, no journal ({p.get('best', '?')})", round(p["rate"])))
+    if "datasync" in ours and len(pso) == 2:  # the latency target, like for like: callers in the leaders
+        p50 = {j: percentile(pso[j]["lat"], 50) for j in pso}
+        best = min(p50, key=lambda j: p50[j])
+        figs.insert(0, Figure("versus: sequential p50 target: raft_otp datasync, caller in the leader's process, "
+                              "vs PySyncObj's faster sync call",
+                              round(percentile(ours["datasync"]["lat_here"], 50) * 1e3, 3), "ms",
+                              f"PySyncObj {'journal' if best else 'memory'} (no sync), sync call in its leader, "
+                              "batching off", round(p50[best] * 1e3, 3), higher_is_better=False))
     if plot is not None:
         lines = {}
         for sync, _, _ in pairs:
