@@ -124,3 +124,31 @@ def test_server_crash_is_restarted_and_recovers(cluster: tuple[raft_otp.System, 
     while raft_otp.local_query(victim, lambda st: st)[0] != 6:
         assert time.monotonic() < deadline
         time.sleep(0.01)
+
+
+def test_a_replaced_snapshot_senders_late_report_leaves_the_current_one_tracked(
+        cluster: tuple[raft_otp.System, list[ServerId]]) -> None:
+    from supervisors._watch import actor_of
+
+    from raft_otp.server.snapshot_sender import SenderReport
+
+    _s, ids = cluster
+    leader = _leader(ids)
+    peer = next(i for i in ids if i != leader)
+    actor = actor_of(registry.whereis(leader.name))
+
+    class _Current:
+        actor_urn = "urn:current"
+
+        def stop(self, block: bool = True) -> None:
+            pass
+
+    current = _Current()
+    actor._senders[peer] = current  # the server tracks a sender it started last
+    ref = registry.whereis(leader.name)
+    ref.tell(SenderReport("urn:replaced", ev.SnapshotSenderFailed(peer)))  # an older one's failure
+    raft_otp.member_overview(leader)  # handled by now (one mailbox, in order)
+    assert actor._senders.get(peer) is current
+    ref.tell(SenderReport("urn:current", ev.SnapshotSenderFailed(peer)))  # the current one's own
+    raft_otp.member_overview(leader)
+    assert peer not in actor._senders

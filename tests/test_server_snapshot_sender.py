@@ -76,9 +76,12 @@ def _pump(link: _Link, follower: Node, ref: Any, server: _Server, drop: set[int]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            return server.q.get_nowait()
+            report = server.q.get_nowait()
         except queue.Empty:
             pass
+        else:  # the sender names itself, so the server can ignore a replaced sender's report
+            assert isinstance(report, ss.SenderReport) and report.urn == ref.actor_urn
+            return report.event
         try:
             rpc = link.q.get(timeout=0.02)
         except queue.Empty:
@@ -164,7 +167,9 @@ def test_stale_acknowledgements_are_ignored_and_a_newer_term_fails(link):
     time.sleep(0.1)
     assert link.q.qsize() == 3 and [link.q.get().chunk_num for _ in range(3)] == [1, 2, 3]
     ref.tell(ev.InstallSnapshotResult(2, B, 2, 0, 0))        # the follower is in a newer term
-    assert server.q.get(timeout=5) == ev.SnapshotSenderFailed(B)
+    report = server.q.get(timeout=5)
+    assert isinstance(report, ss.SenderReport) and report.urn == ref.actor_urn
+    assert report.event == ev.SnapshotSenderFailed(B)
 
 
 def test_a_follower_that_already_has_the_snapshot_ends_the_transfer(link):

@@ -41,6 +41,7 @@ from raft_otp.server.direct import DirectDispatch
 from raft_otp.server.messages import Applied, CallReply, Rejected, StateQuery
 from raft_otp.server.metrics import ServerMetrics
 from raft_otp.server.snapshot_retry import SnapshotRetries, SnapshotRetry
+from raft_otp.server.snapshot_sender import SenderReport
 from raft_otp.server.timeouts import election_timeout_ms
 from raft_otp.system.directory import ServerRecord
 from raft_otp.system.resolve import load_machine, resolve_query
@@ -239,6 +240,16 @@ class ServerActor(DirectDispatch):
                 self._query(message)
             case ev.AddMember() | ev.RemoveMember() | ev.TransferLeadership() | ev.TriggerElection():
                 self._handle(message)
+            case SenderReport():
+                cur = self._senders.get(message.event.peer)
+                if cur is not None and cur.actor_urn != message.urn:
+                    # from a sender replaced since: the current one stays tracked (and
+                    # its retries untouched); a success still tells the core the peer
+                    # holds that snapshot
+                    if type(message.event) is ev.SnapshotSenderDone:
+                        self._handle(message.event)
+                else:
+                    self.on_receive(message.event)
             case ev.SnapshotSenderDone():
                 self._senders.pop(message.peer, None)
                 self._snap_retries.forget(message.peer)

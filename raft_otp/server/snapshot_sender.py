@@ -45,6 +45,21 @@ class _ChunkTimeout:
         self.gen = gen
 
 
+class SenderReport:
+    """How a sender tells its server it is done or failed: the core event, and the
+    sender's actor urn, so the server can tell a report of a sender it has since
+    replaced (a retry, a newer snapshot) from one of the sender it tracks now."""
+
+    __slots__ = ("urn", "event")
+
+    def __init__(self, urn: str, event: "ev.SnapshotSenderDone | ev.SnapshotSenderFailed") -> None:
+        self.urn = urn
+        self.event = event
+
+    def __repr__(self) -> str:
+        return f"SenderReport({self.urn!r}, {self.event!r})"
+
+
 class SnapshotSender(pykka.ThreadingActor):
     def __init__(self, server: pykka.ActorRef[Any], leader_id: ServerId, to: ServerId, term: int,
                  meta: SnapshotMeta, chunks: Iterator[bytes], timeout_s: float,
@@ -123,14 +138,14 @@ class SnapshotSender(pykka.ThreadingActor):
     def _done(self) -> None:
         self.done = True
         timers.cancel(self.timer)
-        self.server.tell(ev.SnapshotSenderDone(self.to, self.meta.index))
+        self.server.tell(SenderReport(self.actor_urn, ev.SnapshotSenderDone(self.to, self.meta.index)))
         self.actor_ref.stop(block=False)
 
     def _fail(self) -> None:
         self.done = True
         timers.cancel(self.timer)
         try:
-            self.server.tell(ev.SnapshotSenderFailed(self.to))
+            self.server.tell(SenderReport(self.actor_urn, ev.SnapshotSenderFailed(self.to)))
         except pykka.ActorDeadError:
             pass
         self.actor_ref.stop(block=False)
