@@ -155,6 +155,9 @@ def render_tree(snapshot: dict[str, Any], node: str, *, error: str | None = None
         t.append("transport", style="bold")
         t.append("  ZeroMQ I/O thread (node runtime)", style="blue")
         t.append(f"  nodes up {len(up)}  msgs out {tr.get('sent_msgs')} in {tr.get('recv_msgs')}")
+        if tr.get("direct_sends") is not None:  # lone messages that skipped a thread hand-off
+            t.append(f"  direct: sent {tr.get('direct_sends')} run {tr.get('direct_deliveries', 0)}",
+                     style="dim")
         bad = sum(int(tr.get(k) or 0)
                   for k in ("bad_frames", "refused", "send_errors", "dropped_queue_full"))
         t.append(f"  refused/bad/dropped {bad}", style="yellow bold" if bad else "dim")

@@ -508,6 +508,7 @@ def transport_stats() -> dict[str, Any]:
     out["node"] = n.name
     out["unknown_dest"] = n.unknown_dest
     out["bad_msgs"] = n.bad_msgs
+    out["direct_deliveries"] = n.direct_deliveries
     out["pending_calls"] = len(n.pending)
     out["monitors"] = n.monitors.counts()
     out["faults"] = n.transport.faults()
