@@ -11,6 +11,8 @@ carries out the effects the core returns, in list order:
   ``Commands`` core event (one log write, one append_entries round);
 * durability comes back from the log as ``LogEvent``;
 * starts one temporary snapshot sender actor per chunked transfer;
+* when idle, lets the delivering thread (the node's I/O thread, a local caller)
+  run a lone Raft RPC or client command for it (``raft_otp.server.direct``);
 * answers state calls (overview, key metrics, members, ping) itself.
 
 Differences from RA: the tick runs only on leaders (RA ticks every member),
