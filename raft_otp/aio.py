@@ -59,17 +59,12 @@ async def _call(target: ServerId, make: Callable[[Any], Any], timeout: float) ->
             raise ServerNotFound(f"no process registered as {target.name!r}")
         ref.tell(make(bridge))
     else:
-        from raft_otp.node import runtime as node_mod
-        if not node_mod.is_started():
-            raise NodeDown(f"cannot reach {target.node}: this process is not a started node")
-        token = client.watch_node_down(target.node, bridge)  # ends the wait early (outcome unknown)
+        token = client.watch_node_down(target.node, target.name, bridge)  # ends the wait early
         addr = client.remote_address_for(bridge)
         try:
-            if node_mod.node_known_down(target.node):
-                raise NodeDown(f"cannot reach {target.name!r}: node {target.node} is down")
             client.send(target, make(addr))
         except (ServerNotFound, NodeDown):
-            node_mod.unsubscribe_node_events(token)
+            client.unwatch_node_down(token)
             client.release_address(bridge)
             raise
     try:
@@ -78,10 +73,10 @@ async def _call(target: ServerId, make: Callable[[Any], Any], timeout: float) ->
         raise Timeout(f"no answer from {target} within {timeout:.3f} s") from None
     finally:
         if not client.is_local(target.node):
-            node_mod.unsubscribe_node_events(token)
+            client.unwatch_node_down(token)
             client.release_address(bridge)
     if type(msg) is client.WentDown:
-        raise Timeout(f"node {target.node} went down while {target.name!r} had the request: outcome unknown")
+        raise msg.error(target.name)
     return msg
 
 

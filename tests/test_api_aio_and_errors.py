@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -13,14 +12,6 @@ import raft_otp.aio
 from raft_otp import ServerId
 from raft_otp.machines.counter import Counter
 
-
-@pytest.fixture
-def system(tmp_path: Any) -> Iterator[raft_otp.System]:
-    s = raft_otp.start_in(str(tmp_path / "d"), name=f"e{time.monotonic_ns()}")
-    try:
-        yield s
-    finally:
-        raft_otp.stop_system(s)
 
 
 def test_unknown_server_and_system(system: raft_otp.System) -> None:

@@ -56,6 +56,19 @@ def _leader(ids: list[ServerId], timeout: float = 10.0) -> ServerId:
     raise AssertionError(f"no leader among {ids}")
 
 
+def _until_state(sid: ServerId, ok: Any, timeout: float, what: str) -> None:
+    """Poll ``sid``'s machine state (its own copy) until ``ok(state)``; fail with ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if ok(raft_otp.local_query(sid, STATE, timeout=2)[0]):
+                return
+        except RaftError:
+            pass
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
 def _put_many(sid: ServerId, prefix: str, n: int, acked: dict[str, int]) -> None:
     for i in range(n):
         reply, _ = raft_otp.process_command(sid, ["put", f"{prefix}{i}", i], timeout=10)
@@ -174,15 +187,7 @@ def test_snapshot_install_to_wiped_follower(nodes: NodeProcs) -> None:
     nodes.start(victim)
     raft_otp.start_server("default", "s1", ids[victim], KV, ids)
     raft_otp.add_member(leader, ids[victim])
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if raft_otp.local_query(ids[victim], STATE, timeout=2)[0] == acked:
-                break
-        except RaftError:
-            pass
-        assert time.monotonic() < deadline, "wiped follower did not get the snapshot"
-        time.sleep(0.05)
+    _until_state(ids[victim], lambda st: st == acked, 20, "wiped follower did not get the snapshot")
     ov = raft_otp.member_overview(ids[victim])
     assert ov["metrics"]["snapshots_installed"] >= 1
     assert raft_otp.key_metrics(leader)["snapshots_sent"] >= 1
@@ -200,15 +205,7 @@ def test_wal_and_server_actor_crash(nodes: NodeProcs) -> None:
     follower = next(i for i in range(3) if ids[i] != leader)
     assert nodes.admin(follower, ["kill", "w1"]) is True
     _put_many(leader, "z", 20, acked)
-    deadline = time.monotonic() + 10
-    while True:  # the restarted follower recovers and catches up
-        try:
-            if raft_otp.local_query(ids[follower], STATE, timeout=2)[0] == acked:
-                break
-        except RaftError:
-            pass
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _until_state(ids[follower], lambda st: st == acked, 10, "the restarted follower did not catch up")
     assert nodes.admin(li, ["kill", "w1"]) is True  # crash the leader's server actor
     _put_many(ids[(li + 1) % 3], "v", 10, acked)
     _assert_has(ids[(li + 2) % 3], acked)
@@ -233,15 +230,7 @@ def test_a_call_whose_node_stops_answering_ends_at_node_down(nodes: NodeProcs) -
         assert waited < 6.0, f"waited {waited:.2f} s"
     finally:
         os.kill(pid, signal.SIGCONT)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            if raft_otp.local_query(ids[i], STATE, timeout=2)[0].get("x") == 1:
-                break
-        except RaftError:
-            pass
-        assert time.monotonic() < deadline, "the resumed node's server did not answer again"
-        time.sleep(0.1)
+    _until_state(ids[i], lambda st: st.get("x") == 1, 15, "the resumed node's server did not answer again")
 
 
 def test_sigkill_leader_process_then_restart_all(nodes: NodeProcs) -> None:
@@ -270,15 +259,7 @@ def test_sigkill_leader_process_then_restart_all(nodes: NodeProcs) -> None:
     _assert_has(rest[0], acked)
     nodes.start(li)  # the killed node recovers its servers from its directory
     _put_many(new_leader, "c", 10, acked)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            if raft_otp.local_query(leader, STATE, timeout=2)[0] == acked:
-                break
-        except RaftError:
-            pass
-        assert time.monotonic() < deadline, "restarted node did not catch up"
-        time.sleep(0.05)
+    _until_state(leader, lambda st: st == acked, 15, "restarted node did not catch up")
     # restart all three nodes (ordered shutdown), every committed entry is still there
     for i in range(3):
         assert nodes.stop(i) == 0  # SIGTERM: ordered shutdown, exit code 0

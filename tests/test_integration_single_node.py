@@ -27,14 +27,6 @@ def get_count(state):  # type: ignore[no-untyped-def]
     return state
 
 
-@pytest.fixture
-def system(tmp_path):  # type: ignore[no-untyped-def]
-    s = raft_otp.start_in(str(tmp_path / "data"), name=f"t{time.monotonic_ns()}")
-    try:
-        yield s
-    finally:
-        raft_otp.stop_system(s)
-
 
 def test_readme_counter(system) -> None:  # type: ignore[no-untyped-def]
     ids = [ServerId("s1_" + system.name, raft_otp.node())]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 import pykka
-import pytest
 
 import raft_otp
 from raft_otp import Machine, ServerId
@@ -48,14 +47,6 @@ class Target(pykka.ThreadingActor):
 def downs(state):  # type: ignore[no-untyped-def]
     return state["downs"]
 
-
-@pytest.fixture
-def system(tmp_path):  # type: ignore[no-untyped-def]
-    s = raft_otp.start_in(str(tmp_path / "data"), name=f"t{time.monotonic_ns()}")
-    try:
-        yield s
-    finally:
-        raft_otp.stop_system(s)
 
 
 def _start_target(name: str):  # type: ignore[no-untyped-def]

@@ -211,7 +211,7 @@ def _defer_commit(state: ServerState, effects: list[Effect]) -> None:
         state.commit_timer_armed = True
         for peer in state.peers.values():
             peer.sent_since_commit_timer = False
-        effects.append(StartCommitTimer(state.commit_timer_ms or state.cfg.commit_notify_delay_ms))
+        effects.append(StartCommitTimer(state.commit_timer_ms))
 
 
 COMMIT_TIMER_BACKOFF = 8
@@ -237,7 +237,7 @@ def commit_timeout(state: ServerState, effects: list[Effect]) -> None:
             _fill(state, sid, peer, sends, effects)
     _flush(sends, effects)
     if again:  # busy peers: look again, a little later each time
-        state.commit_timer_ms = min(2 * (state.commit_timer_ms or base), COMMIT_TIMER_BACKOFF * base)
+        state.commit_timer_ms = min(2 * state.commit_timer_ms, COMMIT_TIMER_BACKOFF * base)
         _defer_commit(state, effects)
     else:
         state.commit_timer_ms = base

@@ -100,7 +100,7 @@ class ServerState:
         self.local_queries: list[tuple[int, Any, Any]] = []
         self.transfer: tuple[ServerId, Any] | None = None
         self.commit_timer_armed = False  # a StartCommitTimer is out (its CommitTimeout due)
-        self.commit_timer_ms = 0  # its next delay (0: the configured one); grows while peers are busy
+        self.commit_timer_ms = cfg.commit_notify_delay_ms  # its next delay; grows while peers are busy
         # elections
         self.pre_vote_token = 0
         self.votes: set[ServerId] = set()

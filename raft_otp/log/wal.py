@@ -245,8 +245,7 @@ class Wal:
             self._queue.append(item)
             self._queued_entries += item.count
             self._queued_bytes += item.size
-            if self._idle and not self._writing and not self._inline:
-                self._cond.notify()  # else the writer (or inline claim) hands on when done
+            self._hand_on()  # else the writer (or the inline claim) hands on when done
         return True
 
     def _write_inline(self, item: _Item) -> None:
@@ -271,10 +270,16 @@ class Wal:
     def _release_inline(self) -> None:
         with self._lock:
             self._inline = False
-            if self._stopping:
-                self._cond.notify_all()
-            elif self._queue and self._idle and not self._writing:
-                self._cond.notify()
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        """Under the lock, whenever the writing turn or the inline claim may have become
+        free: wake one parked worker if a batch waits and nobody writes (all of them if
+        stopping, so they see the end)."""
+        if self._stopping:
+            self._cond.notify_all()
+        elif self._queue and self._idle and not self._writing and not self._inline:
+            self._cond.notify()
 
     # ---- writer thread -------------------------------------------------------------
     def _take(self) -> list[_Item] | None:
@@ -333,10 +338,7 @@ class Wal:
                 finally:
                     with self._cond:
                         self._writing = False
-                        if self._stopping:
-                            self._cond.notify_all()  # parked workers must see the end
-                        elif self._queue and self._idle and not self._inline:
-                            self._cond.notify()  # the next batch, while we sync this one
+                        self._hand_on()  # the next batch, while we sync this one
                 if fd is None:
                     continue
                 self._sync_begun(fd)

@@ -231,23 +231,11 @@ class Transport:
                     or self._stopping or link.node in self._faults):
                 return False
             body = envelope.build_body(self._prefix, [item])
-            sock = link.sock
-            try:
-                if _T.ON: _T.mark("tx", f"direct send {link.node} {len(body)}B")  # TRACE
-                sock.send(body, _NOBLOCK_MORE)
-                sock.send(envelope.sign(self._key, body), _NOBLOCK)
-            except zmq.Again:
+            if not self._try_send(link, [body, envelope.sign(self._key, body)]):
                 return False  # not connected or at the high-water mark: the I/O thread parks it
-            except zmq.ZMQError as exc:
-                self.counters["send_errors"] += 1
-                logger.warning("%s: send to %s failed: %s", self.node, link.node, exc)
-                return True  # lost, as in _try_send
             c = self.counters
             c["sent_msgs"] += 1
-            c["sent_batches"] += 1
             c["direct_sends"] += 1
-            c["sent_bytes"] += len(body)
-            link.last_sent_s = time.monotonic()
             return True
         finally:
             self._send_lock.release()

@@ -66,15 +66,13 @@ def call(dest: tuple[str, str], make: Callable[[Any], Any], timeout: float) -> A
         return slot.value
     from raft_otp.node import runtime as node_mod
     from raft_otp.node.mailbox import Mailbox
-    if not node_mod.is_started():
-        raise NodeDown(f"cannot reach {node}: this process is not a started node")
     mbox = Mailbox()
-    # the failure detector's node_down for ``node`` ends the wait early (subscribed
-    # before the check below, so a node going down in between is not missed)
-    token = watch_node_down(node, mbox)
     try:
-        if node_mod.node_known_down(node):
-            raise NodeDown(f"cannot reach {name!r}: node {node} is down")  # nothing was sent
+        token = watch_node_down(node, name, mbox)
+    except NodeDown:
+        mbox.close()
+        raise
+    try:
         try:
             node_mod.send((name, node), make(mbox.address))
         except (ServerNotFound, NodeDown, BadArgument):
@@ -89,22 +87,36 @@ def call(dest: tuple[str, str], make: Callable[[Any], Any], timeout: float) -> A
             msg = mbox.get(timeout=remaining)
             if _T.ON: _T.mark("cli", "mbox got")  # TRACE
             if type(msg) is WentDown:
-                raise Timeout(f"node {node} went down while {name!r} had the request: outcome unknown")
+                raise msg.error(name)
             down = _as_down(msg)
             if down is not None:
                 raise down
             return msg
     finally:
-        node_mod.unsubscribe_node_events(token)
+        unwatch_node_down(token)
         mbox.close()
 
 
-def watch_node_down(node: str, target: Any) -> int:
-    """``target.tell(WentDown(node))`` when the failure detector declares ``node``
-    down; a token for ``node_mod.unsubscribe_node_events``."""
+def watch_node_down(node: str, name: str, target: Any) -> int:
+    """Before a request to ``name`` on ``node``: ``NodeDown`` (nothing is sent) if
+    this process is not a node or its failure detector knows ``node`` down; else
+    ``target.tell(WentDown(node))`` when ``node`` goes down (subscribed before the
+    check, so a node going down in between is not missed).  Returns the token for
+    :func:`unwatch_node_down`."""
     from raft_otp.node import runtime as node_mod
-    return node_mod.subscribe_node_events(
+    if not node_mod.is_started():
+        raise NodeDown(f"cannot reach {node}: this process is not a started node")
+    token = node_mod.subscribe_node_events(
         lambda e: e.kind == "node_down" and e.node == node and target.tell(WentDown(node)))
+    if node_mod.node_known_down(node):
+        node_mod.unsubscribe_node_events(token)
+        raise NodeDown(f"cannot reach {name!r}: node {node} is down")
+    return token
+
+
+def unwatch_node_down(token: int) -> None:
+    from raft_otp.node import runtime as node_mod
+    node_mod.unsubscribe_node_events(token)
 
 
 class WentDown:
@@ -114,6 +126,9 @@ class WentDown:
 
     def __init__(self, node: str) -> None:
         self.node = node
+
+    def error(self, name: str) -> Timeout:
+        return Timeout(f"node {self.node} went down while {name!r} had the request: outcome unknown")
 
 
 def _as_down(msg: Any) -> Exception | None:
