@@ -63,8 +63,14 @@ def timelines(dir_: str) -> list[list[list[str]]]:
 
 
 def main(argv: list[str]) -> None:
-    args = [a for a in argv if not a.startswith("--")]
-    opts = dict(zip(argv[::1], argv[1::1]))
+    opts: dict[str, str] = {}
+    args: list[str] = []
+    it = iter(argv)
+    for a in it:
+        if a.startswith("--"):
+            opts[a] = next(it, "")
+        else:
+            args.append(a)
     dir_ = args[0] if args else os.environ.get("RAFT_OTP_TRACE_DIR", "/tmp/raft_otp_trace")
     tl = timelines(dir_)
     k = int(opts.get("--from", len(tl) // 2))

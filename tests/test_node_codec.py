@@ -115,14 +115,21 @@ def test_batch_body_parses_back() -> None:
         assert n == 0 or msgs[-1] == [envelope.K_SEND, "x", n - 1]
 
 
-def test_mac_verifies_only_with_the_same_cookie() -> None:
-    body = envelope.build_body(envelope.batch_prefix("a@h:1", 1), [])
+@pytest.mark.parametrize("payload", [0, 100, envelope.SMALL_BODY])  # BLAKE2b and HMAC-SHA256 sizes
+def test_mac_verifies_only_with_the_same_cookie(payload: int) -> None:
+    items = [codec.packb(b"p" * payload)] if payload else []
+    body = envelope.build_body(envelope.batch_prefix("a@h:1", 1), items)
     good, bad = envelope.derive_key("c1"), envelope.derive_key("c2")
-    mac = envelope.sign(good, body)
-    assert envelope.verify(good, body, mac)
-    assert not envelope.verify(bad, body, mac)
-    assert not envelope.verify(good, body + b"x", mac)
-    assert not envelope.verify(good, body, mac[:-1])
+    frame = envelope.seal(good, body)
+    assert len(frame) == len(body) + envelope.MAC_BYTES
+    assert bytes(envelope.unseal(good, frame)) == body
+    assert envelope.unseal(bad, frame) is None
+    assert envelope.unseal(good, frame[:-1]) is None                 # torn MAC
+    assert envelope.unseal(good, body + b"x" + frame[len(body):]) is None  # body changed
+    flipped = bytes([frame[0] ^ 1]) + frame[1:]
+    assert envelope.unseal(good, flipped) is None
+    assert envelope.unseal(good, frame[: envelope.MAC_BYTES]) is None  # no body at all
+    assert envelope.sign(good, body) != envelope.sign(bad, body)
 
 
 @settings(max_examples=300, deadline=None)

@@ -182,11 +182,11 @@ def test_wrong_cookie_peer_is_refused(cluster, tmp_path) -> None:
         item = codec.packb([envelope.K_SEND, "echo", ["forward", list(mb.address), "raw"]])
         body = envelope.build_body(envelope.batch_prefix("intruder@127.0.0.1:9", 1), [item])
         before = admin(n0, "stats")["refused"]
-        _raw_send(n0, [body, envelope.sign(envelope.derive_key("wrong"), body)])
+        _raw_send(n0, [envelope.seal(envelope.derive_key("wrong"), body)])
         assert wait_until(lambda: admin(n0, "stats")["refused"] > before, 5)
         with pytest.raises(Timeout):
             mb.get(0.2)
-        _raw_send(n0, [body, envelope.sign(envelope.derive_key(COOKIE), body)])
+        _raw_send(n0, [envelope.seal(envelope.derive_key(COOKIE), body)])
         assert mb.get(5) == "raw"
 
 
@@ -221,8 +221,8 @@ def test_garbage_frames_never_crash_a_node(cluster) -> None:
         if parts:
             sock.send_multipart(parts)                         # unsigned garbage
         body = msgpack.packb([envelope.VERSION, "fz@127.0.0.1:1", 1, 0, [value]])
-        sock.send_multipart([body, envelope.sign(key, body)])  # signed, bad messages
-        sock.send_multipart([raw, envelope.sign(key, raw)])    # signed, bad body
+        sock.send(envelope.seal(key, body))  # signed, bad messages
+        sock.send(envelope.seal(key, raw))   # signed, bad body
 
     try:
         fuzz()

@@ -75,10 +75,10 @@ class ServerLog:
         # GIL), not after.  Any other submit flushes first, so the WAL order is unchanged.
         self.defer_appends = False
         self._deferred: list[Entry] = []
-        # A follower's deferred write is written and synced on its own thread when the
-        # WAL is idle and ``inline_ok()`` (set by the actor: "my mailbox is empty").
+        # Deferred appends and writes (leader and follower alike) are written and synced
+        # on the server's own thread when the WAL is idle and ``inline_ok()`` (set by
+        # the actor: "my mailbox is empty"): no hand-off to a WAL worker and back.
         self.inline_ok: Callable[[], bool] | None = None
-        self._deferred_write = False
         self._snapshot_busy = False
         self._last_checkpoint = 0
         self.counters = {"appends": 0, "writes": 0, "entries": 0, "overwrites": 0, "resends": 0,
@@ -183,7 +183,6 @@ class ServerLog:
         if entries[0][0] != self._last_index + 1:
             raise BadArgument(f"{self.uid}: append at {entries[0][0]} but last index is {self._last_index}")
         self.counters["appends"] += 1
-        self._deferred_write = False  # a leader's append: never inline (its sends come first)
         self._put(entries)
 
     def write(self, entries: Sequence[Entry]) -> None:
@@ -193,7 +192,6 @@ class ServerLog:
         if first > self._last_index + 1 or first < self.first_index():
             raise BadArgument(f"{self.uid}: write at {first} outside {self.first_index()}..{self._last_index + 1}")
         self.counters["writes"] += 1
-        self._deferred_write = True
         self._put(entries)
 
     def _put(self, entries: Sequence[Entry]) -> None:
@@ -222,8 +220,7 @@ class ServerLog:
         if d:
             self._deferred = []
             ok = self.inline_ok
-            inline = self._deferred_write and ok is not None and ok()
-            self._deferred_write = False
+            inline = ok is not None and ok()
             self._submit(d[0][0], d, False, inline)
 
     def _submit(self, first: int, entries: Sequence[Entry], truncate: bool, inline: bool = False) -> None:

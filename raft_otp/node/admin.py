@@ -124,13 +124,14 @@ def admin_call(node_name: str, request: Any, cookie: str, timeout: float = 5.0) 
     sock.setsockopt(zmq.LINGER, 0)
     try:
         sock.connect(endpoint_of(node_name))
-        sock.send_multipart([body, envelope.sign(key, body)])
+        sock.send(envelope.seal(key, body))
         deadline = time.monotonic() + timeout
         while sock.poll(int(max(0.0, deadline - time.monotonic()) * 1000), zmq.POLLIN):
             parts = sock.recv_multipart()
-            if len(parts) != 2 or not envelope.verify(key, parts[0], parts[1]):
+            reply = envelope.unseal(key, parts[0]) if len(parts) == 1 else None
+            if reply is None:
                 continue
-            _sender, _creation, _flags, msgs = envelope.parse(parts[0])
+            _sender, _creation, _flags, msgs = envelope.parse(reply)
             for m in msgs:
                 if m[0] == envelope.K_REPLY and m[1] == call_id:
                     if m[2]:

@@ -29,8 +29,8 @@ class PeerLink:
         self.max_queued = max_queued
         self.dropped = 0
         self.sock: Any = None              # zmq DEALER, created by the I/O thread
-        self.pending: list[bytes] | None = None   # a frame the socket refused (EAGAIN)
-        self.delayed: collections.deque[tuple[float, list[bytes]]] = collections.deque()
+        self.pending: bytes | None = None   # a frame the socket refused (EAGAIN)
+        self.delayed: collections.deque[tuple[float, bytes]] = collections.deque()
         self.last_sent_s = 0.0
 
     def offer(self, item: bytes) -> bool:

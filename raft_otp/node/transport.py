@@ -56,7 +56,6 @@ logger = logging.getLogger("raft_otp.node")
 
 # Plain ints: pyzmq's flag enums make every ``a | b`` a slow Python-level Flag.__or__.
 _NOBLOCK = int(zmq.NOBLOCK)
-_NOBLOCK_MORE = int(zmq.NOBLOCK) | int(zmq.SNDMORE)
 _EVENTS = int(zmq.EVENTS)
 _DELAYED_MAX_FRAMES = 10_000
 _POLLIN = int(zmq.POLLIN)
@@ -230,8 +229,7 @@ class Transport:
             if (link.sock is None or link.queue or link.pending is not None or link.delayed
                     or self._stopping or link.node in self._faults):
                 return False
-            body = envelope.build_body(self._prefix, [item])
-            if not self._try_send(link, [body, envelope.sign(self._key, body)]):
+            if not self._try_send(link, envelope.seal(self._key, envelope.build_body(self._prefix, [item]))):
                 return False  # not connected or at the high-water mark: the I/O thread parks it
             c = self.counters
             c["sent_msgs"] += 1
@@ -391,8 +389,7 @@ class Transport:
                     items = self._apply_fault(fault, items)
                     if not items:
                         continue
-                body = envelope.build_body(self._prefix, items)
-                frame = [body, envelope.sign(self._key, body)]
+                frame = envelope.seal(self._key, envelope.build_body(self._prefix, items))
                 self.counters["sent_msgs"] += len(items)
                 if fault.delay_ms > 0 or link.delayed:  # behind delayed frames: keep order
                     link.delayed.append((now + fault.delay_ms / 1000.0, frame))
@@ -426,7 +423,7 @@ class Transport:
         self._set_pending(link, None)
         return True
 
-    def _set_pending(self, link: PeerLink, frame: list[bytes] | None) -> None:
+    def _set_pending(self, link: PeerLink, frame: bytes | None) -> None:
         """Park a frame the socket refused; poll for POLLOUT on that socket meanwhile."""
         if frame is not None and link.pending is None:
             self._poller.register(link.sock, zmq.POLLOUT)
@@ -434,14 +431,11 @@ class Transport:
             self._poller.unregister(link.sock)
         link.pending = frame
 
-    def _try_send(self, link: PeerLink, frame: list[bytes]) -> bool:
+    def _try_send(self, link: PeerLink, frame: bytes) -> bool:
         sock = link.sock
         try:
-            # Two parts by hand (not send_multipart): int flags, no per-call enum work.
-            # A DEALER queues a multipart message atomically, so EAGAIN can only come first.
-            if _T.ON: _T.mark("tx", f"zmq send {link.node} {len(frame[0])}B")  # TRACE
-            sock.send(frame[0], _NOBLOCK_MORE)  # copy: zero-copy costs a pyzmq GC-thread hop per frame
-            sock.send(frame[1], _NOBLOCK)
+            if _T.ON: _T.mark("tx", f"zmq send {link.node} {len(frame)}B")  # TRACE
+            sock.send(frame, _NOBLOCK)  # copy: zero-copy costs a pyzmq GC-thread hop per frame
         except zmq.Again:
             return False
         except zmq.ZMQError as exc:
@@ -450,7 +444,7 @@ class Transport:
             return True  # frame is lost; do not retry forever
         c = self.counters
         c["sent_batches"] += 1
-        c["sent_bytes"] += len(frame[0])
+        c["sent_bytes"] += len(frame)
         link.last_sent_s = time.monotonic()
         return True
 
@@ -460,7 +454,7 @@ class Transport:
         for identity, item in out:
             body = envelope.build_body(prefix, [item])
             try:
-                self._router.send_multipart([identity, body, envelope.sign(self._key, body)], zmq.NOBLOCK)
+                self._router.send_multipart([identity, envelope.seal(self._key, body)], zmq.NOBLOCK)
             except zmq.ZMQError:
                 self.counters["send_errors"] += 1
 
@@ -479,8 +473,7 @@ class Transport:
             if fault is not None and fault.partitioned:
                 continue
             if empty is None:
-                body = envelope.build_body(self._prefix, [])
-                empty = [body, envelope.sign(self._key, body)]
+                empty = envelope.seal(self._key, envelope.build_body(self._prefix, []))
             if self._try_send(link, empty):
                 self.counters["heartbeats_sent"] += 1
             else:
@@ -560,11 +553,12 @@ class Transport:
         """Authenticate, decode and deliver one frame; ``last``: no other frame is
         waiting (the receiver may then run a lone message's handler in this thread)."""
         c = self.counters
-        if len(parts) != 3:
+        if len(parts) != 2:
             c["bad_frames"] += 1
             return
-        identity, body, mac = parts
-        if not envelope.verify(self._key, body, mac):
+        identity, frame = parts
+        body = envelope.unseal(self._key, frame)
+        if body is None:
             c["refused"] += 1
             logger.debug("%s: refused a frame with a bad MAC", self.node)
             return
@@ -589,7 +583,7 @@ class Transport:
             for event, node in self.detector.heard(sender, creation, time.monotonic()):
                 self._emit(event, node)
         c["recv_batches"] += 1
-        c["recv_bytes"] += len(body)
+        c["recv_bytes"] += len(frame)
         if msgs:
             c["recv_msgs"] += len(msgs)
             if _T.ON: _T.mark("rx", f"frame from {sender} {len(msgs)} msgs")  # TRACE

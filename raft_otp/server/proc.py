@@ -26,6 +26,7 @@ from raft_otp import _trace as _T  # TRACE
 import logging
 from collections import deque
 import random
+import threading
 import time
 from typing import Any
 
@@ -130,6 +131,8 @@ class ServerActor(DirectDispatch):
         self._node_sub: Any = None
         self._wal_mon: Any = None
         self._log_flush: Any = None
+        self._flushing_in = 0  # ident of the thread inside our log flush (0: none)
+        self._own_log_events: list[Any] = []  # log events raised by that flush, on that thread
 
     # ---- lifecycle ----------------------------------------------------------------
     def on_start(self) -> None:
@@ -190,7 +193,13 @@ class ServerActor(DirectDispatch):
             self.log = None
 
     def _notify_from_log(self, payload: object) -> None:
-        # Called from log threads (WAL, segment writer): post into our mailbox.
+        # Called from log threads (WAL, segment writer): post into our mailbox.  An
+        # inline WAL write (see Wal.submit) notifies from inside our own flush, on
+        # the handling thread: that event is handled right after the flush instead
+        # of taking a trip through the mailbox.
+        if self._flushing_in == threading.get_ident():
+            self._own_log_events.append(payload)
+            return
         try:
             self.actor_ref.tell(ev.LogEvent(payload))
         except pykka.ActorDeadError:
@@ -353,7 +362,15 @@ class ServerActor(DirectDispatch):
         if effects:
             self._execute(effects)
         if self._log_flush is not None and self.log is not None:
-            self._log_flush()
+            self._flushing_in = threading.get_ident()
+            try:
+                self._log_flush()
+            finally:
+                self._flushing_in = 0
+            if self._own_log_events:
+                own, self._own_log_events = self._own_log_events, []
+                for payload in own:
+                    self.on_receive(ev.LogEvent(payload))
         self._refresh_view()
         return len(effects)
 
