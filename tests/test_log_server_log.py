@@ -291,3 +291,44 @@ def test_deferred_appends_reach_the_wal_at_flush_in_order(system):
     ls.stop()
     s2 = Srv(system(), "s1")
     assert s2.log.fetch(1, 11) == E(1, 9) + E(10, 11, 2)
+
+
+def test_deferred_appends_are_written_on_the_flushing_thread_when_allowed(system):
+    """A server with an empty mailbox (inline_ok) writes and syncs its own deferred batch,
+    leader appends included, and hears "written" on its own thread before flush returns;
+    otherwise a WAL worker does it and notifies from its thread."""
+    import threading
+
+    ls = system()
+    seen: list[tuple[object, int]] = []
+    log = ls.open_server_log("s1", lambda ev: seen.append((ev, threading.get_ident())))
+    log.defer_appends = True
+    allow = [True]
+    log.inline_ok = lambda: allow[0]
+    me = threading.get_ident()
+
+    def flush_and_take() -> list[tuple[object, int]]:
+        import time
+        log.flush()
+        end = time.monotonic() + 10
+        while not seen and time.monotonic() < end:
+            time.sleep(0.001)
+        out = seen[:]
+        seen.clear()
+        for ev, _ in out:
+            log.handle_event(ev)
+        return out
+
+    log.append(E(1, 2))  # a first write truncates: submitted at once, by a worker
+    while log.last_written()[0] < 2:
+        flush_and_take()
+    for inline, hi in [(True, 4), (False, 6), (True, 8)]:
+        allow[0] = inline
+        log.append(E(log.last_index_term()[0] + 1, hi))
+        got = []
+        while log.last_written()[0] < hi:
+            got += flush_and_take()
+        assert got, "no written event"
+        threads = {t for _, t in got}
+        assert (threads == {me}) if inline else (me not in threads), (inline, threads)
+    assert log.fetch(1, 8) == E(1, 8)

@@ -224,7 +224,7 @@ class Wal:
         ``inline``: if the WAL is idle (nothing queued, no batch being written),
         write and sync the batch on the caller's thread instead, saving the two
         thread hand-offs (to a worker and back) of a lone write; the caller says
-        when it has nothing else to do meanwhile (a follower with an empty mailbox).
+        when it has nothing else to do meanwhile (a server with an empty mailbox).
         ``notify`` is still called, from the caller's thread."""
         if _T.ON: _T.mark("wal", f"submit {len(entries)}")  # TRACE
         item = _Item(uid, notify, seq, first, entries, truncate)

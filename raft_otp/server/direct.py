@@ -146,7 +146,12 @@ class DirectDispatch(pykka.ThreadingActor):
         """Handle one message as pykka does (answer an ask; an exception in a tell is the
         actor's failure).  False if the actor stopped."""
         try:
-            response = self._handle_receive(message)
+            # our own message types go straight to on_receive (pykka's _handle_receive
+            # first tests every message against its four internal types)
+            if type(message) in self._drainable:
+                response = self.on_receive(message)
+            else:
+                response = self._handle_receive(message)
             if reply_to is not None:
                 reply_to.set(response)
         except Exception:
