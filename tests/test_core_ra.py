@@ -261,6 +261,22 @@ def test_follower_installs_a_snapshot_in_chunks() -> None:
     assert n.s.machine_state == 10
 
 
+def test_append_entries_below_the_snapshot_acknowledge_the_snapshot_index() -> None:
+    """A new leader's append_entries wholly covered by our snapshot: the success reply
+    carries the snapshot index (those entries are committed, so they match any
+    leader's log), not 0, so the leader moves on at once."""
+    n = Node("b", ABC, term=1)
+    meta = SnapshotMeta(10, 1, {"members": [[s.name, s.node, "voter"] for s in (A, B, C)]}, 0)
+    n(InstallSnapshotRpc(1, A, meta, 1, True, Counter().snapshot_encode(9)))
+    assert n.s.role == "follower" and n.s.log.first_index() == 11
+    eff = n(AppendEntriesRpc(2, C, 10, 3, 1, [usr(4, 1), usr(5, 1)]))  # new leader, term 2
+    (to, reply), = sent(eff, AppendEntriesReply)
+    assert to == C and reply.success and reply.last_index == 10 and reply.last_term == 1
+    eff = n(AppendEntriesRpc(2, C, 10, 10, 1, [usr(11, 2)]))  # and it carries on from there
+    n.written()
+    assert n.s.log.last_written()[0] == 11
+
+
 def test_receive_snapshot_times_out_back_to_follower() -> None:
     n = Node("b", ABC, term=1)
     meta = SnapshotMeta(10, 1, {"members": []}, 0)

@@ -164,6 +164,10 @@ def append_entries(state: ServerState, rpc: AppendEntriesRpc, effects: list[Effe
         skip = min(snap_index - prev, len(entries))
         entries = entries[skip:]
         prev = prev + skip
+        # our snapshot holds committed entries only, so the leader's log (Leader
+        # Completeness) matches ours up to its index
+        if snap_index > state.follower_match:
+            state.follower_match = snap_index
         if prev < snap_index:  # nothing new here
             _reply_success(state, effects)
             return
