@@ -132,6 +132,13 @@ def node_is_up(node: str) -> bool:
     return node in node_mod.nodes()
 
 
+def node_known_down(node: str) -> bool:
+    """Whether the failure detector knows ``node`` down (a node never contacted is
+    not; False without a node transport)."""
+    from raft_otp.node import runtime as node_mod
+    return node_mod.is_started() and node_mod.node_known_down(node)
+
+
 def unsubscribe(sub: Any) -> None:
     if sub is not None:
         from raft_otp.node import runtime as node_mod

@@ -57,7 +57,10 @@ class SnapshotRetries:
         self.peers: dict[ServerId, _Peer] = {}
 
     def _up(self, node: str) -> bool:
-        return node == self.local_node or _core.node_is_up(node)
+        # Not "heard from lately": a new member's node is often one we never talked
+        # to, and nothing else goes to it while its snapshot is pending; starting
+        # the sender opens the link (waiting for a NodeUp cost an election timeout)
+        return node == self.local_node or not _core.node_known_down(node)
 
     def may_start(self, e: fx.SendSnapshot) -> bool:
         """Whether to start a sender for ``e`` now (else it is kept for a retry)."""
