@@ -102,11 +102,17 @@ def _apply_usr(state: ServerState, index: int, term: int, value: list[Any], effe
     reply = result[1]
     if has_session:  # before the machine effects: a snapshot taken there includes it
         sessions = state.sessions
-        if session is not None:
-            del sessions[value[3]]  # re-inserted last: the dict's order is least recently used first
-        sessions[value[3]] = [value[4], reply]
-        if len(sessions) > state.cfg.max_client_sessions:
-            del sessions[next(iter(sessions))]
+        key = value[3]
+        if session is None:
+            sessions[key] = [value[4], reply]
+            if len(sessions) > state.cfg.max_client_sessions:
+                del sessions[next(iter(sessions))]
+        else:
+            session[0] = value[4]
+            session[1] = reply
+            if next(reversed(sessions)) != key:  # the dict's order is least recently used first
+                del sessions[key]
+                sessions[key] = session
     if len(result) > 2:
         machine_effects(state, result[2], effects)
     return reply
