@@ -9,6 +9,7 @@ import pytest
 
 import raft_otp
 from raft_otp import Machine, ServerId
+from raft_otp.node.mailbox import Mailbox
 
 
 class Counter(Machine):
@@ -136,7 +137,13 @@ def test_pipeline_notifications_to_an_actor_and_a_callback(system) -> None:  # t
         while len(seen) < 2:
             time.sleep(0.01)
         assert [c for c, _ in seen] == ["a", "b"]
+        with Mailbox() as mbox:  # a node Mailbox object given directly for a local leader
+            raft_otp.pipeline_commands(sid, [(["incr"], "m1"), (["incr"], "m2")], mbox)
+            replies: list = []
+            while len(replies) < 2:
+                replies += mbox.get(10).replies
+            assert replies == [("m1", 23), ("m2", 24)]
         raft_otp.pipeline_command(sid, ["incr"])  # no correlation, no notify: fire and forget
-        assert raft_otp.process_command(sid, ["get"])[0] == 23
+        assert raft_otp.process_command(sid, ["get"])[0] == 25
     finally:
         sink.stop()

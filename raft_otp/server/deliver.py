@@ -35,7 +35,9 @@ def deliver(to: Any, message: Any) -> None:
         elif isinstance(to, pykka.Future):
             to.set(message)
         elif hasattr(to, "deliver"):
-            to.deliver(message)  # mailboxes, asyncio bridges
+            to.deliver(message)  # asyncio bridges
+        elif hasattr(to, "tell"):
+            to.tell(message)  # a raft_otp.node Mailbox, anything actor-like
         elif callable(to):
             to(message)
         else:
