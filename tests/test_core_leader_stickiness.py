@@ -14,6 +14,7 @@ from raft_otp.core.events import (
     ElectionTimeout,
     LeaderDown,
     NodeDown,
+    NodeUp,
     PreVoteResult,
     PreVoteRpc,
     RequestVoteResult,
@@ -130,6 +131,19 @@ def test_a_leader_answers_a_pre_vote_with_no_and_a_probe() -> None:
     eff = n(PreVoteRpc(n.s.term, 5, C, 0, 0, 0))
     assert (C, PreVoteResult(n.s.term, 5, A, False)) in sent(eff)
     assert [to for to, _ in sent(eff, AppendEntriesRpc)] == [C]
+    assert n.s.role == "leader"
+
+
+def test_a_leader_probes_the_members_on_a_node_that_comes_up() -> None:
+    """A restarted follower's node saying hello (NodeUp) gets an append_entries from
+    the follower's match index at once: it learns its leader and the commit index
+    without waiting for its own election timer."""
+    n = leader_with_c_matched()
+    last = n.s.log.last_index_term()[0]
+    eff = n(NodeUp(C.node))
+    (to, rpc), = sent(eff, AppendEntriesRpc)
+    assert to == C and rpc.leader_commit == n.s.commit_index and rpc.prev_log_index == last
+    assert sent(n(NodeUp("elsewhere@127.0.0.1:1"))) == []  # no member there: nothing
     assert n.s.role == "leader"
 
 

@@ -43,6 +43,7 @@ from raft_otp.core.events import (
     LeaderQuery,
     LocalQuery,
     LogEvent,
+    NodeUp,
     PreVoteResult,
     PreVoteRpc,
     RemoveMember,
@@ -146,6 +147,8 @@ def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
             # same term from another leader cannot happen (one leader per term)
         case PreVoteRpc():
             pre_vote_to_leader(state, event, effects)
+        case NodeUp():
+            node_up(state, event.node, effects)
         case RequestVoteRpc():
             election.handle_request_vote_rpc(state, event, effects)
         case WalDown():
@@ -369,6 +372,19 @@ def _append_entries_failed(state: ServerState, reply: AppendEntriesReply, peer: 
     sends: list = []
     if peer.status == "normal":
         _fill(state, reply.from_id, peer, sends, effects, force=True, max_rpcs=1)
+    _flush(sends, effects)
+
+
+def node_up(state: ServerState, node: str, effects: list[Effect]) -> None:
+    """A node came (back) up: probe our peers on it at once with an append_entries
+    from their match index, so a restarted follower learns its leader and the commit
+    index now rather than at its election timeout (RA's leader does the same on
+    ``nodeup``)."""
+    sends: list = []
+    for sid, peer in state.peers.items():
+        if sid.node == node and peer.status == "normal":
+            peer.next_index = peer.match_index + 1  # what was in flight to it may be lost
+            _fill(state, sid, peer, sends, effects, force=True, max_rpcs=1)
     _flush(sends, effects)
 
 

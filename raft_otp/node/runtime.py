@@ -474,6 +474,17 @@ def unsubscribe_node_events(token: int) -> None:
         n.subscribers.pop(token, None)
 
 
+def connect(node_name: str) -> None:
+    """Open the link to ``node_name`` now (as Erlang's ``net_kernel:connect_node``):
+    its idle-link heartbeats then reach that node within a heartbeat interval, so
+    it sees this node up without waiting for a first message.  Raises BadArgument
+    for a malformed node name; a no-op without a started node or for this node."""
+    n = _node
+    if n is None or node_name == n.name:
+        return
+    n.transport.link(node_name)
+
+
 def node_known_down(node_name: str) -> bool:
     """True if ``node_name`` is down for this node's failure detector: tracked, not
     up, and silent for the detection time (a node never contacted is not known down;

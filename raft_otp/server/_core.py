@@ -132,6 +132,17 @@ def node_is_up(node: str) -> bool:
     return node in node_mod.nodes()
 
 
+def connect_nodes(nodes: Any) -> None:
+    """Open links to the nodes of our cluster's members (errors are ignored: a bad
+    name is refused when something is sent to it)."""
+    from raft_otp.node import runtime as node_mod
+    for node in nodes:
+        try:
+            node_mod.connect(node)
+        except Exception as exc:
+            log.debug("connect to %s failed: %r", node, exc)
+
+
 def node_known_down(node: str) -> bool:
     """Whether the failure detector knows ``node`` down (a node never contacted is
     not; False without a node transport)."""

@@ -155,6 +155,10 @@ class ServerActor(DirectDispatch):
             meta=_core.load_meta(self.meta_store, self.record.uid), config=self.cfg, rng=self.rng)
         self._machine_ticks = type(machine).tick is not Machine.tick
         self._node_sub = _core.subscribe_node_events(self.actor_ref)
+        # say we are here: the members' nodes see ours up within a heartbeat and a
+        # leader among them probes us (a restarted follower need not wait for its
+        # election timer to learn its leader and the commit index)
+        _core.connect_nodes({m.node for m in self.state.members if m.node != self.ctx.node_name})
         self._wal_mon = _core.monitor_wal(self.ctx, self.actor_ref)
         self._execute(effects)
         if self._log_flush is not None:
