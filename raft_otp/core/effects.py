@@ -15,9 +15,9 @@ Contract with the server actor:
   the *class* of timeout (RA's ``broadcast_time`` = 100 ms multiples)::
 
       "leader_down"      1..100 ms      leader process died / transfer target
-      "connection_lost"  101..600 ms    leader unreachable
+      "connection_lost"  101..600 ms    leader unreachable (its node down)
       "candidate"        101..1100 ms   candidate retry
-      "pre_vote"         1001..2000 ms  pre-vote round / node down / no leader known
+      "pre_vote"         1001..2000 ms  pre-vote round / no leader known
       "receive_snapshot" 30 s           reset on every chunk
       "await_condition"  5 s            waiting for the WAL
 

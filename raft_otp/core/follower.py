@@ -80,8 +80,11 @@ def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
             if state.leader_id is not None and event.leader in (None, state.leader_id):
                 become_follower(state, None, effects, timer="leader_down")
         case NodeDown():
+            # the leader's node is gone (its connection closed, or silent for the
+            # detection time): RA's "short" timeout for a leader DOWN with reason
+            # noconnection, not the long pre-vote one
             if state.leader_id is not None and state.leader_id.node == event.node:
-                become_follower(state, None, effects, timer="pre_vote")
+                become_follower(state, None, effects, timer="connection_lost")
         case Command() | Commands():
             reject_commands(state, event, effects)
         case LeaderQuery() | ConsistentQuery() | AddMember() | RemoveMember() | TransferLeadership():

@@ -7,9 +7,9 @@ the random duration here.  With broadcast_time ``b`` (RA: 100 ms), in ms:
 kind                  range           when
 ====================  ==============  ==========================================
 ``leader_down``       1 .. b          leader process died / transfer target
-``connection_lost``   b+1 .. 6b       leader unreachable
+``connection_lost``   b+1 .. 6b       leader unreachable (its node down)
 ``candidate``         b+1 .. 11b      candidate retry
-``pre_vote``          10b+1 .. 20b    pre-vote round / node down / no leader known
+``pre_vote``          10b+1 .. 20b    pre-vote round / no leader known
 ``receive_snapshot``  30 s            reset on every chunk (config)
 ``await_condition``   5 s             waiting for the WAL (config)
 ====================  ==============  ==========================================
