@@ -12,6 +12,11 @@ process a client node.
   same run: the same node restarted while it held only the cluster's first
   entries.  The fill runs with WAL sync ``none`` (fast); recovery reads the same
   files either way.
+* **Failover.**  A 3-member counter cluster; the leader's node is SIGKILLed and
+  the time until a command sent through another member succeeds is measured
+  (3 kills, the node restarted after each; median reported).  Limit: the
+  longest election timeout of a follower whose leader's node is gone (the
+  ``connection_lost`` class: 6 broadcast times).
 * **Install a snapshot of S MB on a new member.**  A key-value cluster of 3
   holds ``S`` keys of 1 MB (a snapshot is taken after them), a 4th member is
   started on the 4th node and added; measured: ``add_member`` until the new
@@ -189,10 +194,46 @@ def snapshot_figures(h: Any, mb: int) -> list[Figure]:
                    higher_is_better=False)]
 
 
+def failover_figures(h: Any, kills: int = 3) -> list[Figure]:
+    import signal
+    import statistics
+
+    import raft_otp
+    from raft_otp.system.config import SystemConfig
+    ids = [h[i].sid("fo") for i in range(3)]
+    started, _ = raft_otp.start_cluster("default", "fo", COUNTER, ids, timeout=30)
+    if len(started) != 3:
+        raise RuntimeError("cluster did not start")
+    times = []
+    for _ in range(kills):
+        leader = raft_otp.process_command(ids[0], ["incr"], timeout=30)[1]
+        li = ids.index(leader)
+        other = ids[(li + 1) % 3]
+        t0 = time.perf_counter()
+        os.kill(h[li].pid, signal.SIGKILL)
+        while True:
+            try:
+                raft_otp.process_command(other, ["incr"], timeout=0.5)
+                break
+            except raft_otp.RaftError:
+                if time.perf_counter() - t0 > 60:
+                    raise RuntimeError("no new leader within 60 s") from None
+                time.sleep(0.005)
+        times.append(time.perf_counter() - t0)
+        h.kill(li)  # reap it and wait until this client node saw it down
+        h.start(li, timeout=60)
+    limit_s = 6 * SystemConfig().broadcast_time_ms / 1000.0
+    return [Figure(f"recovery: failover, leader node SIGKILLed until a command succeeds "
+                   f"(median of {kills})", round(statistics.median(times), 3), "s",
+                   "longest election timeout after the leader's node is gone", limit_s,
+                   higher_is_better=False)]
+
+
 def measure(entries: int, snapshot_mb: int) -> list[Figure]:
     figs: list[Figure] = []
     with bench_nodes("raft_otp_bench_recovery_node_", 4, wal_sync_method="none",
                      extra_args=["--min-snapshot-interval", "1"]) as h:
+        figs += failover_figures(h)
         figs += restart_figures(h, entries)
         figs += snapshot_figures(h, snapshot_mb)
     return figs

@@ -50,6 +50,7 @@ HEADLINES: list[tuple[str, str, str, float | None]] = [
     ("node restart holding 1M entries, spawn to all applied", "recovery",
      "recovery: node restart holding 1,000,000 entries, spawn to all applied", None),
     ("100 MB snapshot installed on a new member", "recovery", "recovery: install a 100 MB snapshot", None),
+    ("failover: leader node SIGKILLed until a command succeeds", "recovery", "recovery: failover", None),
 ]
 
 
