@@ -229,7 +229,12 @@ class Nemesis:
 
         The leader dies before the heal: a leader alive at the heal probes the
         lagging node at once (it answers pre-votes with an append) and catches it up
-        within milliseconds, which left no stale candidate to test."""
+        within milliseconds, which left no stale candidate to test.  Right after the
+        heal the lagging node is made to start an election (its timer firing first,
+        as it may in any run): with the up-to-date check it cannot win.  Without
+        that nudge the up-to-date follower, whose short timeout started at the
+        leader's death, usually elected itself before the lagging node tried, and
+        the ``vote_for_stale_log`` mutant often went unnoticed."""
         c = self.cluster
         leader = self.leader_index()
         if leader is None:
@@ -244,9 +249,22 @@ class Nemesis:
         c.kill(leader)
         self.event("kill", node=c.nodes[leader].short)
         self._heal_network()
+        self._nudge_election(lagging)
         self.hold()
         c.start(leader)
         self.event("restart", node=c.nodes[leader].short)
+
+    def _nudge_election(self, i: int) -> None:
+        """Make the member on node ``i`` start an election now (fire and forget)."""
+        import raft_otp
+        from raft_otp.errors import RaftError
+        for sid in self.members():
+            if self.cluster.index_of(sid.node) == i:
+                try:
+                    raft_otp.trigger_election(sid)
+                    self.event("trigger-election", node=self.cluster.nodes[i].short)
+                except RaftError as exc:
+                    log.info("nemesis: trigger_election on %s failed: %r", sid, exc)
 
     def fault_pause(self) -> None:
         i = self.victim()
