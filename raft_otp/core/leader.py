@@ -382,10 +382,17 @@ def node_up(state: ServerState, node: str, effects: list[Effect]) -> None:
     ``nodeup``)."""
     sends: list = []
     for sid, peer in state.peers.items():
-        if sid.node == node and peer.status == "normal":
-            peer.next_index = peer.match_index + 1  # what was in flight to it may be lost
-            _fill(state, sid, peer, sends, effects, force=True, max_rpcs=1)
+        if sid.node == node:
+            _probe(state, sid, peer, sends, effects)
     _flush(sends, effects)
+
+
+def _probe(state: ServerState, sid: ServerId, peer: Peer, sends: list, effects: list[Effect]) -> None:
+    """One append_entries from the peer's match index (what was in flight to it may be
+    lost), entries or not, so it learns its leader and the commit index now."""
+    if peer.status == "normal":
+        peer.next_index = peer.match_index + 1
+        _fill(state, sid, peer, sends, effects, force=True, max_rpcs=1)
 
 
 def pre_vote_to_leader(state: ServerState, rpc: PreVoteRpc, effects: list[Effect]) -> None:
@@ -394,10 +401,9 @@ def pre_vote_to_leader(state: ServerState, rpc: PreVoteRpc, effects: list[Effect
     now rather than after more election rounds (RA enforces leadership the same way)."""
     send(effects, rpc.candidate_id, PreVoteResult(state.term, rpc.token, state.id, False))
     peer = state.peers.get(rpc.candidate_id)
-    if peer is not None and peer.status == "normal":
-        peer.next_index = peer.match_index + 1  # what was in flight to it may be lost
+    if peer is not None:
         sends: list = []
-        _fill(state, rpc.candidate_id, peer, sends, effects, force=True, max_rpcs=1)
+        _probe(state, rpc.candidate_id, peer, sends, effects)
         _flush(sends, effects)
 
 

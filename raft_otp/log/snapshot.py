@@ -97,10 +97,7 @@ def read_file(path: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> tuple[Snapshot
     The state is read into one buffer of its size (no parts joined, no slice):
     one copy of the body in memory."""
     with open(path, "rb", buffering=0) as f:
-        crc, meta_len = parse_header(path, _read_exact(f, SNAP_HEADER.size))
-        mraw = _read_exact(f, meta_len)
-        if len(mraw) < meta_len:
-            raise CorruptFile(path, SNAP_HEADER.size + len(mraw), "snapshot truncated inside its meta")
+        crc, mraw = _read_head(path, f)
         state = f.readall()  # sized from fstat: one buffer, no parts to join
     if zlib.crc32(state, zlib.crc32(mraw)) != crc:
         raise CorruptFile(path, SNAP_HEADER.size, "snapshot checksum mismatch")
@@ -110,10 +107,7 @@ def read_file(path: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> tuple[Snapshot
 def verify_file(path: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> SnapshotMeta:
     """Verify a snapshot file's checksum without holding its state: its meta.  Raises CorruptFile."""
     with open(path, "rb", buffering=0) as f:
-        crc, meta_len = parse_header(path, _read_exact(f, SNAP_HEADER.size))
-        mraw = _read_exact(f, meta_len)
-        if len(mraw) < meta_len:
-            raise CorruptFile(path, SNAP_HEADER.size + len(mraw), "snapshot truncated inside its meta")
+        crc, mraw = _read_head(path, f)
         running = zlib.crc32(mraw)
         buf = bytearray(max(chunk_size, 1))
         view = memoryview(buf)
@@ -125,6 +119,15 @@ def verify_file(path: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> SnapshotMeta
     if running != crc:
         raise CorruptFile(path, SNAP_HEADER.size, "snapshot checksum mismatch")
     return decode_meta(path, mraw)
+
+
+def _read_head(path: str, f: Any) -> tuple[int, bytes]:
+    """Read a snapshot file's header and meta: (the header's crc, the raw meta)."""
+    crc, meta_len = parse_header(path, _read_exact(f, SNAP_HEADER.size))
+    mraw = _read_exact(f, meta_len)
+    if len(mraw) < meta_len:
+        raise CorruptFile(path, SNAP_HEADER.size + len(mraw), "snapshot truncated inside its meta")
+    return crc, mraw
 
 
 def _read_exact(f: Any, n: int) -> bytes:

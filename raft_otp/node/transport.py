@@ -229,7 +229,7 @@ class Transport:
             if (link.sock is None or link.queue or link.pending is not None or link.delayed
                     or self._stopping or link.node in self._faults):
                 return False
-            if not self._try_send(link, envelope.seal(self._key, envelope.build_body(self._prefix, [item]))):
+            if not self._try_send(link, self._frame([item])):
                 return False  # not connected or at the high-water mark: the I/O thread parks it
             c = self.counters
             c["sent_msgs"] += 1
@@ -389,7 +389,7 @@ class Transport:
                     items = self._apply_fault(fault, items)
                     if not items:
                         continue
-                frame = envelope.seal(self._key, envelope.build_body(self._prefix, items))
+                frame = self._frame(items)
                 self.counters["sent_msgs"] += len(items)
                 if fault.delay_ms > 0 or link.delayed:  # behind delayed frames: keep order
                     link.delayed.append((now + fault.delay_ms / 1000.0, frame))
@@ -431,6 +431,10 @@ class Transport:
             self._poller.unregister(link.sock)
         link.pending = frame
 
+    def _frame(self, items: list[bytes]) -> bytes:
+        """One sealed frame of this node's messages ``items`` (already encoded)."""
+        return envelope.seal(self._key, envelope.build_body(self._prefix, items))
+
     def _try_send(self, link: PeerLink, frame: bytes) -> bool:
         sock = link.sock
         try:
@@ -450,11 +454,9 @@ class Transport:
 
     def _flush_clients(self) -> None:
         out, self._client_out = self._client_out, []
-        prefix = envelope.batch_prefix(self.node, self._creation, 0)
         for identity, item in out:
-            body = envelope.build_body(prefix, [item])
             try:
-                self._router.send_multipart([identity, envelope.seal(self._key, body)], zmq.NOBLOCK)
+                self._router.send_multipart([identity, self._frame([item])], zmq.NOBLOCK)
             except zmq.ZMQError:
                 self.counters["send_errors"] += 1
 
@@ -473,7 +475,7 @@ class Transport:
             if fault is not None and fault.partitioned:
                 continue
             if empty is None:
-                empty = envelope.seal(self._key, envelope.build_body(self._prefix, []))
+                empty = self._frame([])
             if self._try_send(link, empty):
                 self.counters["heartbeats_sent"] += 1
             else:

@@ -147,7 +147,7 @@ def node_known_down(node: str) -> bool:
     """Whether the failure detector knows ``node`` down (a node never contacted is
     not; False without a node transport)."""
     from raft_otp.node import runtime as node_mod
-    return node_mod.is_started() and node_mod.node_known_down(node)
+    return node_mod.node_known_down(node)
 
 
 def unsubscribe(sub: Any) -> None:
