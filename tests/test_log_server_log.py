@@ -332,3 +332,28 @@ def test_deferred_appends_are_written_on_the_flushing_thread_when_allowed(system
         threads = {t for _, t in got}
         assert (threads == {me}) if inline else (me not in threads), (inline, threads)
     assert log.fetch(1, 8) == E(1, 8)
+
+
+def test_write_sync_hint_writes_through_when_idle(system):
+    """write(sync=True) on an idle WAL with inline_ok(): durable on return, no event
+    posted; declined (inline_ok False, or an overwrite) it is reported the usual way."""
+    ls = system()
+    s = Srv(ls, "s1")
+    s.log.inline_ok = lambda: True
+    s.log.write(E(1, 3), sync=True)  # the first write after opening truncates: not through
+    s.written(3, 1)
+    s.log.write(E(4, 6), sync=True)
+    assert s.log.last_written() == (6, 1) and s.q.empty()
+    assert s.log.counters["written_through"] == 1
+    s.log.inline_ok = lambda: False
+    s.log.write(E(7, 8), sync=True)
+    assert s.log.last_written() == (6, 1)
+    s.written(8, 1)
+    s.log.inline_ok = lambda: True
+    s.log.write(E(8, 9, 2), sync=True)  # overwrites 8: goes the truncating way
+    assert s.log.last_written()[0] <= 7
+    s.written(9, 2)
+    assert s.log.counters["written_through"] == 1
+    ls.stop()
+    s2 = Srv(system(), "s1")
+    assert s2.log.fetch(1, 9) == E(1, 7) + E(8, 9, 2)

@@ -112,3 +112,36 @@ def test_inline_write_when_idle_then_workers_again(tmp_path):
     assert seen[-1] != me
     assert wal.overview()["entries"] == 5 and wal.overview()["syncs"] >= 2
     wal.stop()
+
+
+def test_write_through_only_when_idle_and_contiguous(tmp_path):
+    """write_through writes and syncs on the caller's thread and answers with the event
+    (no notify); it declines a writer's first batch, a gap, and a busy WAL, and what it
+    wrote is read back by recovery like any batch."""
+    import time
+
+    mt = MemTables()
+    wal = Wal(WalConfig(str(tmp_path), "datasync"), mt)
+    wal.start()
+    end = time.monotonic() + 5
+    while not wal._idle and time.monotonic() < end:
+        time.sleep(0.001)
+    a = Sink()
+    assert wal.write_through(b"a", 1, 1, E(1, 3)) is None  # unknown writer: must truncate first
+    assert wal.submit(b"a", a, 1, 1, E(1, 3), True, inline=True)
+    syncs = wal.overview()["syncs"]
+    ev = wal.write_through(b"a", 2, 4, E(4, 6))
+    assert isinstance(ev, WalWritten) and (ev.uid, ev.seq, ev.index, ev.term) == ("a", 2, 6, 1)
+    assert wal.overview()["syncs"] == syncs + 1 and wal.overview()["entries"] == 6
+    assert wal.write_through(b"a", 3, 8, E(8, 9)) is None  # gap: 7 missing
+    assert wal.write_through(b"a", 3, 7, []) is None
+    wal._inline = True  # another thread holds the WAL: decline, do not wait
+    assert wal.write_through(b"a", 3, 7, E(7, 7)) is None
+    wal._inline = False
+    assert len(a.events) == 1  # only the submit notified
+    wal.stop()
+    mt2 = MemTables()
+    wal2 = Wal(WalConfig(str(tmp_path), "datasync"), mt2)
+    wal2.start()
+    assert [e[0] for e in mt2.store("a").mem.slice(1, 10)] == [1, 2, 3, 4, 5, 6]
+    wal2.stop()

@@ -189,7 +189,9 @@ def append_entries(state: ServerState, rpc: AppendEntriesRpc, effects: list[Effe
         first = new[0][0]
         if first <= last_index:
             membership.revert_above(state, first - 1, effects)
-        log.write(list(new))
+        # nothing of this event must precede the write (no term or leader change):
+        # the log may make it durable at once, and the success goes out below
+        log.write(list(new), sync=not effects)
         for idx, _term, data in new:
             if data[1] == enc.CLUSTER:  # [2, members]: cheap kind check without decoding
                 membership.set_members(state, enc.members_from_wire(enc.decode(data)[1]), idx, effects)
@@ -199,9 +201,11 @@ def append_entries(state: ServerState, rpc: AppendEntriesRpc, effects: list[Effe
     commit = min(rpc.leader_commit, state.follower_match)
     if commit > state.commit_index:
         state.commit_index = commit
-    if not wrote or state.cfg.mutations.ack_before_durable:
+    if not wrote or state.cfg.mutations.ack_before_durable or log.last_written()[0] >= rpc_last:
         _reply_success(state, effects)
     apply_committed(state, effects)
+    if state.local_queries:
+        answer_local_queries(state, effects)
 
 
 def _conflict_hint(state: ServerState, prev: int, prev_term: int | None) -> int:

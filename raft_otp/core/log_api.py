@@ -78,10 +78,16 @@ class Log(Protocol):
     def append(self, entries: Sequence[Entry]) -> None:
         """Leader path: ``entries[0][0] == last_index + 1``; contiguous."""
 
-    def write(self, entries: Sequence[Entry]) -> None:
+    def write(self, entries: Sequence[Entry], sync: bool = False) -> None:
         """Follower path: ``entries[0][0] <= last_index + 1``.  Anything above
         ``entries[0][0] - 1`` from before is discarded and never read again,
-        also after a restart."""
+        also after a restart.
+
+        ``sync``: a hint that the caller would rather have the entries durable
+        before this returns (nothing of the event is pending that must come
+        first).  A log may honour it when that is cheap (its WAL idle); it then
+        posts no written event for them, and ``last_written`` covers them on
+        return.  Otherwise durability is reported later, as for any write."""
 
     def set_last_index(self, index: int) -> None:
         """Forget the view of entries above ``index`` (they will be overwritten)."""

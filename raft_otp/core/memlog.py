@@ -78,6 +78,10 @@ class MemoryLog:
         self._pending_snapshots: dict[int, tuple[SnapshotMeta, bytes]] = {}
         self._accept: tuple[SnapshotMeta, list[bytes]] | None = None
         self.writes = 0
+        # honour write(sync=True) when this answers True (and nothing is queued); the
+        # simulator sets it from its seed so both ways of becoming durable are explored
+        self.write_through: Callable[[], bool] | None = None
+        self.written_through = 0
 
     # ---- reads ---------------------------------------------------------------
     def last_index_term(self) -> tuple[int, int]:
@@ -133,10 +137,16 @@ class MemoryLog:
         self.writes += 1
         self._queue(entries[0][0], entries)
 
-    def write(self, entries: Sequence[Entry]) -> None:
+    def write(self, entries: Sequence[Entry], sync: bool = False) -> None:
         entries = list(entries)
         self._cur.write(entries)
         self.writes += 1
+        wt = self.write_through
+        if (sync and wt is not None and not self._ops and self._durable.base == self._cur.base
+                and entries[0][0] == self._durable.last() + 1 and wt()):
+            self._durable.items.extend(entries)  # durable now, as a WAL idle at the call writes it
+            self.written_through += 1
+            return
         self._queue(entries[0][0], entries)
 
     def set_last_index(self, index: int) -> None:

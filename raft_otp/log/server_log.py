@@ -83,7 +83,7 @@ class ServerLog:
         self._last_checkpoint = 0
         self.counters = {"appends": 0, "writes": 0, "entries": 0, "overwrites": 0, "resends": 0,
                          "written_events": 0, "segment_flushes": 0, "snapshots": 0, "checkpoints": 0,
-                         "snapshot_installs": 0, "wal_unavailable": 0}
+                         "snapshot_installs": 0, "wal_unavailable": 0, "written_through": 0}
         self._snap_meta = snapshots.current_meta()  # raises CorruptFile on a bad header
         self._recover()
         store.notify = notify
@@ -185,16 +185,16 @@ class ServerLog:
         self.counters["appends"] += 1
         self._put(entries)
 
-    def write(self, entries: Sequence[Entry]) -> None:
+    def write(self, entries: Sequence[Entry], sync: bool = False) -> None:
         if not entries:
             return
         first = entries[0][0]
         if first > self._last_index + 1 or first < self.first_index():
             raise BadArgument(f"{self.uid}: write at {first} outside {self.first_index()}..{self._last_index + 1}")
         self.counters["writes"] += 1
-        self._put(entries)
+        self._put(entries, sync)
 
-    def _put(self, entries: Sequence[Entry]) -> None:
+    def _put(self, entries: Sequence[Entry], sync: bool = False) -> None:
         first = entries[0][0]
         st = self._store
         with st.lock:
@@ -205,6 +205,8 @@ class ServerLog:
             self.counters["overwrites"] += 1
             if first <= self._last_written[0]:
                 self._set_written(first - 1, self.fetch_term(first - 1) or 0)
+        if sync and not truncate and not self._deferred and self._write_through(first, entries):
+            return
         if self.defer_appends and not truncate:
             self._deferred.extend(entries)
         else:
@@ -213,6 +215,28 @@ class ServerLog:
         self._last_index = last[0]
         self._last_term = last[1]
         self.counters["entries"] += len(entries)
+
+    def _write_through(self, first: int, entries: Sequence[Entry]) -> bool:
+        """The ``sync`` hint of :meth:`write`: with the WAL idle and ``inline_ok()``,
+        write and sync ``entries`` now, on this thread, and take the WAL's answer at
+        once (``last_written`` covers them when this returns True).  False: nothing
+        was written; the caller goes the usual way."""
+        ok = self.inline_ok
+        wal = self._sys.mem_tables.wal
+        if ok is None or wal is None or not ok():
+            return False
+        self._seq += 1
+        written = wal.write_through(self._uid_b, self._seq, first, entries)
+        if written is None:
+            return False
+        last = entries[-1]
+        self._last_index = last[0]
+        self._last_term = last[1]
+        c = self.counters
+        c["entries"] += len(entries)
+        c["written_through"] += 1
+        self._on_written(written)
+        return True
 
     def flush(self) -> None:
         """Hand the deferred appends to the WAL (one writer batch)."""

@@ -248,6 +248,63 @@ class Wal:
             self._hand_on()  # else the writer (or the inline claim) hands on when done
         return True
 
+    def write_through(self, uid: bytes, seq: int, first: int, entries: Sequence[Entry]) -> WalWritten | None:
+        """Write and sync one appending batch on the caller's thread, now, if the WAL
+        is idle; returns its :class:`WalWritten` (``notify`` is not called: the caller
+        acts on it at once), or None when it cannot (a batch queued or being written,
+        the file full, not the writer's next index, stopping): submit it instead.
+
+        The lean form of an inline submit for a lone writer (a follower's
+        append_entries): the inline claim is held through the sync, so there is no
+        sync-in-flight bookkeeping; writers arriving meanwhile queue and go out as
+        one batch after it."""
+        if not entries:
+            return None
+        with self._lock:
+            if (self._stopping or self._writing or self._queue or self._inline
+                    or self._size >= self._size_limit or self._file_entries >= self.config.max_entries
+                    or self._last.get(uid) != first - 1):
+                return None
+            self._inline = True
+        try:
+            hdr, body = fmt.encode_record(uid, first, entries, False)
+            size = _write_all(self._fd, [hdr, body])
+            n = len(entries)
+            hi = first + n - 1
+            self._last[uid] = hi
+            r = self._ranges.get(uid)
+            if r is None:
+                self._ranges[uid] = [first, hi]
+            elif hi > r[1]:
+                r[1] = hi
+            self._size += size
+            self._file_entries += n
+            sync = self._sync
+            if sync is not None:
+                t0 = time.perf_counter()
+                sync(self._fd)
+                dt = time.perf_counter() - t0
+            with self._scond:
+                c = self.counters
+                c["batches"] += 1
+                c["writes"] += 1
+                c["entries"] += n
+                c["bytes"] += size
+                if sync is not None:
+                    c["syncs"] += 1
+                    c["sync_time_s"] += dt
+                elif self._open_flags:
+                    c["syncs"] += 1
+        except BaseException as exc:  # as a worker would: crash the WAL; servers resend
+            self._crash(exc)
+            return None
+        finally:
+            with self._lock:
+                self._inline = False
+                self._hand_on()
+        if _T.ON: _T.mark("wal", "written through")  # TRACE
+        return WalWritten(uid.decode(), seq, hi, entries[-1][1])
+
     def _write_inline(self, item: _Item) -> None:
         """Write and sync one batch on the submitting thread (it holds the _inline claim)."""
         claimed = True

@@ -59,28 +59,6 @@ def view(state: Any) -> dict[str, Any]:
             "voted_for": state.voted_for, "machine_overview": mo}
 
 
-def patch_log(server_log: Any) -> None:
-    """Workaround: ServerLog.fetch_term(0) answers None on an empty log where the
-    Log contract (and MemoryLog) answer 0; the leader then never replicates to a
-    fresh follower.  Reported to the log owner; remove once fixed there."""
-    orig = server_log.fetch_term
-    if getattr(orig, "_raft_otp_patched", False):
-        return
-
-    def fetch_term(index: int) -> int | None:
-        if index == 0:
-            t = orig(0)
-            if t is None and server_log.snapshot_meta() is None:
-                return 0
-            return t
-        return orig(index)
-    fetch_term._raft_otp_patched = True  # type: ignore[attr-defined]
-    try:
-        server_log.fetch_term = fetch_term
-    except AttributeError:  # slotted: nothing we can do here
-        pass
-
-
 def release_cursor(state: Any, effect: Any) -> None:
     log.warning("machine effect %r reached the server actor; the core should handle it", effect)
 

@@ -64,17 +64,30 @@ class Rejected:
 
 
 class ReplySlot:
-    """A one-shot reply box for a blocking caller on this node (cheaper than a future)."""
+    """A one-shot reply box for a blocking caller on this node (cheaper than a future):
+    a lock taken at birth, released by the answer; the waiter's acquire wakes on it."""
 
-    __slots__ = ("_event", "value")
+    __slots__ = ("_lock", "_set", "value")
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._set = False
         self.value: Any = None
 
     def set(self, value: Any) -> None:
+        """Answer (the first answer counts; later ones are dropped)."""
+        if self._set:
+            return
         self.value = value
-        self._event.set()
+        self._set = True
+        try:
+            self._lock.release()
+        except RuntimeError:  # a racing second answer released it first
+            pass
 
     def wait(self, timeout: float | None) -> bool:
-        return self._event.wait(timeout)
+        """True once answered; False if ``timeout`` (seconds) passed first."""
+        if self._set:
+            return True
+        return self._lock.acquire(True, -1 if timeout is None else max(0.0, timeout))

@@ -141,7 +141,6 @@ class ServerActor(DirectDispatch):
         self.log = self.ctx.log_system.open_server_log(
             self.record.uid, self._notify_from_log, encode=machine.snapshot_encode,
             decode=machine.snapshot_decode)
-        _core.patch_log(self.log)
         # Hand appends to the WAL after the event's effects (append_entries first).
         self._log_flush = getattr(self.log, "flush", None)
         if self._log_flush is not None:
