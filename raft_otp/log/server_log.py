@@ -254,6 +254,11 @@ class ServerLog:
         if truncate:
             self._truncs.append((self._seq, first))
         wal = self._sys.mem_tables.wal
+        if inline and not truncate and wal is not None:
+            written = wal.write_through(self._uid_b, self._seq, first, entries)
+            if written is not None:  # reported as a WAL worker would, from this thread
+                self._notify(written)
+                return
         if wal is not None and wal.submit(self._uid_b, self._notify, self._seq, first, entries, truncate,
                                           inline):
             if truncate:
