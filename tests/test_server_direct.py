@@ -143,3 +143,59 @@ def test_a_failure_in_a_direct_handling_is_the_actors_crash():
     assert after.try_direct(Direct("ok")) is True
     assert seen[-1][0] == "ok"
     sup.stop()
+
+
+def test_a_serving_caller_handles_the_mailbox_until_answered():
+    """serve_call: the request runs in the caller's thread, and so does everything told
+    to the actor until the caller's answer is in; the actor's own thread then takes
+    over again.  With no answer the caller gives the actor back at its timeout."""
+    seen: list = []
+    ref = Toy.start(seen)
+    me = threading.current_thread().name
+    answer = threading.Event()
+
+    def others() -> None:
+        time.sleep(0.05)
+        ref.tell("m1")
+        ref.tell("m2")
+        time.sleep(0.05)
+        ref.tell("answer")
+
+    try:
+        t = threading.Thread(target=others)
+        t.start()
+        orig = ref._actor_weakref().on_receive
+
+        def on_receive(message: object) -> object:
+            out = orig(message)
+            if message == "answer":
+                answer.set()
+            return out
+        ref._actor_weakref().on_receive = on_receive
+        t0 = time.monotonic()
+        assert ref.serve_call(Direct("req"), answer.is_set, 5.0) is True
+        assert time.monotonic() - t0 < 2.0
+        t.join(5)
+        assert seen == [("req", me), ("m1", me), ("m2", me), ("answer", me)]
+        assert ref.serve_call("not offered", answer.is_set, 1.0) is False
+        t0 = time.monotonic()
+        assert ref.serve_call(Direct("lonely"), lambda: False, 0.12) is True  # gives up at the timeout
+        assert 0.1 <= time.monotonic() - t0 < 2.0
+        assert ref.ask("sync") == "sync"  # the actor's thread serves again
+        assert seen[-1][0] == "sync" and seen[-1][1] != me
+    finally:
+        ref.stop()
+
+
+def test_a_busy_actor_is_not_served_by_a_caller():
+    seen: list = []
+    gate = threading.Event()
+    ref = Toy.start(seen, gate)
+    try:
+        ref.tell("block")
+        time.sleep(0.05)
+        assert ref.serve_call(Direct("x"), lambda: True, 1.0) is False
+        gate.set()
+        assert ref.ask("sync") == "sync"
+    finally:
+        ref.stop()
