@@ -87,6 +87,29 @@ def test_messages_between_one_pair_arrive_in_order(cluster) -> None:
     assert stats["sent_batches"] < stats["sent_msgs"]  # frames carried batches
 
 
+def test_send_same_reaches_every_node_once_and_keeps_each_links_order(cluster) -> None:
+    """runtime.send_same: each node gets the message once, and it takes its place in
+    each link's order (an idle link gets the shared frame, a busy one queues it)."""
+    from raft_otp.node import runtime
+
+    targets = names(cluster)
+    with N.Mailbox() as mb:
+        for i in range(200):
+            runtime.send_same("echo", targets, ["forward", mb.address, ["same", i]])
+            N.send(("echo", targets[i % 3]), ["forward", mb.address, ["one", i]])
+        runtime.send_same("echo", targets, ["call", ("echo", targets[0]), "who", mb.address])
+        got = [mb.get(10) for _ in range(200 * 3 + 200 + 3)]
+        with pytest.raises(Timeout):
+            mb.get(0.3)  # nothing more: one copy per node
+    same = sorted(m[1] for m in got if m[0] == "same")
+    assert same == sorted(list(range(200)) * 3)
+    assert sorted(m[1] for m in got if m[0] == "called") == sorted(targets)
+    ones = [m[1] for m in got if m[0] == "one"]
+    for k in range(3):  # what node k forwarded, in the order node k was sent it
+        mine = [i for i in ones if i % 3 == k]
+        assert mine == sorted(mine) and len(mine) == len(range(k, 200, 3))
+
+
 def test_remote_call_errors(cluster) -> None:
     n0 = cluster[0].name
     with pytest.raises(ServerNotFound):

@@ -343,6 +343,19 @@ def _split_dest(dest: Any) -> tuple[str, str | None]:
     return name, where
 
 
+def send_same(name: str, nodes: list[str], message: Any) -> None:
+    """Send one ``message`` to the process registered as ``name`` on each of ``nodes``
+    (all remote): encoded once, and where a link is idle one frame, sealed once, goes
+    out on each link back to back (a leader's identical append_entries to its
+    followers).  Same delivery rules as :func:`send`."""
+    n = _node
+    if n is None or n.name in nodes or NONODE in nodes:
+        for node in nodes:
+            send((name, node), message)
+        return
+    n.transport.enqueue_same(nodes, _packb([K_SEND, name, message]))
+
+
 def send(dest: Any, message: Any) -> None:
     """Send ``message`` to ``(name, node)`` / a local name / an ActorRef; never blocks.
 

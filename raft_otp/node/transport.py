@@ -219,6 +219,40 @@ class Transport:
             os.eventfd_write(self._wake_fd, 1)
         return True
 
+    def enqueue_same(self, nodes: list[str], item: bytes) -> None:
+        """:meth:`enqueue` of one encoded message for each of ``nodes``: the links that
+        are idle get the same one-message frame, built and sealed once, sent back to
+        back; the others queue it."""
+        if len(item) > self._item_max_bytes:
+            raise BadArgument(f"message of {len(item)} bytes exceeds frame_max_bytes")
+        links = [self._links.get(node) or self.link(node) for node in nodes]
+        rest = links
+        if self._direct_idle_s >= 0 and self._send_lock.acquire(False):
+            try:
+                now = time.monotonic()
+                frame = None
+                rest = []
+                for link in links:
+                    if (link.sock is None or link.queue or link.pending is not None or link.delayed
+                            or self._stopping or link.node in self._faults
+                            or now - link.last_sent_s < self._direct_idle_s):
+                        rest.append(link)
+                        continue
+                    if frame is None:
+                        frame = self._frame([item])
+                    if not self._try_send(link, frame):
+                        rest.append(link)
+                        continue
+                    c = self.counters
+                    c["sent_msgs"] += 1
+                    c["direct_sends"] += 1
+            finally:
+                self._send_lock.release()
+        for link in rest:
+            if link.offer(item) and not self._woken:
+                self._woken = True
+                os.eventfd_write(self._wake_fd, 1)
+
     def _send_direct(self, link: PeerLink, item: bytes) -> bool:
         """Send ``item`` as a one-message frame from the calling thread; False (nothing
         sent) when the I/O thread holds the send lock or the link is not idle after

@@ -87,6 +87,14 @@ def send(to: Any, message: Any) -> None:
         log.debug("send to %s failed: %r", to, exc)
 
 
+def send_same(name: str, nodes: list[str], message: Any) -> None:
+    """One message to the server ``name`` on each of ``nodes`` (encoded once)."""
+    try:
+        _node_send_same(name, nodes, message)
+    except Exception as exc:  # as send: Raft retries
+        log.debug("send to %s on %s failed: %r", name, nodes, exc)
+
+
 def subscribe_node_events(ref: Any) -> Any:
     """node_down/node_up of the failure detector as core events (None without a node)."""
     from raft_otp.node import runtime as node_mod
@@ -196,3 +204,4 @@ def translate_foreign(actor: Any, message: Any) -> Any:
 
 
 from raft_otp.node.runtime import send as _node_send  # noqa: E402  (the hot path: no import per call)
+from raft_otp.node.runtime import send_same as _node_send_same  # noqa: E402

@@ -383,8 +383,7 @@ class ServerActor(DirectDispatch):
             if _T.ON: _T.mark("srv", f"effect {type(e).__name__}")  # TRACE
             match e:
                 case fx.SendRpcs():
-                    for to, rpc in e.sends:
-                        self._send(to, rpc)
+                    self._send_all(e.sends)
                 case fx.SendRpc():
                     self._send(e.to, e.rpc)
                 case fx.Reply():
@@ -427,6 +426,17 @@ class ServerActor(DirectDispatch):
                     self.metrics.counters["snapshots_installed"] += 1
                 case _:
                     log.warning("%s: unknown effect %r", self.id, e)
+
+    def _send_all(self, sends: Any) -> None:
+        """A leader's append_entries to its peers are usually one message (same log
+        position, entries and commit index) to servers of one name: encode it once."""
+        to0, rpc0 = sends[0]
+        if len(sends) > 1 and all(to[0] == to0[0] and rpc == rpc0 for to, rpc in sends[1:]):
+            self.metrics.counters["rpcs_sent"] += len(sends)
+            _core.send_same(to0[0], [to[1] for to, _ in sends], rpc0)
+            return
+        for to, rpc in sends:
+            self._send(to, rpc)
 
     def _send(self, to: ServerId, rpc: Any) -> None:
         self.metrics.counters["rpcs_sent"] += 1
