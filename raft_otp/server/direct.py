@@ -88,9 +88,6 @@ class DirectDispatch(pykka.ThreadingActor):
 
     DIRECT_TYPES: ClassVar[frozenset[type]] = frozenset()
     """Messages the I/O thread may handle (their handling never waits on the network)."""
-    CALLER_TYPES: ClassVar[frozenset[type]] = frozenset()
-    """Requests from callers: a waiting caller's request queues behind these (their
-    order is the clients'), ahead of anything else queued (see serve_call)."""
     DRAIN_TYPES: ClassVar[frozenset[type]] = frozenset()
     """Further messages it may handle when queued behind one of those (tells only)."""
 
@@ -177,14 +174,7 @@ class DirectDispatch(pykka.ThreadingActor):
             if self._actor_busy or inbox.claimed or q or inbox.claim_waiters:  # type: ignore[attr-defined]
                 # taken: queue the request (in mailbox order) and wait for the actor to
                 # be free, rather than have its thread handle the request and then wake us
-                # ahead of the queued messages that are not requests (the followers'
-                # acknowledgements, timers: handled while the caller waits), never of
-                # another request (a client's commands keep their order)
-                k = len(q)
-                ordered = self.CALLER_TYPES
-                while k > 0 and type(q[k - 1].message) not in ordered:
-                    k -= 1
-                q.insert(k, Envelope(message))
+                q.append(Envelope(message))
                 inbox.unfinished_tasks += 1  # type: ignore[attr-defined]
                 if inbox.claimed and inbox.serving:  # type: ignore[attr-defined]
                     inbox.served.notify()  # type: ignore[attr-defined]

@@ -98,11 +98,6 @@ class ServerActor(DirectDispatch):
     # log event they caused.
     DIRECT_TYPES = (_PLAIN_RPCS - {ev.InstallSnapshotRpc}) | frozenset((ev.Command, ev.Commands))
     DRAIN_TYPES = frozenset((ev.LogEvent,))
-    # everything a client sends (its order is the client's); all other messages come
-    # from peers, timers and the log, and a waiting caller's request may pass them
-    CALLER_TYPES = frozenset((ev.Command, ev.Commands, ev.LocalQuery, ev.LeaderQuery, ev.ConsistentQuery,
-                              ev.AddMember, ev.RemoveMember, ev.TransferLeadership, ev.TriggerElection,
-                              StateQuery))
 
     def __init__(self, ctx: SystemContext, record: ServerRecord, *, seed: int | None = None) -> None:
         super().__init__()
