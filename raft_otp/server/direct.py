@@ -34,7 +34,6 @@ import weakref
 from typing import Any, Callable, ClassVar
 
 import pykka
-from pykka._envelope import Envelope
 
 __all__ = ["DirectDispatch"]
 
@@ -59,19 +58,6 @@ class _GatedInbox(queue.Queue):  # type: ignore[type-arg]
         self.claimed = False
         self.serving = False  # the claimant is a caller waiting on ``served`` (see serve_call)
         self.served = threading.Condition(self.mutex)
-        # callers waiting to serve (see serve_call): the actor's thread takes no message
-        # while there are any, and whoever frees the actor wakes them on ``claimable``
-        self.claim_waiters = 0
-        self.claimable = threading.Condition(self.mutex)
-
-    def released(self) -> None:
-        """Under the mutex, when the actor became free (claim released, or its thread done
-        with a message): hand it to a waiting caller, else wake the actor's thread if
-        anything is queued."""
-        if self.claim_waiters:
-            self.claimable.notify()
-        elif self.queue:
-            self.not_empty.notify()
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         with self.mutex:
@@ -128,8 +114,7 @@ class DirectDispatch(pykka.ThreadingActor):
             return False
         inbox = self.actor_inbox
         with inbox.mutex:  # type: ignore[attr-defined]
-            if (self._actor_busy or inbox.claimed or inbox.queue or inbox.claim_waiters  # type: ignore[attr-defined]
-                    or self.actor_stopped.is_set()):
+            if self._actor_busy or inbox.claimed or inbox.queue or self.actor_stopped.is_set():  # type: ignore[attr-defined]
                 return False
             inbox.claimed = True  # type: ignore[attr-defined]
         drainable = self._drainable
@@ -148,9 +133,8 @@ class DirectDispatch(pykka.ThreadingActor):
         finally:
             with inbox.mutex:  # type: ignore[attr-defined]
                 inbox.claimed = False  # type: ignore[attr-defined]
-                if self.actor_stopped.is_set():
+                if inbox.queue or self.actor_stopped.is_set():  # type: ignore[attr-defined]
                     inbox.not_empty.notify()  # type: ignore[attr-defined]
-                inbox.released()  # type: ignore[attr-defined]
         return True
 
     def _serve_call(self, message: Any, answered: Callable[[], bool], timeout: float) -> bool:
@@ -165,40 +149,17 @@ class DirectDispatch(pykka.ThreadingActor):
             return False
         inbox = self.actor_inbox
         mutex = inbox.mutex  # type: ignore[attr-defined]
+        with mutex:
+            if self._actor_busy or inbox.claimed or inbox.queue or self.actor_stopped.is_set():  # type: ignore[attr-defined]
+                return False
+            inbox.claimed = True  # type: ignore[attr-defined]
         q = inbox.queue  # type: ignore[attr-defined]
+        served = inbox.served  # type: ignore[attr-defined]
         stopped = self.actor_stopped
         end = time.monotonic() + timeout
-        with mutex:
-            if stopped.is_set():
-                return False
-            if self._actor_busy or inbox.claimed or q or inbox.claim_waiters:  # type: ignore[attr-defined]
-                # taken: queue the request (in mailbox order) and wait for the actor to
-                # be free, rather than have its thread handle the request and then wake us
-                q.append(Envelope(message))
-                inbox.unfinished_tasks += 1  # type: ignore[attr-defined]
-                if inbox.claimed and inbox.serving:  # type: ignore[attr-defined]
-                    inbox.served.notify()  # type: ignore[attr-defined]
-                inbox.claim_waiters += 1  # type: ignore[attr-defined]
-                try:
-                    while (self._actor_busy or inbox.claimed) and not stopped.is_set():  # type: ignore[attr-defined]
-                        left = end - time.monotonic()
-                        if left <= 0:
-                            break
-                        inbox.claimable.wait(left)  # type: ignore[attr-defined]
-                finally:
-                    inbox.claim_waiters -= 1  # type: ignore[attr-defined]
-                if self._actor_busy or inbox.claimed or stopped.is_set():  # type: ignore[attr-defined]
-                    # timed out (or stopping) with the request queued: whoever holds the
-                    # actor hands the mailbox on at its release; the caller's wait ends
-                    return True
-                message = None  # already queued: served below with the rest
-            inbox.claimed = True  # type: ignore[attr-defined]
-        served = inbox.served  # type: ignore[attr-defined]
         try:
-            ok = True
-            if message is not None:
-                self.direct_handled += 1
-                ok = self._run_message(message, None)
+            self.direct_handled += 1
+            ok = self._run_message(message, None)
             while ok and not answered():
                 with mutex:
                     if not q:
@@ -216,9 +177,8 @@ class DirectDispatch(pykka.ThreadingActor):
         finally:
             with mutex:
                 inbox.claimed = False  # type: ignore[attr-defined]
-                if stopped.is_set():
+                if inbox.queue or stopped.is_set():  # type: ignore[attr-defined]
                     inbox.not_empty.notify()  # type: ignore[attr-defined]
-                inbox.released()  # type: ignore[attr-defined]
         return True
 
     # ---- the actor's thread ------------------------------------------------------------
@@ -230,7 +190,7 @@ class DirectDispatch(pykka.ThreadingActor):
         stopped = self.actor_stopped
         while not stopped.is_set():
             with cond:
-                while (inbox.claimed or not queue or inbox.claim_waiters) and not stopped.is_set():  # type: ignore[attr-defined]
+                while (inbox.claimed or not queue) and not stopped.is_set():  # type: ignore[attr-defined]
                     cond.wait()
                 if stopped.is_set():
                     break
@@ -241,8 +201,6 @@ class DirectDispatch(pykka.ThreadingActor):
             finally:
                 with inbox.mutex:  # type: ignore[attr-defined]
                     self._actor_busy = False
-                    if inbox.claim_waiters:  # type: ignore[attr-defined]
-                        inbox.claimable.notify()  # type: ignore[attr-defined]
 
     def _run_message(self, message: Any, reply_to: Any) -> bool:
         """Handle one message as pykka does (answer an ask; an exception in a tell is the
