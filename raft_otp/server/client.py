@@ -56,8 +56,8 @@ def call(dest: tuple[str, str], make: Callable[[Any], Any], timeout: float) -> A
         slot = ReplySlot()
         try:
             msg = make(slot)
-            serve = getattr(ref, "serve_call", None)
-            if serve is None or not serve(msg, slot.is_set, timeout):
+            direct = getattr(ref, "try_direct", None)
+            if direct is None or not direct(msg):
                 ref.tell(msg)
         except Exception as exc:  # pykka.ActorDeadError
             raise ServerNotFound(f"{name!r} on {node} is not running") from exc

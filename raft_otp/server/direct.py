@@ -28,20 +28,14 @@ from __future__ import annotations
 import logging
 import queue
 import sys
-import threading
-import time
 import weakref
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import pykka
 
 __all__ = ["DirectDispatch"]
 
 log = logging.getLogger("raft_otp.server")
-
-SERVE_POLL_S = 0.05
-"""How often a caller serving its actor (``serve_call``) looks at its answer while
-nothing arrives (an answer set by another thread does not wake it)."""
 
 DRAIN_AFTER_DIRECT = 8
 """Messages queued during a direct handling (by that handling: a log event) that the
@@ -56,8 +50,6 @@ class _GatedInbox(queue.Queue):  # type: ignore[type-arg]
     def __init__(self) -> None:
         super().__init__()
         self.claimed = False
-        self.serving = False  # the claimant is a caller waiting on ``served`` (see serve_call)
-        self.served = threading.Condition(self.mutex)
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         with self.mutex:
@@ -65,8 +57,6 @@ class _GatedInbox(queue.Queue):  # type: ignore[type-arg]
             self.unfinished_tasks += 1
             if not self.claimed:
                 self.not_empty.notify()
-            elif self.serving:
-                self.served.notify()
 
 
 class DirectDispatch(pykka.ThreadingActor):
@@ -96,15 +86,9 @@ class DirectDispatch(pykka.ThreadingActor):
             def try_direct(message: Any) -> bool:
                 actor = me()
                 return actor is not None and actor._try_direct(message)
-
-            def serve_call(message: Any, answered: Callable[[], bool], timeout: float) -> bool:
-                actor = me()
-                return actor is not None and actor._serve_call(message, answered, timeout)
             self.actor_ref.try_direct = try_direct  # type: ignore[attr-defined]
-            self.actor_ref.serve_call = serve_call  # type: ignore[attr-defined]
         else:
             self.actor_ref.__dict__.pop("try_direct", None)
-            self.actor_ref.__dict__.pop("serve_call", None)
 
     # ---- the I/O thread's side -------------------------------------------------------
     def _try_direct(self, message: Any) -> bool:
@@ -134,50 +118,6 @@ class DirectDispatch(pykka.ThreadingActor):
             with inbox.mutex:  # type: ignore[attr-defined]
                 inbox.claimed = False  # type: ignore[attr-defined]
                 if inbox.queue or self.actor_stopped.is_set():  # type: ignore[attr-defined]
-                    inbox.not_empty.notify()  # type: ignore[attr-defined]
-        return True
-
-    def _serve_call(self, message: Any, answered: Callable[[], bool], timeout: float) -> bool:
-        """A local caller's request, handled in the caller's thread if the actor is idle
-        (False otherwise: tell it instead); then, until ``answered()`` or ``timeout``
-        seconds, the caller keeps the claim and handles whatever reaches the mailbox
-        (the followers' acknowledgements, its own WAL event...) as the actor's thread
-        would.  The answer is then produced by the thread that waits for it: no wake-up
-        of the actor's thread and then of the caller's, and no second thread taking the
-        GIL in between.  The actor's thread takes over at release if anything is left."""
-        if type(message) not in self.DIRECT_TYPES:
-            return False
-        inbox = self.actor_inbox
-        mutex = inbox.mutex  # type: ignore[attr-defined]
-        with mutex:
-            if self._actor_busy or inbox.claimed or inbox.queue or self.actor_stopped.is_set():  # type: ignore[attr-defined]
-                return False
-            inbox.claimed = True  # type: ignore[attr-defined]
-        q = inbox.queue  # type: ignore[attr-defined]
-        served = inbox.served  # type: ignore[attr-defined]
-        stopped = self.actor_stopped
-        end = time.monotonic() + timeout
-        try:
-            self.direct_handled += 1
-            ok = self._run_message(message, None)
-            while ok and not answered():
-                with mutex:
-                    if not q:
-                        left = end - time.monotonic()
-                        if left <= 0 or stopped.is_set():
-                            break
-                        inbox.serving = True  # type: ignore[attr-defined]
-                        # the answer is normally produced right here; the bounded wait
-                        # only covers one set from elsewhere
-                        served.wait(min(left, SERVE_POLL_S))
-                        inbox.serving = False  # type: ignore[attr-defined]
-                        continue
-                    envelope = q.popleft()
-                ok = self._run_message(envelope.message, envelope.reply_to)
-        finally:
-            with mutex:
-                inbox.claimed = False  # type: ignore[attr-defined]
-                if inbox.queue or stopped.is_set():  # type: ignore[attr-defined]
                     inbox.not_empty.notify()  # type: ignore[attr-defined]
         return True
 

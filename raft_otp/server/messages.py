@@ -86,9 +86,6 @@ class ReplySlot:
         except RuntimeError:  # a racing second answer released it first
             pass
 
-    def is_set(self) -> bool:
-        return self._set
-
     def wait(self, timeout: float | None) -> bool:
         """True once answered; False if ``timeout`` (seconds) passed first."""
         if self._set:
