@@ -35,7 +35,6 @@ Figures (ratios >1 mean raft_otp wins):
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 from contextlib import contextmanager
@@ -124,8 +123,6 @@ def leader_here(h: Any, sync: str, name: str = "versus_here") -> Iterator[Any]:
     from raft_otp.system import runtime as sysrt
 
     data_dir = os.path.join(h.base_dir, "here")
-    # as an application hosting servers is advised to (the node processes do it themselves)
-    gc_before = raft_otp.tune_gc()
     sysrt.start_system({"name": "default", "data_dir": data_dir, "wal_sync_method": sync})
     try:
         here = raft_otp.ServerId(name, node_rt.node())
@@ -145,7 +142,6 @@ def leader_here(h: Any, sync: str, name: str = "versus_here") -> Iterator[Any]:
         yield here
     finally:
         sysrt.stop_all()
-        gc.set_threshold(*gc_before)
 
 
 def measure_raft(sync: str, seconds: float, seq_n: int, windows: list[int]) -> dict[str, Any]:

@@ -52,7 +52,6 @@ from raft_otp.node import node
 from raft_otp.server.messages import Applied, Rejected
 from raft_otp.system.config import SystemConfig
 from raft_otp.system.runtime import System
-from raft_otp.tuning import tune_gc
 
 logging.getLogger("raft_otp").addHandler(logging.NullHandler())
 
@@ -99,5 +98,4 @@ __all__ = [
     "stop_system",
     "transfer_leadership",
     "trigger_election",
-    "tune_gc",
 ]

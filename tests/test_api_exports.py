@@ -13,7 +13,7 @@ EXPECTED = [
     "member_overview", "members", "node", "overview", "ping", "pipeline_command",
     "pipeline_commands", "process_command", "remove_member", "restart_server", "start_cluster",
     "start_in", "start_server", "start_system", "stop_server", "stop_system",
-    "transfer_leadership", "trigger_election", "tune_gc",
+    "transfer_leadership", "trigger_election",
 ]
 
 
@@ -27,20 +27,3 @@ def test_node_is_callable_and_the_package() -> None:
     assert isinstance(raft_otp.node(), str)
     import raft_otp.node.runtime as rt
     assert raft_otp.node() == rt.node()
-
-
-def test_tune_gc_sets_and_returns_the_thresholds() -> None:
-    import gc
-
-    import pytest
-
-    before = gc.get_threshold()
-    try:
-        assert raft_otp.tune_gc(1234) == before
-        assert gc.get_threshold() == (1234, 50, 100)
-        assert raft_otp.tune_gc(0) == (1234, 50, 100) and gc.get_threshold() == (1234, 50, 100)
-        for bad in (-1, 1.5, True, "1"):
-            with pytest.raises(raft_otp.BadArgument):
-                raft_otp.tune_gc(bad)  # type: ignore[arg-type]
-    finally:
-        gc.set_threshold(*before)

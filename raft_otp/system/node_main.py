@@ -23,7 +23,6 @@ from typing import Any
 
 from raft_otp.errors import BadArgument
 from raft_otp.system.config import SystemConfig, active_mutations
-from raft_otp.tuning import DEFAULT_GC_THRESHOLD, tune_gc
 
 MUTATION_ENV = "RAFT_OTP_MUTATION"
 
@@ -65,10 +64,8 @@ def node_config(detection_ms: int = DEFAULT_DETECTION_MS) -> Any:
 def run_node(data_dir: str, node_name: str, cookie: str | None,
              config: SystemConfig | dict[str, Any] | None = None, *,
              cookie_file: str | None = None, stop_event: threading.Event | None = None,
-             announce: bool = True, detection_ms: int = DEFAULT_DETECTION_MS,
-             gc_threshold: int = DEFAULT_GC_THRESHOLD) -> int:
-    """Run a node until SIGTERM/SIGINT (or ``stop_event``); returns an exit code.
-    ``gc_threshold``: see :func:`raft_otp.tune_gc` (0 keeps Python's own)."""
+             announce: bool = True, detection_ms: int = DEFAULT_DETECTION_MS) -> int:
+    """Run a node until SIGTERM/SIGINT (or ``stop_event``); returns an exit code."""
     from raft_otp.node import runtime as node_rt
     from raft_otp.system import runtime
 
@@ -84,7 +81,6 @@ def run_node(data_dir: str, node_name: str, cookie: str | None,
             stop.set()
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-    tune_gc(gc_threshold)
     node_rt.start_node(node_name, cookie, cookie_file=cookie_file, config=node_config(detection_ms))
     try:
         system = runtime.start_system(cfg)
@@ -118,8 +114,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="silence after which a peer node is declared down")
     p.add_argument("--switch-interval-ms", type=float, default=None,
                    help="sys.setswitchinterval for this node (Python's default: 5 ms)")
-    p.add_argument("--gc-threshold", type=int, default=DEFAULT_GC_THRESHOLD,
-                   help="generation-0 threshold of the cyclic GC (raft_otp.tune_gc; 0: Python's own)")
     p.add_argument("--log-level", default="WARNING")
     p.add_argument("--mutation", default=None, metavar="FLAG[,FLAG]",
                    help="switch these raft_otp.core.config.Mutations safety rules OFF "
@@ -137,7 +131,5 @@ def main(argv: list[str] | None = None) -> int:
         cfg = cfg.replace(mutations=mutation)
     except BadArgument as exc:
         p.error(str(exc))
-    if a.gc_threshold < 0:
-        p.error("--gc-threshold must be >= 0")
     return run_node(a.data_dir, a.node, a.cookie, cfg, cookie_file=a.cookie_file,
-                    detection_ms=a.detection_ms, gc_threshold=a.gc_threshold)
+                    detection_ms=a.detection_ms)
