@@ -25,6 +25,9 @@ HEADLINES: list[tuple[str, str, str, float | None]] = [
      "versus: CPU per command, raft_otp datasync", None),
     ("sequential p50, we datasync, callers in the leaders' processes, PySyncObj's faster sync call "
      "(no sync, batching off)", "cluster", "versus: sequential p50 target", 1.0),
+    ("sequential p50, we datasync, callers in the leaders' processes, PySyncObj with its journal "
+     "(the issue's pairing of durability settings)", "cluster",
+     "versus: sequential process_command p50, raft_otp datasync, caller", 1.0),
     ("sequential p50, we datasync, our caller on a client node (2 more hops)", "cluster",
      "versus: sequential process_command p50, raft_otp datasync", None),
     ("sequential p99, we datasync", "cluster", "versus: sequential process_command p99, raft_otp datasync", None),
