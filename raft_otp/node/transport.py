@@ -212,12 +212,7 @@ class Transport:
                 and time.monotonic() - link.last_sent_s >= self._direct_idle_s
                 and self._send_direct(link, item)):
             return True
-        if not link.offer(item):
-            return False
-        if not self._woken:
-            self._woken = True
-            os.eventfd_write(self._wake_fd, 1)
-        return True
+        return self._queue(link, item)
 
     def enqueue_same(self, nodes: list[str], item: bytes) -> None:
         """:meth:`enqueue` of one encoded message for each of ``nodes``: the links that
@@ -233,25 +228,26 @@ class Transport:
                 frame = None
                 rest = []
                 for link in links:
-                    if (link.sock is None or link.queue or link.pending is not None or link.delayed
-                            or self._stopping or link.node in self._faults
-                            or now - link.last_sent_s < self._direct_idle_s):
+                    if not self._link_idle(link) or now - link.last_sent_s < self._direct_idle_s:
                         rest.append(link)
                         continue
                     if frame is None:
                         frame = self._frame([item])
-                    if not self._try_send(link, frame):
+                    if not self._sent_direct(link, frame):
                         rest.append(link)
-                        continue
-                    c = self.counters
-                    c["sent_msgs"] += 1
-                    c["direct_sends"] += 1
             finally:
                 self._send_lock.release()
         for link in rest:
-            if link.offer(item) and not self._woken:
-                self._woken = True
-                os.eventfd_write(self._wake_fd, 1)
+            self._queue(link, item)
+
+    def _queue(self, link: PeerLink, item: bytes) -> bool:
+        """Queue ``item`` on ``link`` for the I/O thread (woken once); False if dropped."""
+        if not link.offer(item):
+            return False
+        if not self._woken:
+            self._woken = True
+            os.eventfd_write(self._wake_fd, 1)
+        return True
 
     def _send_direct(self, link: PeerLink, item: bytes) -> bool:
         """Send ``item`` as a one-message frame from the calling thread; False (nothing
@@ -260,17 +256,26 @@ class Transport:
         if not self._send_lock.acquire(False):
             return False
         try:
-            if (link.sock is None or link.queue or link.pending is not None or link.delayed
-                    or self._stopping or link.node in self._faults):
-                return False
-            if not self._try_send(link, self._frame([item])):
-                return False  # not connected or at the high-water mark: the I/O thread parks it
-            c = self.counters
-            c["sent_msgs"] += 1
-            c["direct_sends"] += 1
-            return True
+            return self._link_idle(link) and self._sent_direct(link, self._frame([item]))
         finally:
             self._send_lock.release()
+
+    def _link_idle(self, link: PeerLink) -> bool:
+        """(Holding the send lock.)  Nothing of ``link``'s is waiting or parked and no
+        fault applies: a frame may go out on it from the calling thread."""
+        return not (link.sock is None or link.queue or link.pending is not None or link.delayed
+                    or self._stopping or link.node in self._faults)
+
+    def _sent_direct(self, link: PeerLink, frame: bytes) -> bool:
+        """(Holding the send lock.)  Send a one-message ``frame`` on ``link``; False when
+        ZeroMQ refused it (not connected, or at the high-water mark): the caller queues
+        the message and the I/O thread parks it."""
+        if not self._try_send(link, frame):
+            return False
+        c = self.counters
+        c["sent_msgs"] += 1
+        c["direct_sends"] += 1
+        return True
 
     def enqueue_client(self, identity: bytes, item: bytes) -> None:
         """Queue a reply to a temporary client connected to our ROUTER."""
