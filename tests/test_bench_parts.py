@@ -48,3 +48,16 @@ def test_clusters_load_tiny() -> None:
 def test_recovery_node_tiny() -> None:
     from bench import recovery_node
     _check(recovery_node.measure(entries=3000, snapshot_mb=2), 4)
+
+
+def test_pairs_refuses_bad_arguments(capsys) -> None:
+    """bench.pairs needs exactly two commits, rounds >= 1 and n >= 100."""
+    import pytest
+
+    from bench import pairs
+
+    for argv in (["HEAD"], ["HEAD", "HEAD", "-n", "10"], ["HEAD", "HEAD", "--rounds", "0"], []):
+        with pytest.raises(SystemExit) as exc:
+            pairs.main(argv)
+        assert exc.value.code == 2, argv
+    assert "give two commits" in capsys.readouterr().err
