@@ -206,8 +206,15 @@ class SnapshotInstalled:
     meta: SnapshotMeta
 
 
+@dataclass(frozen=True, slots=True)
+class ApplyLater:
+    """Carry out the effects before this one, then hand ``ApplyCommitted`` back: a
+    follower's acknowledgement leaves before the apply of what its leader committed."""
+
+
 Effect = (
-    SendRpc
+    ApplyLater
+    | SendRpc
     | SendRpcs
     | Reply
     | ReplyError
@@ -227,6 +234,7 @@ Effect = (
 )
 
 __all__ = [
+    "ApplyLater",
     "CancelElectionTimer",
     "Effect",
     "ErrorReason",

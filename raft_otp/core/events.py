@@ -314,6 +314,12 @@ class CommitTimeout:
 
 
 @dataclass(frozen=True, slots=True)
+class ApplyCommitted:
+    """Handed back by the server right after it carried out an ``ApplyLater``
+    effect's event: apply what is committed (and answer the local queries it frees)."""
+
+
+@dataclass(frozen=True, slots=True)
 class WalDown:
     """The WAL process is gone: the server waits in ``await_condition``."""
 
@@ -342,6 +348,7 @@ LocalEvent = (
     | SnapshotSenderDone
     | SnapshotSenderFailed
     | CommitTimeout
+    | ApplyCommitted
     | WalDown
     | WalUp
 )
@@ -365,6 +372,7 @@ RPC_TYPES: tuple[type, ...] = (
 
 __all__ = [
     "AddMember",
+    "ApplyCommitted",
     "AppendEntriesReply",
     "AppendEntriesRpc",
     "Command",
