@@ -8,7 +8,6 @@ from raft_otp.core.common import become_follower, election_timer, not_leader, re
 from raft_otp.core.effects import Effect, RoleChanged
 from raft_otp.core.events import (
     AddMember,
-    ApplyCommitted,
     Command,
     Commands,
     ConsistentQuery,
@@ -34,7 +33,7 @@ def enter(state: ServerState, effects: list[Effect]) -> None:
 
 
 def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
-    from raft_otp.core.follower import handle_passive, local_query, log_event
+    from raft_otp.core.follower import local_query, log_event
 
     match event:
         case WalUp():
@@ -48,8 +47,6 @@ def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
             local_query(state, event, effects)
         case LogEvent():
             log_event(state, event, effects)
-        case ApplyCommitted():
-            handle_passive(state, event, effects)
         case LeaderQuery() | ConsistentQuery() | AddMember() | RemoveMember() | TransferLeadership():
             not_leader(state, event.reply_to, effects)
         case _:

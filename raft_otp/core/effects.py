@@ -206,15 +206,8 @@ class SnapshotInstalled:
     meta: SnapshotMeta
 
 
-@dataclass(frozen=True, slots=True)
-class ApplyLater:
-    """Carry out the effects before this one, then hand ``ApplyCommitted`` back: a
-    follower's acknowledgement leaves before the apply of what its leader committed."""
-
-
 Effect = (
-    ApplyLater
-    | SendRpc
+    SendRpc
     | SendRpcs
     | Reply
     | ReplyError
@@ -234,7 +227,6 @@ Effect = (
 )
 
 __all__ = [
-    "ApplyLater",
     "CancelElectionTimer",
     "Effect",
     "ErrorReason",

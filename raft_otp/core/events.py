@@ -314,12 +314,6 @@ class CommitTimeout:
 
 
 @dataclass(frozen=True, slots=True)
-class ApplyCommitted:
-    """Handed back by the server right after it carried out an ``ApplyLater``
-    effect's event: apply what is committed (and answer the local queries it frees)."""
-
-
-@dataclass(frozen=True, slots=True)
 class WalDown:
     """The WAL process is gone: the server waits in ``await_condition``."""
 
@@ -348,7 +342,6 @@ LocalEvent = (
     | SnapshotSenderDone
     | SnapshotSenderFailed
     | CommitTimeout
-    | ApplyCommitted
     | WalDown
     | WalUp
 )
@@ -372,7 +365,6 @@ RPC_TYPES: tuple[type, ...] = (
 
 __all__ = [
     "AddMember",
-    "ApplyCommitted",
     "AppendEntriesReply",
     "AppendEntriesRpc",
     "Command",

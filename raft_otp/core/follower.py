@@ -22,10 +22,9 @@ from raft_otp.core.common import (
     reject_commands,
     send,
 )
-from raft_otp.core.effects import ApplyLater, Effect, Reply, RoleChanged
+from raft_otp.core.effects import Effect, Reply, RoleChanged
 from raft_otp.core.events import (
     AddMember,
-    ApplyCommitted,
     AppendEntriesReply,
     AppendEntriesRpc,
     Command,
@@ -99,10 +98,6 @@ def handle_passive(state: ServerState, event: Event, effects: list[Effect]) -> N
     match event:
         case LogEvent():
             log_event(state, event, effects)
-        case ApplyCommitted():
-            apply_committed(state, effects)
-            if state.local_queries:
-                answer_local_queries(state, effects)
         case LocalQuery():
             local_query(state, event, effects)
         case Tick():
@@ -208,9 +203,6 @@ def append_entries(state: ServerState, rpc: AppendEntriesRpc, effects: list[Effe
         state.commit_index = commit
     if not wrote or state.cfg.mutations.ack_before_durable or log.last_written()[0] >= rpc_last:
         _reply_success(state, effects)
-        if state.commit_index > state.last_applied or state.local_queries:
-            effects.append(ApplyLater())  # the acknowledgement first, the apply right after
-            return
     apply_committed(state, effects)
     if state.local_queries:
         answer_local_queries(state, effects)

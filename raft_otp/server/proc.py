@@ -133,7 +133,6 @@ class ServerActor(DirectDispatch):
         self._log_flush: Any = None
         self._flushing_in = 0  # ident of the thread inside our log flush (0: none)
         self._own_log_events: list[Any] = []  # log events raised by that flush, on that thread
-        self._apply_later = False  # an ApplyLater effect asked for ApplyCommitted after this event
 
     # ---- lifecycle ----------------------------------------------------------------
     def on_start(self) -> None:
@@ -376,9 +375,6 @@ class ServerActor(DirectDispatch):
                 for payload in own:
                     self.on_receive(ev.LogEvent(payload))
         self._refresh_view()
-        if self._apply_later:  # after the effects before it (a follower's answer) went out
-            self._apply_later = False
-            self._handle(ev.ApplyCommitted())
         return len(effects)
 
     # ---- effects ------------------------------------------------------------------
@@ -404,8 +400,6 @@ class ServerActor(DirectDispatch):
                     deliver(e.to, Rejected(e.leader, list(e.correlations)))
                 case fx.PersistMeta():
                     _core.persist_meta(self.meta_store, self.record.uid, e.term, e.voted_for)
-                case fx.ApplyLater():
-                    self._apply_later = True
                 case fx.PersistLastApplied():
                     _core.persist_last_applied(self.meta_store, self.record.uid, e.index)
                 case fx.StartElectionTimer():

@@ -66,13 +66,9 @@ class Node:
             self.log.handle_event(self.posted.pop(0))
 
     def __call__(self, event: object) -> list[Any]:
-        from raft_otp.core.effects import ApplyLater, PersistLastApplied, PersistMeta
-        from raft_otp.core.events import ApplyCommitted
+        from raft_otp.core.effects import PersistLastApplied, PersistMeta
 
         self.state, effects = handle(self.state, event)  # type: ignore[arg-type]
-        if any(type(e) is ApplyLater for e in effects):  # as the server: handed back at once
-            self.state, more = handle(self.state, ApplyCommitted())
-            effects = effects + more
         for e in effects:
             if isinstance(e, PersistMeta):
                 self.meta = self.meta._replace(term=e.term, voted_for=e.voted_for)

@@ -23,7 +23,6 @@ from typing import Any
 from raft_otp.core import ServerConfig, ServerMeta, handle, init_server
 from raft_otp.core.config import Mutations
 from raft_otp.core.effects import (
-    ApplyLater,
     CancelElectionTimer,
     MachineEffects,
     MembersChanged,
@@ -44,7 +43,6 @@ from raft_otp.core.effects import (
 )
 from raft_otp.core.events import (
     AddMember,
-    ApplyCommitted,
     Command,
     Commands,
     CommitTimeout,
@@ -312,8 +310,6 @@ class Simulation:
             elif t is Rejected:
                 for corr in eff.correlations:
                     self._client_reply(ReplyError(corr, "not_leader", eff.leader))
-            elif t is ApplyLater:  # the server hands it back after these effects
-                self._push(0, LOCAL, sid, ApplyCommitted())
             elif t is MachineEffects or t is MembersChanged \
                     or t is SnapshotInstalled:
                 pass
