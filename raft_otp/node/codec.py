@@ -167,7 +167,7 @@ def packb(obj: Any) -> bytes:
         raise
 
 
-def unpackb(data: bytes) -> Any:
+def unpackb(data: bytes | memoryview) -> Any:
     """Decode bytes made by :func:`packb`; raises ValueError-family on bad input."""
     return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
 
