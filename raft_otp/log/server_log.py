@@ -205,38 +205,32 @@ class ServerLog:
             self.counters["overwrites"] += 1
             if first <= self._last_written[0]:
                 self._set_written(first - 1, self.fetch_term(first - 1) or 0)
-        if sync and not truncate and not self._deferred and self._write_through(first, entries):
-            return
-        if self.defer_appends and not truncate:
-            self._deferred.extend(entries)
-        else:
-            self._submit(first, entries, truncate)
+        written = None
+        if sync and not truncate and not self._deferred:
+            written = self._write_through(first, entries)
+        if written is None:
+            if self.defer_appends and not truncate:
+                self._deferred.extend(entries)
+            else:
+                self._submit(first, entries, truncate)
         last = entries[-1]
         self._last_index = last[0]
         self._last_term = last[1]
         self.counters["entries"] += len(entries)
+        if written is not None:  # after the last index moved: _on_written caps at it
+            self.counters["written_through"] += 1
+            self._on_written(written)
 
-    def _write_through(self, first: int, entries: Sequence[Entry]) -> bool:
+    def _write_through(self, first: int, entries: Sequence[Entry]) -> WalWritten | None:
         """The ``sync`` hint of :meth:`write`: with the WAL idle and ``inline_ok()``,
-        write and sync ``entries`` now, on this thread, and take the WAL's answer at
-        once (``last_written`` covers them when this returns True).  False: nothing
-        was written; the caller goes the usual way."""
+        write and sync ``entries`` now, on this thread; the WAL's answer, or None when
+        nothing was written (the caller goes the usual way)."""
         ok = self.inline_ok
         wal = self._sys.mem_tables.wal
         if ok is None or wal is None or not ok():
-            return False
+            return None
         self._seq += 1
-        written = wal.write_through(self._uid_b, self._seq, first, entries)
-        if written is None:
-            return False
-        last = entries[-1]
-        self._last_index = last[0]
-        self._last_term = last[1]
-        c = self.counters
-        c["entries"] += len(entries)
-        c["written_through"] += 1
-        self._on_written(written)
-        return True
+        return wal.write_through(self._uid_b, self._seq, first, entries)
 
     def flush(self) -> None:
         """Hand the deferred appends to the WAL (one writer batch)."""

@@ -268,33 +268,11 @@ class Wal:
             self._inline = True
         try:
             hdr, body = fmt.encode_record(uid, first, entries, False)
-            size = _write_all(self._fd, [hdr, body])
             n = len(entries)
             hi = first + n - 1
-            self._last[uid] = hi
-            r = self._ranges.get(uid)
-            if r is None:
-                self._ranges[uid] = [first, hi]
-            elif hi > r[1]:
-                r[1] = hi
-            self._size += size
-            self._file_entries += n
-            sync = self._sync
-            if sync is not None:
-                t0 = time.perf_counter()
-                sync(self._fd)
-                dt = time.perf_counter() - t0
-            with self._scond:
-                c = self.counters
-                c["batches"] += 1
-                c["writes"] += 1
-                c["entries"] += n
-                c["bytes"] += size
-                if sync is not None:
-                    c["syncs"] += 1
-                    c["sync_time_s"] += dt
-                elif self._open_flags:
-                    c["syncs"] += 1
+            self._mark_written(uid, first, hi)
+            self._count_written(_write_all(self._fd, [hdr, body]), 1, n)
+            self._sync_fd(self._fd)
         except BaseException as exc:  # as a worker would: crash the WAL; servers resend
             self._crash(exc)
             return None
@@ -472,7 +450,6 @@ class Wal:
         out: list[bytes] = []
         done: dict[bytes, _Item] = {}
         last = self._last
-        ranges = self._ranges
         resend: dict[bytes, Callable[[object], None]] = {}
         n_entries = 0
         for it in items:
@@ -485,16 +462,7 @@ class Wal:
                 continue
             out.append(it.hdr)
             out.append(it.body)
-            hi = it.first + n - 1
-            last[uid] = hi
-            r = ranges.get(uid)
-            if r is None:
-                ranges[uid] = [it.first, hi]
-            else:
-                if it.first < r[0]:
-                    r[0] = it.first
-                if hi > r[1]:
-                    r[1] = hi
+            self._mark_written(uid, it.first, it.first + n - 1)
             n_entries += n
             done[uid] = it
         for uid, notify in resend.items():
@@ -502,18 +470,35 @@ class Wal:
                 notify(ResendRequest(uid.decode(), self.generation))
         if not out:
             return done
-        size = _write_all(self._fd, out)
+        self._count_written(_write_all(self._fd, out), len(done), n_entries)
+        return done
+
+    def _mark_written(self, uid: bytes, first: int, hi: int) -> None:
+        """A writer's entries ``first..hi`` go into the current file (the caller holds
+        the writing turn or the inline claim): its next index, and the range the
+        segment writer flushes from the mem tables when this file rolls."""
+        self._last[uid] = hi
+        r = self._ranges.get(uid)
+        if r is None:
+            self._ranges[uid] = [first, hi]
+        else:
+            if first < r[0]:
+                r[0] = first
+            if hi > r[1]:
+                r[1] = hi
+
+    def _count_written(self, size: int, writes: int, entries: int) -> None:
+        """After one write call of ``size`` bytes carrying ``writes`` writers' batches."""
         self._size += size
-        self._file_entries += n_entries
+        self._file_entries += entries
         with self._scond:
             c = self.counters
             c["batches"] += 1
-            c["writes"] += len(done)
-            c["entries"] += n_entries
+            c["writes"] += writes
+            c["entries"] += entries
             c["bytes"] += size
             if self._open_flags:  # O_DSYNC: already durable
                 c["syncs"] += 1
-        return done
 
     # ---- files ---------------------------------------------------------------------
     def _open_file(self) -> None:
