@@ -159,7 +159,10 @@ class Transport:
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         weakref.finalize(self, os.close, self._wake_fd)
         self._poller = zmq.Poller()
-        self._monitor_socks: dict[Any, PeerLink] = {}
+        # Monitor sockets (down_on_disconnect) by their ZMQ_FD: the poller watches
+        # that raw descriptor, not the socket, so an idle monitor costs zmq_poll one
+        # pollfd instead of a mailbox check (poll + getpid syscalls) on every wake.
+        self._monitor_socks: dict[int, tuple[Any, PeerLink]] = {}
         self._writable: set[Any] = set()
         self._thread = threading.Thread(target=self._run, name=f"raft_otp.node io {node}", daemon=True)
 
@@ -354,7 +357,7 @@ class Transport:
                     except BlockingIOError:
                         pass
                 elif sock in self._monitor_socks:
-                    self._on_monitor_event(sock)
+                    self._on_monitor_event(*self._monitor_socks[sock])
                 else:
                     self._writable.add(sock)  # POLLOUT on a DEALER with a parked frame
             self._woken = False
@@ -371,7 +374,7 @@ class Transport:
                 next_tick = now + interval_s
 
     def _close(self) -> None:
-        for mon in self._monitor_socks:
+        for mon, _link in self._monitor_socks.values():
             mon.close(0)
         with self._send_lock:
             self._stopping = True
@@ -398,8 +401,12 @@ class Transport:
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         if self.config.down_on_disconnect:
             mon = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-            self._monitor_socks[mon] = link
-            self._poller.register(mon, zmq.POLLIN)
+            fd = mon.getsockopt(zmq.FD)
+            self._monitor_socks[fd] = (mon, link)
+            self._poller.register(fd, zmq.POLLIN)
+            # ZMQ_FD only signals a change: take anything already there, so the
+            # descriptor is armed for the next event.
+            self._on_monitor_event(mon, link)
         sock.connect(link.endpoint)
         link.sock = sock  # the caller (_flush) holds the send lock
         self.detector.track(link.node, time.monotonic())
@@ -542,25 +549,26 @@ class Transport:
                 link.sock.disable_monitor()
             link.sock.close(0)
             link.sock = None
-        for mon, owner in list(self._monitor_socks.items()):
+        for fd, (mon, owner) in list(self._monitor_socks.items()):
             if owner is link:
-                self._poller.unregister(mon)
-                del self._monitor_socks[mon]
+                self._poller.unregister(fd)
+                del self._monitor_socks[fd]
                 mon.close(0)
         self.detector.forget(link.node)
         self.counters["forgotten_links"] += 1
         self._forgotten_dropped += link.dropped + len(link.queue)
 
-    def _on_monitor_event(self, mon: Any) -> None:
-        link = self._monitor_socks.get(mon)
+    def _on_monitor_event(self, mon: Any, link: PeerLink) -> None:
+        """Take every event of ``link``'s monitor socket.  Receiving until zmq.Again is
+        what re-arms its ZMQ_FD (an edge-style signal): stopping early would leave an
+        event unseen until the next one."""
         while True:
             try:
                 mon.recv_multipart(_NOBLOCK)  # [event id + value, endpoint]: only DISCONNECTED
             except zmq.Again:
                 break
-            if link is not None:
-                for event, node in self.detector.lost(link.node, time.monotonic()):
-                    self._emit(event, node)
+            for event, node in self.detector.lost(link.node, time.monotonic()):
+                self._emit(event, node)
 
     def _emit(self, event: str, node: str) -> None:
         logger.info("%s: %s %s", self.node, event, node)
