@@ -28,6 +28,11 @@ HEADLINES: list[tuple[str, str, str, float | None]] = [
     ("sequential p50, we datasync, callers in the leaders' processes, PySyncObj with its journal "
      "(the issue's pairing of durability settings)", "cluster",
      "versus: sequential process_command p50, raft_otp datasync, caller", 1.0),
+    ("sequential p50, we datasync in the leader, interleaved rounds with PySyncObj's journal call "
+     "(medians)", "cluster", "versus: sequential p50 interleaved, raft_otp datasync in its leader, "
+     "vs PySyncObj journal", 1.0),
+    ("the same, interleaved with PySyncObj in memory", "cluster",
+     "versus: sequential p50 interleaved, raft_otp datasync in its leader, vs PySyncObj memory", 1.0),
     ("sequential p50, we datasync, our caller on a client node (2 more hops)", "cluster",
      "versus: sequential process_command p50, raft_otp datasync", None),
     ("sequential p99, we datasync", "cluster", "versus: sequential process_command p99, raft_otp datasync", None),

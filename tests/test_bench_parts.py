@@ -35,8 +35,11 @@ def test_versus_tiny(tmp_path: Path) -> None:
     from bench import versus
     png = tmp_path / "plot.png"
     figs = versus.measure(seconds=0.4, seq_n=20, windows=[1, 64], big_windows=[500], plot=png,
-                          pairs=versus.PAIRS[:1])
+                          pairs=versus.PAIRS[:1], rounds=2, round_n=20)
     _check(figs, 4 + 2)
+    inter = [f for f in figs if f.name.startswith("versus: sequential p50 interleaved")]
+    assert [f.name.rsplit(" ", 1)[1] for f in inter] == ["journal", "memory"]
+    assert all(f.value > 0 and f.peer_value > 0 and "2 alternating rounds of 20" in f.peer for f in inter)
     assert png.stat().st_size > 1000
 
 

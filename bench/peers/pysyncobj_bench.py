@@ -85,6 +85,7 @@ class PySyncObjCluster:
         self.leader = leader
         self.nodes = nodes
         self.procs = [psutil.Process(n.proc.pid) for n in nodes]
+        self.sequential_errors = 0
 
     def cpu_s(self) -> float:
         total = 0.0
@@ -102,8 +103,14 @@ class PySyncObjCluster:
         return {"rate": out["ops"] / out["seconds"], "cpu_us_per_cmd": cpu / ops * 1e6, "errors": out["errors"]}
 
     def sequential(self, total: int) -> list[float]:
-        """Latencies (s) of ``total`` synchronous calls, one at a time."""
-        return self.leader.ask(op="sequential", total=total)["latencies_s"]
+        """Latencies (s) of ``total`` synchronous calls, one at a time (calls PySyncObj
+        failed are left out and counted in ``sequential_errors``); raises if every
+        call failed."""
+        out = self.leader.ask(op="sequential", total=total)
+        self.sequential_errors += out.get("errors", 0)
+        if not out["latencies_s"]:
+            raise RuntimeError(f"PySyncObj failed all {total} sequential calls")
+        return out["latencies_s"]
 
 
 @contextmanager
