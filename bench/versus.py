@@ -29,6 +29,10 @@ Figures (ratios >1 mean raft_otp wins):
   process (the bench process then hosts the leader member of a second cluster,
   as an application embedding its node does; the followers are two of the node
   processes);
+* the same in-leader sequential p50 in interleaved rounds (both clusters up,
+  5 rounds of 400 calls alternating between the sides; medians, and how many
+  rounds raft_otp won) against PySyncObj's journal and memory calls, so that the
+  machine's drift between the two phases above does not decide the ratio;
 * throughput against concurrency (in-flight 1, 8, 64, 512), also plotted to
   ``bench/results/throughput_vs_concurrency.png``.
 """
