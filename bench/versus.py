@@ -165,7 +165,7 @@ def measure_raft(sync: str, seconds: float, seq_n: int, windows: list[int]) -> d
 def measure_pso(journal: bool, seconds: float, seq_n: int, windows: list[int],
                 big_windows: list[int]) -> dict[str, Any]:
     """Both batching settings: sweep, best big-window rate, sequential (batching off)."""
-    out: dict[str, Any] = {"sweep": {}, "rate": 0.0, "cpu_us": 0.0, "errors": 0}
+    out: dict[str, Any] = {"sweep": {}, "rate": 0.0, "cpu_us": 0.0, "errors": 0, "seq_errors": 0}
     for batch in (True, False):
         with pysyncobj_cluster(journal, no_batch=not batch) as c:
             out["sweep"][batch] = sweep = {w: c.window(w, seconds / 2)["rate"] for w in windows}
@@ -179,6 +179,7 @@ def measure_pso(journal: bool, seconds: float, seq_n: int, windows: list[int],
                                best=f"in-flight {w}, batching {'on' if batch else 'off'}")
             if not batch:
                 out["lat"] = c.sequential(seq_n)
+                out["seq_errors"] = c.sequential_errors
     return out
 
 
@@ -193,14 +194,16 @@ def interleaved_sequential(rounds: int, n: int) -> dict[str, list[float]]:
     The machine's speed drifts by tens of percent within minutes (other jobs share
     its 2 cores); the separate phases above measure the two sides minutes apart,
     these rounds a second apart, so drift falls on both alike."""
-    out: dict[str, list[float]] = {"ours": [], "journal": [], "memory": []}
+    out: dict[str, list[float]] = {"ours": [], "journal": [], "memory": [], "pso_errors": []}
     with raft_cluster("datasync") as (_leader, _procs, h), leader_here(h, "datasync") as here:
         for journal in (True, False):
             with pysyncobj_cluster(journal, no_batch=True) as c:
                 c.sequential(50)  # warm-up
+                c.sequential_errors = 0
                 for _ in range(rounds):
                     out["ours"].append(percentile(sequential(here, n), 50) * 1e3)
                     out["journal" if journal else "memory"].append(percentile(c.sequential(n), 50) * 1e3)
+                out["pso_errors"].append(c.sequential_errors)
     return out
 
 
@@ -257,15 +260,16 @@ def measure(seconds: float = 4.0, seq_n: int = 1000, windows: list[int] | None =
         figs.append(Figure(f"versus: CPU per command, raft_otp {sync} (3 nodes + client)",
                            round(o["cpu_us"], 1), "us/cmd", f"PySyncObj {label} (3 nodes, load in leader)",
                            round(p["cpu_us"], 1), higher_is_better=False))
+        failed = f" ({p['seq_errors']} calls failed, left out)" if p["seq_errors"] else ""
         for q in (50, 99):
             figs.append(Figure(f"versus: sequential process_command p{q}, raft_otp {sync}",
                                round(percentile(o["lat"], q) * 1e3, 3), "ms",
-                               f"PySyncObj {label}, sync call, batching off",
+                               f"PySyncObj {label}, sync call, batching off" + failed,
                                round(percentile(p["lat"], q) * 1e3, 3), higher_is_better=False))
             figs.append(Figure(f"versus: sequential process_command p{q}, raft_otp {sync}, "
                                "caller in the leader's process",
                                round(percentile(o["lat_here"], q) * 1e3, 3), "ms",
-                               f"PySyncObj {label}, sync call in its leader, batching off",
+                               f"PySyncObj {label}, sync call in its leader, batching off" + failed,
                                round(percentile(p["lat"], q) * 1e3, 3), higher_is_better=False))
         for w in windows:
             best = max(p["sweep"][True][w], p["sweep"][False][w])
@@ -277,13 +281,15 @@ def measure(seconds: float = 4.0, seq_n: int = 1000, windows: list[int] | None =
                               round(ours["datasync"]["rate"]), "cmd/s",
                               f"PySyncObj memory, no journal ({p.get('best', '?')})", round(p["rate"])))
     if inter is not None:
-        for side in ("journal", "memory"):
-            mine = inter["ours"][:rounds] if side == "journal" else inter["ours"][rounds:]
+        for k, side in enumerate(("journal", "memory")):
+            mine = inter["ours"][k * rounds:(k + 1) * rounds]
             wins = sum(a <= b for a, b in zip(mine, inter[side]))
+            failed = inter["pso_errors"][k]
             figs.append(Figure(f"versus: sequential p50 interleaved, raft_otp datasync in its leader, "
                                f"vs PySyncObj {side}", round(_median(mine), 3), "ms",
                                f"PySyncObj {side} (no sync), sync call in its leader, batching off; medians "
-                               f"of {rounds} alternating rounds of {round_n}, ours faster in {wins}",
+                               f"of {rounds} alternating rounds of {round_n}, ours faster in {wins}"
+                               + (f"; PySyncObj failed {failed} calls (left out)" if failed else ""),
                                round(_median(inter[side]), 3), higher_is_better=False))
     if "datasync" in ours and len(pso) == 2:  # the latency target, like for like: callers in the leaders
         p50 = {j: percentile(pso[j]["lat"], 50) for j in pso}
