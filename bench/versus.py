@@ -40,6 +40,7 @@ Figures (ratios >1 mean raft_otp wins):
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -185,32 +186,28 @@ def measure_pso(journal: bool, seconds: float, seq_n: int, windows: list[int],
 
 # ---- sequential, interleaved ------------------------------------------------------------
 
-def interleaved_sequential(rounds: int, n: int) -> dict[str, list[float]]:
+def interleaved_sequential(rounds: int, n: int) -> dict[str, dict[str, Any]]:
     """The sequential target, measured in alternation: our cluster (``datasync``, the
     caller in the leader's process) stays up while each PySyncObj setting (journal,
     then memory; batching off) runs beside it, and ``rounds`` times ``n`` sequential
-    calls go to one side then the other.  Returns each side's p50 per round, in ms.
+    calls go to one side then the other.  Returns, per PySyncObj setting, each
+    side's p50 per round in ms (``ours``, ``theirs``) and PySyncObj's failed calls.
 
     The machine's speed drifts by tens of percent within minutes (other jobs share
     its 2 cores); the separate phases above measure the two sides minutes apart,
     these rounds a second apart, so drift falls on both alike."""
-    out: dict[str, list[float]] = {"ours": [], "journal": [], "memory": [], "pso_errors": []}
+    out: dict[str, dict[str, Any]] = {}
     with raft_cluster("datasync") as (_leader, _procs, h), leader_here(h, "datasync") as here:
         for journal in (True, False):
             with pysyncobj_cluster(journal, no_batch=True) as c:
                 c.sequential(50)  # warm-up
-                c.sequential_errors = 0
+                errors0 = c.sequential_errors
+                side = out["journal" if journal else "memory"] = {"ours": [], "theirs": []}
                 for _ in range(rounds):
-                    out["ours"].append(percentile(sequential(here, n), 50) * 1e3)
-                    out["journal" if journal else "memory"].append(percentile(c.sequential(n), 50) * 1e3)
-                out["pso_errors"].append(c.sequential_errors)
+                    side["ours"].append(percentile(sequential(here, n), 50) * 1e3)
+                    side["theirs"].append(percentile(c.sequential(n), 50) * 1e3)
+                side["failed"] = c.sequential_errors - errors0
     return out
-
-
-def _median(xs: list[float]) -> float:
-    ys = sorted(xs)
-    k = len(ys) // 2
-    return ys[k] if len(ys) % 2 else (ys[k - 1] + ys[k]) / 2
 
 
 # ---- figures and plot -------------------------------------------------------------------
@@ -281,16 +278,15 @@ def measure(seconds: float = 4.0, seq_n: int = 1000, windows: list[int] | None =
                               round(ours["datasync"]["rate"]), "cmd/s",
                               f"PySyncObj memory, no journal ({p.get('best', '?')})", round(p["rate"])))
     if inter is not None:
-        for k, side in enumerate(("journal", "memory")):
-            mine = inter["ours"][k * rounds:(k + 1) * rounds]
-            wins = sum(a <= b for a, b in zip(mine, inter[side]))
-            failed = inter["pso_errors"][k]
+        for name, side in inter.items():
+            mine, theirs = side["ours"], side["theirs"]
+            wins = sum(a <= b for a, b in zip(mine, theirs))
             figs.append(Figure(f"versus: sequential p50 interleaved, raft_otp datasync in its leader, "
-                               f"vs PySyncObj {side}", round(_median(mine), 3), "ms",
-                               f"PySyncObj {side} (no sync), sync call in its leader, batching off; medians "
+                               f"vs PySyncObj {name}", round(statistics.median(mine), 3), "ms",
+                               f"PySyncObj {name} (no sync), sync call in its leader, batching off; medians "
                                f"of {rounds} alternating rounds of {round_n}, ours faster in {wins}"
-                               + (f"; PySyncObj failed {failed} calls (left out)" if failed else ""),
-                               round(_median(inter[side]), 3), higher_is_better=False))
+                               + (f"; PySyncObj failed {side['failed']} calls (left out)" if side["failed"] else ""),
+                               round(statistics.median(theirs), 3), higher_is_better=False))
     if "datasync" in ours and len(pso) == 2:  # the latency target, like for like: callers in the leaders
         p50 = {j: percentile(pso[j]["lat"], 50) for j in pso}
         best = min(p50, key=lambda j: p50[j])
