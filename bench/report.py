@@ -33,6 +33,9 @@ HEADLINES: list[tuple[str, str, str, float | None]] = [
      "vs PySyncObj journal", 1.0),
     ("the same, interleaved with PySyncObj in memory", "cluster",
      "versus: sequential p50 interleaved, raft_otp datasync in its leader, vs PySyncObj memory", 1.0),
+    ("CPU per sequential command in those rounds (our 3 processes vs PySyncObj's 3, journal)", "cluster",
+     "versus: CPU per sequential command interleaved, raft_otp datasync in its leader (3 processes), "
+     "vs PySyncObj journal", None),
     ("sequential p50, we datasync, our caller on a client node (2 more hops)", "cluster",
      "versus: sequential process_command p50, raft_otp datasync", None),
     ("sequential p99, we datasync", "cluster", "versus: sequential process_command p99, raft_otp datasync", None),

@@ -197,15 +197,22 @@ def interleaved_sequential(rounds: int, n: int) -> dict[str, dict[str, Any]]:
     its 2 cores); the separate phases above measure the two sides minutes apart,
     these rounds a second apart, so drift falls on both alike."""
     out: dict[str, dict[str, Any]] = {}
-    with raft_cluster("datasync") as (_leader, _procs, h), leader_here(h, "datasync") as here:
+    with raft_cluster("datasync") as (_leader, procs, h), leader_here(h, "datasync") as here:
+        # the processes of the cluster led here: this one and the two followers
+        mine = [procs[-1], psutil.Process(h[0].pid), psutil.Process(h[1].pid)]
         for journal in (True, False):
             with pysyncobj_cluster(journal, no_batch=True) as c:
                 c.sequential(50)  # warm-up
                 errors0 = c.sequential_errors
-                side = out["journal" if journal else "memory"] = {"ours": [], "theirs": []}
+                side = out["journal" if journal else "memory"] = {"ours": [], "theirs": [],
+                                                                  "ours_cpu_us": [], "theirs_cpu_us": []}
                 for _ in range(rounds):
+                    cpu0 = cpu_s(mine)
                     side["ours"].append(percentile(sequential(here, n), 50) * 1e3)
+                    side["ours_cpu_us"].append((cpu_s(mine) - cpu0) / n * 1e6)
+                    cpu0 = c.cpu_s()
                     side["theirs"].append(percentile(c.sequential(n), 50) * 1e3)
+                    side["theirs_cpu_us"].append((c.cpu_s() - cpu0) / n * 1e6)
                 side["failed"] = c.sequential_errors - errors0
     return out
 
@@ -287,6 +294,11 @@ def measure(seconds: float = 4.0, seq_n: int = 1000, windows: list[int] | None =
                                f"of {rounds} alternating rounds of {round_n}, ours faster in {wins}"
                                + (f"; PySyncObj failed {side['failed']} calls (left out)" if side["failed"] else ""),
                                round(statistics.median(theirs), 3), higher_is_better=False))
+            figs.append(Figure(f"versus: CPU per sequential command interleaved, raft_otp datasync in its "
+                               f"leader (3 processes), vs PySyncObj {name}",
+                               round(statistics.median(side["ours_cpu_us"])), "us/cmd",
+                               f"PySyncObj {name}, 3 processes, the same rounds",
+                               round(statistics.median(side["theirs_cpu_us"])), higher_is_better=False))
     if "datasync" in ours and len(pso) == 2:  # the latency target, like for like: callers in the leaders
         p50 = {j: percentile(pso[j]["lat"], 50) for j in pso}
         best = min(p50, key=lambda j: p50[j])

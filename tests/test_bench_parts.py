@@ -40,6 +40,10 @@ def test_versus_tiny(tmp_path: Path) -> None:
     inter = [f for f in figs if f.name.startswith("versus: sequential p50 interleaved")]
     assert [f.name.rsplit(" ", 1)[1] for f in inter] == ["journal", "memory"]
     assert all(f.value > 0 and f.peer_value > 0 and "2 alternating rounds of 20" in f.peer for f in inter)
+    cpu = [f for f in figs if f.name.startswith("versus: CPU per sequential command interleaved")]
+    assert [f.name.rsplit(" ", 1)[1] for f in cpu] == ["journal", "memory"]
+    # a replicated command costs at least a few tens of us of CPU on each side
+    assert all(f.unit == "us/cmd" and f.value > 20 and f.peer_value > 20 for f in cpu), cpu
     assert png.stat().st_size > 1000
 
 
@@ -64,3 +68,34 @@ def test_pairs_refuses_bad_arguments(capsys) -> None:
             pairs.main(argv)
         assert exc.value.code == 2, argv
     assert "give two commits" in capsys.readouterr().err
+
+
+def test_layers_counts_each_process_hot_path() -> None:
+    """bench.layers: every follower handles about one append_entries per command, each
+    through the whole chain down to the WAL sync, and the leader runs each command once
+    on the caller's thread; the report refuses a run too short to mean anything."""
+    import re
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "bench.layers", "-n", "150"], cwd=root,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    sections = re.split(r"^(leader \(this process\)|follower \d):$", out.stdout, flags=re.M)
+    by_who = dict(zip(sections[1::2], sections[2::2]))
+    assert sorted(by_who) == ["follower 1", "follower 2", "leader (this process)"], out.stdout
+
+    def calls(who: str, layer: str) -> float:
+        m = re.search(rf"^\s+{re.escape(layer)}\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", by_who[who], re.M)
+        assert m, (who, layer, by_who[who])
+        assert float(m.group(2)) > 0 and float(m.group(3)) > 0
+        return float(m.group(1))
+
+    for who in ("follower 1", "follower 2"):
+        for layer in ("transport.on_frame @io", "follower.append_entries @io", "wal.write_through @io",
+                      "wal._sync_fd @io"):
+            assert 0.8 <= calls(who, layer) <= 1.3, (who, layer)
+    assert 0.95 <= calls("leader (this process)", "srv._commands @main") <= 1.05
+    bad = subprocess.run([sys.executable, "-m", "bench.layers", "-n", "10"], cwd=root,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "-n must be >= 100" in bad.stderr
