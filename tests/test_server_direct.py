@@ -44,6 +44,8 @@ class Toy(DirectDispatch):
                 self.gate.wait(5)
             if tag == "crash":
                 raise RuntimeError("boom")
+            if tag == "slow":
+                time.sleep(0.03)
             if tag == "queue-more":
                 self.actor_ref.tell("drained")  # queued by the handling itself
             self.seen.append((tag, threading.current_thread().name))
@@ -143,3 +145,35 @@ def test_a_failure_in_a_direct_handling_is_the_actors_crash():
     assert after.try_direct(Direct("ok")) is True
     assert seen[-1][0] == "ok"
     sup.stop()
+
+
+def test_a_slow_handling_sends_the_actors_messages_back_to_its_thread(monkeypatch):
+    """A handling slower than DIRECT_SLOW_S must not keep the I/O thread: the actor then
+    refuses direct dispatch for a while (its thread takes its messages, in order), takes
+    it again after, and a second slow handling soon after doubles the period."""
+    from raft_otp.server import direct
+
+    monkeypatch.setattr(direct, "SLOW_BACKOFF_S", 0.2)
+    seen: list = []
+    ref = Toy.start(seen)
+    actor = ref._actor_weakref()
+    me = threading.current_thread().name
+    try:
+        assert ref.try_direct(Direct("fast")) is True
+        assert actor.direct_slow == 0
+        assert ref.try_direct(Direct("slow")) is True  # handled here, but too slow
+        assert actor.direct_slow == 1
+        assert ref.try_direct(Direct("refused")) is False
+        ref.tell(Direct("refused"))
+        assert ref.ask("sync") == "sync"
+        assert seen[-2][0] == "refused" and seen[-2][1] != me  # the actor's own thread
+        time.sleep(0.25)
+        assert ref.try_direct(Direct("back")) is True and seen[-1] == ("back", me)
+        assert ref.try_direct(Direct("slow")) is True  # slow again within 2 periods
+        assert actor.direct_slow == 2
+        time.sleep(0.25)  # 0.2 s would have passed; the doubled 0.4 s has not
+        assert ref.try_direct(Direct("still-off")) is False
+        time.sleep(0.2)
+        assert ref.try_direct(Direct("on-again")) is True
+    finally:
+        ref.stop()

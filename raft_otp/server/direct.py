@@ -21,6 +21,13 @@ supervisors see a crash), never the transport's.
 Only message types listed by the actor (``DIRECT_TYPES``: Raft RPCs and client
 commands, whose handling never waits for the network) are run this way; under
 load (more frames waiting, a busy actor) everything takes the mailbox as before.
+
+A slow handler is sent back to its own thread.  The I/O thread serves every
+cluster of the node (and its heartbeats), so a machine whose ``apply`` takes
+10 ms (``DIRECT_SLOW_S``), run here, would hold up every other cluster's
+messages for that long.  After a direct handling that slow, the actor refuses
+direct dispatch for a while (1 s, doubling up to 60 s while it stays slow), so
+its messages go through its mailbox and its thread pays for them alone.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import logging
 import queue
 import sys
+import time
 import weakref
 from typing import Any, ClassVar
 
@@ -40,6 +48,12 @@ log = logging.getLogger("raft_otp.server")
 DRAIN_AFTER_DIRECT = 8
 """Messages queued during a direct handling (by that handling: a log event) that the
 I/O thread handles too before it gives the actor back to its thread."""
+
+DIRECT_SLOW_S = 0.010
+"""A direct handling (with what it drained) slower than this sends the actor's
+messages back to its own thread for ``SLOW_BACKOFF_S`` (doubling while it stays slow)."""
+SLOW_BACKOFF_S = 1.0
+SLOW_BACKOFF_MAX_S = 60.0
 
 
 class _GatedInbox(queue.Queue):  # type: ignore[type-arg]
@@ -71,6 +85,9 @@ class DirectDispatch(pykka.ThreadingActor):
         super().__init__()
         self._actor_busy = False   # the actor's thread is handling a message
         self.direct_handled = 0
+        self.direct_slow = 0       # direct handlings slower than DIRECT_SLOW_S
+        self._direct_off_until = 0.0  # monotonic time until which direct dispatch is refused
+        self._slow_backoff = 0.0
         self._drainable = self.DIRECT_TYPES | self.DRAIN_TYPES
 
     @staticmethod
@@ -96,12 +113,15 @@ class DirectDispatch(pykka.ThreadingActor):
         done: tell it instead) otherwise."""
         if type(message) not in self.DIRECT_TYPES:
             return False
+        if self._direct_off_until and time.monotonic() < self._direct_off_until:
+            return False
         inbox = self.actor_inbox
         with inbox.mutex:  # type: ignore[attr-defined]
             if self._actor_busy or inbox.claimed or inbox.queue or self.actor_stopped.is_set():  # type: ignore[attr-defined]
                 return False
             inbox.claimed = True  # type: ignore[attr-defined]
         drainable = self._drainable
+        started = time.perf_counter()
         try:
             self.direct_handled += 1
             if self._run_message(message, None):
@@ -119,7 +139,22 @@ class DirectDispatch(pykka.ThreadingActor):
                 inbox.claimed = False  # type: ignore[attr-defined]
                 if inbox.queue or self.actor_stopped.is_set():  # type: ignore[attr-defined]
                     inbox.not_empty.notify()  # type: ignore[attr-defined]
+            took = time.perf_counter() - started
+            if took > DIRECT_SLOW_S:
+                self._direct_was_slow(took)
         return True
+
+    def _direct_was_slow(self, took: float) -> None:
+        """Refuse direct dispatch for a while: 1 s, doubled (up to 60 s) for each slow
+        handling that comes within twice the previous period."""
+        now = time.monotonic()
+        recent = self._slow_backoff and now < self._direct_off_until + self._slow_backoff
+        self._slow_backoff = (min(SLOW_BACKOFF_MAX_S, self._slow_backoff * 2) if recent
+                              else SLOW_BACKOFF_S)
+        self._direct_off_until = now + self._slow_backoff
+        self.direct_slow += 1
+        log.info("%s: a handling in the I/O thread took %.1f ms: its messages go through its "
+                 "own thread for %.0f s", self, took * 1e3, self._slow_backoff)
 
     # ---- the actor's thread ------------------------------------------------------------
     def _actor_loop_running(self) -> None:

@@ -24,6 +24,8 @@ COUNTERS: dict[str, str] = {
     "consistent_queries": "consistent queries received",
     "timeouts": "election timer expiries",
     "ticks": "ticks handled",
+    "direct_slow": "handlings in the node's I/O thread slower than 10 ms (each sends this "
+                   "server's messages back to its own thread for a while)",
 }
 
 GAUGES: dict[str, str] = {

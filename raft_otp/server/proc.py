@@ -641,6 +641,10 @@ class ServerActor(DirectDispatch):
         self._commands([ev.Command(["down", cur[0], reason], mode="noreply")])
 
     # ---- views ------------------------------------------------------------------
+    def _direct_was_slow(self, took: float) -> None:
+        super()._direct_was_slow(took)
+        self.metrics.counters["direct_slow"] += 1
+
     def _refresh_view(self) -> None:
         """Gauges after each event (hot path: plain attribute reads only)."""
         st = self.state
