@@ -72,8 +72,10 @@ def test_pairs_refuses_bad_arguments(capsys) -> None:
 
 def test_layers_counts_each_process_hot_path() -> None:
     """bench.layers: every follower handles about one append_entries per command, each
-    through the whole chain down to the WAL sync, and the leader runs each command once
-    on the caller's thread; the report refuses a run too short to mean anything."""
+    through the whole chain down to the WAL sync (on whichever of its threads took it:
+    the I/O thread when idle, the server's own thread under load), and the leader runs
+    each command once; the report refuses a run too short to mean anything."""
+    import collections
     import re
     import subprocess
 
@@ -84,18 +86,16 @@ def test_layers_counts_each_process_hot_path() -> None:
     sections = re.split(r"^(leader \(this process\)|follower \d):$", out.stdout, flags=re.M)
     by_who = dict(zip(sections[1::2], sections[2::2]))
     assert sorted(by_who) == ["follower 1", "follower 2", "leader (this process)"], out.stdout
-
-    def calls(who: str, layer: str) -> float:
-        m = re.search(rf"^\s+{re.escape(layer)}\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", by_who[who], re.M)
-        assert m, (who, layer, by_who[who])
-        assert float(m.group(2)) > 0 and float(m.group(3)) > 0
-        return float(m.group(1))
-
+    calls: dict[str, collections.Counter[str]] = {}
+    for who, text in by_who.items():
+        calls[who] = collections.Counter()
+        for m in re.finditer(r"^\s+(\S+) @(\S+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", text, re.M):
+            assert float(m.group(4)) > 0 and float(m.group(5)) > 0, m.group(0)
+            calls[who][m.group(1)] += float(m.group(3))  # summed over the threads
     for who in ("follower 1", "follower 2"):
-        for layer in ("transport.on_frame @io", "follower.append_entries @io", "wal.write_through @io",
-                      "wal._sync_fd @io"):
-            assert 0.8 <= calls(who, layer) <= 1.3, (who, layer)
-    assert 0.95 <= calls("leader (this process)", "srv._commands @main") <= 1.05
+        for layer in ("transport.on_frame", "follower.append_entries", "wal._sync_fd"):
+            assert 0.8 <= calls[who][layer] <= 1.3, (who, layer, by_who[who])
+    assert 0.95 <= calls["leader (this process)"]["srv._commands"] <= 1.05, by_who["leader (this process)"]
     bad = subprocess.run([sys.executable, "-m", "bench.layers", "-n", "10"], cwd=root,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "-n must be >= 100" in bad.stderr
