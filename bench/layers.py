@@ -149,52 +149,23 @@ def _snapshot(out_dir: str, pids: dict[int, str]) -> dict[str, dict[str, list[in
 
 def _run(n: int, sync: str, out_dir: str) -> tuple[float, dict[str, dict[str, list[int]]]]:
     import raft_otp
-    from raft_otp.core.types import ServerId
-    from raft_otp.node import runtime as node_rt
-    from raft_otp.system import runtime as sysrt
-    from raft_otp.system.harness import NodeProcs, free_port
-    from raft_otp.system.node_main import node_config
+    from bench.pairs import local_leader_cluster
 
-    base = tempfile.mkdtemp(prefix="raft_otp_layers_")
-    h = NodeProcs(base, 2, wal_sync_method=sync)
-    try:
-        h.start()
-        me = f"n0@127.0.0.1:{free_port()}"
-        node_rt.start_node(me, h.cookie, config=node_config())
-        sysrt.start_system({"name": "default", "data_dir": os.path.join(base, "n0"), "wal_sync_method": sync})
-        ids = [ServerId("layers", me), h[0].sid("layers"), h[1].sid("layers")]
-        started, _ = raft_otp.start_cluster("default", "layers", ("raft_otp.machines.counter:Counter", {}),
-                                            ids, timeout=20)
-        if len(started) != 3:
-            raise RuntimeError(f"cluster did not start: {started}")
-        for _ in range(20):  # the leader must be the member in this process
-            if raft_otp.ping(ids[0]) == ids[0]:
-                break
-            raft_otp.transfer_leadership(raft_otp.ping(ids[0]) or ids[0], ids[0])
-            time.sleep(0.3)
-        else:
-            raise RuntimeError("could not make the local member the leader")
-        for _ in range(250):
-            raft_otp.process_command(ids[0], ["incr"])
+    with local_leader_cluster(sync, "layers") as (leader, h):
         pids = {os.getpid(): "leader (this process)", h[0].pid: "follower 1", h[1].pid: "follower 2"}
         time.sleep(1.2)  # a fresh dump from every node
         before = _snapshot(out_dir, pids)  # type: ignore[arg-type]
         lat = []
         for _ in range(n):
             t = time.perf_counter()
-            raft_otp.process_command(ids[0], ["incr"])
+            raft_otp.process_command(leader, ["incr"])
             lat.append(time.perf_counter() - t)
         time.sleep(1.2)
         after = _snapshot(out_dir, pids)  # type: ignore[arg-type]
-        lat.sort()
-        diff = {who: {k: [v[0] - before[who].get(k, [0, 0])[0], v[1] - before[who].get(k, [0, 0])[1]]
-                      for k, v in after[who].items()} for who in after}
-        return lat[n // 2], diff
-    finally:
-        sysrt.stop_all()
-        node_rt.stop_node()
-        h.close()
-        shutil.rmtree(base, ignore_errors=True)
+    lat.sort()
+    diff = {who: {k: [v[0] - before[who].get(k, [0, 0])[0], v[1] - before[who].get(k, [0, 0])[1]]
+                  for k, v in after[who].items()} for who in after}
+    return lat[n // 2], diff
 
 
 def report(n: int, sync: str, p50: float, diff: dict[str, dict[str, list[int]]]) -> str:

@@ -25,14 +25,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 COUNTER = ("raft_otp.machines.counter:Counter", {})
 
 
-def run_once(n: int, sync: str) -> dict[str, object]:
-    """One run in this process, against whatever raft_otp is first on sys.path."""
-    import psutil
-
+@contextmanager
+def local_leader_cluster(sync: str, name: str = "pairs") -> Iterator[tuple[Any, Any]]:
+    """A 3-member counter cluster whose leader is a member in this process (a node and
+    a system started here) and whose followers are two node processes; yields
+    (the leader's id, the NodeProcs) after a warm-up of 250 commands, and stops all."""
     import raft_otp
     from raft_otp.core.types import ServerId
     from raft_otp.node import runtime as node_rt
@@ -40,15 +43,15 @@ def run_once(n: int, sync: str) -> dict[str, object]:
     from raft_otp.system.harness import NodeProcs, free_port
     from raft_otp.system.node_main import node_config
 
-    base = tempfile.mkdtemp(prefix="raft_otp_pairs_")
+    base = tempfile.mkdtemp(prefix=f"raft_otp_{name}_")
     h = NodeProcs(base, 2, wal_sync_method=sync)
     try:
         h.start()
         me = f"n0@127.0.0.1:{free_port()}"
         node_rt.start_node(me, h.cookie, config=node_config())
         sysrt.start_system({"name": "default", "data_dir": os.path.join(base, "n0"), "wal_sync_method": sync})
-        ids = [ServerId("pairs", me), h[0].sid("pairs"), h[1].sid("pairs")]
-        started, _ = raft_otp.start_cluster("default", "pairs", COUNTER, ids, timeout=20)
+        ids = [ServerId(name, me), h[0].sid(name), h[1].sid(name)]
+        started, _ = raft_otp.start_cluster("default", name, COUNTER, ids, timeout=20)
         if len(started) != 3:
             raise RuntimeError(f"cluster did not start: {started}")
         for _ in range(20):  # the leader must be the member in this process
@@ -59,9 +62,24 @@ def run_once(n: int, sync: str) -> dict[str, object]:
             time.sleep(0.3)
         else:
             raise RuntimeError("could not make the local member the leader")
-        procs = [psutil.Process()] + [psutil.Process(p.pid) for p in h.nodes]
         for _ in range(250):
             raft_otp.process_command(ids[0], ["incr"])
+        yield ids[0], h
+    finally:
+        sysrt.stop_all()
+        node_rt.stop_node()
+        h.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def run_once(n: int, sync: str) -> dict[str, object]:
+    """One run in this process, against whatever raft_otp is first on sys.path."""
+    import psutil
+
+    import raft_otp
+
+    with local_leader_cluster(sync) as (leader, h):
+        procs = [psutil.Process()] + [psutil.Process(p.pid) for p in h.nodes]
 
         def cpu() -> list[float]:
             return [sum(p.cpu_times()[:2]) for p in procs]
@@ -69,17 +87,12 @@ def run_once(n: int, sync: str) -> dict[str, object]:
         lat = []
         for _ in range(n):
             t = time.perf_counter()
-            raft_otp.process_command(ids[0], ["incr"])
+            raft_otp.process_command(leader, ["incr"])
             lat.append(time.perf_counter() - t)
         c1 = cpu()
-        lat.sort()
-        return {"p50_ms": lat[n // 2] * 1e3, "p99_ms": lat[int(n * 0.99)] * 1e3,
-                "cpu_us": [round((b - a) / n * 1e6) for a, b in zip(c0, c1)]}
-    finally:
-        sysrt.stop_all()
-        node_rt.stop_node()
-        h.close()
-        shutil.rmtree(base, ignore_errors=True)
+    lat.sort()
+    return {"p50_ms": lat[n // 2] * 1e3, "p99_ms": lat[int(n * 0.99)] * 1e3,
+            "cpu_us": [round((b - a) / n * 1e6) for a, b in zip(c0, c1)]}
 
 
 def _run_in(tree: str, n: int, sync: str) -> dict[str, object]:
