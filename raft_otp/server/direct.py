@@ -135,13 +135,15 @@ class DirectDispatch(pykka.ThreadingActor):
                     if not self._run_message(envelope.message, None):
                         break
         finally:
-            took = time.perf_counter() - started
-            if took > DIRECT_SLOW_S:  # still holding the claim: the actor's state is ours
-                self._direct_was_slow(took)
-            with inbox.mutex:  # type: ignore[attr-defined]
-                inbox.claimed = False  # type: ignore[attr-defined]
-                if inbox.queue or self.actor_stopped.is_set():  # type: ignore[attr-defined]
-                    inbox.not_empty.notify()  # type: ignore[attr-defined]
+            try:
+                took = time.perf_counter() - started
+                if took > DIRECT_SLOW_S:  # still holding the claim: the actor's state is ours
+                    self._direct_was_slow(took)
+            finally:
+                with inbox.mutex:  # type: ignore[attr-defined]
+                    inbox.claimed = False  # type: ignore[attr-defined]
+                    if inbox.queue or self.actor_stopped.is_set():  # type: ignore[attr-defined]
+                        inbox.not_empty.notify()  # type: ignore[attr-defined]
         return True
 
     def _direct_was_slow(self, took: float) -> None:
