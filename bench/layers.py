@@ -63,14 +63,14 @@ LAYERS: list[tuple[str, str, str]] = [
 
 ENV = "RAFT_OTP_LAYERS_OUT"
 
-_SITE = '''import os
-if os.environ.get("RAFT_OTP_LAYERS_OUT"):
+_SITE = f'''import os
+if os.environ.get("{ENV}"):
     try:
         from bench.layers import install
-        install(os.environ["RAFT_OTP_LAYERS_OUT"])
+        install(os.environ["{ENV}"])
     except Exception as exc:  # never keep a node from starting
         import sys
-        print(f"bench.layers: not installed: {exc!r}", file=sys.stderr)
+        print(f"bench.layers: not installed: {{exc!r}}", file=sys.stderr)
 '''
 
 _totals: dict[str, list[int]] = {}  # "label @thread" -> [calls, ns]
@@ -116,10 +116,15 @@ def install(out_dir: str | None = None) -> None:
         for part in outer:
             owner = getattr(owner, part)
         _wrap(owner, attr, label)
-    # modules that imported a wrapped function by name call their own binding
-    wrapped_apply = sys.modules["raft_otp.core.apply"].apply_committed
-    for module in ("raft_otp.core.follower", "raft_otp.core.leader"):
-        importlib.import_module(module).apply_committed = wrapped_apply
+        if not outer:  # a module function: rebind it where it was imported by name
+            wrapped = getattr(owner, attr)
+            original = wrapped.__wrapped__
+            for mod in list(sys.modules.values()):
+                name = getattr(mod, "__name__", "")
+                # not in the module that defines it: its own calls are not the layer's
+                if name.startswith("raft_otp.") and name != original.__module__ \
+                        and getattr(mod, attr, None) is original:
+                    setattr(mod, attr, wrapped)
     if out_dir is not None:
         path = os.path.join(out_dir, f"{os.getpid()}.json")
 

@@ -191,7 +191,9 @@ def interleaved_sequential(rounds: int, n: int) -> dict[str, dict[str, Any]]:
     caller in the leader's process) stays up while each PySyncObj setting (journal,
     then memory; batching off) runs beside it, and ``rounds`` times ``n`` sequential
     calls go to one side then the other.  Returns, per PySyncObj setting, each
-    side's p50 per round in ms (``ours``, ``theirs``) and PySyncObj's failed calls.
+    side's p50 per round in ms (``ours``, ``theirs``), each side's CPU per command
+    per round in us over its 3 processes (``ours_cpu_us``, ``theirs_cpu_us``) and
+    PySyncObj's failed calls (``failed``).
 
     The machine's speed drifts by tens of percent within minutes (other jobs share
     its 2 cores); the separate phases above measure the two sides minutes apart,
@@ -199,7 +201,7 @@ def interleaved_sequential(rounds: int, n: int) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     with raft_cluster("datasync") as (_leader, procs, h), leader_here(h, "datasync") as here:
         # the processes of the cluster led here: this one and the two followers
-        mine = [procs[-1], psutil.Process(h[0].pid), psutil.Process(h[1].pid)]
+        mine = [procs[-1], procs[0], procs[1]]  # node_procs order: h's nodes, then this one
         for journal in (True, False):
             with pysyncobj_cluster(journal, no_batch=True) as c:
                 c.sequential(50)  # warm-up
