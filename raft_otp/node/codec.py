@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import msgpack
 
-from raft_otp.errors import BadArgument, RaftError
+from raft_otp.errors import BadArgument, RemoteError, WireTypeError
 
 __all__ = [
     "register_wire_type",
@@ -42,10 +42,6 @@ _from: dict[int, FromFields] = {}
 _owner: dict[int, type] = {}
 
 RESERVED_MAX = 15
-
-
-class WireTypeError(BadArgument, TypeError):
-    """A value cannot be put on the wire (unregistered class, unsupported type)."""
 
 
 def register_wire_type(
@@ -173,15 +169,6 @@ def unpackb(data: bytes | memoryview) -> Any:
 
 
 # ---- errors across the wire --------------------------------------------------------
-
-class RemoteError(RaftError):
-    """A remote handler raised an exception of a class this node does not know."""
-
-    def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(f"{type_name}: {message}")
-        self.type_name = type_name
-        self.message = message
-
 
 _errors: dict[str, type[BaseException]] = {}
 

@@ -25,7 +25,7 @@ from supervisors import ChildSpec, registry
 from supervisors.supervisor import AlreadyPresent, NotFound
 
 from raft_otp.core.types import ServerId
-from raft_otp.errors import BadArgument, RaftError
+from raft_otp.errors import AlreadyStarted, BadArgument, RaftError
 from raft_otp.server.context import SystemContext
 from raft_otp.server.proc import ServerActor
 from raft_otp.system.directory import ServerRecord
@@ -60,10 +60,6 @@ class ServerOpReq:
 @dataclass(frozen=True, slots=True)
 class SystemOverviewReq:
     pass
-
-
-class AlreadyStarted(RaftError):
-    """A server with that name already exists on this node."""
 
 
 class SystemActor(pykka.ThreadingActor):
