@@ -61,6 +61,14 @@ class ServerConfig:
     max_client_sessions: int = 100_000
     """Bound of the client-session dedup table; the least recently used session is
     evicted beyond it.  Part of the replicated state: must be equal on all members."""
+    max_command_bytes: int = 1_048_576
+    """A command whose encoding is larger is refused before it reaches the log
+    (``CommandTooLarge``); see ``SystemConfig.max_command_bytes``."""
+    on_machine_error: str = "reply"
+    """``"reply"``: an exception raised by the machine's ``apply`` is that command's
+    outcome (``MachineError``), the state stays as before the command and the server
+    keeps running; ``"crash"``: RA's behaviour, the server crashes (and the
+    supervisor restarts it, which replays the entry)."""
     mutations: Mutations = field(default_factory=Mutations)
 
 

@@ -30,6 +30,8 @@ def init(*, server_id: ServerId, uid: str, cluster_name: str, initial_members: l
         max_append_entries_rpc_batch_size=config.max_append_entries_rpc_batch_size,
         max_pipeline_count=config.max_pipeline_count,
         commit_notify_delay_ms=getattr(config, "commit_notify_delay_ms", 5),
+        max_command_bytes=getattr(config, "max_command_bytes", 1_048_576),
+        on_machine_error=getattr(config, "on_machine_error", "reply"),
         mutations=_mutations(config))
     term, voted_for, last_applied = meta
     if voted_for is not None and not isinstance(voted_for, ServerId):

@@ -39,6 +39,14 @@ class SystemConfig:
     direct_dispatch: bool = True  # idle servers' RPCs run on the node's I/O thread (raft_otp.server.direct)
     receive_snapshot_timeout_ms: int = 30_000
     await_condition_timeout_ms: int = 5_000
+    # A command is refused (CommandTooLarge) at the caller and at the leader when its
+    # encoding is larger: 1 MiB, etcd's order (1.5 MiB) and snapshot_chunk_size, the
+    # largest message a node otherwise handles; a batch of 128 such entries is the
+    # largest append_entries a follower then buffers.
+    max_command_bytes: int = 1_048_576
+    # "reply": a raising apply is the command's outcome (MachineError), the server
+    # runs on; "crash": RA's behaviour (the server crashes, its supervisor restarts it)
+    on_machine_error: str = "reply"
     # extra keys handed verbatim to the log system factory
     log_options: dict[str, Any] = field(default_factory=dict)
     # safety mutations (testing only): a Mutations, or "flag[,flag...]" of its fields;
