@@ -90,6 +90,7 @@ def _apply_entry(state: ServerState, entry: tuple[int, int, bytes], notify: dict
 
 
 def _apply_usr(state: ServerState, index: int, term: int, value: list[Any], effects: list[Effect]) -> Any:
+    state.applied_time_ms = value[2]
     session = None
     has_session = len(value) > 3
     if has_session:

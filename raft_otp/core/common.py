@@ -147,6 +147,7 @@ def snapshot_meta_at(state: ServerState, index: int):  # -> SnapshotMeta | None
     cluster = {
         "members": members_to_wire(members_at(state, index)),
         "sessions": [[cid, s[0], s[1]] for cid, s in state.sessions.items()],
+        "time_ms": state.applied_time_ms,
     }
     return SnapshotMeta(index, term, cluster, state.effective_machine_version)
 

@@ -174,9 +174,8 @@ class ElectionTimeout:
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """Periodic tick (RA: 1000 ms).  ``now_ms`` is the actor's wall clock; the core
-    stamps commands with it (``ApplyMeta.system_time_ms``) and uses it to find
-    stale peers."""
+    """Periodic tick (RA: 1000 ms).  ``now_ms`` is the actor's wall clock, handed to
+    the machine's ``tick``."""
 
     now_ms: int
 
@@ -205,9 +204,12 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class Commands:
-    """All commands the actor found queued in one wake-up; handled as one log write."""
+    """All commands the actor found queued in one wake-up; handled as one log write.
+    ``now_ms`` is the actor's wall clock at that wake-up: a leader stamps the batch
+    with it (``ApplyMeta.system_time_ms``), never below the last entry's time."""
 
     commands: tuple[Command, ...] | list[Command]
+    now_ms: int = 0
 
 
 QueryFun = Callable[[Any], Any]

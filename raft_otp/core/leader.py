@@ -73,6 +73,7 @@ def become_leader(state: ServerState, effects: list[Effect]) -> None:
     state.commit_timer_armed = False  # a timer of an earlier term may still fire: harmless
     membership.sync_peers(state)
     li = state.log.last_index_term()[0]
+    state.entry_time_ms = last_entry_time(state, li)
     state.first_term_index = li + 1
     state.first_term_applied = False
     state.log.append([(li + 1, state.term, enc.encode_noop(state.base_machine.version()))])
@@ -83,12 +84,26 @@ def become_leader(state: ServerState, effects: list[Effect]) -> None:
     evaluate_commit(state, effects)
 
 
+def last_entry_time(state: ServerState, last_index: int) -> int:
+    """The time of the last command in our log: the floor of the times this leader
+    stamps.  Times never decrease along a log (each leader starts from its own log's
+    last), so the last command not yet applied has the largest, else the last applied."""
+    for index in range(last_index, state.last_applied, -1):
+        fetched = state.log.fetch(index, index)
+        if not fetched:
+            break
+        value = enc.decode_unchecked(fetched[0][2])
+        if value[0] == enc.USR:
+            return max(value[2], state.applied_time_ms)
+    return state.applied_time_ms
+
+
 def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
     match event:
         case Commands():
-            append_commands(state, event.commands, effects)
+            append_commands(state, event.commands, effects, event.now_ms)
         case Command():
-            append_commands(state, (event,), effects)
+            append_commands(state, (event,), effects, state.now_ms)
         case AppendEntriesReply():
             append_entries_reply(state, event, effects)
         case LogEvent():
@@ -161,10 +176,13 @@ def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
 
 # ---- append path ----------------------------------------------------------------
 
-def append_commands(state: ServerState, commands: tuple[Command, ...] | list[Command], effects: list[Effect]) -> None:
+def append_commands(state: ServerState, commands: tuple[Command, ...] | list[Command], effects: list[Effect],
+                    now_ms: int) -> None:
     term = state.term
     index = state.log.last_index_term()[0]
-    now = state.now_ms
+    now = state.entry_time_ms
+    if now_ms > now:
+        now = state.entry_time_ms = now_ms
     batch = []
     pending = state.pending
     encode = enc.encode_usr
@@ -173,7 +191,7 @@ def append_commands(state: ServerState, commands: tuple[Command, ...] | list[Com
         index += 1
         batch.append((index, term, encode(cmd.data, now, cmd.client_id, cmd.seq)))
         if early and cmd.mode == "await_consensus":
-            _reply_before_commit(state, index, batch[-1][2], cmd, effects)  # MUTATION: no commit wait
+            _reply_before_commit(state, index, now, batch[-1][2], cmd, effects)  # MUTATION: no commit wait
         elif cmd.mode != "noreply":
             pending.append((index, cmd))
     if batch:
@@ -182,7 +200,7 @@ def append_commands(state: ServerState, commands: tuple[Command, ...] | list[Com
         evaluate_commit(state, effects)
 
 
-def _reply_before_commit(state: ServerState, index: int, data: bytes, cmd: Command,
+def _reply_before_commit(state: ServerState, index: int, time_ms: int, data: bytes, cmd: Command,
                          effects: list[Effect]) -> None:
     """Mutation ``reply_before_commit``: answer now, from the machine applied to a
     scratch copy of the current applied state (machine effects dropped)."""
@@ -190,7 +208,7 @@ def _reply_before_commit(state: ServerState, index: int, data: bytes, cmd: Comma
 
     from raft_otp.core.machine import ApplyMeta
 
-    meta = ApplyMeta(index, state.term, state.effective_machine_version, state.now_ms)
+    meta = ApplyMeta(index, state.term, state.effective_machine_version, time_ms)
     command = enc.decode_unchecked(data)[1]  # as the real apply will see it
     result = state.machine.apply(meta, command, copy.deepcopy(state.machine_state))
     effects.append(Reply(cmd.reply_to, result[1], state.id))

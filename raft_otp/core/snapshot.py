@@ -89,6 +89,7 @@ def install(state: ServerState, meta: SnapshotMeta, machine_state: object, effec
     state.prev_members = state.members
     state.cluster_index = state.prev_cluster_index = meta.index
     state.sessions = {cid: [seq, reply] for cid, seq, reply in cluster.get("sessions", [])}
+    state.applied_time_ms = cluster.get("time_ms", 0)
     state.effective_machine_version = meta.machine_version
     state.machine = state.base_machine.which_module(meta.machine_version)
     if effects is not None:

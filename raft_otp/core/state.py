@@ -64,7 +64,7 @@ class ServerState:
         "query_index", "queries", "local_queries", "transfer",
         "pre_vote_token", "votes",
         "follower_match", "snapshot_chunk_expected", "snapshot_meta_receiving",
-        "now_ms", "applying_recovery", "removed", "commit_timer_armed", "commit_timer_ms",
+        "now_ms", "entry_time_ms", "applied_time_ms", "machine_errors", "applying_recovery", "removed", "commit_timer_armed", "commit_timer_ms",
     )
 
     def __init__(self, cfg: ServerConfig, log: Log, machine: Machine, rng: random.Random) -> None:
@@ -109,6 +109,11 @@ class ServerState:
         self.snapshot_chunk_expected = 0
         self.snapshot_meta_receiving: Any = None
         self.now_ms = 0
+        # entry time (ApplyMeta.system_time_ms): the leader stamps each command with
+        # max(its wall clock, entry_time_ms), so the times never decrease along the log
+        self.entry_time_ms = 0      # leader: the time of the last command it appended
+        self.applied_time_ms = 0    # the time of the last command applied (replicated state)
+        self.machine_errors = 0     # applies/queries/callbacks of the machine that raised
         self.applying_recovery = False
         self.removed = False
 

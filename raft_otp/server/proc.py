@@ -334,7 +334,7 @@ class ServerActor(DirectDispatch):
             self._busy_tick()
         if self.role == "leader":
             self._pending_batches.append((-1, time.monotonic()))
-        self._handle(ev.Commands(cmds))
+        self._handle(ev.Commands(cmds, int(time.time() * 1000)))
         if self.role == "leader" and self._pending_batches and self._pending_batches[-1][0] == -1:
             t = self._pending_batches[-1][1]
             self._pending_batches[-1] = (self.log.last_index_term()[0], t)

@@ -90,8 +90,9 @@ def _get(state: Any) -> Any:
 
 
 class RecordingMachine(Machine):
-    """Wraps a machine and records every applied (index, term, command) for the
-    state machine safety check."""
+    """Wraps a machine and records every applied (index, term, command, entry time) for
+    the state machine safety check, and checks that the entry time never decreases
+    along what one server applies."""
 
     def __init__(self, inner: Machine, record: dict[int, tuple[int, Any]], inv: Invariants, name: str) -> None:
         super().__init__(inner.config)
@@ -99,17 +100,23 @@ class RecordingMachine(Machine):
         self.record = record
         self.inv = inv
         self.name = name
+        self.last: tuple[int, int] = (0, 0)  # (index, entry time) last applied here
 
     def init(self, config: Any) -> Any:
         return self.inner.init(config)
 
     def apply(self, meta: ApplyMeta, command: Any, state: Any) -> Any:
         seen = self.record.get(meta.index)
+        applied = (meta.term, command, meta.system_time_ms)
         if seen is None:
-            self.record[meta.index] = (meta.term, command)
-        elif seen != (meta.term, command):
-            self.inv.fail(f"state machine safety: {self.name} applied {(meta.term, command)} at "
+            self.record[meta.index] = applied
+        elif seen != applied:
+            self.inv.fail(f"state machine safety: {self.name} applied {applied} at "
                           f"{meta.index}, another server applied {seen}")
+        if meta.index > self.last[0] and meta.system_time_ms < self.last[1]:
+            self.inv.fail(f"entry time decreased: {self.name} applied time {meta.system_time_ms} at "
+                          f"{meta.index} after {self.last[1]} at {self.last[0]}")
+        self.last = (meta.index, meta.system_time_ms)  # a replay after a restart starts lower
         return self.inner.apply(meta, command, state)
 
     def snapshot_encode(self, state: Any) -> bytes:
@@ -154,6 +161,10 @@ class Simulation:
         self.rng = random.Random(seed)
         self.wt_rng = random.Random(seed * 7919 + 17)
         self.write_through = self.wt_rng.choice((0.0, 0.5, 1.0))
+        # each server's wall clock is off by up to 0.5 s (a stream of its own, so the
+        # seeds' scenarios stay): entry times must still never decrease along the log
+        clock_rng = random.Random(seed * 104729 + 3)
+        self.clock_skew_ms = [clock_rng.randint(-500, 500) for _ in range(servers + 2)]
         self.n = servers
         self.max_steps = steps
         self.machine_kind = machine
@@ -535,7 +546,8 @@ class Simulation:
             srv = self.servers[a]
             if srv.alive and b == srv.epoch and srv.inbox:
                 cmds, srv.inbox = srv.inbox, []
-                self._deliver(srv, Commands(cmds))
+                skew = self.clock_skew_ms[self.ids.index(srv.id)]
+                self._deliver(srv, Commands(cmds, max(0, self.now + skew)))
         elif kind == LOCAL:
             srv = self.servers[a]
             if srv.alive:
