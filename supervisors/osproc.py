@@ -9,6 +9,11 @@ no process outlives a crashed parent.  PDEATHSIG fires when the *thread* that
 started the child exits; supervisors start children from their own long-lived
 control thread, which outlives its children.
 
+Started means spawned: a command child has exec'd when ``start`` returns (Popen
+waits for the exec), a Python target's process only forked (multiprocessing
+returns before its exec; mid-exec ``/proc/<pid>/cmdline`` reads empty).  A
+caller that needs the target running waits for a sign from the target itself.
+
 Exit reasons: ``'normal'`` (status 0), ``'exit status N'``, ``'killed by SIGKILL'``.
 """
 

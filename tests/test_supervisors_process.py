@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -62,17 +63,39 @@ def test_nonzero_exit_is_a_crash_and_zero_exit_is_normal_for_transient():
     assert kids["ok"].status == "stopped" and kids["ok"].ref is None
 
 
-def test_python_target_child_is_restarted_after_sigkill():
-    sup = Supervisor([ChildSpec.process("py", target=sleeper, args=(60.0,))], intensity=3).start()
-    rec = Recorder(sup)
-    old = sup.child_ref("py")
-    assert psutil.Process(old.pid).cmdline()[0].startswith(sys.executable[:5])
-    os.kill(old.pid, signal.SIGKILL)
-    assert rec.wait("exited", "py").reason == "killed by SIGKILL"
-    new = rec.wait("started", "py").ref
-    assert new.pid != old.pid
-    sup.stop(10)
-    assert gone(new.pid)
+def wait_ready(fifo_fd: int, timeout: float = 10.0) -> bytes:
+    """Block until the first child writes to the FIFO ``fifo_fd`` (opened
+    O_RDONLY|O_NONBLOCK before it started); TimeoutError if it does not in ``timeout``
+    s.  One use per FIFO: after that writer closes, the FIFO reads EOF at once."""
+    readable, _, _ = select.select([fifo_fd], [], [], timeout)
+    if not readable:
+        raise TimeoutError(f"no child signalled ready within {timeout} s")
+    return os.read(fifo_fd, 64)
+
+
+def test_python_target_child_is_restarted_after_sigkill(tmp_path):
+    # A Python target's pid is known as soon as it is forked, but its command line is
+    # the interpreter's only once the exec is done (mid-exec /proc/<pid>/cmdline reads
+    # empty): read it after the target itself says it runs (sleeper writes the FIFO).
+    ready = str(tmp_path / "ready")
+    os.mkfifo(ready)
+    fifo = os.open(ready, os.O_RDONLY | os.O_NONBLOCK)  # a reader exists: the child's open won't block
+    try:
+        sup = Supervisor([ChildSpec.process("py", target=sleeper, args=(60.0, ready))],
+                         intensity=3).start()
+        rec = Recorder(sup)
+        old = sup.child_ref("py")
+        assert wait_ready(fifo) == b"ready"
+        cmdline = psutil.Process(old.pid).cmdline()
+        assert cmdline[0] == sys.executable and "spawn_main" in " ".join(cmdline), cmdline
+        os.kill(old.pid, signal.SIGKILL)
+        assert rec.wait("exited", "py").reason == "killed by SIGKILL"
+        new = rec.wait("started", "py").ref
+        assert new.pid != old.pid
+        sup.stop(10)
+        assert gone(new.pid)
+    finally:
+        os.close(fifo)
 
 
 def test_shutdown_sends_sigterm_then_sigkill_after_the_timeout():
