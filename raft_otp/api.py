@@ -32,12 +32,15 @@ import uuid
 from typing import Any, Callable, Iterable, Sequence
 
 from raft_otp.core import events as ev
+from raft_otp.core.config import DEFAULT_MAX_COMMAND_BYTES
+from raft_otp.core.entries import check_command
 from raft_otp.core.types import ServerId
-from raft_otp.errors import (BadArgument, ClusterChangeNotPermitted, NodeDown, NotLeader,
-                             RaftError, ServerNotFound, Timeout)
+from raft_otp.errors import (AlreadyStarted, BadArgument, ClusterChangeNotPermitted, CommandTooLarge,
+                             NodeDown, NotLeader, RaftError, ServerNotFound, SystemNotRunning, Timeout)
 from raft_otp.server import client
 from raft_otp.server.messages import CallReply, StateQuery
 from raft_otp.system import runtime
+from raft_otp.system.names import check_cluster_name, check_server_name
 from raft_otp.system.resolve import machine_spec, query_ref
 from raft_otp.system.runtime import System, get_system, start_in, start_system, stop_system
 from raft_otp.system.system_actor import (ServerOpReq, StartServerReq, SystemOverviewReq,
@@ -69,6 +72,8 @@ def _sys_name(system: System | str) -> str:
 def _raise_for(reply: CallReply, target: ServerId) -> None:
     """Map a failed CallReply to the exception tree."""
     reason = reply.value
+    if isinstance(reason, RaftError):  # MachineError, QueryError, CommandTooLarge, ...
+        raise reason
     if reason == "not_leader":
         raise NotLeader(target, reply.leader)
     if reason in ("cluster_change_not_permitted", "already_member", "not_member", "not_caught_up"):
@@ -105,7 +110,9 @@ def _leader_call(server_id: Any, make: Callable[[Any], Any], timeout: float,
             reply = client.call(target, make, wait)
         except Timeout as exc:
             if attempt_s is None or deadline - time.monotonic() <= 0:
-                raise
+                asked = "" if target == origin else f" (last asked: {target})"
+                raise Timeout(f"{origin}: no answer within {timeout:g} s{asked}: "
+                              "the outcome is unknown") from exc
             last_exc, target, maybe_delivered = exc, origin, True
             continue
         except (ServerNotFound, NodeDown) as exc:
@@ -145,8 +152,14 @@ def _system_call(system: System | str, node: str, request: Any, timeout: float) 
 
 def start_server(system: System | str, cluster_name: str, server_id: Any, machine: Any,
                  members: Sequence[Any], timeout: float = DEFAULT_TIMEOUT_S) -> str:
-    """Start one member (on its own node).  Returns the server's uid."""
+    """Start one member (on its own node).  Returns the server's uid.
+
+    Raises BadArgument for a name that breaks the rule of ``raft_otp.system.names``
+    (before any node is asked), AlreadyStarted if the name exists on that node or
+    the cluster name is used there by another cluster; nothing is created then."""
     sid = client.server_id(server_id)
+    check_server_name(sid.name)
+    check_cluster_name(cluster_name)
     path, config = machine_spec(machine)
     req = StartServerReq(sid.name, cluster_name, path, config,
                          [list(client.server_id(m)) for m in members])
@@ -158,19 +171,38 @@ def start_cluster(system: System | str, cluster_name: str, machine: Any,
                   ) -> tuple[list[ServerId], list[ServerId]]:
     """Start every member of a new cluster and wait until it has a leader.
 
-    Returns ``(started, not_started)``.  If no member could be started, or no
-    leader appears before ``timeout``, the started ones are deleted again and
-    everything is reported as not started (RA's behaviour)."""
+    The cluster name, the server names (``raft_otp.system.names``) and the machine
+    are checked before any node is asked: BadArgument, nothing created.
+
+    Returns ``(started, not_started)`` when a leader was elected (RA's partial
+    success: members whose node was down, say, are ``not_started``).  When
+    nothing is left started, raises the most specific of the members' errors
+    (in this order: BadArgument, AlreadyStarted, SystemNotRunning, NodeDown,
+    ServerNotFound, Timeout), its message giving every member's reason:
+
+    * a member refused because its name, or the cluster's name, is in use on its
+      node (a second ``start_cluster``) makes it AlreadyStarted: the members this
+      call started are deleted again, and the servers that existed are untouched;
+    * no leader elected before ``timeout`` (Timeout, or the members' NodeDown...):
+      the started members are deleted again.
+
+    A member whose start timed out may have been created on its node after all
+    (its outcome is unknown); the message says so, and ``force_delete_server``
+    removes it."""
     ids = [client.server_id(s) for s in server_ids]
     if not ids:
         raise BadArgument("start_cluster needs at least one server id")
     if len(set(ids)) != len(ids):
         raise BadArgument(f"duplicate server ids in {ids}")
+    check_cluster_name(cluster_name)
+    for sid in ids:
+        check_server_name(sid.name)
     machine_spec(machine)  # validate before touching any node
     if any(client.is_local(s.node) for s in ids):
         get_system(system)  # SystemNotRunning now rather than "not started"
     deadline = time.monotonic() + timeout
-    started, not_started = [], []
+    started: list[ServerId] = []
+    failed: dict[ServerId, RaftError] = {}
     for sid in ids:
         try:
             start_server(system, cluster_name, sid, machine, ids,
@@ -178,38 +210,76 @@ def start_cluster(system: System | str, cluster_name: str, machine: Any,
             started.append(sid)
         except RaftError as exc:
             _log.warning("start_cluster %s: %s not started: %r", cluster_name, sid, exc)
-            not_started.append(sid)
-    if not started:
-        return [], ids
-    try:  # RA: a new cluster triggers one election instead of waiting out the pre-vote timer
-        # (on a member picked by the cluster name, so many clusters spread their leaders)
-        trigger_election(started[sum(cluster_name.encode()) % len(started)])
-    except RaftError:
-        pass
-    try:
-        _wait_for_leader(started, deadline)
-    except Timeout:
-        for sid in started:
-            try:
-                force_delete_server(system, sid)
-            except RaftError:
-                pass
-        return [], ids
-    return started, not_started
+            failed[sid] = exc
+    if started and not any(isinstance(e, (AlreadyStarted, BadArgument)) for e in failed.values()):
+        try:  # RA: a new cluster triggers one election instead of waiting out the pre-vote timer
+            # (on a member picked by the cluster name, so many clusters spread their leaders)
+            trigger_election(started[sum(cluster_name.encode()) % len(started)])
+        except RaftError:
+            pass
+        try:
+            _wait_for_leader(started, deadline)
+            return started, [sid for sid in ids if sid in failed]
+        except Timeout as exc:
+            failed.update({sid: exc for sid in started})
+    raise _not_started(system, cluster_name, ids, started, failed, timeout)
+
+
+# The error start_cluster raises when nothing is left started: the first of these
+# classes that some member's failure is an instance of.
+_START_ERRORS: tuple[type[RaftError], ...] = (
+    BadArgument, AlreadyStarted, SystemNotRunning, NodeDown, ServerNotFound, Timeout)
+
+
+def _not_started(system: System | str, cluster_name: str, ids: list[ServerId],
+                 started: list[ServerId], failed: dict[ServerId, RaftError],
+                 timeout: float) -> RaftError:
+    """Delete the members this start_cluster started, and build the error that says
+    why nothing is started (every member's reason, and what could not be undone)."""
+    undo_s = min(DEFAULT_TIMEOUT_S, max(1.0, timeout))
+    deleted: list[str] = []
+    not_deleted: list[str] = []
+    for sid in started:
+        try:
+            force_delete_server(system, sid, undo_s)
+            deleted.append(_at(sid))
+        except RaftError as exc:
+            not_deleted.append(f"{_at(sid)} ({type(exc).__name__}: {exc})")
+    unknown = [_at(sid) for sid, exc in failed.items() if isinstance(exc, Timeout) and sid not in started]
+    text = f"cluster {cluster_name!r} not started: " + "; ".join(
+        f"{_at(sid)}: {type(failed[sid]).__name__}: {failed[sid]}" for sid in ids if sid in failed)
+    if deleted:
+        text += f"; deleted again: {', '.join(deleted)}"
+    if not_deleted:
+        text += f"; could not delete again (force_delete_server them): {', '.join(not_deleted)}"
+    if unknown:
+        text += f"; outcome unknown, may exist on their node: {', '.join(unknown)}"
+    cls = next((c for c in _START_ERRORS if any(isinstance(e, c) for e in failed.values())), RaftError)
+    return cls(text)
+
+
+def _at(sid: ServerId) -> str:
+    return f"{sid.name}@{sid.node}"
 
 
 def _wait_for_leader(ids: Sequence[ServerId], deadline: float) -> ServerId:
+    """The leader that one of ``ids`` knows, asking each in turn until ``deadline``;
+    Timeout with each member's last answer if none knows one by then."""
+    last: dict[ServerId, str] = {}
     while True:
         for sid in ids:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise Timeout(f"no leader elected among {ids}")
+                seen = "; ".join(f"{_at(s)}: {last.get(s, 'not asked')}" for s in ids)
+                raise Timeout(f"no leader elected in time ({seen})")
             try:
                 r = client.call(sid, lambda to: StateQuery(to, "ping"), min(remaining, 1.0))
-            except RaftError:
+            except RaftError as exc:
+                last[sid] = f"{type(exc).__name__}: {exc}"
                 continue
             if r.leader is not None:
                 return ServerId(*r.leader)
+            last[sid] = "running, no leader known"
         time.sleep(0.01)
 
 
@@ -232,40 +302,211 @@ def force_delete_server(system: System | str, server_id: Any,
     _system_call(system, sid.node, ServerOpReq("delete", sid.name), timeout)
 
 
+_DELETE_PARALLEL_MAX = 16  # concurrent deletions (one thread each)
+
+
 def delete_cluster(system: System | str, server_ids: Sequence[Any],
-                   timeout: float = DEFAULT_TIMEOUT_S) -> tuple[list[ServerId], list[ServerId]]:
-    """Delete every member of a cluster (each on its node).  Returns (deleted, failed)."""
-    done, failed = [], []
-    for s in server_ids:
-        sid = client.server_id(s)
+                   timeout: float = DEFAULT_TIMEOUT_S
+                   ) -> tuple[list[ServerId], dict[ServerId, RaftError]]:
+    """Force-delete every member of a cluster, each on its node, all at once (at
+    most 16 at a time), within ``timeout`` in total.
+
+    Returns ``(deleted, failed)``.  ``deleted`` lists the servers that are gone
+    (a server its node does not know counts as gone).  ``failed`` maps each
+    server that could not be deleted to the exception that says why:
+    ``NodeDown`` (its node is unreachable: its server and data are still there),
+    ``Timeout`` (no answer in time: it may or may not be deleted),
+    ``SystemNotRunning``, ...  Iterating ``failed`` gives the servers, so
+    ``delete_cluster(system, failed)`` tries them again.  One member's failure
+    never stops the others from being deleted, and raises nothing; an invalid id
+    raises ``BadArgument`` before anything is deleted."""
+    ids = list(dict.fromkeys(client.server_id(s) for s in server_ids))
+    deadline = time.monotonic() + timeout
+    outcome: dict[ServerId, BaseException | None] = {}
+
+    def delete(sid: ServerId) -> None:
         try:
-            force_delete_server(system, sid, timeout)
+            force_delete_server(system, sid, max(0.0, deadline - time.monotonic()))
+            outcome[sid] = None
+        except Exception as exc:  # RaftErrors are reported; anything else is re-raised below
+            outcome[sid] = exc
+
+    if ids:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(min(len(ids), _DELETE_PARALLEL_MAX),
+                                thread_name_prefix="raft_otp.delete_cluster") as pool:
+            list(pool.map(delete, ids))
+    done: list[ServerId] = []
+    failed: dict[ServerId, RaftError] = {}
+    for sid in ids:
+        exc = outcome.get(sid)
+        if exc is None:
             done.append(sid)
-        except RaftError:
-            failed.append(sid)
+        elif isinstance(exc, RaftError):
+            failed[sid] = exc
+        else:
+            raise exc
     return done, failed
+
 
 
 # ---- membership ------------------------------------------------------------------------
 
+_PROBE_CONNECT_S = 0.8  # a node that accepts no TCP connection within this is NodeDown
+
+
 def add_member(server_id: Any, new_member: Any, kind: str = "voter",
-               timeout: float = DEFAULT_TIMEOUT_S) -> ServerId:
-    """Add ``new_member`` (already started with the cluster's members) to the cluster.
-    Returns the leader.  ``kind``: "voter" | "promotable" | "non_voter"."""
+               timeout: float = DEFAULT_TIMEOUT_S, *, require_running: bool = True) -> ServerId:
+    """Add ``new_member`` to the cluster of ``server_id`` (any member; the change is
+    committed through the leader).  Returns the leader that committed it; the call
+    returns once the change is committed.  ``kind``: "voter" | "promotable" |
+    "non_voter" ("promotable" joins as a non-voter and becomes a voter once it has
+    caught up).
+
+    With ``require_running=True`` (the default) the new member must run already:
+    start it first with :func:`start_server` (the cluster's members and itself),
+    then add it.  Before anything is submitted, its node is asked for it, and the
+    call raises at once (in about a second at most, whatever ``timeout``):
+
+    * ``NodeDown`` - its node is unreachable, or no node runs at that address
+      (or this process is not a node);
+    * ``ServerNotFound`` - its node runs no server of that name;
+    * ``BadArgument`` - it is a member of another cluster (by cluster name), or
+      already a member, or the node name is malformed.
+
+    Those checks keep phantom members out: a voter that never runs still counts
+    in every quorum, so a 3-voter cluster with one phantom needs 3 of 4 and stops
+    committing as soon as one real member is down.
+
+    ``require_running=False`` skips the checks and keeps RA's order (add, then
+    start the server with the new member list): the change commits whether or
+    not the member exists, and starting it is then the caller's job.  A voter
+    added that way counts in the quorum from the moment the change is appended;
+    "promotable" is the safer kind for that order, as it votes only once it has
+    caught up.
+
+    After the checks, raises ``BadArgument`` if the leader finds it already a
+    member, ``ClusterChangeNotPermitted`` while another change is pending (or a
+    new leader has not committed its first entry yet), ``Timeout`` when the
+    outcome is unknown (the change may still commit: read :func:`members`)."""
     if kind not in ("voter", "promotable", "non_voter"):
         raise BadArgument(f"member kind must be voter, promotable or non_voter, got {kind!r}")
+    ref = client.server_id(server_id)
     new = client.server_id(new_member)
-    r = _leader_call(server_id, lambda to: ev.AddMember(to, new, kind), timeout)  # type: ignore[arg-type]
-    _ok(r, server_id)
-    return ServerId(*r.leader) if r.leader else client.server_id(server_id)
+    check_server_name(new.name)  # raft_otp.system.names: before anything is asked or committed
+    deadline = time.monotonic() + timeout
+    if require_running:
+        _check_joinable(ref, new, deadline)
+    elif not client.is_local(new.node):
+        from raft_otp.node.transport import split_node_name
+        split_node_name(new.node)  # BadArgument: never commit an id no node can have
+    r = _leader_call(ref, lambda to: ev.AddMember(to, new, kind),  # type: ignore[arg-type]
+                     max(0.0, deadline - time.monotonic()))
+    if not r.ok and r.value == "already_member":
+        raise BadArgument(f"{new} is already a member of the cluster of {ref}")
+    _ok(r, ref)
+    return ServerId(*r.leader) if r.leader else ref
+
+
+def _check_joinable(ref: ServerId, new: ServerId, deadline: float) -> None:
+    """``new`` runs, on a reachable node, with ``ref``'s cluster name, and is not a member."""
+    theirs = _running_overview(new, deadline, "new member")
+    ours = _running_overview(ref, deadline, "member")
+    cluster = ours.get("cluster")
+    if theirs.get("cluster") != cluster:
+        raise BadArgument(f"{new} is a server of cluster {theirs.get('cluster')!r}, "
+                          f"not of {cluster!r} (the cluster of {ref})")
+    if any(ServerId(*m) == new for m, _kind in ours.get("members") or []):
+        raise BadArgument(f"{new} is already a member of cluster {cluster!r}")
+
+
+def _running_overview(sid: ServerId, deadline: float, what: str) -> dict[str, Any]:
+    """The overview of the server ``sid``, asked with a call its node answers at once
+    with ``ServerNotFound`` when no process has that name (a plain send to an
+    unknown name is dropped, and would only time out).  ``NodeDown`` if the node
+    is unreachable; ``Timeout`` if the server does not answer by ``deadline``."""
+    from raft_otp.errors import RemoteError
+    from raft_otp.node import runtime as node_mod
+    from raft_otp.node.mailbox import Mailbox
+    from raft_otp.node.transport import split_node_name
+    from raft_otp.server.messages import ReplySlot
+    local = client.is_local(sid.node)
+    if not local:
+        split_node_name(sid.node)  # BadArgument for a malformed node name
+    try:
+        if local:
+            slot = ReplySlot()
+            node_mod.call(sid.name, StateQuery(slot, "overview"), _left_s(deadline))
+            reply = slot.value if slot.wait(_left_s(deadline)) else None
+        else:
+            _check_node_reachable(sid.node, deadline)
+            with Mailbox() as mbox:
+                node_mod.call((sid.name, sid.node), StateQuery(mbox.address, "overview"),
+                              _left_s(deadline))
+                reply = mbox.get(_left_s(deadline))
+    except Timeout:
+        reply = None
+    except (NodeDown, ServerNotFound) as exc:
+        raise type(exc)(f"{what} {sid}: {exc}") from exc
+    except (BadArgument, RemoteError) as exc:  # the name belongs to something else
+        raise ServerNotFound(f"{what} {sid}: no raft_otp server of that name ({exc})") from exc
+    if reply is None:
+        raise Timeout(f"{what} {sid} did not answer in time (nothing was submitted)")
+    if not (isinstance(reply, CallReply) and reply.ok and isinstance(reply.value, dict)):
+        raise ServerNotFound(f"{what} {sid}: no raft_otp server of that name (it answered {reply!r})")
+    return reply.value
+
+
+def _check_node_reachable(node: str, deadline: float) -> None:
+    """``NodeDown`` at once unless ``node`` is connected or accepts a TCP connection
+    (the failure detector would take its detection time, 0.5-1 s, to say so)."""
+    import socket
+    from raft_otp.node import runtime as node_mod
+    from raft_otp.node.transport import split_node_name
+    _, host, port = split_node_name(node)
+    if not node_mod.is_started():
+        raise NodeDown(f"cannot reach {node}: this process is not a started node")
+    if node in node_mod.nodes():
+        return
+    wait_s = min(_left_s(deadline), _PROBE_CONNECT_S)
+    try:
+        with socket.create_connection((host, port), timeout=wait_s):
+            pass
+    except TimeoutError:
+        raise NodeDown(f"node {node}: nothing answered on {host}:{port} "
+                       f"within {wait_s:.2g} s") from None
+    except OSError as exc:
+        raise NodeDown(f"node {node} is unreachable ({host}:{port}: "
+                       f"{exc.strerror or exc})") from None
+
+
+def _left_s(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
 
 
 def remove_member(server_id: Any, member: Any, timeout: float = DEFAULT_TIMEOUT_S) -> ServerId:
-    """Remove ``member`` from the cluster; returns the leader."""
+    """Remove ``member`` from the cluster of ``server_id`` (any member; the change is
+    committed through the leader); returns once it is committed, with the leader
+    that committed it.  When ``member`` was that leader, it commits its own
+    removal, steps down, and is what is returned: the others elect a new leader.
+
+    ``member`` itself need not be reachable (a member whose node is gone, or that
+    never ran, is removed like any other).  Its server is not told: it keeps
+    running with its data until it is stopped or deleted
+    (:func:`force_delete_server`, or :func:`leave_and_delete_server` for both).
+
+    Raises ``BadArgument`` if it is not a member (a removal retried after a
+    ``Timeout`` that had committed), ``ClusterChangeNotPermitted`` while another
+    change is pending, ``NodeDown``/``ServerNotFound`` if ``server_id`` cannot be
+    reached (nothing was submitted), ``Timeout`` when the outcome is unknown (read
+    :func:`members`)."""
+    ref = client.server_id(server_id)
     old = client.server_id(member)
-    r = _leader_call(server_id, lambda to: ev.RemoveMember(to, old), timeout)
-    _ok(r, server_id)
-    return ServerId(*r.leader) if r.leader else client.server_id(server_id)
+    r = _leader_call(ref, lambda to: ev.RemoveMember(to, old), timeout)
+    if not r.ok and r.value == "not_member":
+        raise BadArgument(f"{old} is not a member of the cluster of {ref}")
+    _ok(r, ref)
+    return ServerId(*r.leader) if r.leader else ref
 
 
 def leave_and_delete_server(system: System | str, server_ref: Any, server_id: Any,
@@ -276,20 +517,30 @@ def leave_and_delete_server(system: System | str, server_ref: Any, server_id: An
 
     A server that is no longer a member is just deleted.  Raises like
     :func:`remove_member` (e.g. ``ClusterChangeNotPermitted`` while another change
-    is under way) without deleting anything, and like :func:`force_delete_server`
-    if the removal committed but the deletion failed (call it again then)."""
+    is under way) without deleting anything.  If the removal committed but the
+    deletion failed, raises the deletion's exception (``NodeDown``, ``Timeout``,
+    ...) with a message that says "was removed from the cluster, but": call it
+    again later, it then only deletes."""
     sid = client.server_id(server_id)
     ref = client.server_id(server_ref)
     if ref == sid:
         raise BadArgument("server_ref must be another member than the server to delete")
     current, _leader = members(ref, timeout)
-    if sid in current:
-        remove_member(ref, sid, timeout)
-    force_delete_server(system, sid, timeout)
+    if sid not in current:
+        force_delete_server(system, sid, timeout)
+        return
+    remove_member(ref, sid, timeout)
+    from raft_otp.errors import SystemNotRunning
+    try:
+        force_delete_server(system, sid, timeout)
+    except (NodeDown, ServerNotFound, Timeout, SystemNotRunning) as exc:
+        raise type(exc)(f"{sid} was removed from the cluster, but its server and data "
+                        f"were not deleted: {exc}") from exc
 
 
 def members(server_id: Any, timeout: float = DEFAULT_TIMEOUT_S) -> tuple[list[ServerId], ServerId | None]:
-    """``(members, leader)`` as known by ``server_id``."""
+    """``(members, leader)`` as known by ``server_id`` (a follower may lag a change
+    behind the leader)."""
     r = client.call(client.server_id(server_id), lambda to: StateQuery(to, "members"), timeout)
     value = _ok(r, server_id)
     return [ServerId(*m) for m, _kind in value], (ServerId(*r.leader) if r.leader else None)
@@ -321,12 +572,24 @@ def process_command(server_id: Any, command: Any, timeout: float = DEFAULT_TIMEO
     applied once and answered with the original reply.  ``Timeout``: the outcome
     is unknown (it may still be applied)."""
     if _T.ON: _T.mark("api", "process_command")  # TRACE
+    _check_command(command)
     client_id, seq = _session()
     r = _leader_call(server_id, lambda to: ev.Command(command, to, None, "await_consensus", client_id, seq),
                      timeout, resend=True)
     value = _ok(r, server_id)
     if _T.ON: _T.mark("api", "process_command done")  # TRACE
     return value, (ServerId(*r.leader) if r.leader else client.server_id(server_id))
+
+
+def _check_command(command: Any) -> None:
+    """Refuse at the caller a command that cannot be encoded, would not decode the
+    same, or is larger than ``max_command_bytes`` (the largest of the systems running
+    in this process, at least the default); the leader checks its own limit too."""
+    size = check_command(command)
+    if size > DEFAULT_MAX_COMMAND_BYTES:
+        limit = max([s.config.max_command_bytes for s in runtime.systems()] + [DEFAULT_MAX_COMMAND_BYTES])
+        if size > limit:
+            raise CommandTooLarge(size, limit)
 
 
 _tls = threading.local()
@@ -358,6 +621,9 @@ def pipeline_command(server_id: Any, command: Any, correlation: Any = None,
 def pipeline_commands(server_id: Any, commands: Iterable[tuple[Any, Any]], notify: Any = None) -> None:
     """Many ``(command, correlation)`` pairs in one message (one frame, one log write)."""
     sid = client.server_id(server_id)
+    commands = list(commands)
+    for c, _corr in commands:
+        _check_command(c)
     if notify is None:
         cmds = [ev.Command(c, None, corr, "noreply") for c, corr in commands]
     else:

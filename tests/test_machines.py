@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from raft_otp.core.machine import ApplyMeta, ReleaseCursor
 from raft_otp.machines import Counter, KeyValue
 
@@ -18,7 +20,9 @@ def test_counter() -> None:
     s, r = m.apply(meta(2), ["incr", 5], s)
     assert (s, r) == (6, 6)
     assert m.apply(meta(3), ["get"], s) == (6, 6)
-    assert m.apply(meta(4), ["nope"], s)[1] == ["error", "unknown_command"]
+    for bad in (["nope"], ["incr", "x"], ["incr", 1, 2], "incr", None):
+        with pytest.raises(ValueError):
+            m.apply(meta(4), bad, s)
 
 
 def test_counter_release_cursor() -> None:
@@ -57,3 +61,13 @@ def test_kv_snapshot_roundtrip() -> None:
     m = KeyValue()
     state = {"a": [1, 2], "b": b"x"}
     assert m.snapshot_decode(m.snapshot_encode(state)) == state
+
+
+def test_kv_refuses_malformed_commands_with_a_message() -> None:
+    m = KeyValue()
+    s = m.init(None)
+    cases = [(["put"], "takes 2 argument"), (["frobnicate", "a"], "unknown command"),
+             ([], "a command is a list"), (["get", ["k"]], "a key must be")]
+    for cmd, words in cases:
+        with pytest.raises(ValueError, match=words):
+            m.apply(meta(1), cmd, s)

@@ -12,9 +12,11 @@ from typing import Any
 
 from raft_otp.core import entries as enc
 from raft_otp.core.common import become_follower, machine_effects
-from raft_otp.core.effects import Effect, Notify, PersistLastApplied, Reply, SendRpc
+from raft_otp.core.effects import Effect, Notify, PersistLastApplied, Reply, ReplyError, SendRpc
 from raft_otp.core.events import TimeoutNowRpc
 from raft_otp.core.machine import ApplyMeta
+from raft_otp.core.machine_calls import check_apply_result, failed, query_reply
+from raft_otp.errors import MachineError
 from raft_otp.core.state import ServerState
 
 _unpack = enc.decode_unchecked
@@ -50,10 +52,17 @@ def apply_committed(state: ServerState, effects: list[Effect]) -> None:
 def _apply_entry(state: ServerState, entry: tuple[int, int, bytes], notify: dict[Any, list[tuple[Any, Any]]],
                  effects: list[Effect]) -> None:
     index, term, data = entry
-    value = _unpack(data)
+    try:
+        value = _unpack(data)
+    except Exception as exc:  # a command that encoded but does not decode (a tuple map key)
+        value = [USR, None, 0]
+        reply: Any = _undecodable(state, index, exc, effects)
+    else:
+        reply = None
     kind = value[0]
     if kind == USR:
-        reply = _apply_usr(state, index, term, value, effects)
+        if reply is None:
+            reply = _apply_usr(state, index, term, value, effects)
         pending = state.pending
         if pending and pending[0][0] <= index and state.role == "leader":
             while pending and pending[0][0] < index:
@@ -69,7 +78,10 @@ def _apply_entry(state: ServerState, entry: tuple[int, int, bytes], notify: dict
                     else:
                         batch.append((cmd.correlation, reply))
                 elif mode == "await_consensus":
-                    effects.append(Reply(cmd.reply_to, reply, state.id))
+                    if type(reply) is MachineError:
+                        effects.append(ReplyError(cmd.reply_to, reply, state.id))
+                    else:
+                        effects.append(Reply(cmd.reply_to, reply, state.id))
     elif kind == enc.NOOP:
         version = value[1]
         if version > state.effective_machine_version:
@@ -89,6 +101,13 @@ def _apply_entry(state: ServerState, entry: tuple[int, int, bytes], notify: dict
         raise ValueError(f"malformed entry {index}: {value!r}")
 
 
+def _undecodable(state: ServerState, index: int, exc: Exception, effects: list[Effect]) -> MachineError:
+    """The entry's bytes do not decode (the same on every member): it fails as a command."""
+    if state.cfg.on_machine_error == "crash":
+        raise exc
+    return failed(state, "apply", index, ValueError(f"the command does not decode: {exc}"), effects)
+
+
 def _apply_usr(state: ServerState, index: int, term: int, value: list[Any], effects: list[Effect]) -> Any:
     state.applied_time_ms = value[2]
     session = None
@@ -97,8 +116,14 @@ def _apply_usr(state: ServerState, index: int, term: int, value: list[Any], effe
         session = state.sessions.get(value[3])
         if session is not None and value[4] <= session[0]:
             return session[1] if value[4] == session[0] else None  # duplicate: original reply
-    result = state.machine.apply(ApplyMeta(index, term, state.effective_machine_version, value[2]),
-                                 value[1], state.machine_state)
+    try:
+        result = state.machine.apply(ApplyMeta(index, term, state.effective_machine_version, value[2]),
+                                     value[1], state.machine_state)
+        check_apply_result(result)
+    except Exception as exc:  # the command's outcome, the same on every member
+        if state.cfg.on_machine_error == "crash":
+            raise
+        result = (state.machine_state, failed(state, "apply", index, exc, effects))
     state.machine_state = result[0]
     reply = result[1]
     if has_session:  # before the machine effects: a snapshot taken there includes it
@@ -135,7 +160,7 @@ def answer_local_queries(state: ServerState, effects: list[Effect]) -> None:
     waiting = []
     for min_index, reply_to, fun in state.local_queries:
         if min_index <= state.last_applied:
-            effects.append(Reply(reply_to, fun(state.machine_state), state.leader_id))
+            query_reply(state, reply_to, fun, state.leader_id, effects)
         else:
             waiting.append((min_index, reply_to, fun))
     state.local_queries = waiting

@@ -20,6 +20,7 @@ from raft_otp.core.events import Command, Commands
 from raft_otp.core.machine import Checkpoint, ReleaseCursor
 from raft_otp.core.state import ServerState
 from raft_otp.core.types import ServerId
+from raft_otp.errors import MachineError
 
 LEADER_ONLY_EFFECTS = ("SendMsg", "ModCall", "Timer", "Monitor", "Demonitor", "LogRead")
 
@@ -71,7 +72,10 @@ def become_follower(state: ServerState, leader: ServerId | None, effects: list[E
         else:
             effects.append(CancelElectionTimer())
         if was != "follower":
-            machine_effects(state, state.machine.state_enter("follower", state.machine_state), effects)
+            from raft_otp.core.machine_calls import callback
+
+            machine_effects(state, callback(state, "state_enter", state.machine.state_enter,
+                                            ("follower", state.machine_state), effects), effects)
 
 
 def leader_cleanup(state: ServerState, effects: list[Effect]) -> None:
@@ -146,10 +150,25 @@ def snapshot_meta_at(state: ServerState, index: int):  # -> SnapshotMeta | None
         return None
     cluster = {
         "members": members_to_wire(members_at(state, index)),
-        "sessions": [[cid, s[0], s[1]] for cid, s in state.sessions.items()],
+        "sessions": [_session_to_wire(cid, s) for cid, s in state.sessions.items()],
         "time_ms": state.applied_time_ms,
     }
     return SnapshotMeta(index, term, cluster, state.effective_machine_version)
+
+
+def _session_to_wire(client_id: object, session: list) -> list:
+    """A session as plain data: a command that failed in the machine keeps its
+    MachineError (its fields, as a 4th element) so a retry gets the same outcome."""
+    seq, reply = session
+    if type(reply) is MachineError:
+        return [client_id, seq, None, [reply.type_name, reply.message, reply.index]]
+    return [client_id, seq, reply]
+
+
+def session_from_wire(item: list) -> tuple[object, list]:
+    if len(item) > 3:
+        return item[0], [item[1], MachineError(*item[3])]
+    return item[0], [item[1], item[2]]
 
 
 def send(effects: list[Effect], to: ServerId, rpc: object) -> None:

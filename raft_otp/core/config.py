@@ -36,6 +36,10 @@ class Mutations:
     entries are truncated) and replies can be computed on stale state."""
 
 
+DEFAULT_MAX_COMMAND_BYTES = 1_048_576
+"""See ``SystemConfig.max_command_bytes`` (why 1 MiB)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Per-server configuration (RA ``ra_server:ra_server_config()``)."""
@@ -61,7 +65,7 @@ class ServerConfig:
     max_client_sessions: int = 100_000
     """Bound of the client-session dedup table; the least recently used session is
     evicted beyond it.  Part of the replicated state: must be equal on all members."""
-    max_command_bytes: int = 1_048_576
+    max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES
     """A command whose encoding is larger is refused before it reaches the log
     (``CommandTooLarge``); see ``SystemConfig.max_command_bytes``."""
     on_machine_error: str = "reply"

@@ -100,10 +100,12 @@ ErrorReason = Literal[
 class ReplyError:
     """Failed call: the server layer maps ``reason`` to ``raft_otp.errors``
     (``not_leader`` -> ``NotLeader(server, leader)``, ``cluster_change_not_permitted``
-    -> ``ClusterChangeNotPermitted``, ...)."""
+    -> ``ClusterChangeNotPermitted``, ...); a reason that is already one of
+    ``raft_otp.errors`` (``MachineError``, ``QueryError``, ``CommandTooLarge``) is
+    raised at the caller as it is."""
 
     to: Any
-    reason: ErrorReason
+    reason: ErrorReason | Exception
     leader: ServerId | None
 
 
@@ -200,6 +202,20 @@ class MembersChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class MachineFailed:
+    """The machine's ``what`` ("apply", "tick", "state_enter", "snapshot_installed",
+    "query") raised or returned an invalid effect (``raft_otp.core.machine_calls``);
+    the server logs it (with ``trace``) and counts it.  Informational: the outcome
+    was already decided by the core."""
+
+    what: str
+    index: int | None
+    type_name: str
+    message: str
+    trace: str
+
+
+@dataclass(frozen=True, slots=True)
 class SnapshotInstalled:
     """This follower installed a snapshot from the leader (informational)."""
 
@@ -224,6 +240,7 @@ Effect = (
     | RoleChanged
     | MembersChanged
     | SnapshotInstalled
+    | MachineFailed
 )
 
 __all__ = [
@@ -231,6 +248,7 @@ __all__ = [
     "Effect",
     "ErrorReason",
     "MachineEffects",
+    "MachineFailed",
     "MembersChanged",
     "Notify",
     "PersistLastApplied",

@@ -43,6 +43,30 @@ def encode_cluster(members: dict[ServerId, str]) -> bytes:
     return _packb([CLUSTER, members_to_wire(members)])
 
 
+def check_command(command: Any) -> int:
+    """The size of ``command`` encoded; raises WireTypeError unless it encodes as log
+    entry data and decodes back (a map key that is a tuple encodes as an array and
+    then cannot be a key).  The API checks every command with it before sending."""
+    from raft_otp.errors import WireTypeError
+
+    try:
+        data = msgpack.packb(command, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise WireTypeError(f"command {_short(command)} cannot be encoded: {exc} (a command is "
+                            "made of None, bool, int, float, str, bytes, lists/tuples and dicts)") from None
+    try:
+        _unpackb(data)
+    except Exception as exc:
+        raise WireTypeError(f"command {_short(command)} would not decode as sent: {exc} "
+                            "(map keys must be str, bytes, int, float, bool or None)") from None
+    return len(data)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def decode_unchecked(data: bytes) -> list[Any]:
     """Hot path decode of data this server's log holds (already validated on receipt)."""
     return _unpackb(data)

@@ -54,6 +54,7 @@ from raft_otp.core.events import (
 )
 from raft_otp.core.log_api import Written
 from raft_otp.core.state import ServerState
+from raft_otp.core.machine_calls import query_reply
 
 from raft_otp.core import election, snapshot
 
@@ -115,7 +116,7 @@ def handle_passive(state: ServerState, event: Event, effects: list[Effect]) -> N
 
 def local_query(state: ServerState, q: LocalQuery, effects: list[Effect]) -> None:
     if q.min_index <= state.last_applied:
-        effects.append(Reply(q.reply_to, q.fun(state.machine_state), state.leader_id))
+        query_reply(state, q.reply_to, q.fun, state.leader_id, effects)
     else:
         state.local_queries.append((q.min_index, q.reply_to, q.fun))
 

@@ -18,6 +18,7 @@ from raft_otp.core.common import become_follower, machine_effects, maybe_newer_t
 from raft_otp.core.effects import (
     CancelElectionTimer,
     Effect,
+    Notify,
     Reply,
     ReplyError,
     RoleChanged,
@@ -58,7 +59,9 @@ from raft_otp.core.events import (
 from raft_otp.core.log_api import SnapshotWritten
 from raft_otp.core.quorum import agreed_index
 from raft_otp.core.state import Peer, PendingQuery, ServerState
+from raft_otp.core.machine_calls import callback, query_reply
 from raft_otp.core.types import ServerId
+from raft_otp.errors import CommandTooLarge, WireTypeError
 
 
 def become_leader(state: ServerState, effects: list[Effect]) -> None:
@@ -79,7 +82,8 @@ def become_leader(state: ServerState, effects: list[Effect]) -> None:
     state.log.append([(li + 1, state.term, enc.encode_noop(state.base_machine.version()))])
     effects.append(CancelElectionTimer())
     effects.append(RoleChanged("leader", state.id, state.term))
-    machine_effects(state, state.machine.state_enter("leader", state.machine_state), effects)
+    machine_effects(state, callback(state, "state_enter", state.machine.state_enter,
+                                    ("leader", state.machine_state), effects), effects)
     replicate(state, effects)
     evaluate_commit(state, effects)
 
@@ -126,7 +130,7 @@ def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
         case ConsistentQuery():
             consistent_query(state, event, effects)
         case LeaderQuery():
-            effects.append(Reply(event.reply_to, event.fun(state.machine_state), state.id))
+            query_reply(state, event.reply_to, event.fun, state.id, effects)
         case LocalQuery():
             follower.local_query(state, event, effects)
         case AddMember() | RemoveMember():
@@ -187,9 +191,18 @@ def append_commands(state: ServerState, commands: tuple[Command, ...] | list[Com
     pending = state.pending
     encode = enc.encode_usr
     early = state.cfg.mutations.reply_before_commit
+    limit = state.cfg.max_command_bytes
     for cmd in commands:
+        try:
+            data = encode(cmd.data, now, cmd.client_id, cmd.seq)
+        except Exception as exc:  # not msgpack (a caller that skipped the API's check)
+            _refuse(cmd, WireTypeError(f"command cannot be encoded: {exc}"), state.id, effects)
+            continue
+        if len(data) > limit:
+            _refuse(cmd, CommandTooLarge(len(data), limit), state.id, effects)
+            continue
         index += 1
-        batch.append((index, term, encode(cmd.data, now, cmd.client_id, cmd.seq)))
+        batch.append((index, term, data))
         if early and cmd.mode == "await_consensus":
             _reply_before_commit(state, index, now, batch[-1][2], cmd, effects)  # MUTATION: no commit wait
         elif cmd.mode != "noreply":
@@ -198,6 +211,14 @@ def append_commands(state: ServerState, commands: tuple[Command, ...] | list[Com
         state.log.append(batch)
         replicate(state, effects)
         evaluate_commit(state, effects)
+
+
+def _refuse(cmd: Command, err: Exception, leader: ServerId, effects: list[Effect]) -> None:
+    """A command that never reaches the log: its caller learns why at once."""
+    if cmd.mode == "await_consensus":
+        effects.append(ReplyError(cmd.reply_to, err, leader))
+    elif cmd.mode == "notify":
+        effects.append(Notify(cmd.reply_to, ((cmd.correlation, err),)))
 
 
 def _reply_before_commit(state: ServerState, index: int, time_ms: int, data: bytes, cmd: Command,
@@ -459,7 +480,8 @@ def tick(state: ServerState, now_ms: int, effects: list[Effect]) -> None:
             _fill(state, sid, peer, sends, effects, force=True)
         peer.tick_match = peer.match_index
     _flush(sends, effects)
-    machine_effects(state, state.machine.tick(now_ms, state.machine_state), effects)
+    machine_effects(state, callback(state, "tick", state.machine.tick, (now_ms, state.machine_state),
+                                    effects), effects)
 
 
 def leader_after_apply(state: ServerState, effects: list[Effect]) -> None:
@@ -473,7 +495,7 @@ def leader_after_apply(state: ServerState, effects: list[Effect]) -> None:
 
 def consistent_query(state: ServerState, q: ConsistentQuery, effects: list[Effect]) -> None:
     if state.cfg.mutations.consistent_query_without_heartbeat:
-        effects.append(Reply(q.reply_to, q.fun(state.machine_state), state.id))
+        query_reply(state, q.reply_to, q.fun, state.id, effects)
         return
     state.query_index += 1
     target = max(state.commit_index, state.first_term_index)
@@ -495,7 +517,7 @@ def check_queries(state: ServerState, effects: list[Effect]) -> None:
     queries = state.queries
     while queries and queries[0].query_index <= confirmed and queries[0].commit_index <= state.last_applied:
         q = queries.popleft()
-        effects.append(Reply(q.reply_to, q.fun(state.machine_state), state.id))
+        query_reply(state, q.reply_to, q.fun, state.id, effects)
 
 
 # ---- membership & transfer ----------------------------------------------------------

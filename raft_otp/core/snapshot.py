@@ -12,7 +12,8 @@ An ``InstallSnapshotResult`` with ``last_index > 0`` tells the sender we are don
 from __future__ import annotations
 
 from raft_otp.core import entries as enc
-from raft_otp.core.common import become_follower, machine_effects, maybe_newer_term, persist_term, send
+from raft_otp.core.common import (become_follower, machine_effects, maybe_newer_term, persist_term, send,
+                                  session_from_wire)
 from raft_otp.core.effects import CancelElectionTimer, Effect, MembersChanged, RoleChanged, SnapshotInstalled
 from raft_otp.core.effects import StartElectionTimer
 from raft_otp.core.events import (
@@ -29,6 +30,7 @@ from raft_otp.core.events import (
 )
 from raft_otp.core.log_api import SnapshotMeta
 from raft_otp.core.state import ServerState
+from raft_otp.core.machine_calls import callback
 
 
 def install_snapshot(state: ServerState, rpc: InstallSnapshotRpc, effects: list[Effect]) -> None:
@@ -74,7 +76,8 @@ def install_snapshot(state: ServerState, rpc: InstallSnapshotRpc, effects: list[
     effects.append(RoleChanged("follower", state.leader_id, state.term))
     effects.append(CancelElectionTimer())
     effects.append(SnapshotInstalled(meta))
-    machine_effects(state, state.machine.snapshot_installed(meta, state.machine_state), effects)
+    machine_effects(state, callback(state, "snapshot_installed", state.machine.snapshot_installed,
+                                    (meta, state.machine_state), effects), effects)
     send(effects, rpc.leader_id, InstallSnapshotResult(state.term, state.id, rpc.chunk_num, meta.index, meta.term))
 
 
@@ -88,7 +91,7 @@ def install(state: ServerState, meta: SnapshotMeta, machine_state: object, effec
     state.members = enc.members_from_wire(cluster.get("members", []))
     state.prev_members = state.members
     state.cluster_index = state.prev_cluster_index = meta.index
-    state.sessions = {cid: [seq, reply] for cid, seq, reply in cluster.get("sessions", [])}
+    state.sessions = dict(session_from_wire(item) for item in cluster.get("sessions", []))
     state.applied_time_ms = cluster.get("time_ms", 0)
     state.effective_machine_version = meta.machine_version
     state.machine = state.base_machine.which_module(meta.machine_version)

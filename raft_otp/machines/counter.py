@@ -1,6 +1,7 @@
 """A replicated counter (the canonical RA example machine).
 
 Commands: ``["incr"]`` / ``["incr", n]`` → the new value; ``["get"]`` → the value.
+Anything else raises ``ValueError`` (the caller gets a ``MachineError``).
 Config ``{"release_cursor_every": N}`` emits ``ReleaseCursor`` every N applied
 commands so the log gets snapshotted (0 = never).
 """
@@ -19,14 +20,19 @@ class Counter(Machine):
     def apply(self, meta: ApplyMeta, command: Any, state: int) -> Any:
         op = command[0] if isinstance(command, list) and command else command
         if op == "incr":
-            state = state + (command[1] if len(command) > 1 else 1)
+            if not isinstance(command, list) or len(command) > 2:
+                raise ValueError(f"incr takes at most one argument: {command!r}")
+            n = command[1] if len(command) > 1 else 1
+            if isinstance(n, bool) or not isinstance(n, int):
+                raise ValueError(f"incr needs an integer, got {n!r}")
+            state = state + n
             every = (self.config or {}).get("release_cursor_every", 0) if isinstance(self.config, dict) else 0
             if every and meta.index % every == 0:
                 return state, state, [ReleaseCursor(meta.index, state)]
             return state, state
         if op == "get":
             return state, state
-        return state, ["error", "unknown_command"]
+        raise ValueError(f"unknown command {command!r}; known: ['incr'], ['incr', n], ['get']")
 
     def overview(self, state: int) -> Any:
         return {"value": state}

@@ -173,9 +173,30 @@ def unpackb(data: bytes | memoryview) -> Any:
 _errors: dict[str, type[BaseException]] = {}
 
 
+ERROR_EXT = 1  # a registered exception carried as a value (a reply, a pipelined outcome)
+
+
 def register_wire_error(cls: type[BaseException]) -> None:
-    """Let exceptions of ``cls`` be rebuilt with their class on the calling node."""
+    """Let exceptions of ``cls`` be rebuilt with their class on the calling node, both
+    as a call's failure and as a value inside a message (ExtType ``ERROR_EXT``)."""
     _errors[cls.__qualname__] = cls
+    _to[cls] = (ERROR_EXT, _error_fields)
+
+
+_PLAIN = (str, int, float, bool, bytes, type(None))
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, _PLAIN):
+        return True
+    return isinstance(value, (list, tuple)) and all(isinstance(v, _PLAIN) for v in value)
+
+
+def _error_fields(exc: BaseException) -> list[Any]:
+    """``[type name, message, attributes]``; only plain attributes travel."""
+    attrs = {k: v for k, v in vars(exc).items() if not k.startswith("_") and _plain(v)}
+    message = str(exc.args[0]) if len(exc.args) == 1 else str(exc)
+    return [type(exc).__qualname__, message, attrs]
 
 
 def encode_error(exc: BaseException) -> list[Any]:
@@ -207,6 +228,9 @@ def decode_error(fields: Any) -> BaseException:
         return exc
     except Exception:  # malformed error payload
         return RemoteError("unknown", repr(fields)[:200])
+
+
+_from[ERROR_EXT] = lambda fields: decode_error(fields)
 
 
 def _register_builtins() -> None:

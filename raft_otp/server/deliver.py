@@ -13,9 +13,24 @@ from typing import Any
 
 import pykka
 
-from raft_otp.server.messages import ReplySlot
+from raft_otp.errors import WireTypeError
+from raft_otp.server.messages import CallReply, ReplySlot
 
 log = logging.getLogger("raft_otp.server")
+
+
+def _send_remote(to: tuple[str, str], message: Any) -> None:
+    """Send to another node; an answer that cannot be encoded (a query or machine
+    returning a set, an object) becomes that caller's error instead of silence."""
+    from raft_otp.node.runtime import send
+
+    try:
+        send(to, message)
+    except WireTypeError as exc:
+        if type(message) is not CallReply:
+            raise
+        err = WireTypeError(f"the answer cannot be sent to another node: {exc}")
+        send(to, CallReply(False, err, message.leader, message.server))
 
 
 def deliver(to: Any, message: Any) -> None:
@@ -28,8 +43,7 @@ def deliver(to: Any, message: Any) -> None:
         elif isinstance(to, pykka.ActorRef):
             to.tell(message)
         elif isinstance(to, (tuple, list)) and len(to) == 2 and isinstance(to[1], str):
-            from raft_otp.node.runtime import send
-            send((to[0], to[1]), message)
+            _send_remote((to[0], to[1]), message)
         elif isinstance(to, queue.Queue):
             to.put_nowait(message)
         elif isinstance(to, pykka.Future):

@@ -24,6 +24,10 @@ COUNTERS: dict[str, str] = {
     "consistent_queries": "consistent queries received",
     "timeouts": "election timer expiries",
     "ticks": "ticks handled",
+    "machine_errors": "machine apply/tick/state_enter/snapshot_installed calls that raised or "
+                      "returned an invalid effect (the command's outcome is a MachineError)",
+    "query_errors": "query functions that raised (the caller got a QueryError)",
+    "commands_refused": "commands refused before the log (larger than max_command_bytes)",
     "direct_slow": "handlings in the node's I/O thread slower than 10 ms (each sends this "
                    "server's messages back to its own thread for a while)",
 }

@@ -36,6 +36,7 @@ from raft_otp.core import effects as fx
 from raft_otp.core import events as ev
 from raft_otp.core import machine as mfx
 from raft_otp.core.machine import Machine
+from raft_otp.core.machine_calls import check_effects
 from raft_otp.core.types import ServerId
 from raft_otp.server import _core, timers
 from raft_otp.server.context import SystemContext
@@ -410,7 +411,7 @@ class ServerActor(DirectDispatch):
                     timers.send_after(self.actor_ref, ev.CommitTimeout(), e.delay_ms / 1000.0)
                 case fx.MachineEffects():
                     for me in e.effects:
-                        self._machine_effect(me)
+                        self._guarded_machine_effect(me)
                 case fx.SendSnapshot():
                     self._start_sender(e)
                 case fx.StopSnapshotSender():
@@ -424,6 +425,8 @@ class ServerActor(DirectDispatch):
                     self.members = tuple(e.members)
                 case fx.SnapshotInstalled():
                     self.metrics.counters["snapshots_installed"] += 1
+                case fx.MachineFailed():
+                    self._machine_failed(e)
                 case _:
                     log.warning("%s: unknown effect %r", self.id, e)
 
@@ -536,6 +539,17 @@ class ServerActor(DirectDispatch):
             self.actor_ref, self.id, e.to, e.term, meta, it,
             self.cfg.receive_snapshot_timeout_ms / 1000.0)
 
+    def _guarded_machine_effect(self, me: Any) -> None:
+        """Carry out one machine effect; one that fails here (a LogRead function that
+        raises, an effect it returned that is invalid) is logged and counted, never a
+        crash of the server."""
+        try:
+            self._machine_effect(me)
+        except Exception as exc:
+            self.metrics.counters["machine_errors"] += 1
+            log.warning("%s term %d: machine effect %r failed: %r (the server runs on)",
+                        self.id, self.term, me, exc, exc_info=True)
+
     def _machine_effect(self, me: Any) -> None:
         match me:
             case mfx.SendMsg():
@@ -566,6 +580,7 @@ class ServerActor(DirectDispatch):
             case mfx.LogRead():
                 entries = [e for i in me.indexes for e in self.log.fetch(i, i)]
                 more = resolve_query(me.fun)(entries) or []
+                check_effects(more)
                 for m in more:
                     self._machine_effect(m)
             case mfx.Monitor():
@@ -577,6 +592,19 @@ class ServerActor(DirectDispatch):
                 _core.release_cursor(self.state, me)
             case _:
                 log.warning("%s: unknown machine effect %r", self.id, me)
+
+    def _machine_failed(self, e: fx.MachineFailed) -> None:
+        """The core turned a machine failure into an outcome: log it (one record,
+        traceback included) and count it."""
+        if e.what == "query":
+            self.metrics.counters["query_errors"] += 1
+            log.warning("%s term %d: query raised %s: %s\n%s", self.id, self.term, e.type_name,
+                        e.message, e.trace)
+            return
+        self.metrics.counters["machine_errors"] += 1
+        at = f" at index {e.index}" if e.index is not None else ""
+        log.warning("%s term %d: machine %s raised %s%s: %s (the server runs on)\n%s", self.id,
+                    self.term, e.what, e.type_name, at, e.message, e.trace)
 
     # ---- machine monitors (RA: leader-only; DOWN becomes a replicated command) ------
     def _machine_monitor(self, target: Any) -> None:

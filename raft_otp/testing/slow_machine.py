@@ -33,7 +33,7 @@ class Sleeper(Machine):
             return new, new[0]
         if command == ["count"]:
             return state, state[0]
-        return state, ["error", "unknown_command"]
+        raise ValueError(f"unknown command {command!r}")
 
 
 def applied(state: list[int]) -> int:
