@@ -123,6 +123,13 @@ def _leader_call(server_id: Any, make: Callable[[Any], Any], timeout: float,
             last_exc, target = exc, origin  # stale hint: ask the member we were given
             time.sleep(min(_RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))
             continue
+        if resend and follow and not reply.ok and reply.value == "leadership_lost":
+            # appended, then leadership moved on (a transfer, a newer term): the
+            # command carries its client session, so sending it again (to whoever
+            # leads now) applies it at most once and returns the original reply
+            last_exc, maybe_delivered = Timeout(f"{target}: leadership lost with the command pending"), True
+            time.sleep(min(_RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))
+            continue
         if reply.ok or not follow or reply.value != "not_leader":
             return reply
         last_exc = NotLeader(target, reply.leader)
