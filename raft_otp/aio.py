@@ -12,7 +12,9 @@ the blocking API::
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
+import weakref
 from typing import Any, Callable
 
 from supervisors import registry
@@ -80,7 +82,11 @@ async def _call(target: ServerId, make: Callable[[Any], Any], timeout: float) ->
     return msg
 
 
-async def _leader_call(server_id: Any, make: Callable[[Any], Any], timeout: float) -> CallReply:
+async def _leader_call(server_id: Any, make: Callable[[Any], Any], timeout: float,
+                       session: bool = False) -> CallReply:
+    """Follow leader hints until ``timeout``.  ``session``: the request is a command
+    carrying a client session, so one that was pending when its leader lost
+    leadership is sent again (applied at most once, as in the blocking API)."""
     target = origin = client.server_id(server_id)
     deadline = time.monotonic() + timeout
     while True:
@@ -93,6 +99,9 @@ async def _leader_call(server_id: Any, make: Callable[[Any], Any], timeout: floa
             if target == origin:
                 raise
             target = origin
+            await asyncio.sleep(0.02)
+            continue
+        if session and not reply.ok and reply.value == "leadership_lost":
             await asyncio.sleep(0.02)
             continue
         if reply.ok or reply.value != "not_leader":
@@ -110,9 +119,29 @@ def _result(reply: CallReply, sid: Any) -> tuple[Any, ServerId | None]:
 
 async def process_command(server_id: Any, command: Any, timeout: float = api.DEFAULT_TIMEOUT_S
                           ) -> tuple[Any, ServerId | None]:
-    """``await`` form of :func:`raft_otp.process_command`."""
-    r = await _leader_call(server_id, lambda to: ev.Command(command, to), timeout)
+    """``await`` form of :func:`raft_otp.process_command` (a client session per task:
+    each asyncio task's commands are numbered in the order it awaits them)."""
+    api._check_command(command)
+    client_id, seq = _task_session()
+    r = await _leader_call(server_id, lambda to: ev.Command(command, to, None, "await_consensus",
+                                                            client_id, seq), timeout, session=True)
     return _result(r, server_id)
+
+
+_task_sessions: "weakref.WeakKeyDictionary[asyncio.Task[Any], list[Any]]" = weakref.WeakKeyDictionary()
+_task_ids = itertools.count(1)
+
+
+def _task_session() -> tuple[str, int]:
+    """(client id, next sequence number) of the calling task."""
+    task = asyncio.current_task()
+    if task is None:  # not in a task (a bare coroutine driven by hand): a fresh session
+        return f"{api._process_tag}-a{next(_task_ids)}", 1
+    sess = _task_sessions.get(task)
+    if sess is None:
+        sess = _task_sessions[task] = [f"{api._process_tag}-a{next(_task_ids)}", 0]
+    sess[1] += 1
+    return sess[0], sess[1]
 
 
 async def local_query(server_id: Any, query: Any, timeout: float = api.DEFAULT_TIMEOUT_S,

@@ -151,3 +151,23 @@ def test_the_leader_refuses_a_command_over_its_own_limit(tmp_path: Any) -> None:
         assert raft_otp.process_command(sid, ["incr"], timeout=5)[0] == 1
     finally:
         raft_otp.stop_system(system)
+
+
+def test_the_asyncio_forms_raise_the_same_errors(cluster: ServerId) -> None:
+    import asyncio
+
+    from raft_otp import aio
+
+    async def main() -> None:
+        assert (await aio.process_command(cluster, ["incr"], timeout=5))[0] == 1
+        with pytest.raises(MachineError):
+            await aio.process_command(cluster, ["boom", "k"], timeout=5)
+        with pytest.raises(WireTypeError):
+            await aio.process_command(cluster, {("a",): 1}, timeout=5)
+        with pytest.raises(QueryError):
+            await aio.consistent_query(cluster, divide_by_zero, timeout=5)
+        results = await asyncio.gather(*(aio.process_command(cluster, ["incr"], timeout=5)
+                                         for _ in range(20)))
+        assert sorted(r[0] for r in results) == list(range(2, 22))
+
+    asyncio.run(main())
