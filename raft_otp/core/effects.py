@@ -205,14 +205,14 @@ class MembersChanged:
 class MachineFailed:
     """The machine's ``what`` ("apply", "tick", "state_enter", "snapshot_installed",
     "query") raised or returned an invalid effect (``raft_otp.core.machine_calls``);
-    the server logs it (with ``trace``) and counts it.  Informational: the outcome
-    was already decided by the core."""
+    the server logs it (with the traceback of ``error``) and counts it.
+    Informational: the outcome was already decided by the core."""
 
     what: str
     index: int | None
     type_name: str
     message: str
-    trace: str
+    error: BaseException
 
 
 @dataclass(frozen=True, slots=True)

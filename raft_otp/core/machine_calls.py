@@ -23,16 +23,12 @@ callbacks (never for queries: a bad query is the caller's).
 
 from __future__ import annotations
 
-import traceback
 from typing import Any, Callable
 
 from raft_otp.core import machine as mfx
 from raft_otp.core.effects import Effect, MachineFailed, Reply, ReplyError
 from raft_otp.core.state import ServerState
 from raft_otp.errors import MachineError, QueryError
-
-_TRACE_LINES = 12
-
 
 class InvalidEffect(TypeError):
     """A machine returned an effect that cannot be carried out (names the effect)."""
@@ -103,7 +99,7 @@ def failed(state: ServerState, what: str, index: int | None, exc: Exception,
     state.machine_errors += 1
     err = MachineError(type(exc).__qualname__, str(exc), index)
     if not state.applying_recovery:  # a replay reports nothing new
-        effects.append(MachineFailed(what, index, err.type_name, err.message, _trace(exc)))
+        effects.append(MachineFailed(what, index, err.type_name, err.message, exc))
     return err
 
 
@@ -129,15 +125,10 @@ def query_reply(state: ServerState, to: Any, fun: Callable[[Any], Any], leader: 
         value = fun(state.machine_state)
     except Exception as exc:
         err = QueryError(type(exc).__qualname__, str(exc))
-        effects.append(MachineFailed("query", None, err.type_name, err.message, _trace(exc)))
+        effects.append(MachineFailed("query", None, err.type_name, err.message, exc))
         effects.append(ReplyError(to, err, leader))  # type: ignore[arg-type]
         return
     effects.append(Reply(to, value, leader))
-
-
-def _trace(exc: BaseException) -> str:
-    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    return "".join(lines[-_TRACE_LINES:]).rstrip()
 
 
 def _short(value: Any) -> str:

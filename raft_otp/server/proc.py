@@ -28,6 +28,7 @@ from collections import deque
 import random
 import threading
 import time
+import traceback
 from typing import Any
 
 import pykka
@@ -52,6 +53,7 @@ from raft_otp.system.resolve import load_machine, resolve_query
 
 log = logging.getLogger("raft_otp.server")
 
+_TRACE_LINES = 12  # the end of a machine failure's traceback, logged in its record
 MAX_DRAIN = 4096  # bound on commands taken per wake-up (RA max_pipeline_count)
 
 
@@ -596,15 +598,16 @@ class ServerActor(DirectDispatch):
     def _machine_failed(self, e: fx.MachineFailed) -> None:
         """The core turned a machine failure into an outcome: log it (one record,
         traceback included) and count it."""
+        trace = "".join(traceback.format_exception(e.error)[-_TRACE_LINES:]).rstrip()
         if e.what == "query":
             self.metrics.counters["query_errors"] += 1
             log.warning("%s term %d: query raised %s: %s\n%s", self.id, self.term, e.type_name,
-                        e.message, e.trace)
+                        e.message, trace)
             return
         self.metrics.counters["machine_errors"] += 1
         at = f" at index {e.index}" if e.index is not None else ""
         log.warning("%s term %d: machine %s raised %s%s: %s (the server runs on)\n%s", self.id,
-                    self.term, e.what, e.type_name, at, e.message, e.trace)
+                    self.term, e.what, e.type_name, at, e.message, trace)
 
     # ---- machine monitors (RA: leader-only; DOWN becomes a replicated command) ------
     def _machine_monitor(self, target: Any) -> None:

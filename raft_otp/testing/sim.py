@@ -25,6 +25,7 @@ from raft_otp.core.config import Mutations
 from raft_otp.core.effects import (
     CancelElectionTimer,
     MachineEffects,
+    MachineFailed,
     MembersChanged,
     Notify,
     PersistLastApplied,
@@ -65,6 +66,7 @@ from raft_otp.core.machine import ApplyMeta, Machine
 from raft_otp.core.memlog import MemoryLog
 from raft_otp.core.types import ServerId
 from raft_otp.machines import Counter, KeyValue
+from raft_otp.errors import MachineError
 from raft_otp.testing.checks import CounterHistory, Invariants, RegisterHistory, Violation
 
 # timer classes (ms), RA's divided by 10 so that a short run sees many elections
@@ -193,6 +195,7 @@ class Simulation:
         self.pipeline = self.rng.choice((2, 32, 4096))
         self.clients = [Client(i) for i in range(self.rng.choice((2, 5, 8)))]
         self.steps = 0
+        self.machine_failures = 0  # MachineFailed effects seen (poison commands applied)
         self.last_commit: dict[ServerId, int] = {}
         for sid in self.initial:
             self._start(sid, fresh=True)
@@ -324,6 +327,8 @@ class Simulation:
             elif t is MachineEffects or t is MembersChanged \
                     or t is SnapshotInstalled:
                 pass
+            elif t is MachineFailed:
+                self.machine_failures += 1
             else:
                 raise AssertionError(f"unknown effect {eff!r}")
 
@@ -381,8 +386,11 @@ class Simulation:
             elif r < 0.9:
                 c.op = "cquery"
                 self.history.invoke(c.idx, c.op_no, "read", self.now)
-            else:
+            elif r < 0.97:
                 c.op = "lquery"
+            else:  # a command the machine raises on: a MachineError, the same everywhere
+                c.seq += 1
+                c.op = "poison"
         c.attempts += 1
         target = self._pick_target(c)
         if c.op == "cquery" and self.rng.random() < 0.5:
@@ -392,8 +400,8 @@ class Simulation:
                 target = self.rng.choice(leaders)
         srv = self.servers[target]
         ref = (c.idx, c.op_no)
-        if c.op in ("incr", "put"):
-            data = ["incr"] if c.op == "incr" else ["put", f"k{c.idx}", c.seq]
+        if c.op in ("incr", "put", "poison"):
+            data = {"incr": ["incr"], "put": ["put", f"k{c.idx}", c.seq], "poison": ["poison", c.seq]}[c.op]
             if c.idx % 2:  # pipelined (RA pipeline_command): answers come in Notify batches
                 cmd = Command(data, "pipe", ref, "notify", f"c{c.idx}", c.seq)
             else:
@@ -414,7 +422,13 @@ class Simulation:
         c = self.clients[to[0]]
         if c.op is None or to[1] != c.op_no:
             return
-        if isinstance(eff, Reply):
+        if c.op == "poison" and (isinstance(eff, Reply) or isinstance(eff.reason, MachineError)):
+            value = eff.value if isinstance(eff, Reply) else eff.reason
+            if type(value) is not MachineError:
+                self.inv.fail(f"a poison command was answered {value!r}, not a MachineError")
+            c.op = None
+            self._push(self.rng.randint(0, 10), CLIENT, c.idx, None)
+        elif isinstance(eff, Reply):
             if c.op == "incr":
                 self.history.complete(c.idx, c.op_no, eff.value, self.now)
             elif c.op == "cquery" and self.machine_kind == "counter":
