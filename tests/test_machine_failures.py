@@ -171,3 +171,17 @@ def test_the_asyncio_forms_raise_the_same_errors(cluster: ServerId) -> None:
         assert sorted(r[0] for r in results) == list(range(2, 22))
 
     asyncio.run(main())
+
+
+def test_on_machine_error_crash_keeps_ras_behaviour(tmp_path: Any) -> None:
+    system = raft_otp.start_in(str(tmp_path / "crash"), name=f"crash{time.monotonic_ns()}",
+                               on_machine_error="crash")
+    try:
+        sid = ServerId("crash_" + system.name, raft_otp.node())
+        raft_otp.start_cluster(system, "crash", (Fragile, {}), [sid], timeout=10)
+        assert raft_otp.process_command(sid, ["incr"], timeout=5)[0] == 1
+        with pytest.raises(raft_otp.RaftError) as info:
+            raft_otp.process_command(sid, ["boom", "k"], timeout=1)
+        assert not isinstance(info.value, MachineError)  # the server crashed instead
+    finally:
+        raft_otp.stop_system(system)
