@@ -9,6 +9,7 @@ import pytest
 
 import raft_otp
 import raft_otp.aio
+import raft_otp.errors
 from raft_otp import ServerId
 from raft_otp.machines.counter import Counter
 
@@ -33,8 +34,8 @@ def test_unknown_server_and_system(system: raft_otp.System) -> None:
 def test_duplicate_start_and_lifecycle(system: raft_otp.System) -> None:
     sid = ServerId("dup_" + system.name, raft_otp.node())
     assert raft_otp.start_cluster(system, "c", (Counter, None), [sid])[0] == [sid]
-    started, not_started = raft_otp.start_cluster(system, "c", (Counter, None), [sid])
-    assert started == [] and not_started == [sid]
+    with pytest.raises(raft_otp.errors.AlreadyStarted, match="dup_"):  # a second start_cluster raises
+        raft_otp.start_cluster(system, "c", (Counter, None), [sid])
     raft_otp.force_delete_server(system, sid)
     with pytest.raises(raft_otp.ServerNotFound):
         raft_otp.ping(sid, timeout=1)

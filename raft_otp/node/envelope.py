@@ -17,6 +17,22 @@ call of its own.  We chose a per-batch MAC over ZeroMQ CURVE: it is paid per bat
 admin clients.  It authenticates; it does not encrypt (run on a trusted network or
 tunnel) and does not stop replay of a captured frame (see the README's known gaps).
 
+A message is an array whose first element is its kind (the ``K_*`` table below).
+``K_SEND`` is fire and forget, as Erlang's ``!``: a message for a name that is not
+registered on the receiving node is dropped and counted (``unknown_dest``); Raft
+RPCs between servers go this way and cost one registry lookup.  ``K_SEND_BOUNCE``
+is the same send for a caller that waits for an answer at a reply address (a
+``Mailbox``, see ``raft_otp.server.client.call``): it carries ``bounce_name``, a
+name registered on the *sending* node, and when ``dest_name`` is not registered
+(or its actor is dead) the receiving node answers ``[K_NOPROC, bounce_name,
+dest_name]`` at once, and the sending node tells ``bounce_name`` a
+``ServerNotFound`` naming the server and the node: the caller learns within a
+round trip that nothing is running there instead of waiting out its timeout.
+When the destination exists the message is delivered exactly as ``K_SEND`` (no
+extra message, no extra lookup).  Kinds 7 and 8 were added without a version
+change: a node that does not know them counts them in ``bad_msgs`` and drops
+them (so a caller on a newer node waits out its timeout, as before).
+
 ``creation`` is a random number chosen when a node starts (Erlang's "creation"): a
 peer seeing it change knows the node restarted, so monitors on the old incarnation
 are fired as down.  Messages are pre-encoded by the sender thread, so building a
@@ -40,13 +56,15 @@ SMALL_BODY = 1 << 16  # bodies below this are MACed with keyed BLAKE2b, others H
 FLAG_CLIENT = 1  # the sender is a temporary client (admin_call): reply over its socket
 
 # Message kinds: the first element of every message array.
-K_SEND = 0        # [K_SEND, dest_name, msg]
-K_CALL = 1        # [K_CALL, dest_name, msg, call_id]
-K_REPLY = 2       # [K_REPLY, call_id, ok, value | encoded error]
-K_MONITOR = 3     # [K_MONITOR, target_name, monitor_id]
-K_DEMONITOR = 4   # [K_DEMONITOR, monitor_id]
-K_DOWN = 5        # [K_DOWN, monitor_id, reason]
-K_ADMIN = 6       # [K_ADMIN, call_id, request]
+K_SEND = 0         # [K_SEND, dest_name, msg]
+K_CALL = 1         # [K_CALL, dest_name, msg, call_id]
+K_REPLY = 2        # [K_REPLY, call_id, ok, value | encoded error]
+K_MONITOR = 3      # [K_MONITOR, target_name, monitor_id]
+K_DEMONITOR = 4    # [K_DEMONITOR, monitor_id]
+K_DOWN = 5         # [K_DOWN, monitor_id, reason]
+K_ADMIN = 6        # [K_ADMIN, call_id, request]
+K_SEND_BOUNCE = 7  # [K_SEND_BOUNCE, dest_name, msg, bounce_name]  as K_SEND; K_NOPROC back if no dest
+K_NOPROC = 8       # [K_NOPROC, bounce_name, dest_name]  dest_name is not running on the sender
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")

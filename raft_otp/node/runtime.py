@@ -7,7 +7,9 @@ message raises in the caller, not in the I/O thread) and queues the bytes on the
 peer link.  Incoming messages are delivered by the transport's I/O thread:
 ``SEND`` is a registry lookup and a ``tell``; ``CALL`` puts the message in the
 actor's inbox with a future whose completion queues the ``REPLY`` frame, so no
-thread ever waits for a remote call to finish.
+thread ever waits for a remote call to finish.  ``SEND_BOUNCE`` (see
+:func:`send_or_bounce`) is a ``SEND`` whose sender is told at once, with a
+``ServerNotFound``, when nothing runs under the destination name.
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ from supervisors import registry
 from raft_otp.errors import BadArgument, NodeDown, ServerNotFound, Timeout
 from raft_otp.node import codec, envelope
 from raft_otp.node.detector import DOWN, UNREACHABLE, UP
-from raft_otp.node.envelope import K_ADMIN, K_CALL, K_DEMONITOR, K_DOWN, K_MONITOR, K_REPLY, K_SEND
+from raft_otp.node.envelope import (K_ADMIN, K_CALL, K_DEMONITOR, K_DOWN, K_MONITOR, K_NOPROC,
+                                    K_REPLY, K_SEND, K_SEND_BOUNCE)
 from raft_otp.node.faults import Fault
 from raft_otp.node.monitors import RemoteMonitorRef, RemoteMonitors, deliver
 from raft_otp.node.transport import NodeConfig, Transport, split_node_name
 
 __all__ = [
-    "NONODE", "NodeEvent", "node", "start_node", "stop_node", "is_started", "send", "call",
+    "NONODE", "NodeEvent", "node", "start_node", "stop_node", "is_started", "send", "send_or_bounce",
+    "call",
     "monitor_remote", "demonitor_remote", "subscribe_node_events",
     "unsubscribe_node_events", "nodes", "set_fault", "transport_stats", "read_cookie",
     "set_status_provider",
@@ -106,6 +110,7 @@ class _Node:
         self._call_ids = itertools.count(random.getrandbits(40))
         self.pending: dict[int, _Pending] = {}
         self.unknown_dest = 0
+        self.bounced = 0  # K_SEND_BOUNCE messages answered with K_NOPROC
         self.bad_msgs = 0
         self.direct_deliveries = 0
         self.transport = Transport(name, key, self.creation, config, self.on_messages, self.on_node_event)
@@ -121,10 +126,10 @@ class _Node:
         for m in msgs:
             try:
                 kind = m[0]
-                if kind == K_SEND:
+                if kind == K_SEND or kind == K_SEND_BOUNCE:
                     ref = whereis(m[1])
                     if ref is None:
-                        self.unknown_dest += 1
+                        self._undeliverable(sender, client, m)
                     elif m is last and (direct := getattr(ref, "try_direct", None)) is not None \
                             and direct(m[2]):
                         self.direct_deliveries += 1
@@ -148,17 +153,40 @@ class _Node:
                     self.monitors.fire(m[1], m[2])
                 elif kind == K_ADMIN:
                     self._on_admin(sender, client, m[1], m[2])
+                elif kind == K_NOPROC:
+                    self._on_noproc(sender, m[1], m[2])
                 else:
                     self.bad_msgs += 1
             except pykka.ActorDeadError:
-                self.unknown_dest += 1
+                self._undeliverable(sender, client, m)
             except AttributeError:
-                if m[0] == K_SEND and _deliver_to_callable(m[1], m[2]):
+                if (m[0] == K_SEND or m[0] == K_SEND_BOUNCE) and _deliver_to_callable(m[1], m[2]):
                     continue
                 self.bad_msgs += 1
             except Exception:
                 self.bad_msgs += 1
                 logger.debug("%s: bad message from %s", self.name, sender, exc_info=True)
+
+    def _undeliverable(self, sender: str, client: bytes | None, m: list[Any]) -> None:
+        """A SEND or SEND_BOUNCE whose destination is not registered, or dead: count
+        it; a SEND_BOUNCE is answered with K_NOPROC to its bounce name."""
+        self.unknown_dest += 1
+        if m[0] != K_SEND_BOUNCE:
+            return
+        self.bounced += 1
+        item = _packb([K_NOPROC, m[3], m[1]])
+        if client is not None:
+            self.transport.enqueue_client(client, item)
+        else:
+            self.transport.enqueue(sender, item)
+
+    def _on_noproc(self, sender: str, bounce_name: Any, dest_name: Any) -> None:
+        """``sender`` had nothing running as ``dest_name``: tell the waiting caller."""
+        ref = registry.whereis(bounce_name)
+        if ref is None:  # the caller stopped waiting
+            self.unknown_dest += 1
+            return
+        deliver(ref, ServerNotFound(f"{dest_name!r} is not running on {sender}"))
 
     def _reply(self, sender: str, client: bytes | None, call_id: int, ok: bool, value: Any) -> None:
         if ok:
@@ -398,6 +426,40 @@ def send(dest: Any, message: Any) -> None:
             n.unknown_dest += 1
 
 
+def send_or_bounce(dest: tuple[str, str], message: Any, bounce: str) -> None:
+    """:func:`send` for a caller waiting for an answer at the name ``bounce`` (a
+    :class:`Mailbox` registered on this node): if nothing is registered as
+    ``name`` on ``node`` when the message arrives (or its actor is dead), that
+    node answers at once and ``bounce`` is told a ``ServerNotFound`` (an exception
+    as a message).  When ``name`` is there it is a plain send (kind
+    ``K_SEND_BOUNCE``, one field longer than ``K_SEND``; no extra message).
+
+    Raises NodeDown if this process is not a started node (for a remote ``node``)
+    or the queue to ``node`` is full (the message was dropped), and WireTypeError
+    if the message cannot be encoded."""
+    n = _node
+    name, where = dest
+    if n is not None and where != n.name and where != NONODE:
+        if not n.transport.enqueue(where, _packb([K_SEND_BOUNCE, name, message, bounce])):
+            raise NodeDown(f"queue to node {where} is full: {name!r} was not sent the message")
+        return
+    if where != NONODE and (n is None or where != n.name):
+        raise NodeDown(f"cannot reach {where}: this process is not a started node")
+    ref = registry.whereis(name)
+    if ref is not None:
+        try:
+            tell = ref.tell if hasattr(ref, "tell") else ref
+            tell(message)
+            return
+        except pykka.ActorDeadError:
+            pass
+    if n is not None:
+        n.unknown_dest += 1
+    back = registry.whereis(bounce)
+    if back is not None:
+        deliver(back, ServerNotFound(f"{name!r} is not running on {node()}"))
+
+
 def call(dest: Any, message: Any, timeout: float = 5.0) -> Any:
     """Request/reply: the actor's ``on_receive`` result, or its exception re-raised.
 
@@ -531,6 +593,7 @@ def transport_stats() -> dict[str, Any]:
     out = n.transport.stats()
     out["node"] = n.name
     out["unknown_dest"] = n.unknown_dest
+    out["bounced"] = n.bounced
     out["bad_msgs"] = n.bad_msgs
     out["direct_deliveries"] = n.direct_deliveries
     out["pending_calls"] = len(n.pending)

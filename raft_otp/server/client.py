@@ -2,7 +2,10 @@
 
 A local target gets the request by a plain ``tell`` with a :class:`ReplySlot`
 as ``reply_to`` (no serialisation, no future); a remote one gets it through
-the node transport with a registered :class:`Mailbox` address as ``reply_to``.
+the node transport with a registered :class:`Mailbox` address as ``reply_to``,
+sent with ``send_or_bounce``: if the target is not running on its node, that
+node bounces the request and the caller gets ``ServerNotFound`` within a round
+trip, not at the end of its timeout.
 Replies to pipelined commands go to whatever the caller gave; a caller-local
 object (queue, callable, actor ref) is exposed to remote servers through a
 registered forwarder with a stable name.
@@ -46,9 +49,11 @@ def is_local(node: str) -> bool:
 def call(dest: tuple[str, str], make: Callable[[Any], Any], timeout: float) -> Any:
     """Send ``make(reply_to)`` to ``dest`` and wait for one answer.
 
-    Raises ServerNotFound (no such name locally), NodeDown (remote node not
-    reachable) or Timeout (outcome unknown)."""
+    Raises ServerNotFound (``dest`` is not running on its node: the request was
+    not delivered), NodeDown (its node is not reachable) or Timeout (no answer
+    within ``timeout`` s: the outcome is unknown)."""
     name, node = dest
+    deadline = time.monotonic() + timeout
     if is_local(node):
         ref = registry.whereis(name)
         if ref is None:
@@ -61,8 +66,8 @@ def call(dest: tuple[str, str], make: Callable[[Any], Any], timeout: float) -> A
                 ref.tell(msg)
         except Exception as exc:  # pykka.ActorDeadError
             raise ServerNotFound(f"{name!r} on {node} is not running") from exc
-        if not slot.wait(timeout):
-            raise Timeout(f"no answer from {name!r} on {node} within {timeout:.3f} s")
+        if not slot.wait(max(0.0, deadline - time.monotonic())):
+            raise Timeout(f"no answer from {name!r} on {node} within {timeout:g} s: outcome unknown")
         return slot.value
     from raft_otp.node import runtime as node_mod
     from raft_otp.node.mailbox import Mailbox
@@ -74,24 +79,23 @@ def call(dest: tuple[str, str], make: Callable[[Any], Any], timeout: float) -> A
         raise
     try:
         try:
-            node_mod.send((name, node), make(mbox.address))
+            node_mod.send_or_bounce((name, node), make(mbox.address), mbox.name)
         except (ServerNotFound, NodeDown, BadArgument):
             raise
         except Exception as exc:
             raise NodeDown(f"cannot send to {name!r} on {node}: {exc}") from exc
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise Timeout(f"no answer from {name!r} on {node} within {timeout:.3f} s")
-            msg = mbox.get(timeout=remaining)
-            if _T.ON: _T.mark("cli", "mbox got")  # TRACE
-            if type(msg) is WentDown:
-                raise msg.error(name)
-            down = _as_down(msg)
-            if down is not None:
-                raise down
-            return msg
+        try:
+            msg = mbox.get(timeout=max(0.0, deadline - time.monotonic()))
+        except Timeout:
+            raise Timeout(f"no answer from {name!r} on {node} within {timeout:g} s: "
+                          "outcome unknown") from None
+        if _T.ON: _T.mark("cli", "mbox got")  # TRACE
+        if type(msg) is WentDown:
+            raise msg.error(name)
+        down = _as_down(msg)
+        if down is not None:
+            raise down
+        return msg
     finally:
         unwatch_node_down(token)
         mbox.close()
@@ -132,7 +136,8 @@ class WentDown:
 
 
 def _as_down(msg: Any) -> Exception | None:
-    """Transport-level 'no such process'/'node down' answers, if the node sends any."""
+    """An exception told to the mailbox instead of a reply: the ``ServerNotFound``
+    of a bounced request (``runtime.send_or_bounce``)."""
     if isinstance(msg, BaseException):
         return msg if isinstance(msg, Exception) else None
     return None

@@ -85,6 +85,12 @@ class Directory:
                     return rec
         return None
 
+    def by_cluster(self, cluster_name: str) -> list[ServerRecord]:
+        """The local servers of ``cluster_name`` (by name)."""
+        with self._lock:
+            return sorted((r for r in self._records.values() if r.cluster_name == cluster_name),
+                          key=lambda r: r.name)
+
     # ---- updates (durable on return) -------------------------------------
     def put(self, record: ServerRecord) -> None:
         with self._lock:

@@ -7,6 +7,13 @@ nodes (``start_cluster`` of a remote member arrives here through the
 transport).  On start it brings back every server in the system's directory:
 a restarted node recovers its servers by itself.
 
+``start_server`` refuses, before it writes anything: a name that breaks the rule
+of ``raft_otp.system.names`` (BadArgument), a server name that exists on this
+node, and a cluster name that a *different* cluster uses on this node, that is,
+a local server of that cluster name that is not among the new server's members
+(AlreadyStarted, naming the servers).  A remote caller may not use our API, so
+these checks are made here as well as in ``raft_otp.api``.
+
 Each server runs under its own per-server supervisor (one_for_one, 2 restarts
 in 5 s as RA), a *temporary* child of the system's server supervisor: a server
 whose restarts are exhausted stays down and does not take its system with it.
@@ -29,6 +36,7 @@ from raft_otp.errors import AlreadyStarted, BadArgument, RaftError
 from raft_otp.server.context import SystemContext
 from raft_otp.server.proc import ServerActor
 from raft_otp.system.directory import ServerRecord
+from raft_otp.system.names import check_cluster_name, check_server_name
 from raft_otp.system.resolve import machine_spec
 
 log = logging.getLogger("raft_otp.system")
@@ -60,6 +68,20 @@ class ServerOpReq:
 @dataclass(frozen=True, slots=True)
 class SystemOverviewReq:
     pass
+
+
+def _members(raw: Any) -> tuple[ServerId, ...]:
+    """The members of a StartServerReq as ServerIds (BadArgument if malformed).  Their
+    names are not checked against the name rule: the other members were checked
+    when they were started, or predate the rule."""
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise BadArgument(f"members must be a non-empty list of [name, node], got {raw!r:.200}")
+    out = []
+    for m in raw:
+        if not (isinstance(m, (list, tuple)) and len(m) == 2 and all(isinstance(p, str) for p in m)):
+            raise BadArgument(f"a member must be [name, node], got {m!r:.200}")
+        out.append(ServerId(m[0], m[1]))
+    return tuple(out)
 
 
 class SystemActor(pykka.ThreadingActor):
@@ -125,22 +147,43 @@ class SystemActor(pykka.ThreadingActor):
 
     # ---- operations (each returns plain data or raises a RaftError) ------------------
     def start_server(self, req: StartServerReq) -> str:
+        check_server_name(req.name)
+        check_cluster_name(req.cluster_name)
+        members = _members(req.members)
         spec = machine_spec((req.machine_path, req.machine_config))
-        members = tuple(ServerId(m[0], m[1]) for m in req.members)
+        existing = self.ctx.directory.by_name(req.name)
+        if existing is not None:
+            state = "running" if self._running(req.name) else "not running: restart_server starts it"
+            raise AlreadyStarted(f"server {req.name!r} of cluster {existing.cluster_name!r} already "
+                                 f"exists on {self.ctx.node_name} ({state})")
         if self._running(req.name):
-            raise AlreadyStarted(f"server {req.name!r} is already running on {self.ctx.node_name}")
-        if self.ctx.directory.by_name(req.name) is not None:
-            raise AlreadyStarted(
-                f"server {req.name!r} exists on {self.ctx.node_name} (use restart_server)")
+            raise AlreadyStarted(f"the name {req.name!r} is already registered on {self.ctx.node_name}")
+        self._check_cluster_name_free(req.cluster_name, members)
         uid = f"{req.name}_{uuid.uuid4().hex[:12]}"
         rec = ServerRecord(uid, req.name, req.cluster_name, spec, members)
         self.ctx.directory.put(rec)
         try:
             self._start(rec)
-        except Exception:
+        except Exception:  # leave nothing behind: no record, no files
             self.ctx.directory.remove(uid)
+            try:
+                self.ctx.log_system.delete_server(uid)
+            except Exception:
+                log.exception("system %s: could not remove the data of %s", self.ctx.config.name, uid)
             raise
         return uid
+
+    def _check_cluster_name_free(self, cluster_name: str, members: tuple[ServerId, ...]) -> None:
+        """AlreadyStarted if a local server of ``cluster_name`` is not among ``members``:
+        that is another cluster of the same name (a second ``start_cluster``)."""
+        from raft_otp.node.runtime import node
+        here = {node(), self.ctx.node_name}
+        ours = {m.name for m in members if m.node in here}
+        others = [r.name for r in self.ctx.directory.by_cluster(cluster_name) if r.name not in ours]
+        if others:
+            raise AlreadyStarted(
+                f"cluster {cluster_name!r} already exists on {self.ctx.node_name} with server(s) "
+                f"{', '.join(others)}, not among the members given {[tuple(m) for m in members]}")
 
     def stop_server(self, name: str) -> str:
         rec = self.ctx.directory.by_name(name)
