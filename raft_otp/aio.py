@@ -64,7 +64,8 @@ async def _call(target: ServerId, make: Callable[[Any], Any], timeout: float) ->
         token = client.watch_node_down(target.node, target.name, bridge)  # ends the wait early
         addr = client.remote_address_for(bridge)
         try:
-            client.send(target, make(addr))
+            from raft_otp.node import runtime as node_mod
+            node_mod.send_or_bounce(target, make(addr), addr[0])  # ServerNotFound at once if absent
         except (ServerNotFound, NodeDown):
             client.unwatch_node_down(token)
             client.release_address(bridge)
@@ -79,6 +80,8 @@ async def _call(target: ServerId, make: Callable[[Any], Any], timeout: float) ->
             client.release_address(bridge)
     if type(msg) is client.WentDown:
         raise msg.error(target.name)
+    if isinstance(msg, Exception):  # the target's node bounced the request (not running there)
+        raise msg
     return msg
 
 

@@ -179,3 +179,28 @@ def test_errors_survive_a_leader_kill_unchanged(nodes: NodeProcs) -> None:
     finally:
         nodes.start(idx)
     assert _commits_and_members_agree(ids, ["incr"], f"{M}:count") == 3
+
+
+def test_the_asyncio_forms_fail_fast_on_a_stopped_member(nodes: NodeProcs) -> None:
+    import asyncio
+
+    from raft_otp import aio
+    from raft_otp.errors import ServerNotFound
+
+    ids = _cluster(nodes, "aiostop")
+    raft_otp.process_command(ids[0], ["incr"], timeout=10)
+    raft_otp.stop_server("default", ids[2], timeout=10)
+
+    async def main() -> None:
+        t0 = time.monotonic()
+        with pytest.raises(ServerNotFound):
+            await aio.local_query(ids[2], f"{M}:count", timeout=5)
+        assert time.monotonic() - t0 < 1.0
+        with pytest.raises(MachineError):
+            await aio.process_command(ids[0], ["raise", "KeyError", "k"], timeout=5)
+        with pytest.raises(QueryError):
+            await aio.consistent_query(ids[1], f"{M}:raising_query", timeout=5)
+
+    asyncio.run(main())
+    raft_otp.restart_server("default", ids[2], timeout=10)
+    assert _commits_and_members_agree(ids, ["incr"], f"{M}:count") == 2
