@@ -407,8 +407,12 @@ def add_member(server_id: Any, new_member: Any, kind: str = "voter",
     elif not client.is_local(new.node):
         from raft_otp.node.transport import split_node_name
         split_node_name(new.node)  # BadArgument: never commit an id no node can have
-    r = _leader_call(ref, lambda to: ev.AddMember(to, new, kind),  # type: ignore[arg-type]
-                     max(0.0, deadline - time.monotonic()))
+    try:
+        r = _leader_call(ref, lambda to: ev.AddMember(to, new, kind),  # type: ignore[arg-type]
+                         _left_s(deadline))
+    except Timeout as exc:  # its message would give the time left after the checks
+        raise Timeout(f"{ref}: adding {new}: no answer within {timeout:g} s: the outcome is "
+                      "unknown (read members)") from exc
     if not r.ok and r.value == "already_member":
         raise BadArgument(f"{new} is already a member of the cluster of {ref}")
     _ok(r, ref)

@@ -1,9 +1,12 @@
 """Goal: the raft-otp CLI, run as a subprocess against real `raft-otp start` node processes,
 starts nodes, shows status and the tree, kills an actor and sees it restarted, runs every
-cluster command, fails with one clear line, and stops nodes cleanly (restart recovers)."""
+cluster command, fails with one clear line (an API error by its class, exit 1), says what a
+partly done command did and did not do (a member's node down), and stops nodes cleanly
+(restart recovers)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -225,3 +228,116 @@ def test_default_cookie_is_created_0600_and_config_file(tmp_path: Any) -> None:
         assert h.signal_and_wait(0, signal.SIGTERM) == 0
     finally:
         h.close()
+
+
+# ---- issue 17: errors and partial outcomes.  Last in the module: the nodes log the
+# tracebacks of the machine errors these provoke, which test_clean_stop_and_recovery
+# would find in their stderr.
+
+def test_api_errors_exit_non_zero_with_one_line(nodes: CliNodes) -> None:
+    """A machine that raises (an unknown or malformed command) and a query that raises
+    reach the CLI as MachineError / QueryError: one line, exit status 1; the cluster
+    goes on, every member with the same state."""
+    n1, n2, n3 = (nd.name for nd in nodes.nodes)
+    nodes.json("cluster", "start", "e1", "--machine", "kv", "-m", n1, n2, n3)
+    nodes.json("cluster", "start", "e2", "--machine", "counter", "-m", n1, n2, n3)
+    assert nodes.json("command", "-n", n1, "-c", "e1", "put", "a", "1")["reply"] == ["ok"]
+    _one_line_error(nodes.run("command", "-n", n2, "-c", "e1", "frobnicate", "a"),
+                    "MachineError", "frobnicate")
+    _one_line_error(nodes.run("command", "-n", n1, "-c", "e1", "put"), "MachineError")
+    _one_line_error(nodes.run("query", "-n", n3, "-c", "e2", "--key", "x"), "QueryError")
+    _one_line_error(nodes.run("query", "-n", n3, "-c", "e2", "--key", "x", "--kind", "local"),
+                    "QueryError")
+    assert nodes.json("command", "-n", n3, "-c", "e1", "put", "b", "2")["reply"] == ["ok"]
+    assert nodes.json("command", "-n", n3, "-c", "e2", "incr")["reply"] == 1
+    for cluster, want in (("e1", {"a": 1, "b": 2}), ("e2", 1)):
+        for n in (n1, n2, n3):
+            _wait_for(lambda n=n, cluster=cluster, want=want: nodes.json(
+                "query", "-n", n, "-c", cluster, "--kind", "local")["result"] == want)
+
+
+def test_command_and_query_map_every_raft_error(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str],
+                                                tmp_path: Any) -> None:
+    """In-process: whatever RaftError the API raises (a multi-line message included),
+    `command` and `query` print `raft-otp: error: Class: message` on one line, exit 1."""
+    import contextlib
+
+    import raft_otp
+    from raft_otp.console import cli, cluster_cmds
+    from raft_otp.errors import MachineError, NodeDown, QueryError, Timeout
+
+    cookie = tmp_path / "cookie"
+    cookie.write_text("secret\n")
+    monkeypatch.setattr(cluster_cmds, "find_server", lambda *a, **k: ("c", {}))
+    monkeypatch.setattr(cluster_cmds, "client_node", lambda *a, **k: contextlib.nullcontext())
+    cases = [MachineError("ValueError", "unknown command 'x'\nsecond line", 7),
+             QueryError("AttributeError", "'int' object has no attribute 'get'"),
+             Timeout("no answer within 5 s"), NodeDown("node n1@127.0.0.1:1 is down")]
+    for exc in cases:
+        def boom(*_a: Any, exc: Exception = exc, **_k: Any) -> Any:
+            raise exc
+        for fn in ("process_command", "consistent_query", "local_query"):
+            monkeypatch.setattr(raft_otp, fn, boom)
+        for argv in (["command", "-n", "n1@127.0.0.1:1", "-c", "c", "x"],
+                     ["query", "-n", "n1@127.0.0.1:1", "-c", "c"],
+                     ["query", "-n", "n1@127.0.0.1:1", "-c", "c", "--kind", "local"]):
+            assert cli.main([*argv, "--cookie-file", str(cookie)]) == 1
+            out, err = capsys.readouterr()
+            assert out == "" and err.count("\n") == 1, err
+            assert err.startswith(f"raft-otp: error: {type(exc).__name__}: "), err
+            assert " ".join(str(exc).split()) in err
+
+
+def test_partial_delete_and_remove_say_what_was_done(nodes: CliNodes) -> None:
+    """With node 3 killed: `cluster remove-member` of its member commits and says so,
+    and that its data could not be deleted; `cluster delete` deletes the other members
+    and names the one it could not delete, with the reason; both exit 1.  A command to a
+    cluster without a quorum is a Timeout, exit 1.  Once node 3 is back, deleting from
+    it finishes the job."""
+    n1, n2, n3 = (nd.name for nd in nodes.nodes)
+    for name in ("r1", "d1"):
+        nodes.json("cluster", "start", name, "--machine", "counter", "-m", n1, n2, n3)
+    nodes.json("cluster", "start", "q1", "--machine", "counter", "-m", n1, n3)
+    assert nodes.json("command", "-n", n1, "-c", "r1", "incr")["reply"] == 1
+    proc = nodes[2].proc
+    assert proc is not None
+    os.killpg(proc.pid, signal.SIGKILL)  # the node and any child of its session
+    proc.wait(10)
+
+    r = nodes.run("cluster", "remove-member", "r1", "--node", n1, n3, "--json")
+    _one_line_error(r, "removed r1@" + n3, "committed", "were not deleted", "NodeDown")
+    out = json.loads(r.stdout)
+    assert out["removed"] == ["r1", n3] and out["data_deleted"] is False
+    assert "NodeDown" in out["data_error"]
+    members = _members(nodes.json("status", "--node", n1), "r1")
+    assert sorted(m["node"] for m in members) == sorted([n1, n2])
+    assert nodes.json("command", "-n", n2, "-c", "r1", "incr")["reply"] == 2
+
+    r = nodes.run("cluster", "delete", "d1", "--node", n1, "--json")
+    _one_line_error(r, "deleted 2 of 3", "d1@" + n3, "NodeDown")
+    out = json.loads(r.stdout)
+    assert sorted(s[1] for s in out["deleted"]) == sorted([n1, n2])
+    assert [f["server"] for f in out["failed"]] == [["d1", n3]]
+    assert out["failed"][0]["error"].startswith("NodeDown: ")
+    for n in (n1, n2):
+        assert "d1" not in _cluster_names(nodes, n)
+
+    _one_line_error(nodes.run("command", "-n", n1, "-c", "q1", "incr", "--timeout", "1"), "Timeout")
+
+    nodes.start(2)
+    assert "d1" in _cluster_names(nodes, n3)  # its member was not deleted
+    out = nodes.json("cluster", "delete", "d1", "--node", n3)
+    assert len(out["deleted"]) == 3 and out["failed"] == []
+    assert "d1" not in _cluster_names(nodes, n3)
+    _wait_for(lambda: nodes.json("command", "-n", n1, "-c", "q1", "incr", "--timeout", "10")["reply"]
+              >= 1)
+    out = nodes.json("cluster", "delete", "q1", "--node", n1, "--members", n1, n3)
+    assert sorted(s[1] for s in out["deleted"]) == sorted([n1, n3]) and out["failed"] == []
+    for name, at in (("r1", n1), ("r1", n3)):  # r1's old member on n3 has its own view
+        if name in _cluster_names(nodes, at):
+            nodes.json("cluster", "delete", name, "--node", at)
+
+
+def _cluster_names(nodes: CliNodes, node: str) -> list[str]:
+    return list(nodes.json("status", "--node", node, "--local")["systems"]["default"]["clusters"])

@@ -1,6 +1,11 @@
 """``raft-otp``: the command line (argparse).  Every failure is one line on stderr
-and a non-zero exit status (1: the command failed, 2: bad arguments); set
-``RAFT_OTP_DEBUG=1`` to see the traceback of an unexpected error.
+and a non-zero exit status (1: the command failed, or did not do all it was asked,
+2: bad arguments); set ``RAFT_OTP_DEBUG=1`` to see the traceback of an unexpected
+error.  An error of the API is printed as its class and message
+(``raft-otp: error: MachineError: ...``).  A command that did part of its work
+(``cluster delete`` with a member's node down, ``cluster remove-member`` whose
+removal committed but whose data could not be deleted) says on that line what was
+done and what was not, and with ``--json`` still prints what was done on stdout.
 """
 
 from __future__ import annotations
@@ -129,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
                             help="JSON machine config (default {})")
         if name == "remove-member":
             cp.add_argument("--keep-data", action="store_true", help="stop nothing, delete nothing")
+        if name == "delete":
+            cp.add_argument("--members", "-m", nargs="+", metavar="NODE",
+                            help="delete the cluster's server on these nodes (default: every "
+                            "member known to --node's server)")
     for cp in csub.choices.values():
         _client_args(cp)
         _api_args(cp)
@@ -180,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args)
     except ConsoleError as exc:
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        _error_line(str(exc))
         return 1
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")
@@ -190,8 +199,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # never a traceback for the user, unless asked
         if os.environ.get("RAFT_OTP_DEBUG"):
             raise
-        sys.stderr.write(f"{PROG}: error: {type(exc).__name__}: {exc}\n")
+        _error_line(f"{type(exc).__name__}: {exc}")
         return 1
+
+
+def _error_line(message: str) -> None:
+    """One line, whatever the message holds (a machine's exception may span several)."""
+    sys.stderr.write(f"{PROG}: error: {' '.join(message.split())}\n")
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def admin(node: str, request: list[Any], cookie: str, timeout: float) -> Any:
         raise ConsoleError(f"node {node} did not answer within {timeout:g} s: wrong cookie "
                            "(secret), or the node is overloaded") from None
     except RaftError as exc:
-        raise ConsoleError(f"node {node}: {exc}") from None
+        raise ConsoleError(f"node {node}: {type(exc).__name__}: {exc}") from None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
