@@ -53,7 +53,7 @@ from raft_otp.system.resolve import load_machine, resolve_query
 
 log = logging.getLogger("raft_otp.server")
 
-_TRACE_LINES = 12  # the end of a machine failure's traceback, logged in its record
+_TRACE_LINES = 12  # the end of a machine failure's traceback (logged at DEBUG)
 MAX_DRAIN = 4096  # bound on commands taken per wake-up (RA max_pipeline_count)
 
 
@@ -596,18 +596,23 @@ class ServerActor(DirectDispatch):
                 log.warning("%s: unknown machine effect %r", self.id, me)
 
     def _machine_failed(self, e: fx.MachineFailed) -> None:
-        """The core turned a machine failure into an outcome: log it (one record,
-        traceback included) and count it."""
-        trace = "".join(traceback.format_exception(e.error)[-_TRACE_LINES:]).rstrip()
+        """The core turned a machine failure into an outcome: log it in one line naming
+        where it raised (a poison command sent in a loop must not flood the log with
+        tracebacks; the whole traceback is at DEBUG) and count it."""
+        frames = traceback.extract_tb(e.error.__traceback__)
+        where = f" ({frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
         if e.what == "query":
             self.metrics.counters["query_errors"] += 1
-            log.warning("%s term %d: query raised %s: %s\n%s", self.id, self.term, e.type_name,
-                        e.message, trace)
-            return
-        self.metrics.counters["machine_errors"] += 1
-        at = f" at index {e.index}" if e.index is not None else ""
-        log.warning("%s term %d: machine %s raised %s%s: %s (the server runs on)\n%s", self.id,
-                    self.term, e.what, e.type_name, at, e.message, trace)
+            log.warning("%s term %d: query raised %s: %s%s", self.id, self.term, e.type_name,
+                        e.message, where)
+        else:
+            self.metrics.counters["machine_errors"] += 1
+            at = f" at index {e.index}" if e.index is not None else ""
+            log.warning("%s term %d: machine %s raised %s%s: %s%s (the server runs on)", self.id,
+                        self.term, e.what, e.type_name, at, e.message, where)
+        if log.isEnabledFor(logging.DEBUG):  # the whole traceback, in the same record
+            log.debug("%s: traceback of that %s failure:\n%s", self.id, e.what,
+                      "".join(traceback.format_exception(e.error)[-_TRACE_LINES:]).rstrip())
 
     # ---- machine monitors (RA: leader-only; DOWN becomes a replicated command) ------
     def _machine_monitor(self, target: Any) -> None:
