@@ -34,6 +34,7 @@ __all__ = ["MACHINES", "machine_path", "parse_words", "find_server", "describe",
 MACHINES = {
     "kv": "raft_otp.machines.kv:KeyValue",
     "counter": "raft_otp.machines.counter:Counter",
+    "lock": "raft_otp.machines.lock:Lock",
 }
 QUERIES = "raft_otp.system.queries"
 
