@@ -10,6 +10,7 @@ import pytest
 
 import raft_otp
 from raft_otp import ServerId
+from raft_otp.errors import DataDirLocked
 from raft_otp.machines.counter import Counter
 
 
@@ -22,7 +23,7 @@ def test_two_systems_are_isolated(tmp_path: Any) -> None:
         assert raft_otp.start_in(str(tmp_path / "a"), name=f"a{tag}") is a  # idempotent
         with pytest.raises(raft_otp.BadArgument):
             raft_otp.start_in(str(tmp_path / "other"), name=f"a{tag}")
-        with pytest.raises(raft_otp.BadArgument):
+        with pytest.raises(DataDirLocked):  # one owner per data dir
             raft_otp.start_in(str(tmp_path / "a"), name=f"c{tag}")
         sa, sb = ServerId(f"sa{tag}", raft_otp.node()), ServerId(f"sb{tag}", raft_otp.node())
         assert raft_otp.start_cluster(a, "x", (Counter, None), [sa])[0] == [sa]

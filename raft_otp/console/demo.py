@@ -9,7 +9,8 @@ catches up), reads every acknowledged write back with ``consistent_query``,
 shows the trees, and stops everything with SIGTERM (children in reverse order).
 
 The data dir (default ``./raft_otp_demo_data``) is reset at every run; a
-directory without the demo's marker file is never deleted.
+directory without the demo's marker file is never deleted, nor one whose node
+data dirs another live process holds (a demo still running there).
 """
 
 from __future__ import annotations
@@ -44,11 +45,34 @@ def prepare_data_dir(path: str) -> str:
         if os.listdir(path) and not os.path.exists(os.path.join(path, MARKER)):
             raise ConsoleError(f"{path} exists and is not a raft-otp demo dir; "
                                "refusing to reset it (pass --data-dir)")
-        shutil.rmtree(path)
+        locks = _lock_node_dirs(path)
+        try:
+            shutil.rmtree(path)
+        finally:
+            for lock in locks:
+                lock.release()
     os.makedirs(path)
     with open(os.path.join(path, MARKER), "w") as f:
         f.write("created by raft-otp demo; deleted and recreated at every run\n")
     return path
+
+
+def _lock_node_dirs(path: str) -> list[Any]:
+    """Lock every data dir under ``path`` (those with a LOCK file), so none is deleted
+    while a node runs in it; ConsoleError naming the first one in use."""
+    from raft_otp.errors import DataDirLocked
+    from raft_otp.system import datadir_lock
+    locks: list[Any] = []
+    try:
+        for root, _dirs, files in os.walk(path):
+            if datadir_lock.LOCK_FILE in files:
+                locks.append(datadir_lock.acquire(root))
+    except DataDirLocked as exc:
+        for lock in locks:
+            lock.release()
+        raise ConsoleError(f"{exc}: a demo still runs there; stop it first, or pass another "
+                           "--data-dir") from None
+    return locks
 
 
 def _wait(what: str, fn: Callable[[], Any], timeout: float, pause: float = 0.02) -> Any:

@@ -7,6 +7,10 @@ transport); starting again on the same data dir recovers every server.
 The data dir remembers its node name (file ``NODE``): Raft members are
 addressed as ``server@node``, so a restart under another name would orphan
 them.  ``--node`` may be left out on a restart; a different one is refused.
+
+The data dir has one owner: ``start`` checks the config, then locks the data
+dir (``raft_otp.system.datadir_lock``) before it writes anything there; a
+second ``start`` on it fails at once, naming the pid that holds it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 from raft_otp.console.common import (DATA_DIR_COOKIE, ConsoleError, check_node_name,
                                      default_cookie_file, ensure_cookie_file, read_cookie_file)
+from raft_otp.errors import RaftError
 
 __all__ = ["DEFAULT_NODE", "NODE_FILE", "node_for", "cookie_file_for", "load_config", "cmd_start"]
 
@@ -90,21 +95,36 @@ def load_config(path: str | None) -> dict[str, Any]:
 
 
 def cmd_start(args: Any) -> int:
-    from raft_otp.errors import RaftError
-    from raft_otp.system.config import SystemConfig
-    from raft_otp.system.node_main import run_node
+    from raft_otp.system import datadir_lock
 
     data_dir = os.path.abspath(args.data_dir)
+    cfg = _config(args, data_dir)  # touches nothing: a bad setting leaves no trace
     try:
-        os.makedirs(data_dir, exist_ok=True)
+        lock = datadir_lock.acquire(data_dir)
     except OSError as exc:
         raise ConsoleError(f"cannot create data dir {data_dir}: {exc.strerror or exc}") from None
+    except RaftError as exc:  # DataDirLocked: another node runs there
+        raise ConsoleError(str(exc)) from None
+    try:
+        return _start_locked(args, data_dir, cfg, lock)
+    finally:
+        lock.release()
+
+
+def _config(args: Any, data_dir: str) -> Any:
+    from raft_otp.system.config import SystemConfig
     settings = load_config(args.config)
     settings.setdefault("name", args.system)
     try:
-        cfg = SystemConfig.from_any(settings).replace(data_dir=data_dir)
-    except (RaftError, TypeError) as exc:
-        raise ConsoleError(f"bad config: {exc}") from None
+        return SystemConfig.from_any(settings).replace(data_dir=data_dir)
+    except RaftError as exc:  # ConfigError: names the key, what it expects, what it got
+        where = f"config {args.config}" if args.config else "config"
+        raise ConsoleError(f"bad {where}: {exc}") from None
+
+
+def _start_locked(args: Any, data_dir: str, cfg: Any, lock: Any) -> int:
+    from raft_otp.system.node_main import run_node
+
     cookie_file = cookie_file_for(data_dir, args.cookie_file)
     fresh = not os.path.exists(os.path.join(data_dir, NODE_FILE))
     node = node_for(data_dir, args.node)  # recorded only once everything else checked out
@@ -112,7 +132,8 @@ def cmd_start(args: Any) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     print(f"raft-otp node {node}: data dir {data_dir}, cookie file {cookie_file}", flush=True)
     try:
-        rc = run_node(data_dir, node, None, cfg, cookie_file=cookie_file, announce=True)
+        rc = run_node(data_dir, node, None, cfg, cookie_file=cookie_file, announce=True,
+                      dir_lock=lock)
     except Exception as exc:  # bind failure, bad data, ...: one line, never a traceback
         if fresh:  # it never ran as this node: do not bind the data dir to the name
             _forget_node(data_dir)

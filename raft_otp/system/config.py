@@ -3,68 +3,95 @@
 Defaults are RA's (ra-notes.md "Defaults"), with units in the names.  A
 ``SystemConfig`` is plain data: it is written nowhere and travels nowhere; each
 node starts its systems from its own copy.
+
+Every field is checked when a config is made (``__post_init__``), before
+anything starts: the checks are read from the field annotations (``int``,
+``bool``, ``str``, ``Literal[...]``, ``dict[str, Any]``, and the bounds of
+``Annotated[int, AtLeast(n)]``), so a new field is checked by declaring it.
+A wrong value or an unknown key raises :class:`~raft_otp.errors.ConfigError`
+naming the key, what it expects and what it got (before, ``wal_max_size_bytes =
+"abc"`` surfaced as a supervisor ``StartError`` with a ``TypeError`` inside).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 from raft_otp.core.config import Mutations
-from raft_otp.errors import BadArgument
+from raft_otp.errors import ConfigError
 
-WAL_SYNC_METHODS = ("datasync", "fsync", "none")
+
+@dataclass(frozen=True, slots=True)
+class AtLeast:
+    """The lower bound of an int field: ``Annotated[int, AtLeast(1)]``."""
+
+    minimum: int
+
+    def problem(self, value: int) -> str | None:
+        return None if value >= self.minimum else f"an int >= {self.minimum}"
+
+
+@dataclass(frozen=True, slots=True)
+class NonEmpty:
+    """A str field that must not be empty: ``Annotated[str, NonEmpty()]``."""
+
+    def problem(self, value: str) -> str | None:
+        return None if value else "a non-empty string"
+
+
+Positive = Annotated[int, AtLeast(1)]
+NonNegative = Annotated[int, AtLeast(0)]
+WalSyncMethod = Literal["datasync", "fsync", "none"]
+OnMachineError = Literal["reply", "crash"]
+WAL_SYNC_METHODS: tuple[str, ...] = get_args(WalSyncMethod)
+ON_MACHINE_ERRORS: tuple[str, ...] = get_args(OnMachineError)
 
 
 @dataclass(frozen=True, slots=True)
 class SystemConfig:
     """One system: a name, a data directory, and the knobs of its log and servers."""
 
-    name: str = "default"
+    name: Annotated[str, NonEmpty()] = "default"
     data_dir: str = ""
     # --- log (passed to raft_otp.log) ---
-    wal_sync_method: str = "datasync"
-    wal_max_size_bytes: int = 256_000_000
-    wal_max_batch_size: int = 8192
-    segment_max_entries: int = 4096
-    snapshot_chunk_size: int = 1_000_000
-    min_snapshot_interval: int = 4096
+    wal_sync_method: WalSyncMethod = "datasync"
+    wal_max_size_bytes: Positive = 256_000_000
+    wal_max_batch_size: Positive = 8192
+    segment_max_entries: Positive = 4096
+    snapshot_chunk_size: Positive = 1_000_000
+    min_snapshot_interval: NonNegative = 4096
     # --- servers ---
-    broadcast_time_ms: int = 100
-    tick_ms: int = 1000
-    max_pipeline_count: int = 4096
-    max_append_entries_rpc_batch_size: int = 128
-    commit_notify_delay_ms: int = 5  # see raft_otp.core.config.ServerConfig
+    broadcast_time_ms: Positive = 100
+    tick_ms: Positive = 1000
+    max_pipeline_count: Positive = 4096
+    max_append_entries_rpc_batch_size: Positive = 128
+    commit_notify_delay_ms: NonNegative = 5  # see raft_otp.core.config.ServerConfig
     direct_dispatch: bool = True  # idle servers' RPCs run on the node's I/O thread (raft_otp.server.direct)
-    receive_snapshot_timeout_ms: int = 30_000
-    await_condition_timeout_ms: int = 5_000
+    receive_snapshot_timeout_ms: Positive = 30_000
+    await_condition_timeout_ms: Positive = 5_000
     # A command is refused (CommandTooLarge) at the caller and at the leader when its
     # encoding is larger: 1 MiB, etcd's order (1.5 MiB) and snapshot_chunk_size, the
     # largest message a node otherwise handles; a batch of 128 such entries is the
     # largest append_entries a follower then buffers.
-    max_command_bytes: int = 1_048_576
+    max_command_bytes: Positive = 1_048_576
     # "reply": a raising apply is the command's outcome (MachineError), the server
     # runs on; "crash": RA's behaviour (the server crashes, its supervisor restarts it)
-    on_machine_error: str = "reply"
-    # extra keys handed verbatim to the log system factory
+    on_machine_error: OnMachineError = "reply"
+    # extra keys handed verbatim to the log system factory (those that are
+    # raft_otp.log.LogConfig fields are checked against its annotations)
     log_options: dict[str, Any] = field(default_factory=dict)
     # safety mutations (testing only): a Mutations, or "flag[,flag...]" of its fields;
     # normalised to a Mutations by __post_init__ and passed into every ServerConfig
     mutations: Any = ""
 
     def __post_init__(self) -> None:
-        if not self.name or not isinstance(self.name, str):
-            raise BadArgument(f"system name must be a non-empty string, got {self.name!r}")
-        if self.wal_sync_method not in WAL_SYNC_METHODS:
-            raise BadArgument(
-                f"wal_sync_method must be one of {WAL_SYNC_METHODS}, got {self.wal_sync_method!r}")
-        for f in ("broadcast_time_ms", "tick_ms", "max_pipeline_count",
-                  "max_append_entries_rpc_batch_size", "snapshot_chunk_size"):
-            if getattr(self, f) <= 0:
-                raise BadArgument(f"{f} must be > 0, got {getattr(self, f)!r}")
-        if not isinstance(self.commit_notify_delay_ms, int) or self.commit_notify_delay_ms < 0:
-            raise BadArgument(f"commit_notify_delay_ms must be an int >= 0, got {self.commit_notify_delay_ms!r}")
+        hints = _hints(SystemConfig)
+        for f in dataclasses.fields(self):
+            check_value(f.name, getattr(self, f.name), hints[f.name])
+        _check_log_options(self.log_options)
         object.__setattr__(self, "mutations", parse_mutations(self.mutations))
 
     @classmethod
@@ -73,15 +100,96 @@ class SystemConfig:
         if isinstance(config, SystemConfig):
             return config
         if not isinstance(config, dict):
-            raise BadArgument(f"system config must be a SystemConfig or dict, got {type(config).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(config) - names
-        if unknown:
-            raise BadArgument(f"unknown system config keys: {sorted(unknown)}")
+            raise ConfigError(f"system config must be a SystemConfig or dict, got {type(config).__name__}")
+        _refuse_unknown(config)
         return cls(**config)
 
     def replace(self, **changes: Any) -> "SystemConfig":
+        _refuse_unknown(changes)
         return dataclasses.replace(self, **changes)
+
+
+FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(SystemConfig))
+
+
+def _refuse_unknown(keys: dict[str, Any]) -> None:
+    unknown = sorted(str(k) for k in keys if k not in FIELD_NAMES)
+    if unknown:
+        hints = [f"{k!r} (did you mean {m[0]!r}?)" if m else repr(k)
+                 for k in unknown for m in [difflib.get_close_matches(k, FIELD_NAMES, 1)]]
+        raise ConfigError(f"unknown system config key(s): {', '.join(hints)}")
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """``cls``'s field annotations, resolved once (they are strings in the source)."""
+    h = _HINTS.get(cls)
+    if h is None:
+        h = _HINTS[cls] = get_type_hints(cls, include_extras=True)
+    return h
+
+
+def check_value(key: str, value: Any, tp: Any) -> None:
+    """Raise ``ConfigError`` unless ``value`` fits the annotation ``tp``."""
+    problem = _problem(value, tp)
+    if problem is not None:
+        raise ConfigError(f"config key {key!r} must be {problem}; got {value!r} "
+                          f"({type(value).__name__})")
+
+
+def _problem(value: Any, tp: Any) -> str | None:
+    """What ``value`` should have been to fit ``tp``, or None if it fits."""
+    if tp is Any:
+        return None
+    origin = get_origin(tp)
+    if origin is Annotated:
+        base, *marks = get_args(tp)
+        problem = _problem(value, base)
+        if problem is not None:
+            return problem
+        for m in marks:
+            bound = m.problem(value)
+            if bound is not None:
+                return bound
+        return None
+    if origin is Literal:
+        choices = get_args(tp)
+        return None if value in choices and type(value) in {type(c) for c in choices} \
+            else f"one of {', '.join(repr(c) for c in choices)}"
+    if origin is dict:
+        key_tp, value_tp = get_args(tp)
+        if not isinstance(value, dict):
+            return "a dict"
+        for k, v in value.items():
+            if _problem(k, key_tp) is not None or _problem(v, value_tp) is not None:
+                return f"a {_describe(tp)}"
+        return None
+    if tp is int:  # bool is an int subclass, never meant as one
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an int"
+    if tp is float:
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) \
+            else "a number"
+    if isinstance(tp, type):
+        return None if isinstance(value, tp) else f"a {tp.__name__}"
+    raise AssertionError(f"config annotation {tp!r} has no check; add one to _problem")
+
+
+def _describe(tp: Any) -> str:
+    if get_origin(tp) is dict:
+        k, v = get_args(tp)
+        return f"dict[{_describe(k)}, {_describe(v)}]"
+    return "Any" if tp is Any else getattr(tp, "__name__", repr(tp))
+
+
+def _check_log_options(options: dict[str, Any]) -> None:
+    """The ``log_options`` that are ``LogConfig`` fields get that field's check."""
+    from raft_otp.log.system import LogConfig
+    hints = _hints(LogConfig)
+    for key, value in options.items():
+        if key in hints and key != "extra":
+            check_value(f"log_options.{key}", value, hints[key])
 
 
 MUTATION_FLAGS = tuple(f.name for f in dataclasses.fields(Mutations))
@@ -89,17 +197,18 @@ MUTATION_FLAGS = tuple(f.name for f in dataclasses.fields(Mutations))
 
 def parse_mutations(spec: "Mutations | str | None") -> Mutations:
     """``None``/``""`` -> no mutation; ``"a,b"`` -> ``Mutations(a=True, b=True)``; a
-    ``Mutations`` as is.  Unknown flag names raise ``BadArgument`` naming the known ones."""
+    ``Mutations`` as is.  Unknown flag names raise ``ConfigError`` naming the known ones."""
     if spec is None:
         return Mutations()
     if isinstance(spec, Mutations):
         return spec
     if not isinstance(spec, str):
-        raise BadArgument(f"mutations must be a Mutations or a comma-separated string, got {spec!r}")
+        raise ConfigError(f"config key 'mutations' must be a Mutations or a comma-separated "
+                          f"string; got {spec!r} ({type(spec).__name__})")
     names = [n.strip() for n in spec.split(",") if n.strip()]
     bad = [n for n in names if n not in MUTATION_FLAGS]
     if bad:
-        raise BadArgument(f"unknown mutation flag(s) {bad}; known: {list(MUTATION_FLAGS)}")
+        raise ConfigError(f"unknown mutation flag(s) {bad}; known: {list(MUTATION_FLAGS)}")
     return Mutations(**{n: True for n in names})
 
 

@@ -5,23 +5,29 @@ harness start in each node process::
 
     python -m raft_otp.system --data-dir D --node n1@127.0.0.1:7001 --cookie-file F
 
-Startup order: node transport, wire types, the default system in ``data_dir``
-(its system actor recovers every server in the directory), the admin status
-provider; then ``READY <node>`` on stdout.  Shutdown order on a signal: every
-system (servers first, then the log tree: the WAL syncs and closes), then the
-transport.
+Startup order: the data dir's lock (``raft_otp.system.datadir_lock``: a second
+node on the same data dir stops here, before it binds a port), node transport,
+wire types, the default system in ``data_dir`` (its system actor recovers every
+server in the directory), the admin status provider; then ``READY <node>`` on
+stdout.  Shutdown order on a signal: every system (servers first, then the log
+tree: the WAL syncs and closes, then the lock is released), then the transport.
+
+``main`` reports an expected failure (a bad setting, a locked data dir, a
+corrupt file) as one line on stderr and exit status 1 (2 for bad arguments).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
 import sys
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
-from raft_otp.errors import BadArgument
+from raft_otp.errors import BadArgument, ConfigError, RaftError
+from raft_otp.system import datadir_lock
 from raft_otp.system.config import SystemConfig, active_mutations
 
 MUTATION_ENV = "RAFT_OTP_MUTATION"
@@ -64,13 +70,31 @@ def node_config(detection_ms: int = DEFAULT_DETECTION_MS) -> Any:
 def run_node(data_dir: str, node_name: str, cookie: str | None,
              config: SystemConfig | dict[str, Any] | None = None, *,
              cookie_file: str | None = None, stop_event: threading.Event | None = None,
-             announce: bool = True, detection_ms: int = DEFAULT_DETECTION_MS) -> int:
-    """Run a node until SIGTERM/SIGINT (or ``stop_event``); returns an exit code."""
+             announce: bool = True, detection_ms: int = DEFAULT_DETECTION_MS,
+             dir_lock: datadir_lock.DataDirLock | None = None) -> int:
+    """Run a node until SIGTERM/SIGINT (or ``stop_event``); returns an exit code.
+
+    Locks the data dir first (``DataDirLocked`` if another owner holds it), unless
+    the caller passes the lock it took (``dir_lock``); either way the lock is
+    released when this returns or raises."""
+    cfg = SystemConfig.from_any(config) if config is not None else SystemConfig()
+    if not (data_dir or cfg.data_dir):
+        raise ConfigError("a node needs a data dir")
+    cfg = cfg.replace(data_dir=os.path.abspath(data_dir or cfg.data_dir))
+    lock = dir_lock if dir_lock is not None else datadir_lock.acquire(cfg.data_dir)
+    try:
+        return _run_locked(cfg, lock, node_name, cookie, cookie_file, stop_event, announce,
+                           detection_ms)
+    finally:
+        lock.release()  # the system released it already unless it failed to start
+
+
+def _run_locked(cfg: SystemConfig, lock: datadir_lock.DataDirLock, node_name: str,
+                cookie: str | None, cookie_file: str | None, stop_event: threading.Event | None,
+                announce: bool, detection_ms: int) -> int:
     from raft_otp.node import runtime as node_rt
     from raft_otp.system import runtime
 
-    cfg = SystemConfig.from_any(config) if config is not None else SystemConfig()
-    cfg = cfg.replace(data_dir=data_dir or cfg.data_dir)
     on = active_mutations(cfg.mutations)
     if on:
         log.warning("!!! node %s: SAFETY MUTATION(S) %s ON -- this node runs deliberately "
@@ -83,7 +107,7 @@ def run_node(data_dir: str, node_name: str, cookie: str | None,
         signal.signal(signal.SIGINT, on_signal)
     node_rt.start_node(node_name, cookie, cookie_file=cookie_file, config=node_config(detection_ms))
     try:
-        system = runtime.start_system(cfg)
+        system = runtime.start_system(cfg, dir_lock=lock)
         node_rt.set_status_provider(status)
         n = len(system.ctx.directory)
         log.info("node %s: system %s up in %s with %d servers", node_name, cfg.name, cfg.data_dir, n)
@@ -99,9 +123,16 @@ def run_node(data_dir: str, node_name: str, cookie: str | None,
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments: one line on stderr (no usage block), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-    p = argparse.ArgumentParser(prog="python -m raft_otp.system", description=__doc__.split("\n")[0])
+    p = _Parser(prog="python -m raft_otp.system", description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", required=True)
     p.add_argument("--node", required=True, help="name@host:port")
     p.add_argument("--cookie-file")
@@ -123,13 +154,16 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if a.switch_interval_ms is not None:
         sys.setswitchinterval(a.switch_interval_ms / 1000.0)
-    cfg = SystemConfig(name=a.system, data_dir=a.data_dir, wal_sync_method=a.wal_sync_method,
-                       broadcast_time_ms=a.broadcast_time_ms,
-                       min_snapshot_interval=a.min_snapshot_interval)
     mutation = a.mutation if a.mutation is not None else os.environ.get(MUTATION_ENV, "")
     try:
-        cfg = cfg.replace(mutations=mutation)
-    except BadArgument as exc:
+        cfg = SystemConfig(name=a.system, data_dir=a.data_dir, wal_sync_method=a.wal_sync_method,
+                           broadcast_time_ms=a.broadcast_time_ms,
+                           min_snapshot_interval=a.min_snapshot_interval, mutations=mutation)
+    except BadArgument as exc:  # ConfigError: names the key, what it expects, what it got
         p.error(str(exc))
-    return run_node(a.data_dir, a.node, a.cookie, cfg, cookie_file=a.cookie_file,
-                    detection_ms=a.detection_ms)
+    try:
+        return run_node(a.data_dir, a.node, a.cookie, cfg, cookie_file=a.cookie_file,
+                        detection_ms=a.detection_ms)
+    except RaftError as exc:  # a locked data dir, a corrupt file, ...: one line, no traceback
+        sys.stderr.write(f"{p.prog}: error: {exc}\n")
+        return 1

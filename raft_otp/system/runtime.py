@@ -12,6 +12,10 @@
 Mem tables are owned by the system's log object, outside the log supervisor,
 so they survive its restarts (as in RA).  Several systems per node are
 isolated: each has its own data dir, WAL, directory and registered names.
+
+A data dir has one owner (``raft_otp.system.datadir_lock``): a system holds
+the lock of its data dir from before it touches anything there until
+``stop_system`` has closed its log; a second opener gets ``DataDirLocked``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from supervisors.supervisor import NotFound
 
 from raft_otp.errors import BadArgument, SystemNotRunning
 from raft_otp.server.context import SystemContext
-from raft_otp.system import _log
+from raft_otp.system import _log, datadir_lock
 from raft_otp.system.config import SystemConfig
 from raft_otp.system.directory import Directory
 from raft_otp.system.system_actor import SystemActor, actor_name
@@ -41,11 +45,13 @@ _root: Supervisor | None = None
 class System:
     """Handle of a running system (what ``start_in``/``start_system`` return)."""
 
-    def __init__(self, config: SystemConfig, ctx: SystemContext, infra: Any) -> None:
+    def __init__(self, config: SystemConfig, ctx: SystemContext, infra: Any,
+                 dir_lock: datadir_lock.DataDirLock) -> None:
         self.config = config
         self.name = config.name
         self.ctx = ctx
         self.infra = infra
+        self.dir_lock = dir_lock                    # released by _close, after the log
         self.sup: Supervisor | None = None          # set by its factory at every (re)start
         self.servers_sup: Supervisor | None = None
 
@@ -76,13 +82,22 @@ def _root_sup() -> Supervisor:
     return _root
 
 
-def start_system(config: SystemConfig | dict[str, Any]) -> System:
-    """Start a named system in ``config.data_dir`` (idempotent for the same dir)."""
+def start_system(config: SystemConfig | dict[str, Any], *,
+                 dir_lock: datadir_lock.DataDirLock | None = None) -> System:
+    """Start a named system in ``config.data_dir``; calling it again for the same
+    name and dir returns the running system.
+
+    The data dir is locked first (``DataDirLocked`` if another system, in this
+    process or another, holds it), before anything in it is touched.  A caller
+    that took the lock itself (the node entry point) passes it as ``dir_lock``;
+    the system owns it once started, and the caller keeps it if this raises.
+    """
     cfg = SystemConfig.from_any(config)
     if not cfg.data_dir:
         raise BadArgument("a system needs a data_dir")
     cfg = cfg.replace(data_dir=os.path.abspath(cfg.data_dir))
-    from raft_otp.node.runtime import node
+    if dir_lock is not None and (not dir_lock.held or dir_lock.data_dir != cfg.data_dir):
+        raise BadArgument(f"dir_lock {dir_lock!r} is not a held lock of {cfg.data_dir}")
     from raft_otp.server.wire import register_all
     register_all()
     _register_system_wire()
@@ -92,68 +107,106 @@ def start_system(config: SystemConfig | dict[str, Any]) -> System:
             if old.data_dir != cfg.data_dir:
                 raise BadArgument(f"system {cfg.name!r} already runs in {old.data_dir}")
             return old
-        for other in _systems.values():
-            if other.is_alive() and other.data_dir == cfg.data_dir:
-                raise BadArgument(f"data dir {cfg.data_dir} is used by system {other.name!r}")
-        os.makedirs(cfg.data_dir, exist_ok=True)
-        directory = Directory(cfg.data_dir)
-        infra = _log.make(cfg)
-        ctx = SystemContext(cfg, node(), infra.log_system, directory, infra.wal_name)
-        system = System(cfg, ctx, infra)
-        def make_servers_sup() -> Supervisor:
-            sup = Supervisor([], strategy="one_for_one", intensity=10, period=5.0, id="servers")
-            system.servers_sup = sup
-            return sup
-
-        def make_system_sup() -> Supervisor:
-            sup = Supervisor([
-                ChildSpec.supervisor("log", "rest_for_one", infra.child_specs,
-                                     intensity=5, period=5.0),
-                ChildSpec(id="servers", start=make_servers_sup, type="supervisor"),
-                ChildSpec.actor("system_actor", SystemActor, ctx, system,
-                                name=actor_name(cfg.name)),
-            ], strategy="one_for_all", intensity=1, period=5.0, id=f"system:{cfg.name}")
-            system.sup = sup
-            return sup
-
-        spec = ChildSpec(id=f"system:{cfg.name}", start=make_system_sup, type="supervisor",
-                         restart="transient")
-        root = _root_sup()
+        for dead in [s for s in _systems.values()
+                     if not s.is_alive() and (s.name == cfg.name or s.data_dir == cfg.data_dir)]:
+            # its tree gave up (the root's intensity): its log is stopped; free its dir
+            del _systems[dead.name]
+            _stop_tree(dead.name)
+            _close(dead)
+        lock = dir_lock if dir_lock is not None else datadir_lock.acquire(cfg.data_dir)
         try:
-            root.delete_child(spec.id)
-        except Exception:
-            pass
-        root.start_child(spec)
-        # wait until the system actor has recovered every server in the directory
-        from raft_otp.node.runtime import call
-        from raft_otp.system.system_actor import ServerOpReq
-        call(actor_name(cfg.name), ServerOpReq("is_running", ""), 300.0)
+            system = _open(cfg, lock)
+        except BaseException:
+            if dir_lock is None:
+                lock.release()
+            raise
         _systems[cfg.name] = system
         log.info("system %s started in %s", cfg.name, cfg.data_dir)
         return system
 
 
+def _open(cfg: SystemConfig, lock: datadir_lock.DataDirLock) -> System:
+    """Build and start the system's tree in its (locked) data dir; undone if it fails."""
+    from raft_otp.node.runtime import call, node
+    from raft_otp.system.system_actor import ServerOpReq
+    directory = Directory(cfg.data_dir)
+    infra = _log.make(cfg)
+    ctx = SystemContext(cfg, node(), infra.log_system, directory, infra.wal_name)
+    system = System(cfg, ctx, infra, lock)
+
+    def make_servers_sup() -> Supervisor:
+        sup = Supervisor([], strategy="one_for_one", intensity=10, period=5.0, id="servers")
+        system.servers_sup = sup
+        return sup
+
+    def make_system_sup() -> Supervisor:
+        sup = Supervisor([
+            ChildSpec.supervisor("log", "rest_for_one", infra.child_specs,
+                                 intensity=5, period=5.0),
+            ChildSpec(id="servers", start=make_servers_sup, type="supervisor"),
+            ChildSpec.actor("system_actor", SystemActor, ctx, system,
+                            name=actor_name(cfg.name)),
+        ], strategy="one_for_all", intensity=1, period=5.0, id=f"system:{cfg.name}")
+        system.sup = sup
+        return sup
+
+    spec = ChildSpec(id=spec_id(cfg.name), start=make_system_sup, type="supervisor",
+                     restart="transient")
+    root = _root_sup()
+    try:
+        root.delete_child(spec.id)
+    except Exception:
+        pass
+    try:
+        root.start_child(spec)
+        # wait until the system actor has recovered every server in the directory
+        call(actor_name(cfg.name), ServerOpReq("is_running", ""), 300.0)
+    except BaseException:
+        _stop_tree(cfg.name)
+        infra.close()
+        raise
+    return system
+
+
+def spec_id(name: str) -> str:
+    return f"system:{name}"
+
+
+def _stop_tree(name: str) -> None:
+    root = _root_sup()
+    try:
+        root.terminate_child(spec_id(name))
+        root.delete_child(spec_id(name))
+    except NotFound:
+        pass
+
+
+def _close(system: System) -> None:
+    """After its tree stopped: close the system's log, then give up its data dir."""
+    try:
+        close = getattr(system.infra, "close", None)
+        if close is not None:
+            close()
+    finally:
+        system.dir_lock.release()
+
+
 def start_in(data_dir: str, name: str = "default", **options: Any) -> System:
-    """Start (or return) the system ``name`` in ``data_dir`` with default settings."""
-    return start_system(SystemConfig(name=name, data_dir=data_dir, **options))
+    """Start (or return) the system ``name`` in ``data_dir``; ``options`` are
+    ``SystemConfig`` fields (an unknown or ill-typed one raises ``ConfigError``)."""
+    return start_system({**options, "name": name, "data_dir": data_dir})
 
 
 def stop_system(system: "System | str", timeout: float = 30.0) -> None:
-    """Stop every server of the system, then its log (WAL synced); data stays on disk."""
+    """Stop every server of the system, then its log (WAL synced), then release its
+    data dir; the data stays on disk."""
     name = system.name if isinstance(system, System) else system
     with _lock:
         sysobj = _systems.pop(name, None)
         if sysobj is None:
             raise SystemNotRunning(f"system {name!r} is not running")
-        root = _root_sup()
-        try:
-            root.terminate_child(f"system:{name}")
-            root.delete_child(f"system:{name}")
-        except NotFound:
-            pass
-        close = getattr(sysobj.infra, "close", None)
-        if close is not None:
-            close()
+        _stop_tree(name)
+        _close(sysobj)
     log.info("system %s stopped", name)
 
 
