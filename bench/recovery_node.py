@@ -170,8 +170,9 @@ def snapshot_figures(h: Any, mb: int) -> list[Figure]:
     if len(started) != 3:
         raise RuntimeError("snapshot cluster did not start")
     leader = raft_otp.ping(ids[0]) or ids[0]
+    value_bytes = MB - 1024  # each command stays within max_command_bytes (1 MiB) with its framing
     for k in range(mb):  # distinct values: no compression can help
-        _, leader = raft_otp.process_command(leader, ["put", f"k{k}", os.urandom(MB)], timeout=60)
+        _, leader = raft_otp.process_command(leader, ["put", f"k{k}", os.urandom(value_bytes)], timeout=60)
     idx = raft_otp.member_overview(leader)["commit_index"]
     deadline = time.monotonic() + 60  # until the leader's snapshot covers the data
     while True:
