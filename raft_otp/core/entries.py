@@ -18,6 +18,7 @@ from typing import Any
 import msgpack
 
 from raft_otp.core.types import ServerId
+from raft_otp.errors import WireTypeError
 
 NOOP = 0
 USR = 1
@@ -47,10 +48,8 @@ def check_command(command: Any) -> int:
     """The size of ``command`` encoded; raises WireTypeError unless it encodes as log
     entry data and decodes back (a map key that is a tuple encodes as an array and
     then cannot be a key).  The API checks every command with it before sending."""
-    from raft_otp.errors import WireTypeError
-
     try:
-        data = msgpack.packb(command, use_bin_type=True)
+        data = _packb(command)  # the entry encoder (a Packer resets its buffer on error)
     except (TypeError, ValueError, OverflowError) as exc:
         raise WireTypeError(f"command {_short(command)} cannot be encoded: {exc} (a command is "
                             "made of None, bool, int, float, str, bytes, lists/tuples and dicts)") from None
