@@ -178,3 +178,33 @@ def test_a_follower_that_already_has_the_snapshot_ends_the_transfer(link):
     follower.s.commit_index = META.index
     ref, server = _start(_chunks(b"q" * (CHUNK * 20)), window=4)
     assert _pump(link, follower, ref, server) == ev.SnapshotSenderDone(B, META.index)
+
+
+def test_a_late_result_for_a_sender_that_has_stopped_does_not_crash_the_leader(tmp_path):
+    """Issue 19: a sender that ended (done, failed, or stopped on NodeDown) is still
+    tracked until its report is handled; an InstallSnapshotResult handled first was
+    told to the dead actor and crashed the leader (pykka.ActorDeadError)."""
+    import raft_otp
+    from raft_otp import ServerId
+    from raft_otp.machines.counter import Counter
+    from supervisors import registry
+    from supervisors._watch import actor_of
+
+    s = raft_otp.start_in(str(tmp_path / "d"), name=f"ls{time.monotonic_ns()}")
+    ids = [ServerId(f"{s.name}_{i}", raft_otp.node()) for i in range(3)]
+    try:
+        raft_otp.start_cluster(s, "c", (Counter, None), ids)
+        _, leader = raft_otp.process_command(ids[0], ["incr"])
+        peer = next(i for i in ids if i != leader)
+        ref = registry.whereis(leader.name)
+        actor = actor_of(ref)
+        nobody = ServerId("nobody", raft_otp.node())  # its chunk goes nowhere
+        dead = ss.SnapshotSender.start(_Server(), leader, nobody, 1, META, iter([b"x"]), 5.0)
+        dead.stop()  # ended by itself; its report not handled yet
+        actor._senders[peer] = dead
+        ref.tell(ev.InstallSnapshotResult(1, peer, 1, 0, 0))  # a late acknowledgement
+        raft_otp.member_overview(leader)  # handled by now (one mailbox, in order)
+        assert ref.is_alive() and registry.whereis(leader.name) is ref, "the leader crashed"
+        assert raft_otp.process_command(leader, ["incr"])[0] == 2
+    finally:
+        raft_otp.stop_system(s)

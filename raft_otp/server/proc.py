@@ -231,9 +231,7 @@ class ServerActor(DirectDispatch):
                     self._handle(ev.WalUp())
             case ev.InstallSnapshotResult():
                 self.metrics.counters["rpcs_received"] += 1
-                sender = self._senders.get(message.from_id)
-                if sender is not None:
-                    sender.tell(message)
+                self._tell_sender(message.from_id, message)
                 self._handle(message)
             case _ElectionFired():
                 if message.gen == self._election_gen and self._election_timer is not None:
@@ -523,6 +521,21 @@ class ServerActor(DirectDispatch):
         if reason == "noconnection":
             return ev.NodeDown(leader.node)
         return ev.LeaderDown(leader)
+
+    def _tell_sender(self, peer: ServerId, message: Any) -> None:
+        """Route ``message`` to the sender streaming to ``peer``, if one is tracked.
+
+        A tracked sender may have stopped already: it ends itself when done or failed,
+        and its report (which untracks it) can still be behind ``message`` in our
+        mailbox.  Nothing is lost by dropping the message then: that report follows."""
+        sender = self._senders.get(peer)
+        if sender is None:
+            return
+        try:
+            sender.tell(message)
+        except pykka.ActorDeadError:
+            log.debug("%s term %d: %r for a snapshot sender to %s that has ended; dropped",
+                      self.id, self.term, message, peer)
 
     def _start_sender(self, e: fx.SendSnapshot) -> None:
         from raft_otp.server.snapshot_sender import SnapshotSender
