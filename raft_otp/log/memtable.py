@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from raft_otp.core.types import Entry
 
 if TYPE_CHECKING:
+    from raft_otp.log.fileio import FileIO
     from raft_otp.log.segment import SegmentSet
     from raft_otp.log.wal import Wal
 
@@ -127,7 +128,9 @@ class ServerStore:
 class MemTables:
     """Registry of one system: server stores, the running WAL and segment writer."""
 
-    def __init__(self) -> None:
+    def __init__(self, io: "FileIO | None" = None) -> None:
+        from raft_otp.log.fileio import OS
+        self.io: "FileIO" = io if io is not None else OS  # the system's file layer (see fileio)
         self.lock = threading.Lock()
         self.stores: dict[str, ServerStore] = {}
         self.wal: "Wal | None" = None

@@ -29,7 +29,7 @@ from typing import Any
 import msgpack
 
 from raft_otp.errors import CorruptFile
-from raft_otp.log.wal import fsync_dir
+from raft_otp.log.fileio import O_APPEND, O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, OS, FileIO, write_all
 
 log = logging.getLogger("raft_otp.meta")
 
@@ -48,12 +48,13 @@ def _vote_in(v: Any) -> Any:
 class MetaStore:
     """Thread-safe meta store of one system."""
 
-    def __init__(self, dir_: str, sync: bool = True, compact_bytes: int = 8_000_000) -> None:
+    def __init__(self, dir_: str, sync: bool = True, compact_bytes: int = 8_000_000, io: FileIO = OS) -> None:
         self.dir = dir_
+        self.io = io
         self.path = os.path.join(dir_, "meta.log")
         self.sync = sync
         self.compact_bytes = compact_bytes
-        os.makedirs(dir_, exist_ok=True)
+        io.makedirs(dir_)
         self._state: dict[str, _Meta] = {}
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -64,19 +65,23 @@ class MetaStore:
         self._syncing = False
         self.counters = {"syncs": 0, "records": 0, "compactions": 0}
         self._load()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        self._size = os.fstat(self._fd).st_size
+        self._reopen()
+
+    def _reopen(self) -> None:
+        """Open (again) the meta file for appending, after a start or a rewrite."""
+        self._fd = self.io.open(self.path, O_WRONLY | O_APPEND)
+        self._size = self.io.fsize(self._fd)
 
     # ---- recovery ------------------------------------------------------------
     def _load(self) -> None:
         tmp = self.path + ".tmp"
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if not os.path.exists(self.path):
+        io = self.io
+        if io.exists(tmp):
+            io.unlink(tmp)
+        if not io.exists(self.path):
             self._rewrite({})
             return
-        with open(self.path, "rb") as f:
-            data = f.read()
+        data = io.read_file(self.path)
         if len(data) < META_HEADER.size:
             raise CorruptFile(self.path, 0, "meta file shorter than its header")
         magic, version = META_HEADER.unpack_from(data, 0)
@@ -109,9 +114,12 @@ class MetaStore:
             pos += META_REC.size + ln
             good_end = pos
         if good_end != len(data):
-            with open(self.path, "r+b") as f:
-                f.truncate(good_end)
-                os.fsync(f.fileno())
+            fd = io.open(self.path, O_RDWR)
+            try:
+                io.ftruncate(fd, good_end)
+                io.fsync(fd)
+            finally:
+                io.close(fd)
 
     @staticmethod
     def _valid_after(data: bytes, pos: int) -> bool:
@@ -128,12 +136,15 @@ class MetaStore:
         tmp = self.path + ".tmp"
         parts = [META_HEADER.pack(META_MAGIC, META_VERSION)]
         parts += [self._record(uid, m) for uid, m in state.items()]
-        with open(tmp, "wb") as f:
-            f.write(b"".join(parts))
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, self.path)
-        fsync_dir(self.dir)
+        io = self.io
+        fd = io.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        try:
+            write_all(io, fd, b"".join(parts))
+            io.fsync(fd)
+        finally:
+            io.close(fd)
+        io.rename(tmp, self.path)
+        io.fsync_dir(self.dir)
 
     @staticmethod
     def _record(uid: str, m: _Meta) -> bytes:
@@ -192,9 +203,8 @@ class MetaStore:
             self._state.pop(uid, None)
             self._lazy.pop(uid, None)
             self._rewrite(self._state)
-            os.close(self._fd)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-            self._size = os.fstat(self._fd).st_size
+            self.io.close(self._fd)
+            self._reopen()
 
     def _sync_locked(self) -> None:
         """Called with the lock held by the caller that becomes the syncer."""
@@ -204,9 +214,9 @@ class MetaStore:
         self._lock.release()
         try:
             buf = b"".join(batch)
-            os.write(self._fd, buf)
+            write_all(self.io, self._fd, buf)
             if self.sync:
-                os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
+                self.io.fdatasync(self._fd)
         finally:
             self._lock.acquire()
             self._syncing = False
@@ -217,9 +227,8 @@ class MetaStore:
         self.counters["records"] += len(batch)
         if self._size > self.compact_bytes:
             self._rewrite(self._state)
-            os.close(self._fd)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-            self._size = os.fstat(self._fd).st_size
+            self.io.close(self._fd)
+            self._reopen()
             self.counters["compactions"] += 1
         self._cond.notify_all()
 
@@ -227,7 +236,7 @@ class MetaStore:
         self.flush()
         with self._lock:
             if self._fd >= 0:
-                os.close(self._fd)
+                self.io.close(self._fd)
                 self._fd = -1
 
     def overview(self) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from typing import Sequence
 
 from raft_otp.core.types import Entry
 from raft_otp.errors import CorruptFile
+from raft_otp.log.fileio import O_CREAT, O_RDWR, O_TRUNC, OS, FileIO, pwrite_all, write_all
 
 log = logging.getLogger("raft_otp.segment")
 
@@ -46,19 +47,20 @@ SEGMENT_FILE_RE = re.compile(r"^(\d{8})\.segment$")
 class SegmentFile:
     """One segment file opened for reading or appending."""
 
-    def __init__(self, path: str, max_count: int | None = None) -> None:
+    def __init__(self, path: str, max_count: int | None = None, io: FileIO = OS) -> None:
         """Open ``path``; with ``max_count`` given and no file there, create it."""
         self.path = path
-        if max_count is not None and not os.path.exists(path):
+        self.io = io
+        if max_count is not None and not io.exists(path):
             # created complete under a temp name, so a crash never leaves half a header
             tmp = path + ".tmp"
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.write(fd, SEG_HEADER.pack(SEG_MAGIC, SEG_VERSION, max_count))
-            os.ftruncate(fd, SEG_HEADER.size + max_count * SEG_INDEX.size)
-            os.fsync(fd)
-            os.rename(tmp, path)
+            fd = io.open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0o644)
+            write_all(io, fd, SEG_HEADER.pack(SEG_MAGIC, SEG_VERSION, max_count))
+            io.ftruncate(fd, SEG_HEADER.size + max_count * SEG_INDEX.size)
+            io.fsync(fd)
+            io.rename(tmp, path)
         else:
-            fd = os.open(path, os.O_RDWR)
+            fd = io.open(path, O_RDWR)
         self.fd = fd
         self.first = 0
         self.count = 0
@@ -69,7 +71,7 @@ class SegmentFile:
         try:
             self._load()
         except BaseException:
-            os.close(fd)
+            io.close(fd)
             raise
 
     @property
@@ -77,7 +79,7 @@ class SegmentFile:
         return self.first + self.count - 1 if self.count else 0
 
     def _load(self) -> None:
-        hdr = os.pread(self.fd, SEG_HEADER.size, 0)
+        hdr = self.io.pread(self.fd, SEG_HEADER.size, 0)
         if len(hdr) < SEG_HEADER.size:
             raise CorruptFile(self.path, 0, "segment shorter than its header")
         magic, version, max_count = SEG_HEADER.unpack(hdr)
@@ -89,10 +91,10 @@ class SegmentFile:
             raise CorruptFile(self.path, 8, f"implausible max_count {max_count}")
         self.max_count = max_count
         self.data_start = SEG_HEADER.size + max_count * SEG_INDEX.size
-        size = os.fstat(self.fd).st_size
+        size = self.io.fsize(self.fd)
         if size < self.data_start:
             raise CorruptFile(self.path, size, "segment index area truncated")
-        raw = os.pread(self.fd, max_count * SEG_INDEX.size, SEG_HEADER.size)
+        raw = self.io.pread(self.fd, max_count * SEG_INDEX.size, SEG_HEADER.size)
         self.terms, self.offsets, self.lengths, self.crcs = [], [], [], []
         self.first = 0
         self.count = 0
@@ -124,7 +126,7 @@ class SegmentFile:
 
     def close(self) -> None:
         if self.fd >= 0:
-            os.close(self.fd)
+            self.io.close(self.fd)
             self.fd = -1
 
     def term_at(self, index: int) -> int | None:
@@ -143,7 +145,7 @@ class SegmentFile:
         b = hi - self.first
         start = self.offsets[a]
         end = self.offsets[b] + self.lengths[b]
-        buf = os.pread(self.fd, end - start, start)
+        buf = self.io.pread(self.fd, end - start, start)
         if len(buf) != end - start:
             raise CorruptFile(self.path, start + len(buf), "segment data truncated")
         out: list[Entry] = []
@@ -180,20 +182,13 @@ class SegmentFile:
             self.lengths.append(ln)
             self.crcs.append(zlib.crc32(data))
             off += ln
-        _pwrite_all(self.fd, b"".join(datas), self.data_end)
-        _pwrite_all(self.fd, b"".join(slots), SEG_HEADER.size + self.count * SEG_INDEX.size)
+        pwrite_all(self.io, self.fd, b"".join(datas), self.data_end)
+        pwrite_all(self.io, self.fd, b"".join(slots), SEG_HEADER.size + self.count * SEG_INDEX.size)
         self.count += n
         self.data_end = off
 
     def sync(self) -> None:
-        os.fsync(self.fd)
-
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    mv = memoryview(data)
-    done = 0
-    while done < len(data):
-        done += os.pwrite(fd, mv[done:], offset + done)
+        self.io.fsync(self.fd)
 
 
 @dataclass(slots=True)
@@ -207,8 +202,9 @@ class SegmentRef:
 class SegmentSet:
     """One server's segment files.  Reads from the server thread; appends from the segment writer."""
 
-    def __init__(self, dir_: str, max_count: int = 4096, cache_size: int = 2) -> None:
+    def __init__(self, dir_: str, max_count: int = 4096, cache_size: int = 2, io: FileIO = OS) -> None:
         self.dir = dir_
+        self.io = io
         self.max_count = max_count
         self.cache_size = cache_size
         self.lock = threading.RLock()
@@ -216,28 +212,28 @@ class SegmentSet:
         self._cache: OrderedDict[str, SegmentFile] = OrderedDict()
         self._next_seq = 1
         self.counters = {"segments_written": 0, "entries_flushed": 0, "segments_deleted": 0, "reads": 0}
-        os.makedirs(dir_, exist_ok=True)
+        io.makedirs(dir_)
         self._scan()
 
     def _scan(self) -> None:
         files = []
-        for name in os.listdir(self.dir):
+        for name in self.io.listdir(self.dir):
             m = SEGMENT_FILE_RE.match(name)
             if m:
                 files.append((int(m.group(1)), os.path.join(self.dir, name)))
             elif name.endswith(".segment.tmp"):
-                os.unlink(os.path.join(self.dir, name))
+                self.io.unlink(os.path.join(self.dir, name))
         files.sort()
         refs: list[SegmentRef] = []
         for seq, path in files:
             self._next_seq = seq + 1
-            sf = SegmentFile(path)  # raises CorruptFile on a bad header or index area
+            sf = SegmentFile(path, io=self.io)  # raises CorruptFile on a bad header or index area
             try:
                 first, last = sf.first, sf.last
             finally:
                 sf.close()
             if not last:
-                os.unlink(path)  # created, never filled: crash artefact
+                self.io.unlink(path)  # created, never filled: crash artefact
                 continue
             self._shadow(refs, first)
             live = [r for r in refs if r.last >= r.first]
@@ -272,7 +268,7 @@ class SegmentSet:
     def _file(self, ref: SegmentRef) -> SegmentFile:
         sf = self._cache.get(ref.path)
         if sf is None:
-            sf = SegmentFile(ref.path)
+            sf = SegmentFile(ref.path, io=self.io)
             self._cache[ref.path] = sf
             while len(self._cache) > self.cache_size:
                 _p, old = self._cache.popitem(last=False)
@@ -330,7 +326,7 @@ class SegmentSet:
         while i < n:
             first = entries[i][0]
             path, new = self.plan_append(first)
-            sf = SegmentFile(path, self.max_count)
+            sf = SegmentFile(path, self.max_count, self.io)
             try:
                 room = sf.max_count - sf.count
                 if room <= 0:
@@ -339,7 +335,7 @@ class SegmentSet:
                     with self.lock:
                         path = os.path.join(self.dir, f"{self._next_seq:08d}.segment")
                         self._next_seq += 1
-                    sf = SegmentFile(path, self.max_count)
+                    sf = SegmentFile(path, self.max_count, self.io)
                     room = sf.max_count
                     new = True
                 chunk = entries[i : i + room]
@@ -380,7 +376,7 @@ class SegmentSet:
         if sf is not None:
             sf.close()
         try:
-            os.unlink(path)
+            self.io.unlink(path)
             self.counters["segments_deleted"] += 1
         except FileNotFoundError:
             pass

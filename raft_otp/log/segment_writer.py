@@ -21,7 +21,6 @@ import pykka
 from raft_otp.log.events import DeleteSegments, FlushWal, SegmentsFlushed
 from raft_otp.log.memtable import MemTables, ServerStore
 from raft_otp.log.segment import SegmentSet
-from raft_otp.log.wal import fsync_dir
 
 log = logging.getLogger("raft_otp.segment_writer")
 
@@ -32,6 +31,7 @@ class SegmentWriter:
     def __init__(self, mem_tables: MemTables, servers_dir: str,
                  segment_factory: Callable[[str], SegmentSet]) -> None:
         self.mem_tables = mem_tables
+        self.io = mem_tables.io
         self.servers_dir = servers_dir
         self.segment_factory = segment_factory
         self.counters = {"wal_files_flushed": 0, "entries_flushed": 0, "segments_written": 0,
@@ -43,7 +43,7 @@ class SegmentWriter:
             return None
         if st.segments is None:
             sdir = os.path.join(self.servers_dir, uid)
-            if not os.path.isdir(sdir):
+            if not self.io.isdir(sdir):
                 return None  # server deleted: its WAL leftovers go with the file
             with st.lock:
                 if st.segments is None:
@@ -58,8 +58,8 @@ class SegmentWriter:
                 continue
             self.flush_server(st, lo, hi)
         try:
-            os.unlink(path)
-            fsync_dir(os.path.dirname(path))
+            self.io.unlink(path)
+            self.io.fsync_dir(os.path.dirname(path))
         except FileNotFoundError:
             pass
         self.counters["wal_files_flushed"] += 1
@@ -72,7 +72,7 @@ class SegmentWriter:
             return
         segs = st.segments
         written = segs.write_entries(ents)
-        fsync_dir(segs.dir)
+        self.io.fsync_dir(segs.dir)
         with st.lock:
             segs.publish(written)
             dropped = st.mem.drop_flushed(ents)
@@ -90,7 +90,7 @@ class SegmentWriter:
         with st.lock:
             n = st.segments.delete_upto(index)
         if n:
-            fsync_dir(st.segments.dir)
+            self.io.fsync_dir(st.segments.dir)
         self.counters["segments_deleted"] += n
 
 

@@ -26,7 +26,7 @@ import msgpack
 
 from raft_otp.core.log_api import SnapshotMeta
 from raft_otp.errors import CorruptFile
-from raft_otp.log.wal import fsync_dir
+from raft_otp.log.fileio import O_CREAT, O_RDONLY, O_TRUNC, O_WRONLY, OS, FileIO, write_all
 
 log = logging.getLogger("raft_otp.snapshot")
 
@@ -68,79 +68,82 @@ def parse_header(path: str, head: bytes) -> tuple[int, int]:
 
 
 def write_file(path: str, meta: SnapshotMeta, state: bytes, chunk_size: int = DEFAULT_CHUNK_SIZE,
-               sync: bool = True) -> None:
+               sync: bool = True, io: FileIO = OS) -> None:
     """Atomically write a snapshot file at ``path``."""
     mraw = encode_meta(meta)
     crc = zlib.crc32(state, zlib.crc32(mraw))
     tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = io.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     try:
-        os.write(fd, SNAP_HEADER.pack(SNAP_MAGIC, SNAP_VERSION, crc, len(mraw)) + mraw)
+        write_all(io, fd, SNAP_HEADER.pack(SNAP_MAGIC, SNAP_VERSION, crc, len(mraw)) + mraw)
         mv = memoryview(state)
         for off in range(0, len(state), chunk_size):
-            part = mv[off : off + chunk_size]
-            done = 0
-            while done < len(part):
-                done += os.write(fd, part[done:])
+            write_all(io, fd, mv[off : off + chunk_size])
         if sync:
-            os.fsync(fd)
+            io.fsync(fd)
     finally:
-        os.close(fd)
-    os.rename(tmp, path)
+        io.close(fd)
+    io.rename(tmp, path)
     if sync:
-        fsync_dir(os.path.dirname(path))
+        io.fsync_dir(os.path.dirname(path))
 
 
-def read_file(path: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> tuple[SnapshotMeta, bytes]:
+def read_file(path: str, chunk_size: int = DEFAULT_CHUNK_SIZE, io: FileIO = OS) -> tuple[SnapshotMeta, bytes]:
     """Read and verify a snapshot file: (meta, state bytes).  Raises CorruptFile.
 
     The state is read into one buffer of its size (no parts joined, no slice):
     one copy of the body in memory."""
-    with open(path, "rb", buffering=0) as f:
-        crc, mraw = _read_head(path, f)
-        state = f.readall()  # sized from fstat: one buffer, no parts to join
+    fd = io.open(path, O_RDONLY)
+    try:
+        crc, mraw = _read_head(path, fd, io)
+        off = SNAP_HEADER.size + len(mraw)
+        state = _pread_exact(io, fd, io.fsize(fd) - off, off)  # one buffer, no parts to join
+    finally:
+        io.close(fd)
     if zlib.crc32(state, zlib.crc32(mraw)) != crc:
         raise CorruptFile(path, SNAP_HEADER.size, "snapshot checksum mismatch")
     return decode_meta(path, mraw), state
 
 
-def verify_file(path: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> SnapshotMeta:
+def verify_file(path: str, chunk_size: int = DEFAULT_CHUNK_SIZE, io: FileIO = OS) -> SnapshotMeta:
     """Verify a snapshot file's checksum without holding its state: its meta.  Raises CorruptFile."""
-    with open(path, "rb", buffering=0) as f:
-        crc, mraw = _read_head(path, f)
+    fd = io.open(path, O_RDONLY)
+    try:
+        crc, mraw = _read_head(path, fd, io)
         running = zlib.crc32(mraw)
-        buf = bytearray(max(chunk_size, 1))
-        view = memoryview(buf)
+        off = SNAP_HEADER.size + len(mraw)
+        step = max(chunk_size, 1)
         while True:
-            n = f.readinto(buf)
-            if not n:
+            b = io.pread(fd, step, off)
+            if not b:
                 break
-            running = zlib.crc32(view[:n], running)
+            running = zlib.crc32(b, running)
+            off += len(b)
+    finally:
+        io.close(fd)
     if running != crc:
         raise CorruptFile(path, SNAP_HEADER.size, "snapshot checksum mismatch")
     return decode_meta(path, mraw)
 
 
-def _read_head(path: str, f: Any) -> tuple[int, bytes]:
+def _read_head(path: str, fd: int, io: FileIO) -> tuple[int, bytes]:
     """Read a snapshot file's header and meta: (the header's crc, the raw meta)."""
-    crc, meta_len = parse_header(path, _read_exact(f, SNAP_HEADER.size))
-    mraw = _read_exact(f, meta_len)
+    crc, meta_len = parse_header(path, _pread_exact(io, fd, SNAP_HEADER.size, 0))
+    mraw = _pread_exact(io, fd, meta_len, SNAP_HEADER.size)
     if len(mraw) < meta_len:
         raise CorruptFile(path, SNAP_HEADER.size + len(mraw), "snapshot truncated inside its meta")
     return crc, mraw
 
 
-def _read_exact(f: Any, n: int) -> bytes:
-    """Up to ``n`` bytes (fewer only at end of file)."""
-    b = f.read(n)
-    if b is None:
-        b = b""
+def _pread_exact(io: FileIO, fd: int, n: int, offset: int) -> bytes:
+    """Up to ``n`` bytes at ``offset`` (fewer only at end of file)."""
+    b = io.pread(fd, max(n, 0), offset)
     if len(b) == n or not b:
         return b
     parts = [b]
     got = len(b)
     while got < n:
-        more = f.read(n - got)
+        more = io.pread(fd, n - got, offset + got)
         if not more:
             break
         parts.append(more)
@@ -218,10 +221,11 @@ class _Accept:
 class _Fsync:
     """fsync and close ``fd`` on a thread of its own; :meth:`wait` for it."""
 
-    __slots__ = ("fd", "error", "thread")
+    __slots__ = ("fd", "io", "error", "thread")
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, io: FileIO) -> None:
         self.fd = fd
+        self.io = io
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="snapshot-fsync", daemon=True)
         try:
@@ -232,12 +236,12 @@ class _Fsync:
 
     def _run(self) -> None:
         try:
-            os.fsync(self.fd)
+            self.io.fsync(self.fd)
         except BaseException as exc:
             self.error = exc
         finally:
             try:
-                os.close(self.fd)
+                self.io.close(self.fd)
             except OSError as exc:
                 self.error = self.error or exc
 
@@ -251,22 +255,22 @@ class _Fsync:
 class SnapshotStore:
     """The snapshot and checkpoint files of one server directory."""
 
-    def __init__(self, server_dir: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+    def __init__(self, server_dir: str, chunk_size: int = DEFAULT_CHUNK_SIZE, io: FileIO = OS) -> None:
+        self.io = io
         self.snap_dir = os.path.join(server_dir, "snapshots")
         self.ckpt_dir = os.path.join(server_dir, "checkpoints")
         self.chunk_size = chunk_size
-        os.makedirs(self.snap_dir, exist_ok=True)
-        os.makedirs(self.ckpt_dir, exist_ok=True)
+        io.makedirs(self.snap_dir)
+        io.makedirs(self.ckpt_dir)
         self._accept: _Accept | None = None
         for d in (self.snap_dir, self.ckpt_dir):
-            for name in os.listdir(d):
+            for name in io.listdir(d):
                 if name.endswith(".tmp") or name.endswith(".partial"):
-                    os.unlink(os.path.join(d, name))
+                    io.unlink(os.path.join(d, name))
 
-    @staticmethod
-    def _list(d: str) -> list[tuple[int, int, str]]:
+    def _list(self, d: str) -> list[tuple[int, int, str]]:
         out = []
-        for name in os.listdir(d):
+        for name in self.io.listdir(d):
             m = SNAPSHOT_FILE_RE.match(name)
             if m:
                 out.append((int(m.group(1)), int(m.group(2)), os.path.join(d, name)))
@@ -282,34 +286,37 @@ class SnapshotStore:
         p = self.current_path()
         if p is None:
             return None
-        with open(p, "rb") as f:
-            _crc, meta_len = parse_header(p, f.read(SNAP_HEADER.size))
-            raw = f.read(meta_len)
+        fd = self.io.open(p, O_RDONLY)
+        try:
+            _crc, meta_len = parse_header(p, _pread_exact(self.io, fd, SNAP_HEADER.size, 0))
+            raw = _pread_exact(self.io, fd, meta_len, SNAP_HEADER.size)
+        finally:
+            self.io.close(fd)
         if len(raw) != meta_len:
             raise CorruptFile(p, SNAP_HEADER.size + len(raw), "snapshot truncated inside its meta")
         return decode_meta(p, raw)
 
     def read_current(self) -> tuple[SnapshotMeta, bytes] | None:
         p = self.current_path()
-        return read_file(p, self.chunk_size) if p else None
+        return read_file(p, self.chunk_size, self.io) if p else None
 
     def write(self, meta: SnapshotMeta, state: bytes, checkpoint: bool = False) -> str:
         d = self.ckpt_dir if checkpoint else self.snap_dir
         path = os.path.join(d, file_name(meta))
-        write_file(path, meta, state, self.chunk_size)
+        write_file(path, meta, state, self.chunk_size, io=self.io)
         if checkpoint:
             for _i, _t, p in self._list(self.ckpt_dir)[:-MAX_CHECKPOINTS]:
-                os.unlink(p)
+                self.io.unlink(p)
         else:
             self._after_new_snapshot(meta.index)
         return path
 
     def _after_new_snapshot(self, index: int) -> None:
         for i, _t, p in self._list(self.snap_dir)[:-1]:
-            os.unlink(p)
+            self.io.unlink(p)
         for i, _t, p in self._list(self.ckpt_dir):
             if i <= index:
-                os.unlink(p)
+                self.io.unlink(p)
 
     def promote(self, index: int) -> SnapshotMeta | None:
         """Move the newest checkpoint at or below ``index`` into ``snapshots/``."""
@@ -317,14 +324,14 @@ class SnapshotStore:
         if not cands:
             return None
         i, t, p = cands[-1]
-        meta = verify_file(p, self.chunk_size)  # verify before promoting
+        meta = verify_file(p, self.chunk_size, self.io)  # verify before promoting
         cur = self.current_meta()
         if cur is not None and cur.index >= meta.index:
             return None
         dst = os.path.join(self.snap_dir, os.path.basename(p))
-        os.rename(p, dst)
-        fsync_dir(self.snap_dir)
-        fsync_dir(self.ckpt_dir)
+        self.io.rename(p, dst)
+        self.io.fsync_dir(self.snap_dir)
+        self.io.fsync_dir(self.ckpt_dir)
         self._after_new_snapshot(meta.index)
         return meta
 
@@ -335,13 +342,20 @@ class SnapshotStore:
         meta = self.current_meta()
         assert meta is not None
 
+        io = self.io
+
         def gen() -> Iterator[bytes]:
-            with open(p, "rb") as f:
+            fd = io.open(p, O_RDONLY)
+            try:
+                off = 0
                 while True:
-                    b = f.read(chunk_size)
+                    b = io.pread(fd, chunk_size, off)
                     if not b:
                         return
+                    off += len(b)
                     yield b
+            finally:
+                io.close(fd)
 
         return meta, gen()
 
@@ -353,17 +367,14 @@ class SnapshotStore:
     def begin_accept(self, meta: SnapshotMeta) -> None:
         self.abort_accept()
         path = os.path.join(self.snap_dir, file_name(meta) + ".partial")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = self.io.open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         self._accept = _Accept(meta, path, fd)
 
     def accept_chunk(self, chunk: bytes) -> None:
         acc = self._accept
         if acc is None or acc.fd < 0:
             raise RuntimeError("accept_snapshot_chunk without begin_snapshot_accept")
-        mv = memoryview(chunk)
-        done = 0
-        while done < len(chunk):
-            done += os.write(acc.fd, mv[done:])
+        write_all(self.io, acc.fd, chunk)
         acc.feed(chunk)
 
     def complete_accept(self) -> tuple[SnapshotMeta, bytes]:
@@ -374,7 +385,7 @@ class SnapshotStore:
         partial = acc.path
         # The fsync (waiting for the disk) runs beside the check and the joining of the
         # state (CPU): a large state takes as long to join as to sync.
-        sync = _Fsync(acc.fd)
+        sync = _Fsync(acc.fd, self.io)
         acc.fd = -1
         try:
             try:
@@ -386,11 +397,11 @@ class SnapshotStore:
                 raise CorruptFile(partial, None, f"received snapshot is {meta.index}/{meta.term}, "
                                                  f"announced {expected.index}/{expected.term}")
         except BaseException:
-            os.unlink(partial)
+            self.io.unlink(partial)
             raise
         final = partial[: -len(".partial")]
-        os.rename(partial, final)
-        fsync_dir(self.snap_dir)
+        self.io.rename(partial, final)
+        self.io.fsync_dir(self.snap_dir)
         self._after_new_snapshot(meta.index)
         return meta, state
 
@@ -399,7 +410,7 @@ class SnapshotStore:
         if acc is None:
             return
         if acc.fd >= 0:
-            os.close(acc.fd)
+            self.io.close(acc.fd)
             acc.fd = -1
-        if os.path.exists(acc.path):
-            os.unlink(acc.path)
+        if self.io.exists(acc.path):
+            self.io.unlink(acc.path)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import shutil
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -31,6 +30,7 @@ import pykka
 
 from raft_otp.errors import BadArgument
 from raft_otp.log.events import DeleteSegments
+from raft_otp.log.fileio import OS, FileIO
 from raft_otp.log.memtable import MemTables, ServerStore
 from raft_otp.log.meta import MetaStore
 from raft_otp.log.segment import SegmentSet
@@ -56,6 +56,7 @@ class LogConfig:
     min_snapshot_interval: int = 4096
     min_checkpoint_interval: int = 16384
     meta_sync: bool = True
+    file_io: Any = None  # the file layer (raft_otp.log.fileio.FileIO); None: plain os calls
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -71,15 +72,19 @@ class BackgroundWorker(pykka.ThreadingActor):
 class LogSystem:
     """Factory and owner of one system's log infrastructure."""
 
-    def __init__(self, data_dir: str, config: LogConfig | None = None) -> None:
+    def __init__(self, data_dir: str, config: LogConfig | None = None, file_io: FileIO | None = None) -> None:
+        """``file_io``: the file layer every log file goes through (else
+        ``config.file_io``, else plain os calls); tests pass
+        :class:`raft_otp.testing.powercut_fs.PowerCutFS`."""
         self.data_dir = os.path.abspath(data_dir)
         self.config = config or LogConfig()
+        self.io: FileIO = file_io or self.config.file_io or OS
         self.wal_dir = os.path.join(self.data_dir, "wal")
         self.servers_dir = os.path.join(self.data_dir, "servers")
         self.meta_dir = os.path.join(self.data_dir, "meta")
         for d in (self.wal_dir, self.servers_dir, self.meta_dir):
-            os.makedirs(d, exist_ok=True)
-        self.mem_tables = MemTables()
+            self.io.makedirs(d)
+        self.mem_tables = MemTables(self.io)
         self.meta: MetaStore | None = None
         self.wal_ref: pykka.ActorRef[Any] | None = None
         self.segment_writer_ref: pykka.ActorRef[Any] | None = None
@@ -97,7 +102,7 @@ class LogSystem:
 
     def make_segment_set(self, uid: str) -> SegmentSet:
         return SegmentSet(os.path.join(self.servers_dir, uid, "segments"), self.config.segment_max_entries,
-                          self.config.segment_cache_size)
+                          self.config.segment_cache_size, self.io)
 
     def start_wal(self) -> "pykka.ActorRef[Any]":
         """Start a WAL actor (usable as a supervisor ``ChildSpec(start=log_system.start_wal)``)."""
@@ -117,7 +122,7 @@ class LogSystem:
 
     def open_meta(self) -> MetaStore:
         if self.meta is None:
-            self.meta = MetaStore(self.meta_dir, sync=self.config.meta_sync)
+            self.meta = MetaStore(self.meta_dir, sync=self.config.meta_sync, io=self.io)
         return self.meta
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -162,14 +167,14 @@ class LogSystem:
         if not uid or "/" in uid or uid.startswith(".") or len(uid.encode()) > 255:
             raise BadArgument(f"invalid server uid {uid!r}")
         sdir = os.path.join(self.servers_dir, uid)
-        os.makedirs(sdir, exist_ok=True)
+        self.io.makedirs(sdir)
         st = self.mem_tables.store(uid)
         if st is None:
             st = self.mem_tables.add_store(ServerStore(uid, self.make_segment_set(uid)))
         with st.lock:
             if st.segments is None:
                 st.segments = self.make_segment_set(uid)
-        snaps = SnapshotStore(sdir, self.config.snapshot_chunk_size)
+        snaps = SnapshotStore(sdir, self.config.snapshot_chunk_size, self.io)
         sl = ServerLog(self, uid, st, snaps, notify, encode, decode,
                        min_snapshot_interval=opts.get("min_snapshot_interval", self.config.min_snapshot_interval),
                        min_checkpoint_interval=opts.get("min_checkpoint_interval",
@@ -189,7 +194,7 @@ class LogSystem:
         if st is not None and wal is not None:
             # "log of uid is empty" record: WAL leftovers must not resurrect a new server of that uid
             wal.submit(st.uid_bytes, lambda _ev: None, 0, 1, [], True)
-        shutil.rmtree(os.path.join(self.servers_dir, uid), ignore_errors=True)
+        self.io.rmtree(os.path.join(self.servers_dir, uid))
         if self.meta is not None:
             self.meta.delete(uid)
 

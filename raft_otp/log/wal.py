@@ -41,6 +41,7 @@ import pykka
 
 from raft_otp.core.types import Entry
 from raft_otp.log import wal_format as fmt
+from raft_otp.log.fileio import O_CREAT, O_DSYNC, O_EXCL, O_WRONLY, OS, FileIO, write_all
 from raft_otp.log.events import ResendRequest, WalWritten
 from raft_otp.log.memtable import MemTables
 from raft_otp.log.wal_recovery import recover_file
@@ -72,9 +73,9 @@ class WalConfig:
     o_dsync: bool = False  # datasync through O_DSYNC writes instead of fdatasync calls
 
 
-def wal_files(dir_: str) -> list[tuple[int, str]]:
+def wal_files(dir_: str, io: FileIO = OS) -> list[tuple[int, str]]:
     out = []
-    for name in os.listdir(dir_):
+    for name in io.listdir(dir_):
         m = WAL_FILE_RE.match(name)
         if m:
             out.append((int(m.group(1)), os.path.join(dir_, name)))
@@ -82,28 +83,18 @@ def wal_files(dir_: str) -> list[tuple[int, str]]:
     return out
 
 
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 _IOV_MAX = 1024
 
 
-def _write_all(fd: int, bufs: list[bytes]) -> int:
+def _write_all(io: FileIO, fd: int, bufs: list[bytes]) -> int:
     """writev the buffers (no joining copy); returns bytes written."""
     total = 0
     for k in range(0, len(bufs), _IOV_MAX):
         chunk = bufs[k : k + _IOV_MAX]
         want = sum(map(len, chunk))
-        n = os.writev(fd, chunk)
+        n = io.writev(fd, chunk)
         if n < want:  # partial write: finish the rest plainly
-            rest = memoryview(b"".join(chunk))[n:]
-            while len(rest):
-                rest = rest[os.write(fd, rest):]
+            write_all(io, fd, memoryview(b"".join(chunk))[n:])
         total += want
     return total
 
@@ -135,6 +126,7 @@ class Wal:
             raise ValueError(f"wal_sync_method must be datasync, fsync or none, not {config.sync_method!r}")
         self.config = config
         self.mem_tables = mem_tables
+        self.io: FileIO = mem_tables.io
         self.generation = _next_generation()
         self._on_crash = on_crash
         self._lock = threading.Lock()
@@ -166,20 +158,20 @@ class Wal:
         # writer thread re-takes the GIL once per batch, not twice); no measurable
         # difference on the bench machine, so off by default
         self._open_flags = 0
-        if config.sync_method == "datasync" and config.o_dsync and hasattr(os, "O_DSYNC"):
-            self._open_flags = os.O_DSYNC
+        if config.sync_method == "datasync" and config.o_dsync and O_DSYNC:
+            self._open_flags = O_DSYNC
             self._sync: Callable[[int], None] | None = None
-        elif config.sync_method == "datasync" and hasattr(os, "fdatasync"):
-            self._sync = os.fdatasync
+        elif config.sync_method == "datasync":
+            self._sync = self.io.fdatasync
         elif config.sync_method == "none":
             self._sync = None
         else:
-            self._sync = os.fsync
+            self._sync = self.io.fsync
 
     # ---- lifecycle ---------------------------------------------------------
     def start(self) -> None:
-        os.makedirs(self.config.dir, exist_ok=True)
-        files = wal_files(self.config.dir)
+        self.io.makedirs(self.config.dir)
+        files = wal_files(self.config.dir, self.io)
         self._recover(files)
         self._file_no = files[-1][0] + 1 if files else 1
         self._open_file()
@@ -203,7 +195,7 @@ class Wal:
                 self._scond.wait(0.01)
         if self._fd >= 0:
             try:
-                os.close(self._fd)
+                self.io.close(self._fd)
             except OSError:
                 pass
             self._fd = -1
@@ -271,7 +263,7 @@ class Wal:
             n = len(entries)
             hi = first + n - 1
             self._mark_written(uid, first, hi)
-            self._count_written(_write_all(self._fd, [hdr, body]), 1, n)
+            self._count_written(_write_all(self.io, self._fd, [hdr, body]), 1, n)
             self._sync_fd(self._fd)
         except BaseException as exc:  # as a worker would: crash the WAL; servers resend
             self._crash(exc)
@@ -470,7 +462,7 @@ class Wal:
                 notify(ResendRequest(uid.decode(), self.generation))
         if not out:
             return done
-        self._count_written(_write_all(self._fd, out), len(done), n_entries)
+        self._count_written(_write_all(self.io, self._fd, out), len(done), n_entries)
         return done
 
     def _mark_written(self, uid: bytes, first: int, hi: int) -> None:
@@ -503,11 +495,12 @@ class Wal:
     # ---- files ---------------------------------------------------------------------
     def _open_file(self) -> None:
         self._path = os.path.join(self.config.dir, f"{self._file_no:08d}.wal")
-        fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | self._open_flags, 0o644)
+        io = self.io
+        fd = io.open(self._path, O_WRONLY | O_CREAT | O_EXCL | self._open_flags, 0o644)
         hdr = fmt.encode_file_header()
-        os.write(fd, hdr)
-        os.fsync(fd)
-        fsync_dir(self.config.dir)
+        write_all(io, fd, hdr)
+        io.fsync(fd)
+        io.fsync_dir(self.config.dir)
         self._fd = fd
         self._size = len(hdr)
         self._file_entries = 0
@@ -516,7 +509,7 @@ class Wal:
 
     def _roll_over(self) -> None:
         """Called holding the writing turn with everything in the file synced."""
-        os.close(self._fd)
+        self.io.close(self._fd)
         self._fd = -1
         path, ranges = self._path, {k.decode(): (v[0], v[1]) for k, v in self._ranges.items()}
         self._file_no += 1
@@ -528,7 +521,7 @@ class Wal:
         """Read existing WAL files; fill mem tables on first start; hand files to the segment writer."""
         fill = not self.mem_tables.recovered
         for _no, path in files:
-            ranges = recover_file(path, self.mem_tables if fill else None)
+            ranges = recover_file(path, self.mem_tables if fill else None, self.io)
             self.mem_tables.request_flush(path, ranges)
         self.mem_tables.recovered = True
 

@@ -16,20 +16,20 @@ import logging
 
 from raft_otp.errors import CorruptFile
 from raft_otp.log import wal_format as fmt
+from raft_otp.log.fileio import OS, FileIO
 from raft_otp.log.memtable import MemTables, ServerStore
 
 log = logging.getLogger("raft_otp.wal")
 
 
-def recover_file(path: str, mem_tables: MemTables | None) -> dict[str, tuple[int, int]]:
+def recover_file(path: str, mem_tables: MemTables | None, io: FileIO = OS) -> dict[str, tuple[int, int]]:
     """Scan one WAL file; apply its records to the mem tables (if given); return uid ranges.
 
     Damage is logged and recorded in ``mem_tables.recovery_damage``.  A torn tail
     is dropped.  After mid-file damage, a server's later records are kept only if
     they connect to what it already has (a truncating record always connects),
     because the damaged region may have held that server's entries."""
-    with open(path, "rb") as f:
-        data = f.read()
+    data = io.read_file(path)
     gc_was = gc.isenabled()
     gc.disable()  # millions of new tuples: the cyclic GC would rescan them over and over
     try:
