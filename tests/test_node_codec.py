@@ -110,15 +110,17 @@ def test_batch_body_parses_back() -> None:
     prefix = envelope.batch_prefix("n1@127.0.0.1:1", 42)
     for n in (0, 1, 15, 16, 300, 70000):
         items = [codec.packb([envelope.K_SEND, "x", i]) for i in range(n)]
-        sender, creation, flags, msgs = envelope.parse(envelope.build_body(prefix, items))
-        assert (sender, creation, flags, len(msgs)) == ("n1@127.0.0.1:1", 42, 0, n)
+        sender, creation, flags, session, counter, msgs = envelope.parse(
+            envelope.build_body(prefix, 2**64 - 1, n, items))
+        assert (sender, creation, flags, session, counter, len(msgs)) == (
+            "n1@127.0.0.1:1", 42, 0, 2**64 - 1, n, n)
         assert n == 0 or msgs[-1] == [envelope.K_SEND, "x", n - 1]
 
 
 @pytest.mark.parametrize("payload", [0, 100, envelope.SMALL_BODY])  # BLAKE2b and HMAC-SHA256 sizes
 def test_mac_verifies_only_with_the_same_cookie(payload: int) -> None:
     items = [codec.packb(b"p" * payload)] if payload else []
-    body = envelope.build_body(envelope.batch_prefix("a@h:1", 1), items)
+    body = envelope.build_body(envelope.batch_prefix("a@h:1", 1), 7, 1, items)
     good, bad = envelope.derive_key("c1"), envelope.derive_key("c2")
     frame = envelope.seal(good, body)
     assert len(frame) == len(body) + envelope.MAC_BYTES

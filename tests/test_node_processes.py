@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from raft_otp import node as N
 from raft_otp.errors import NodeDown, ServerNotFound, Timeout
-from raft_otp.node import codec, envelope
+from raft_otp.node import codec, envelope, replay
 from raft_otp.node.testing import NodeProcess, free_port, wait_until
 
 pytestmark = pytest.mark.processes
@@ -203,7 +203,8 @@ def test_wrong_cookie_peer_is_refused(cluster, tmp_path) -> None:
     n0 = cluster[0].name
     with N.Mailbox() as mb:
         item = codec.packb([envelope.K_SEND, "echo", ["forward", list(mb.address), "raw"]])
-        body = envelope.build_body(envelope.batch_prefix("intruder@127.0.0.1:9", 1), [item])
+        body = envelope.build_body(envelope.batch_prefix("intruder@127.0.0.1:9", 1),
+                                   replay.new_session(), 1, [item])
         before = admin(n0, "stats")["refused"]
         _raw_send(n0, [envelope.seal(envelope.derive_key("wrong"), body)])
         assert wait_until(lambda: admin(n0, "stats")["refused"] > before, 5)
@@ -237,13 +238,15 @@ def test_garbage_frames_never_crash_a_node(cluster) -> None:
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect("tcp://" + n0.split("@")[1])
     before = admin(n0, "stats")
+    session, counter = replay.new_session(), itertools.count(1)
 
     @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
     @given(frames, signed_values, st.binary(max_size=64))
     def fuzz(parts: list[bytes], value: object, raw: bytes) -> None:
         if parts:
             sock.send_multipart(parts)                         # unsigned garbage
-        body = msgpack.packb([envelope.VERSION, "fz@127.0.0.1:1", 1, 0, [value]])
+        body = msgpack.packb([envelope.VERSION, "fz@127.0.0.1:1", 1, 0, session, next(counter),
+                              [value]])
         sock.send(envelope.seal(key, body))  # signed, bad messages
         sock.send(envelope.seal(key, raw))   # signed, bad body
 

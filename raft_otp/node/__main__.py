@@ -1,4 +1,5 @@
-"""``python -m raft_otp.node --name n1@127.0.0.1:7001 --cookie-file F [--echo]``.
+"""``python -m raft_otp.node --name n1@127.0.0.1:7001 --cookie-file F [--echo]
+[--transport-security curve --key-file K --allowed-keys A]``.
 
 Starts a node and serves until SIGTERM/SIGINT.  Prints ``READY <node>`` on stdout
 once the socket is bound, so a parent process can wait for it.
@@ -14,6 +15,7 @@ import threading
 from typing import Any
 
 from raft_otp.node import runtime
+from raft_otp.node.security import Security
 from raft_otp.node.transport import NodeConfig
 
 
@@ -26,13 +28,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heartbeat-ms", type=float, default=100.0)
     p.add_argument("--down-after", type=int, default=5, help="missed heartbeats before node_down")
     p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--transport-security", choices=["mac", "curve"], default="mac")
+    p.add_argument("--key-file", help="curve: this node's secret key (created 0600 if absent)")
+    p.add_argument("--allowed-keys", help="curve: file of 'NODE PUBLIC_KEY' lines")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     cfg = NodeConfig(heartbeat_interval_ms=args.heartbeat_ms, down_after_missed=args.down_after)
-    name = runtime.start_node(args.name, args.cookie, cookie_file=args.cookie_file, config=cfg)
+    sec = Security(args.transport_security, args.key_file, args.allowed_keys)
+    name = runtime.start_node(args.name, args.cookie, cookie_file=args.cookie_file, config=cfg,
+                              transport_security=sec)
     sup: Any = None
     if args.echo:
         from supervisors import registry

@@ -19,8 +19,10 @@ partitioned}]``
 ``["clear_faults"]``                           remove every fault
 =============================================  =======================================
 
-:func:`admin_call` is the client: it needs no node, only the cookie; it opens a
-temporary DEALER, sends one signed request and waits for the signed reply.
+:func:`admin_call` is the client: it needs no node, only the cookie (and in
+``"curve"`` mode a key listed in the node's allowed-keys file); it opens a
+temporary DEALER, sends one signed request in a session of its own (the node
+refuses a replay of it, ``raft_otp.node.replay``) and waits for the signed reply.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import zmq
 from supervisors import registry
 
 from raft_otp.errors import BadArgument, NodeDown, ServerNotFound
-from raft_otp.node import codec, envelope
+from raft_otp.node import codec, envelope, replay, security
 from raft_otp.node.transport import endpoint_of
 
 __all__ = ["handle", "admin_call", "kill", "kill_urn"]
@@ -108,21 +110,27 @@ def handle(request: Any) -> Any:
     raise BadArgument(f"unknown admin request {request!r}")
 
 
-def admin_call(node_name: str, request: Any, cookie: str, timeout: float = 5.0) -> Any:
+def admin_call(node_name: str, request: Any, cookie: str, timeout: float = 5.0,
+               transport_security: security.Security | None = None) -> Any:
     """Send one admin request to ``node_name`` and return its answer.
 
-    Usable from any process (no node needed).  Raises NodeDown if nothing answers
-    in ``timeout`` seconds (unreachable node or wrong cookie: a refused frame gets
-    no answer), or the remote error.
+    Usable from any process (no node needed).  ``transport_security``: the transport
+    security to use (default: :func:`raft_otp.node.security.default`).  Raises
+    NodeDown if nothing answers in ``timeout`` seconds (unreachable node, wrong
+    cookie or key: a refused frame gets no answer), or the remote error.
     """
+    sec = transport_security or security.default()
     key = envelope.derive_key(cookie)
     call_id = next(_ids)
     prefix = envelope.batch_prefix("admin-client", 0, envelope.FLAG_CLIENT)
-    body = envelope.build_body(prefix, [codec.packb([envelope.K_ADMIN, call_id, request])])
+    body = envelope.build_body(prefix, replay.new_session(), 1,
+                               [codec.packb([envelope.K_ADMIN, call_id, request])])
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     try:
+        if sec.mode == "curve":
+            _curve_client(sock, sec, node_name)
         sock.connect(endpoint_of(node_name))
         sock.send(envelope.seal(key, body))
         deadline = time.monotonic() + timeout
@@ -131,7 +139,7 @@ def admin_call(node_name: str, request: Any, cookie: str, timeout: float = 5.0) 
             reply = envelope.unseal(key, parts[0]) if len(parts) == 1 else None
             if reply is None:
                 continue
-            _sender, _creation, _flags, msgs = envelope.parse(reply)
+            msgs = envelope.parse(reply)[-1]
             for m in msgs:
                 if m[0] == envelope.K_REPLY and m[1] == call_id:
                     if m[2]:
@@ -141,3 +149,16 @@ def admin_call(node_name: str, request: Any, cookie: str, timeout: float = 5.0) 
     finally:
         sock.close(0)
 
+
+
+def _curve_client(sock: Any, sec: security.Security, node_name: str) -> None:
+    """Make ``sock`` a CURVE client of ``node_name`` with the key pair of ``sec``."""
+    assert sec.key_file and sec.allowed_keys
+    public = security.ensure_key_file(sec.key_file)
+    server_key = security.AllowedKeys(sec.allowed_keys).key_of(node_name)
+    if server_key is None:
+        raise BadArgument(f"node {node_name} has no public key in the allowed-keys file "
+                          f"{sec.allowed_keys} (transport_security 'curve')")
+    sock.setsockopt(zmq.CURVE_SERVERKEY, server_key)
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, public)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, security.read_key_file(sec.key_file))

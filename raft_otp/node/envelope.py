@@ -3,8 +3,13 @@
 One ZeroMQ message of a single part carries one *batch* of messages from one node
 to another::
 
-    body = msgpack array [VERSION, sender, creation, flags, [msg, ...]]
+    body = msgpack array [VERSION, sender, creation, flags, session, counter, [msg, ...]]
     frame = body + mac(key, body)          (the MAC is the last 32 bytes)
+
+``session`` and ``counter`` (each a msgpack uint64, 9 bytes) are the replay
+protection of ``raft_otp.node.replay``: a nonce chosen when the sender opens the
+link and the frame's number on it.  They are inside the MACed body, so they
+cannot be changed without the key.
 
 ``key`` is derived from the deployment's shared cookie.  A frame whose MAC does not
 verify is *refused*: nothing in it is decoded or delivered.  The MAC is keyed
@@ -14,8 +19,9 @@ faster of the two for snapshot chunks); both ends pick by the body's length.  On
 part rather than ``[body, mac]``: each ZeroMQ message part is a send and a receive
 call of its own.  We chose a per-batch MAC over ZeroMQ CURVE: it is paid per batch
 (not per message), needs no ZAP handler thread, and works the same for temporary
-admin clients.  It authenticates; it does not encrypt (run on a trusted network or
-tunnel) and does not stop replay of a captured frame (see the README's known gaps).
+admin clients.  It authenticates and, with the session and counter, refuses
+replays; it does not encrypt: ``transport_security = "curve"`` puts these same
+frames inside ZeroMQ CURVE (``raft_otp.node.security``).
 
 A message is an array whose first element is its kind (the ``K_*`` table below).
 ``K_SEND`` is fire and forget, as Erlang's ``!``: a message for a name that is not
@@ -50,7 +56,7 @@ from raft_otp.node import codec
 
 __all__ = ["VERSION", "derive_key", "batch_prefix", "build_body", "sign", "seal", "unseal", "parse"]
 
-VERSION = 2  # 1: [body, HMAC-SHA256] in two parts
+VERSION = 3  # 2: no session and counter; 1: [body, HMAC-SHA256] in two parts
 MAC_BYTES = 32
 SMALL_BODY = 1 << 16  # bodies below this are MACed with keyed BLAKE2b, others HMAC-SHA256
 FLAG_CLIENT = 1  # the sender is a temporary client (admin_call): reply over its socket
@@ -68,6 +74,7 @@ K_NOPROC = 8       # [K_NOPROC, bounce_name, dest_name]  dest_name is not runnin
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
+_SESSION_COUNTER = struct.Struct(">BQBQ")  # two msgpack uint64s: 0xcf + 8 bytes each
 
 
 def derive_key(cookie: str | bytes) -> bytes:
@@ -77,8 +84,8 @@ def derive_key(cookie: str | bytes) -> bytes:
 
 
 def batch_prefix(sender: str, creation: int, flags: int = 0) -> bytes:
-    """The constant start of every body this node sends (array of 5, first four fields)."""
-    return b"\x95" + codec.packb(VERSION) + codec.packb(sender) + codec.packb(creation) + codec.packb(flags)
+    """The constant start of every body this node sends (array of 7, first four fields)."""
+    return b"\x97" + codec.packb(VERSION) + codec.packb(sender) + codec.packb(creation) + codec.packb(flags)
 
 
 def _array_header(n: int) -> bytes:
@@ -89,9 +96,11 @@ def _array_header(n: int) -> bytes:
     return b"\xdd" + _U32.pack(n)
 
 
-def build_body(prefix: bytes, items: list[bytes]) -> bytes:
-    """A batch body from the prefix and already-encoded messages."""
-    return b"".join((prefix, _array_header(len(items)), *items))
+def build_body(prefix: bytes, session: int, counter: int, items: list[bytes]) -> bytes:
+    """A batch body from the prefix, the link's session and this frame's counter, and
+    already-encoded messages."""
+    return b"".join((prefix, _SESSION_COUNTER.pack(0xCF, session, 0xCF, counter),
+                     _array_header(len(items)), *items))
 
 
 _blake2b = hashlib.blake2b
@@ -125,19 +134,23 @@ class BadFrame(ValueError):
     """A frame that authenticated but does not decode to a valid batch."""
 
 
-def parse(body: bytes | memoryview) -> tuple[str, int, int, list[Any]]:
-    """``(sender, creation, flags, messages)`` of an authenticated body; raises BadFrame."""
+def parse(body: bytes | memoryview) -> tuple[str, int, int, int, int, list[Any]]:
+    """``(sender, creation, flags, session, counter, messages)`` of an authenticated
+    body; raises BadFrame."""
     try:
         decoded = codec.unpackb(body)
     except Exception as exc:  # msgpack raises several unrelated types
         raise BadFrame(f"undecodable body: {type(exc).__name__}") from None
-    if not isinstance(decoded, list) or len(decoded) != 5:
-        raise BadFrame("body is not a 5-element array")
-    version, sender, creation, flags, msgs = decoded
+    if not isinstance(decoded, list) or len(decoded) != 7:
+        if isinstance(decoded, list) and decoded and decoded[0] != VERSION:
+            raise BadFrame(f"unsupported wire version {decoded[0]!r}")
+        raise BadFrame("body is not a 7-element array")
+    version, sender, creation, flags, session, counter, msgs = decoded
     if version != VERSION:
         raise BadFrame(f"unsupported wire version {version!r}")
-    if not isinstance(sender, str) or not isinstance(creation, int) or not isinstance(flags, int):
+    if not (isinstance(sender, str) and isinstance(creation, int) and isinstance(flags, int)
+            and isinstance(session, int) and isinstance(counter, int)):
         raise BadFrame("bad header fields")
     if not isinstance(msgs, list):
         raise BadFrame("messages are not an array")
-    return sender, creation, flags, msgs
+    return sender, creation, flags, session, counter, msgs

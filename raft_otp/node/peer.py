@@ -19,10 +19,10 @@ class PeerLink:
 
     __slots__ = (
         "node", "endpoint", "queue", "max_queued", "dropped", "sock", "pending",
-        "delayed", "last_sent_s",
+        "delayed", "last_sent_s", "session", "counter",
     )
 
-    def __init__(self, node: str, endpoint: str, max_queued: int) -> None:
+    def __init__(self, node: str, endpoint: str, max_queued: int, session: int = 0) -> None:
         self.node = node
         self.endpoint = endpoint
         self.queue: collections.deque[bytes] = collections.deque()
@@ -32,6 +32,8 @@ class PeerLink:
         self.pending: bytes | None = None   # a frame the socket refused (EAGAIN)
         self.delayed: collections.deque[tuple[float, bytes]] = collections.deque()
         self.last_sent_s = 0.0
+        self.session = session              # replay protection: this link's nonce ...
+        self.counter = 0                    # ... and the number of its last frame built
 
     def offer(self, item: bytes) -> bool:
         """Queue one encoded message; False (and counted) if the queue is full."""

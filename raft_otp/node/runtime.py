@@ -30,7 +30,7 @@ from pykka._envelope import Envelope  # stable in pykka 4; lets a call reply wit
 from supervisors import registry
 
 from raft_otp.errors import BadArgument, NodeDown, ServerNotFound, Timeout
-from raft_otp.node import codec, envelope
+from raft_otp.node import codec, envelope, security
 from raft_otp.node.detector import DOWN, UNREACHABLE, UP
 from raft_otp.node.envelope import (K_ADMIN, K_CALL, K_DEMONITOR, K_DOWN, K_MONITOR, K_NOPROC,
                                     K_REPLY, K_SEND, K_SEND_BOUNCE)
@@ -100,7 +100,8 @@ class _Pending:
 class _Node:
     """Everything that exists while a node is started."""
 
-    def __init__(self, name: str, key: bytes, config: NodeConfig) -> None:
+    def __init__(self, name: str, key: bytes, config: NodeConfig,
+                 sec: security.Security | None = None) -> None:
         self.name = name
         self.config = config
         self.creation = random.getrandbits(31) or 1
@@ -113,7 +114,8 @@ class _Node:
         self.bounced = 0  # K_SEND_BOUNCE messages answered with K_NOPROC
         self.bad_msgs = 0
         self.direct_deliveries = 0
-        self.transport = Transport(name, key, self.creation, config, self.on_messages, self.on_node_event)
+        self.transport = Transport(name, key, self.creation, config, self.on_messages,
+                                   self.on_node_event, security=sec)
 
     # ---- incoming (I/O thread) -------------------------------------------------------
     def on_messages(self, sender: str, client: bytes | None, msgs: list[Any], idle: bool = False) -> None:
@@ -315,8 +317,12 @@ def is_started() -> bool:
 
 
 def read_cookie(cookie: str | None = None, cookie_file: str | None = None) -> str:
-    """The cookie given, else the first line of ``cookie_file``, else $RAFT_OTP_COOKIE."""
+    """The cookie given, else the first line of ``cookie_file``, else $RAFT_OTP_COOKIE.
+
+    A cookie file its group or others may access is refused (BadArgument), as
+    Erlang refuses such a ``~/.erlang.cookie``."""
     if cookie is None and cookie_file is not None:
+        security.check_private(cookie_file, "cookie file")
         with open(cookie_file, encoding="utf-8") as f:
             cookie = f.readline().strip()
     if cookie is None:
@@ -332,15 +338,21 @@ def start_node(
     *,
     cookie_file: str | None = None,
     config: NodeConfig | None = None,
+    transport_security: security.Security | None = None,
 ) -> str:
-    """Make this process the node ``name@host:port`` (binds its ROUTER there)."""
+    """Make this process the node ``name@host:port`` (binds its ROUTER there).
+
+    ``transport_security``: ``Security("mac")`` or ``Security("curve", key_file,
+    allowed_keys)``; default :func:`raft_otp.node.security.default` (the CLI's
+    flags, else ``$RAFT_OTP_TRANSPORT_SECURITY``, else ``"mac"``)."""
     global _node
     split_node_name(name)
     key = envelope.derive_key(read_cookie(cookie, cookie_file))
+    sec = transport_security or security.default()
     with _node_lock:
         if _node is not None:
             raise BadArgument(f"this process is already node {_node.name}")
-        n = _Node(name, key, config or NodeConfig())
+        n = _Node(name, key, config or NodeConfig(), sec)
         n.transport.start()
         _node = n
     logger.info("node %s started", name)

@@ -57,6 +57,7 @@ class NodeProcess:
                  extra: list[str] | None = None) -> None:
         self.name = f"{short}@127.0.0.1:{port or free_port()}"
         self.cookie_file = cookie_file
+        os.chmod(cookie_file, 0o600)  # a node refuses a cookie file others may read
         self.args = ["--name", self.name, "--cookie-file", cookie_file,
                      "--heartbeat-ms", str(heartbeat_ms), "--down-after", str(down_after)]
         if echo:

@@ -23,8 +23,16 @@ Ports the job of Erlang's distribution carrier (dist_util + the port driver):
   itself;
 * every peer link gets a heartbeat frame when nothing else was sent for an
   interval; the failure detector turns silence into node_down;
-* incoming frames are authenticated, decoded and handed to the runtime's
-  ``on_messages`` in the I/O thread (delivery is a registry lookup and a tell).
+* incoming frames are authenticated, checked against replay (``replay``: each
+  link has a session nonce and numbers its frames), decoded and handed to the
+  runtime's ``on_messages`` in the I/O thread (delivery is a registry lookup and a
+  tell);
+* ``transport_security = "curve"`` (``security``): the ROUTER is a CURVE server
+  with this node's secret key, every DEALER a CURVE client that knows its peer's
+  public key from the allowed-keys file, and a ZAP handler on this thread accepts
+  only the keys listed there.  The transport then has a ZeroMQ context of its own
+  (a context has one ZAP endpoint).  Refused handshakes (a wrong key, garbage on
+  the port) are counted from a monitor on the ROUTER (``handshake_failures``).
 
 Temporary clients (``admin_call``) talk to the ROUTER from a DEALER of their own
 and get replies back over the ROUTER, addressed by their identity.
@@ -43,12 +51,14 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import zmq
+from zmq.utils import z85
 
 from raft_otp.errors import BadArgument
-from raft_otp.node import envelope
+from raft_otp.node import envelope, replay
 from raft_otp.node.detector import FailureDetector
 from raft_otp.node.faults import NO_FAULT, Fault
 from raft_otp.node.peer import PeerLink
+from raft_otp.node.security import AllowedKeys, Security, ensure_key_file, read_key_file
 
 __all__ = ["NodeConfig", "Transport", "endpoint_of", "split_node_name"]
 
@@ -59,6 +69,9 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
 _DELAYED_MAX_FRAMES = 10_000
 _POLLIN = int(zmq.POLLIN)
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+_HANDSHAKE_FAILED = int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                        | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +135,19 @@ class Transport:
         on_messages: Callable[[str, bytes | None, list[Any], bool], None],
         on_node_event: Callable[[str, str], None],
         rng: random.Random | None = None,
+        security: Security | None = None,
     ) -> None:
         self.node = node
         self.config = config
+        self.security = security or Security()
         self._key = key
         self._creation = creation
         self._prefix = envelope.batch_prefix(node, creation)
+        self._client_prefix = envelope.batch_prefix(node, creation, envelope.FLAG_CLIENT)
+        self._replay = replay.ReplayGuard()
+        self._reply_session = replay.new_session()  # replies to temporary clients (ROUTER)
+        self._reply_counter = 0
+        self._refusal_logged_s = -1e9
         self._on_messages = on_messages
         self._on_node_event = on_node_event
         self._rng = rng or random.Random()
@@ -147,14 +167,33 @@ class Transport:
         self.counters = dict.fromkeys(
             ("sent_msgs", "sent_batches", "sent_bytes", "recv_msgs", "recv_batches",
              "recv_bytes", "heartbeats_sent", "bad_frames", "refused", "dropped_fault",
-             "send_errors", "wakeups", "io_errors", "forgotten_links", "direct_sends"), 0)
+             "send_errors", "wakeups", "io_errors", "forgotten_links", "direct_sends",
+             "replayed", "old_session", "stale_client", "handshake_failures",
+             "refused_keys"), 0)
         self._forgotten_dropped = 0
         self.dead = False
-        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+        self._curve: tuple[bytes, bytes] | None = None  # (public, secret), Z85
+        self._allowed: AllowedKeys | None = None
+        self._zap: zmq.Socket[bytes] | None = None
+        if self.security.mode == "curve":
+            assert self.security.key_file and self.security.allowed_keys  # Security checks it
+            public = ensure_key_file(self.security.key_file)
+            self._curve = (public, read_key_file(self.security.key_file))
+            self._allowed = AllowedKeys(self.security.allowed_keys)
+            self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+            self._zap = self._ctx.socket(zmq.REP)
+            self._zap.setsockopt(zmq.LINGER, 0)
+            self._zap.bind(ZAP_ENDPOINT)
+        else:
+            self._ctx = zmq.Context.instance()
         self._router = self._ctx.socket(zmq.ROUTER)
         _tune(self._router, config)
         self._router.setsockopt(zmq.MAXMSGSIZE, config.frame_max_bytes)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        if self._curve is not None:
+            self._router.setsockopt(zmq.CURVE_SERVER, 1)
+            self._router.setsockopt(zmq.CURVE_SECRETKEY, self._curve[1])
+        self._router_mon = self._router.get_monitor_socket(_HANDSHAKE_FAILED)
         self._bind(endpoint_of(node), config.bind_retry_s)
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         weakref.finalize(self, os.close, self._wake_fd)
@@ -179,7 +218,12 @@ class Transport:
                 if exc.errno == zmq.EADDRINUSE and time.monotonic() < deadline:
                     time.sleep(0.02)
                     continue
+                self._router.disable_monitor()
+                self._router_mon.close(0)
                 self._router.close(0)
+                if self._zap is not None:
+                    self._zap.close(0)
+                    self._ctx.term()
                 raise BadArgument(f"cannot bind {endpoint}: {exc}") from None
 
     # ---- any thread --------------------------------------------------------------
@@ -196,10 +240,14 @@ class Transport:
         link = self._links.get(node)
         if link is None:
             endpoint = endpoint_of(node)
+            if self._allowed is not None and self._allowed.key_of(node) is None:
+                raise BadArgument(f"node {node} has no public key in the allowed-keys file "
+                                  f"{self._allowed.path} (transport_security 'curve')")
             with self._links_lock:
                 link = self._links.get(node)
                 if link is None:
-                    link = PeerLink(node, endpoint, self.config.peer_queue_max_msgs)
+                    link = PeerLink(node, endpoint, self.config.peer_queue_max_msgs,
+                                    replay.new_session(self._rng))
                     self._links[node] = link
                     self._link_list = [*self._link_list, link]
             self._wake()
@@ -219,8 +267,8 @@ class Transport:
 
     def enqueue_same(self, nodes: list[str], item: bytes) -> None:
         """:meth:`enqueue` of one encoded message for each of ``nodes``: the links that
-        are idle get the same one-message frame, built and sealed once, sent back to
-        back; the others queue it."""
+        are idle get a one-message frame each (sealed per link: each has its own
+        session and counter), sent back to back; the others queue it."""
         if len(item) > self._item_max_bytes:
             raise BadArgument(f"message of {len(item)} bytes exceeds frame_max_bytes")
         links = [self._links.get(node) or self.link(node) for node in nodes]
@@ -228,15 +276,13 @@ class Transport:
         if self._direct_idle_s >= 0 and self._send_lock.acquire(False):
             try:
                 now = time.monotonic()
-                frame = None
                 rest = []
                 for link in links:
                     if not self._link_idle(link) or now - link.last_sent_s < self._direct_idle_s:
                         rest.append(link)
                         continue
-                    if frame is None:
-                        frame = self._frame([item])
-                    if not self._sent_direct(link, frame):
+                    # one frame per link: each link numbers its own frames
+                    if not self._sent_direct(link, self._frame(link, [item])):
                         rest.append(link)
             finally:
                 self._send_lock.release()
@@ -259,7 +305,7 @@ class Transport:
         if not self._send_lock.acquire(False):
             return False
         try:
-            return self._link_idle(link) and self._sent_direct(link, self._frame([item]))
+            return self._link_idle(link) and self._sent_direct(link, self._frame(link, [item]))
         finally:
             self._send_lock.release()
 
@@ -272,7 +318,8 @@ class Transport:
     def _sent_direct(self, link: PeerLink, frame: bytes) -> bool:
         """(Holding the send lock.)  Send a one-message ``frame`` on ``link``; False when
         ZeroMQ refused it (not connected, or at the high-water mark): the caller queues
-        the message and the I/O thread parks it."""
+        the message and the I/O thread sends it in a frame of its own (the refused
+        frame's counter is skipped: the receiver only needs counters to increase)."""
         if not self._try_send(link, frame):
             return False
         c = self.counters
@@ -317,6 +364,9 @@ class Transport:
         poller = self._poller
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._wake_fd, zmq.POLLIN)
+        poller.register(self._router_mon, zmq.POLLIN)
+        if self._zap is not None:
+            poller.register(self._zap, zmq.POLLIN)
         errors: list[float] = []
         try:
             while not self._stopping:
@@ -358,6 +408,10 @@ class Transport:
                         pass
                 elif sock in self._monitor_socks:
                     self._on_monitor_event(*self._monitor_socks[sock])
+                elif sock is self._router_mon:
+                    self._on_router_monitor()
+                elif sock is self._zap:
+                    self._on_zap()
                 else:
                     self._writable.add(sock)  # POLLOUT on a DEALER with a parked frame
             self._woken = False
@@ -382,7 +436,12 @@ class Transport:
                 if link.sock is not None:
                     link.sock.close(0)
                     link.sock = None
+        self._router.disable_monitor()
+        self._router_mon.close(0)
         self._router.close(0)
+        if self._zap is not None:  # the transport's own context (curve)
+            self._zap.close(0)
+            self._ctx.term()
         # The eventfd is closed by a finalizer, not here: a sender may still hold this
         # transport and write to it; closing now could let it write into a reused fd.
 
@@ -396,6 +455,16 @@ class Transport:
     def _open(self, link: PeerLink) -> None:
         sock = self._ctx.socket(zmq.DEALER)
         _tune(sock, self.config)
+        if self._curve is not None:
+            assert self._allowed is not None
+            server_key = self._allowed.key_of(link.node)
+            if server_key is None:  # removed from the file since the link was made
+                logger.warning("%s: %s has no key in %s any more; its link will not connect",
+                               self.node, link.node, self._allowed.path)
+                server_key = self._curve[0]  # a handshake that fails: nothing is sent
+            sock.setsockopt(zmq.CURVE_SERVERKEY, server_key)
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, self._curve[0])
+            sock.setsockopt(zmq.CURVE_SECRETKEY, self._curve[1])
         sock.setsockopt(zmq.IMMEDIATE, 1)
         sock.setsockopt(zmq.RECONNECT_IVL, 50)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
@@ -435,7 +504,7 @@ class Transport:
                     items = self._apply_fault(fault, items)
                     if not items:
                         continue
-                frame = self._frame(items)
+                frame = self._frame(link, items)
                 self.counters["sent_msgs"] += len(items)
                 if fault.delay_ms > 0 or link.delayed:  # behind delayed frames: keep order
                     link.delayed.append((now + fault.delay_ms / 1000.0, frame))
@@ -477,9 +546,19 @@ class Transport:
             self._poller.unregister(link.sock)
         link.pending = frame
 
-    def _frame(self, items: list[bytes]) -> bytes:
-        """One sealed frame of this node's messages ``items`` (already encoded)."""
-        return envelope.seal(self._key, envelope.build_body(self._prefix, items))
+    def _frame(self, link: PeerLink, items: list[bytes]) -> bytes:
+        """The next sealed frame on ``link`` of this node's messages ``items`` (already
+        encoded).  Callers hold the send lock, and frames are sent in the order they
+        are built, so a link's counters reach the receiver in increasing order."""
+        link.counter += 1
+        return envelope.seal(self._key, envelope.build_body(self._prefix, link.session,
+                                                            link.counter, items))
+
+    def _client_frame(self, items: list[bytes]) -> bytes:
+        """A sealed frame for a temporary client, over the ROUTER (I/O thread only)."""
+        self._reply_counter += 1
+        return envelope.seal(self._key, envelope.build_body(
+            self._client_prefix, self._reply_session, self._reply_counter, items))
 
     def _try_send(self, link: PeerLink, frame: bytes) -> bool:
         sock = link.sock
@@ -502,13 +581,12 @@ class Transport:
         out, self._client_out = self._client_out, []
         for identity, item in out:
             try:
-                self._router.send_multipart([identity, self._frame([item])], zmq.NOBLOCK)
+                self._router.send_multipart([identity, self._client_frame([item])], zmq.NOBLOCK)
             except zmq.ZMQError:
                 self.counters["send_errors"] += 1
 
     def _tick(self, now: float) -> None:
         interval_s = self.config.heartbeat_interval_ms / 1000.0
-        empty = None
         for link in self._link_list:
             if link.pending is not None:
                 self._retry_pending(link)
@@ -520,8 +598,7 @@ class Transport:
             fault = self._faults.get(link.node)
             if fault is not None and fault.partitioned:
                 continue
-            if empty is None:
-                empty = self._frame([])
+            empty = self._frame(link, [])
             if self._try_send(link, empty):
                 self.counters["heartbeats_sent"] += 1
             else:
@@ -570,6 +647,52 @@ class Transport:
             for event, node in self.detector.lost(link.node, time.monotonic()):
                 self._emit(event, node)
 
+    def _log_refusal(self, fmt: str, *args: Any) -> None:
+        """A refusal at WARNING at most once per 10 s (a flood must not flood the log),
+        the others at DEBUG; the counters count them all."""
+        now = time.monotonic()
+        if now - self._refusal_logged_s >= 10.0:
+            self._refusal_logged_s = now
+            logger.warning(fmt + " (further refusals for 10 s at DEBUG)", *args)
+        else:
+            logger.debug(fmt, *args)
+
+    def _on_router_monitor(self) -> None:
+        """Count the ROUTER's failed handshakes (a wrong or unlisted CURVE key, bytes
+        that are not ZMTP); the connection is already closed by ZeroMQ."""
+        while True:
+            try:
+                self._router_mon.recv_multipart(_NOBLOCK)
+            except zmq.Again:
+                return
+            self.counters["handshake_failures"] += 1
+
+    def _on_zap(self) -> None:
+        """Answer ZeroMQ's authentication requests (RFC 27 ZAP) for the ROUTER: a CURVE
+        client key must be listed in the allowed-keys file."""
+        assert self._zap is not None and self._allowed is not None
+        while True:
+            try:
+                req = self._zap.recv_multipart(_NOBLOCK)
+            except zmq.Again:
+                return
+            version, request_id = (req + [b"", b""])[:2]
+            user = None
+            if len(req) >= 7 and req[5] == b"CURVE" and len(req[6]) == 32:
+                try:
+                    user = self._allowed.node_of(z85.encode(req[6]))
+                except Exception:  # the REP socket must answer every request
+                    logger.exception("%s: ZAP check failed", self.node)
+            if user is None:
+                self.counters["refused_keys"] += 1
+                self._log_refusal("%s: refused a connection from %s: its CURVE key is not in %s",
+                               self.node, req[3].decode(errors="replace") if len(req) > 3 else "?",
+                               self._allowed.path)
+                reply = [version, request_id, b"400", b"key not allowed", b"", b""]
+            else:
+                reply = [version, request_id, b"200", b"OK", user.encode(), b""]
+            self._zap.send_multipart(reply)
+
     def _emit(self, event: str, node: str) -> None:
         logger.info("%s: %s %s", self.node, event, node)
         try:
@@ -612,12 +735,18 @@ class Transport:
             logger.debug("%s: refused a frame with a bad MAC", self.node)
             return
         try:
-            sender, creation, flags, msgs = envelope.parse(body)
+            sender, creation, flags, session, counter, msgs = envelope.parse(body)
         except envelope.BadFrame as exc:
             c["bad_frames"] += 1
             logger.debug("%s: bad frame: %s", self.node, exc)
             return
         client = bool(flags & envelope.FLAG_CLIENT)
+        refusal = self._replay.check(sender, client, session, counter)
+        if refusal is not None:
+            c[refusal] += 1
+            self._log_refusal("%s: refused a frame from %s: %s (session %x, counter %d)",
+                              self.node, sender, refusal.replace("_", " "), session, counter)
+            return
         if not client:
             fault = self._faults.get(sender)
             if fault is not None and fault.partitioned:

@@ -46,6 +46,7 @@ Positive = Annotated[int, AtLeast(1)]
 NonNegative = Annotated[int, AtLeast(0)]
 WalSyncMethod = Literal["datasync", "fsync", "none"]
 OnMachineError = Literal["reply", "crash"]
+TransportSecurity = Literal["mac", "curve"]  # = raft_otp.node.security.TransportSecurity
 WAL_SYNC_METHODS: tuple[str, ...] = get_args(WalSyncMethod)
 ON_MACHINE_ERRORS: tuple[str, ...] = get_args(OnMachineError)
 
@@ -80,6 +81,11 @@ class SystemConfig:
     # "reply": a raising apply is the command's outcome (MachineError), the server
     # runs on; "crash": RA's behaviour (the server crashes, its supervisor restarts it)
     on_machine_error: OnMachineError = "reply"
+    # the node's links (read from the config a node is started with, run_node):
+    # "mac": a cookie MAC and replay protection per frame; "curve": the same inside
+    # ZeroMQ CURVE, keys in DATA_DIR/node.key and DATA_DIR/allowed_keys
+    # (raft_otp.node.security)
+    transport_security: TransportSecurity = "mac"
     # extra keys handed verbatim to the log system factory (those that are
     # raft_otp.log.LogConfig fields are checked against its annotations)
     log_options: dict[str, Any] = field(default_factory=dict)

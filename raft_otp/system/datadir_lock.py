@@ -77,10 +77,10 @@ class DataDirLock:
 
 
 def acquire(data_dir: str) -> DataDirLock:
-    """Lock ``data_dir`` (created if absent) for this process, or raise
+    """Lock ``data_dir`` (created 0700 if absent) for this process, or raise
     :class:`DataDirLocked` naming the holder's pid.  Never blocks."""
     data_dir = os.path.abspath(data_dir)
-    os.makedirs(data_dir, exist_ok=True)
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)  # private, as its keys and data are
     fd = os.open(os.path.join(data_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -1,7 +1,9 @@
 """Run a few raft_otp nodes as OS processes on 127.0.0.1 (tests, benchmarks, fault harness).
 
 Each node is ``python -m raft_otp.system`` in its own data dir with a free
-port and a shared cookie file.  ``start`` waits for the node's ``READY`` line;
+port and a shared cookie file (0600).  ``transport_security="curve"`` gives every
+node a key in its data dir and writes one allowed-keys file (every node and the
+client) into each data dir and ``base_dir``.  ``start`` waits for the node's ``READY`` line;
 ``kill`` is SIGKILL; ``stop`` is SIGTERM (ordered shutdown); ``close`` stops
 everything that is still running (use it in a ``finally``).
 """
@@ -63,19 +65,45 @@ class NodeProcs:
     """``n`` node processes sharing a cookie; the calling process can join as a client node."""
 
     def __init__(self, base_dir: str, n: int = 3, *, prefix: str = "n", wal_sync_method: str = "datasync",
-                 log_level: str = "WARNING", extra_args: list[str] | None = None) -> None:
+                 log_level: str = "WARNING", extra_args: list[str] | None = None,
+                 transport_security: str = "mac") -> None:
+        from raft_otp.node.security import Security, private_dir, write_private
         self.base_dir = base_dir
-        os.makedirs(base_dir, exist_ok=True)
+        private_dir(base_dir)
         self.cookie = secrets.token_hex(16)
         self.cookie_file = os.path.join(base_dir, "cookie")
-        with open(self.cookie_file, "w") as f:
-            f.write(self.cookie + "\n")
+        write_private(self.cookie_file, self.cookie + "\n")
         self.wal_sync_method = wal_sync_method
         self.log_level = log_level
         self.extra_args = extra_args or []
         self.nodes = [NodeProc(f"{prefix}{i + 1}@127.0.0.1:{free_port()}",
                                os.path.join(base_dir, f"{prefix}{i + 1}")) for i in range(n)]
         self.client_name: str | None = None
+        # the client node's name is fixed now: in curve mode the nodes must know its key
+        self._client_port = free_port()
+        self.security = Security()
+        if transport_security != "mac":
+            self.extra_args = ["--transport-security", "curve", *self.extra_args]
+            self.security = Security("curve", os.path.join(base_dir, "client.key"),
+                                     os.path.join(base_dir, "allowed_keys"))
+            self.write_allowed_keys()
+
+    def write_allowed_keys(self, extra: dict[str, bytes] | None = None) -> None:
+        """(curve) Make each node's key (kept) and write the allowed-keys file listing every
+        node, the client (as ``client@127.0.0.1:PORT``) and ``extra`` {node: public key}
+        into each data dir and ``base_dir``."""
+        from raft_otp.node.security import (DATA_DIR_ALLOWED, DATA_DIR_KEY, ensure_key_file,
+                                            private_dir, write_private)
+        assert self.security.key_file is not None
+        lines = [f"client@127.0.0.1:{self._client_port} "
+                 f"{ensure_key_file(self.security.key_file).decode()}"]
+        for np in self.nodes:
+            private_dir(np.data_dir)
+            lines.append(f"{np.name} {ensure_key_file(os.path.join(np.data_dir, DATA_DIR_KEY)).decode()}")
+        lines += [f"{name} {key.decode()}" for name, key in (extra or {}).items()]
+        text = "\n".join(lines) + "\n"
+        for d in [self.base_dir, *(np.data_dir for np in self.nodes)]:
+            write_private(os.path.join(d, DATA_DIR_ALLOWED), text)
 
     def __getitem__(self, i: int) -> NodeProc:
         return self.nodes[i]
@@ -94,7 +122,7 @@ class NodeProcs:
     def _spawn(self, np: NodeProc) -> None:
         if np.alive():
             raise RuntimeError(f"{np.name} is already running")
-        os.makedirs(np.data_dir, exist_ok=True)
+        os.makedirs(np.data_dir, mode=0o700, exist_ok=True)
         np.ready = threading.Event()
         cmd = [sys.executable, "-m", "raft_otp.system", "--data-dir", np.data_dir, "--node", np.name,
                "--cookie-file", self.cookie_file, "--wal-sync-method", self.wal_sync_method,
@@ -162,13 +190,14 @@ class NodeProcs:
             self.client_name = node_rt.node()
             return self.client_name
         from raft_otp.system.node_main import node_config
-        self.client_name = f"{name}@127.0.0.1:{free_port()}"
-        node_rt.start_node(self.client_name, self.cookie, config=node_config())
+        self.client_name = f"{name}@127.0.0.1:{self._client_port}"
+        node_rt.start_node(self.client_name, self.cookie, config=node_config(),
+                           transport_security=self.security)
         return self.client_name
 
     def admin(self, i: int, request: Any, timeout: float = 10.0) -> Any:
         from raft_otp.node.admin import admin_call
-        return admin_call(self.nodes[i].name, request, self.cookie, timeout)
+        return admin_call(self.nodes[i].name, request, self.cookie, timeout, self.security)
 
     def wait_connected(self, timeout: float = 10.0) -> None:
         """Until the client node hears every running node."""

@@ -105,7 +105,10 @@ def _run_locked(cfg: SystemConfig, lock: datadir_lock.DataDirLock, node_name: st
             stop.set()
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-    node_rt.start_node(node_name, cookie, cookie_file=cookie_file, config=node_config(detection_ms))
+    from raft_otp.node.security import Security
+    node_rt.start_node(node_name, cookie, cookie_file=cookie_file, config=node_config(detection_ms),
+                       transport_security=Security.for_data_dir(cfg.transport_security,
+                                                                cfg.data_dir))
     try:
         system = runtime.start_system(cfg, dir_lock=lock)
         node_rt.set_status_provider(status)
@@ -146,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--switch-interval-ms", type=float, default=None,
                    help="sys.setswitchinterval for this node (Python's default: 5 ms)")
     p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--transport-security", default="mac", choices=["mac", "curve"],
+                   help="curve: keys in DATA_DIR/node.key and DATA_DIR/allowed_keys")
     p.add_argument("--mutation", default=None, metavar="FLAG[,FLAG]",
                    help="switch these raft_otp.core.config.Mutations safety rules OFF "
                         f"(testing only; default: env {MUTATION_ENV})")
@@ -158,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = SystemConfig(name=a.system, data_dir=a.data_dir, wal_sync_method=a.wal_sync_method,
                            broadcast_time_ms=a.broadcast_time_ms,
-                           min_snapshot_interval=a.min_snapshot_interval, mutations=mutation)
+                           min_snapshot_interval=a.min_snapshot_interval, mutations=mutation,
+                           transport_security=a.transport_security)
     except BadArgument as exc:  # ConfigError: names the key, what it expects, what it got
         p.error(str(exc))
     try:
