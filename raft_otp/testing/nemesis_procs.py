@@ -61,6 +61,7 @@ class Cluster:
         self.cookie_file = os.path.join(run_dir, "cookie")
         with open(self.cookie_file, "w") as fh:
             fh.write(self.cookie + "\n")
+        os.chmod(self.cookie_file, 0o600)  # a node refuses a cookie file others may read
         self.mutation = mutation
         self.log_level = log_level
         self.extra_args = extra_args or []
