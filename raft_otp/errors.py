@@ -90,6 +90,12 @@ class AlreadyStarted(RaftError):
     ``start_server`` twice, or a name in use with another machine)."""
 
 
+class NodeHalted(RaftError):
+    """The node's root supervisor gave up (a system restarted more often than its
+    intensity allows): the node process stops and exits non-zero, so that the
+    supervisor above it (systemd, Kubernetes, ``raft-otp``'s own) restarts it."""
+
+
 class DataDirLocked(RaftError):
     """Another process (``pid``) holds the data dir ``path``: one owner per data dir."""
 

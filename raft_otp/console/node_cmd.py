@@ -23,7 +23,7 @@ from typing import Any
 
 from raft_otp.console.common import (DATA_DIR_COOKIE, ConsoleError, check_node_name,
                                      default_cookie_file, ensure_cookie_file, read_cookie_file)
-from raft_otp.errors import RaftError
+from raft_otp.errors import NodeHalted, RaftError
 
 __all__ = ["DEFAULT_NODE", "NODE_FILE", "node_for", "cookie_file_for", "load_config", "cmd_start"]
 
@@ -115,11 +115,26 @@ def _config(args: Any, data_dir: str) -> Any:
     from raft_otp.system.config import SystemConfig
     settings = load_config(args.config)
     settings.setdefault("name", args.system)
+    if getattr(args, "transport_security", None):
+        settings["transport_security"] = args.transport_security
     try:
         return SystemConfig.from_any(settings).replace(data_dir=data_dir)
     except RaftError as exc:  # ConfigError: names the key, what it expects, what it got
         where = f"config {args.config}" if args.config else "config"
         raise ConsoleError(f"bad {where}: {exc}") from None
+
+
+def _print_curve_key(node: str, data_dir: str) -> None:
+    """Make the node's key (0600) if absent and print the line other nodes and clients
+    put in their allowed_keys files."""
+    from raft_otp.node import security
+    try:
+        public = security.ensure_key_file(os.path.join(data_dir, security.DATA_DIR_KEY))
+    except RaftError as exc:
+        raise ConsoleError(str(exc)) from None
+    allowed = os.path.join(data_dir, security.DATA_DIR_ALLOWED)
+    print(f"raft-otp node {node}: transport_security curve; its allowed_keys line: "
+          f"{node} {public.decode()} (this node accepts the keys in {allowed})", flush=True)
 
 
 def _start_locked(args: Any, data_dir: str, cfg: Any, lock: Any) -> int:
@@ -131,11 +146,15 @@ def _start_locked(args: Any, data_dir: str, cfg: Any, lock: Any) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     print(f"raft-otp node {node}: data dir {data_dir}, cookie file {cookie_file}", flush=True)
+    if cfg.transport_security == "curve":
+        _print_curve_key(node, data_dir)
     try:
         rc = run_node(data_dir, node, None, cfg, cookie_file=cookie_file, announce=True,
                       dir_lock=lock)
     except Exception as exc:  # bind failure, bad data, ...: one line, never a traceback
-        if fresh:  # it never ran as this node: do not bind the data dir to the name
+        if fresh and not isinstance(exc, NodeHalted):
+            # it never ran as this node: do not bind the data dir to the name (a node
+            # whose root supervisor gave up did run: its members are addressed by it)
             _forget_node(data_dir)
         raise ConsoleError(f"node {node} failed: {exc}") from None
     print(f"raft-otp node {node}: stopped cleanly", flush=True)

@@ -14,6 +14,12 @@ tree: the WAL syncs and closes, then the lock is released), then the transport.
 
 ``main`` reports an expected failure (a bad setting, a locked data dir, a
 corrupt file) as one line on stderr and exit status 1 (2 for bad arguments).
+
+When the root supervisor gives up (``runtime.on_root_gave_up``), nothing is left
+to serve: the node logs why, closes what remains (transport, data dir lock) and
+``run_node`` raises ``NodeHalted``, so the process exits with status 1 within
+about a second, as an Erlang VM halts when its top supervisor dies; the
+supervisor above it (systemd, Kubernetes, ``raft-otp``'s own) restarts it.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import sys
 import threading
 from typing import Any, NoReturn
 
-from raft_otp.errors import BadArgument, ConfigError, RaftError
+from raft_otp.errors import BadArgument, ConfigError, NodeHalted, RaftError
 from raft_otp.system import datadir_lock
 from raft_otp.system.config import SystemConfig, active_mutations
 
@@ -105,6 +111,13 @@ def _run_locked(cfg: SystemConfig, lock: datadir_lock.DataDirLock, node_name: st
             stop.set()
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+    gave_up: list[Any] = []
+
+    def root_gave_up(reason: Any) -> None:
+        gave_up.append(reason)
+        stop.set()
+
+    unwatch = runtime.on_root_gave_up(root_gave_up)
     from raft_otp.node.security import Security
     node_rt.start_node(node_name, cookie, cookie_file=cookie_file, config=node_config(detection_ms),
                        transport_security=Security.for_data_dir(cfg.transport_security,
@@ -118,12 +131,38 @@ def _run_locked(cfg: SystemConfig, lock: datadir_lock.DataDirLock, node_name: st
             print(f"READY {node_name} {n}", flush=True)
         while not stop.wait(0.5):
             pass
-        log.info("node %s: shutting down", node_name)
+        if gave_up:
+            log.critical("node %s: its root supervisor gave up (%s); the node stops and exits "
+                         "non-zero", node_name, gave_up[0])
+            if threading.current_thread() is threading.main_thread():  # the process is ours
+                _exit_if_stuck(HALT_CLEANUP_S)
+        else:
+            log.info("node %s: shutting down", node_name)
     finally:
+        unwatch()
         node_rt.set_status_provider(None)
         runtime.stop_all()
         node_rt.stop_node()
+    if gave_up:
+        raise NodeHalted(f"node {node_name}: root supervisor gave up: {gave_up[0]}")
     return 0
+
+
+HALT_CLEANUP_S = 10.0
+HALT_EXIT_STATUS = 1
+
+
+def _exit_if_stuck(delay_s: float) -> None:
+    """After the root gave up, what is left (the transport, the data dir lock) is closed
+    in order; should that hang, the process still exits non-zero after ``delay_s``."""
+    def watchdog() -> None:
+        log.critical("node shutdown after the root supervisor gave up took over %.0f s; exiting",
+                     delay_s)
+        logging.shutdown()
+        os._exit(HALT_EXIT_STATUS)
+    t = threading.Timer(delay_s, watchdog)
+    t.daemon = True
+    t.start()
 
 
 class _Parser(argparse.ArgumentParser):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from supervisors import ChildSpec, Supervisor
 from supervisors.supervisor import NotFound
@@ -75,11 +75,44 @@ class System:
         return f"System({self.name!r}, {self.data_dir!r})"
 
 
+_root_watchers: list[Callable[[Any], None]] = []
+
+
 def _root_sup() -> Supervisor:
     global _root
     if _root is None or not _root.is_alive():
         _root = Supervisor([], strategy="one_for_one", intensity=1, period=5.0, id="raft_otp").start()
+        _root.add_listener(_root_exited)
     return _root
+
+
+def _root_exited(reason: Any) -> None:
+    """Exit listener of the root supervisor (its control thread): a root that stopped for
+    any reason but ``stop_all``'s shutdown has given up (more restarts of a system than
+    its intensity allows); the watchers hear of it."""
+    if isinstance(reason, str) and reason in ("normal", "shutdown"):
+        return
+    for fn in list(_root_watchers):
+        try:
+            fn(reason)
+        except Exception:
+            log.exception("root supervisor watcher %r failed", fn)
+
+
+def on_root_gave_up(fn: Callable[[Any], None]) -> Callable[[], None]:
+    """Call ``fn(reason)`` when this process's root supervisor gives up; returns an undo.
+
+    The node entry point exits the process non-zero then (``node_main``), as an Erlang
+    VM halts when its top supervisor dies; a process that embeds raft_otp decides for
+    itself (its systems are gone: ``get_system`` raises ``SystemNotRunning``)."""
+    _root_watchers.append(fn)
+
+    def undo() -> None:
+        try:
+            _root_watchers.remove(fn)
+        except ValueError:
+            pass
+    return undo
 
 
 def start_system(config: SystemConfig | dict[str, Any], *,
