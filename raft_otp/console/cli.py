@@ -37,8 +37,35 @@ def _client_args(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
     p.add_argument("--cookie-file", help="the shared secret (default: $RAFT_OTP_COOKIE_FILE, "
                    "$RAFT_OTP_COOKIE, ~/.raft_otp_cookie)")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per request (default 5)")
+    _security_args(p)
     if json_flag:
         p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _security_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--transport-security", choices=["mac", "curve"],
+                   default=os.environ.get("RAFT_OTP_TRANSPORT_SECURITY") or "mac",
+                   help="the nodes' transport_security (default: $RAFT_OTP_TRANSPORT_SECURITY, "
+                   "else mac)")
+    p.add_argument("--key-file", default=os.environ.get("RAFT_OTP_KEY_FILE"),
+                   help="curve: this client's secret key, created 0600 if absent (default: "
+                   "$RAFT_OTP_KEY_FILE, else ~/.raft_otp_key); its public key must be in "
+                   "the nodes' allowed_keys files")
+    p.add_argument("--allowed-keys", default=os.environ.get("RAFT_OTP_ALLOWED_KEYS"),
+                   help="curve: the 'NODE PUBLIC_KEY' file giving the nodes' keys (default: "
+                   "$RAFT_OTP_ALLOWED_KEYS, else ~/.raft_otp_allowed_keys)")
+
+
+def _set_client_security(args: Any) -> None:
+    """The client's transport security, for every node and admin client it starts."""
+    from raft_otp.node import security
+    if args.transport_security != "curve":
+        security.set_default(security.Security("mac"))
+        return
+    home = os.path.expanduser("~")
+    security.set_default(security.Security(
+        "curve", args.key_file or os.path.join(home, ".raft_otp_key"),
+        args.allowed_keys or os.path.join(home, ".raft_otp_allowed_keys")))
 
 
 def _api_args(p: argparse.ArgumentParser) -> None:
@@ -69,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "else ~/.raft_otp_cookie, created 0600 if absent)")
     s.add_argument("--config", help="system config file (.toml or .json; SystemConfig keys)")
     s.add_argument("--system", default="default", help="system name (default: default)")
+    s.add_argument("--transport-security", choices=["mac", "curve"],
+                   help="overrides the config's transport_security (curve: keys in "
+                   "DATA_DIR/node.key and DATA_DIR/allowed_keys)")
     s.add_argument("--log-level", default="WARNING")
 
     d = sub.add_parser("demo",
@@ -171,6 +201,7 @@ def _run(args: Any) -> int:
     if getattr(args, "node", None):
         check_node_name(args.node)
     cookie = client_cookie(args.cookie_file)
+    _set_client_security(args)
     if args.cmd in ("tree", "status", "kill"):
         from raft_otp.console import admin_cmds
         return {"tree": admin_cmds.cmd_tree, "status": admin_cmds.cmd_status,

@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heartbeat-ms", type=float, default=100.0)
     p.add_argument("--down-after", type=int, default=5, help="missed heartbeats before node_down")
     p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--frame-max-bytes", type=int, default=NodeConfig.frame_max_bytes,
+                   help="bigger incoming frames are refused by ZeroMQ")
     p.add_argument("--transport-security", choices=["mac", "curve"], default="mac")
     p.add_argument("--key-file", help="curve: this node's secret key (created 0600 if absent)")
     p.add_argument("--allowed-keys", help="curve: file of 'NODE PUBLIC_KEY' lines")
@@ -36,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    cfg = NodeConfig(heartbeat_interval_ms=args.heartbeat_ms, down_after_missed=args.down_after)
+    cfg = NodeConfig(heartbeat_interval_ms=args.heartbeat_ms, down_after_missed=args.down_after,
+                     frame_max_bytes=args.frame_max_bytes)
     sec = Security(args.transport_security, args.key_file, args.allowed_keys)
     name = runtime.start_node(args.name, args.cookie, cookie_file=args.cookie_file, config=cfg,
                               transport_security=sec)
