@@ -433,3 +433,64 @@ def test_a_curve_cluster_works(tmp_path: Any) -> None:
             s = h.admin(h.nodes.index(np), ["stats"])
             assert s["refused_keys"] == 0 and s["replayed"] == 0 and s["old_session"] == 0
         assert stat.S_IMODE(os.stat(h.cookie_file).st_mode) == 0o600
+
+
+def test_an_allowed_key_cannot_speak_for_another_node(served: Any) -> None:
+    """curve: a frame is refused when its sender is listed with another key than its
+    connection's; a pattern line lets client nodes named at start in with their key."""
+    mode, proc, keys = served
+    if mode != "curve":
+        pytest.skip("keys exist in curve mode only")
+    keys.write_allowed(proc.name)
+    imposter = f"imposter@127.0.0.1:{free_port()}"
+    other_key = os.path.join(keys.dir, "cli.key")
+    with open(keys.allowed, "a") as f:
+        f.write(f"{imposter} {security.ensure_key_file(keys.intruder_key).decode()}\n")
+        f.write(f"cli-*@127.0.0.1:* {security.ensure_key_file(other_key).decode()}\n")
+    before = stats(proc, keys, mode)["refused_keys"]
+    N.start_node(imposter, COOKIE, transport_security=keys.client(mode))  # the client's key
+    try:
+        with pytest.raises((NodeDown, Timeout)):
+            N.call(("echo", proc.name), "I am the imposter", timeout=1.0)
+    finally:
+        N.stop_node()
+    assert stats(proc, keys, mode)["refused_keys"] > before
+    cli_name = f"cli-{os.getpid()}@127.0.0.1:{free_port()}"
+    N.start_node(cli_name, COOKIE, transport_security=keys.client(mode, other_key))
+    try:
+        assert N.call(("echo", proc.name), "pattern", timeout=10) == ["echo", proc.name, "pattern"]
+    finally:
+        N.stop_node()
+
+
+@pytest.mark.parametrize("mode", ["mac", "curve"])
+def test_the_cli_works_in_both_modes(mode: str, tmp_path: Any) -> None:
+    """`raft-otp cluster start`, `command` and `status` from a CLI process (a client node
+    named at start) against 3 node processes in each mode."""
+    from raft_otp.console.testing import cli_command
+    from raft_otp.system.harness import NodeProcs
+    h = NodeProcs(str(tmp_path), 3, transport_security=mode)
+    flags = ["--cookie-file", h.cookie_file, "--timeout", "10"]
+    env = dict(os.environ)
+    for var in (security.ENV_MODE, security.ENV_KEY_FILE, security.ENV_ALLOWED):
+        env.pop(var, None)
+    if mode == "curve":
+        cli_key = str(tmp_path / "cli.key")
+        h.write_allowed_keys({"raft-otp-cli-*@127.0.0.1:*": security.ensure_key_file(cli_key)})
+        flags += ["--transport-security", "curve", "--key-file", cli_key,
+                  "--allowed-keys", str(tmp_path / "allowed_keys")]
+
+    def cli(*args: str) -> str:
+        out = subprocess.run([*cli_command(), *args, *flags], capture_output=True, text=True,
+                             timeout=60, env=env)
+        assert out.returncode == 0, (args, out.stderr)
+        return out.stdout
+
+    try:
+        h.start()
+        members = [np.name for np in h.nodes]
+        cli("cluster", "start", "shop", "--members", *members)
+        assert '"ok"' in cli("command", "--node", members[1], "--cluster", "shop", "put", "k", "7")
+        assert "shop" in cli("status", "--node", members[2])
+    finally:
+        h.close()

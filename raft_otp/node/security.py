@@ -16,11 +16,13 @@ Keys: each node has its own CURVE key pair; the secret key (Z85, 40 characters)
 is kept in a file of mode 0600 (``DATA_DIR/node.key`` for a node with a data dir),
 created on first use; the public key is derived from it.  The allowed-keys file
 has one ``NODE_NAME PUBLIC_KEY_Z85`` line per node (lines starting with ``#``
-are comments): it is both
-the set of keys this node accepts and where it finds the key of a node it
-connects to.  It is read again when its modification time changes, so a node is
-added or revoked by editing the file (revocation takes effect at that node's
-next connection).
+are comments; a name may be a pattern such as ``raft-otp-cli-*@*`` for client
+nodes named at start): it is the set of keys this node accepts, where it finds
+the key of a node it connects to, and which key each node name must use (a
+frame whose sender is another node than its connection's key belongs to is
+refused, so an allowed key cannot speak for another node).  It is read again
+when its modification time changes, so a node is added or revoked by editing
+the file (revocation takes effect at that node's next connection).
 
 Why an allowed-keys file rather than keys derived from the cookie: a key derived
 from the cookie is known to every cookie holder, so it would add encryption but
@@ -36,6 +38,7 @@ file and its mode); key files are created 0600 and data dirs 0700.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import stat
@@ -185,17 +188,25 @@ def public_key_of(secret: bytes) -> bytes:
 
 
 class AllowedKeys:
-    """The allowed-keys file: ``NODE_NAME PUBLIC_KEY_Z85`` lines, re-read when changed."""
+    """The allowed-keys file: ``NODE_NAME PUBLIC_KEY_Z85`` lines, re-read when changed.
 
-    def __init__(self, path: str) -> None:
+    ``NODE_NAME`` may be a shell pattern (``raft-otp-cli-*@10.0.0.5:*``) for client
+    nodes whose names are made up at start (the CLI's): a node using that key and
+    a name matching the pattern is then known by that name (:meth:`learn`, at most
+    ``learned_max`` names)."""
+
+    def __init__(self, path: str, learned_max: int = 10_000) -> None:
         self.path = path
         self._mtime_ns = -1
         self._by_node: dict[str, bytes] = {}
-        self._by_key: dict[bytes, str] = {}
+        self._patterns: list[tuple[str, bytes]] = []
+        self._keys: frozenset[bytes] = frozenset()
+        self._learned: dict[str, bytes] = {}
+        self._learned_max = learned_max
         self._lock = threading.Lock()
         self.refresh()
-        if not self._by_node:
-            logger.warning("allowed-keys file %s lists no node", path)
+        if not self._keys:
+            logger.warning("allowed-keys file %s lists no key", path)
 
     def refresh(self) -> None:
         """Read the file again if its modification time changed."""
@@ -207,6 +218,7 @@ class AllowedKeys:
         if mtime == self._mtime_ns:
             return
         by_node: dict[str, bytes] = {}
+        patterns: list[tuple[str, bytes]] = []
         with open(self.path, encoding="utf-8", errors="replace") as f:
             for lineno, line in enumerate(f, 1):
                 words = line.split()
@@ -215,24 +227,46 @@ class AllowedKeys:
                 if len(words) != 2 or len(words[1]) != 40:
                     raise BadArgument(f"allowed-keys file {self.path} line {lineno}: expected "
                                       f"'NODE_NAME PUBLIC_KEY_Z85' (40 characters), got {line.strip()!r}")
-                by_node[words[0]] = words[1].encode()
+                name, key = words[0], words[1].encode()
+                if any(ch in name for ch in "*?["):
+                    patterns.append((name, key))
+                else:
+                    by_node[name] = key
         with self._lock:
             self._by_node = by_node
-            self._by_key = {k: n for n, k in by_node.items()}
+            self._patterns = patterns
+            self._keys = frozenset(by_node.values()) | {k for _, k in patterns}
+            self._learned = {n: k for n, k in self._learned.items()
+                             if any(k == pk and fnmatch.fnmatchcase(n, p) for p, pk in patterns)}
             self._mtime_ns = mtime
 
     def key_of(self, node: str) -> bytes | None:
-        """The public key (Z85) listed for ``node`` (re-reading a changed file once)."""
-        key = self._by_node.get(node)
+        """The public key (Z85) of ``node``: listed (re-reading a changed file once) or
+        learned."""
+        key = self._by_node.get(node) or self._learned.get(node)
         if key is None:
             self.refresh()
-            key = self._by_node.get(node)
+            key = self._by_node.get(node) or self._learned.get(node)
         return key
 
-    def node_of(self, public_z85: bytes) -> str | None:
-        """The node listed with this public key, or None (the file is re-read if changed)."""
+    def allows(self, public_z85: bytes) -> bool:
+        """Whether a connection with this key is accepted (the file is re-read if changed)."""
         try:
             self.refresh()
         except BadArgument:
             logger.warning("allowed-keys file %s unreadable; keeping the last one read", self.path)
-        return self._by_key.get(public_z85)
+        return public_z85 in self._keys
+
+    def learn(self, node: str, public_z85: bytes) -> bool:
+        """Know ``node`` by ``public_z85`` if a pattern line with that key matches its name
+        (and no line names it exactly); False otherwise."""
+        if node in self._by_node:
+            return False
+        for pattern, key in self._patterns:
+            if key == public_z85 and fnmatch.fnmatchcase(node, pattern):
+                with self._lock:
+                    if len(self._learned) >= self._learned_max:
+                        del self._learned[next(iter(self._learned))]
+                    self._learned[node] = public_z85
+                return True
+        return False

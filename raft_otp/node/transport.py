@@ -647,6 +647,18 @@ class Transport:
             for event, node in self.detector.lost(link.node, time.monotonic()):
                 self._emit(event, node)
 
+    def _key_matches(self, sender: str, zframe: Any) -> bool:
+        """(curve) The connection's key is the one listed (or learned) for ``sender``."""
+        assert self._allowed is not None
+        try:
+            key = zframe.get("User-Id").encode()
+        except (AttributeError, zmq.ZMQError):
+            return False
+        listed = self._allowed.key_of(sender)
+        if listed is not None:
+            return listed == key
+        return self._allowed.learn(sender, key)
+
     def _log_refusal(self, fmt: str, *args: Any) -> None:
         """A refusal at WARNING at most once per 10 s (a flood must not flood the log),
         the others at DEBUG; the counters count them all."""
@@ -680,7 +692,8 @@ class Transport:
             user = None
             if len(req) >= 7 and req[5] == b"CURVE" and len(req[6]) == 32:
                 try:
-                    user = self._allowed.node_of(z85.encode(req[6]))
+                    key = z85.encode(req[6])
+                    user = key if self._allowed.allows(key) else None
                 except Exception:  # the REP socket must answer every request
                     logger.exception("%s: ZAP check failed", self.node)
             if user is None:
@@ -690,7 +703,9 @@ class Transport:
                                self._allowed.path)
                 reply = [version, request_id, b"400", b"key not allowed", b"", b""]
             else:
-                reply = [version, request_id, b"200", b"OK", user.encode(), b""]
+                # the key is the connection's User-Id: each frame's sender is checked
+                # against it (_on_frame)
+                reply = [version, request_id, b"200", b"OK", user, b""]
             self._zap.send_multipart(reply)
 
     def _emit(self, event: str, node: str) -> None:
@@ -716,14 +731,15 @@ class Transport:
                 parts.append(frame.bytes)
             more = events(_EVENTS) & _POLLIN  # type: ignore[operator]
             try:
-                self._on_frame(parts, not more)
+                self._on_frame(parts, not more, frame)
             except Exception:  # never let one frame take the node down
                 self.counters["bad_frames"] += 1
                 logger.exception("%s: error while handling a frame", self.node)
 
-    def _on_frame(self, parts: list[bytes], last: bool = False) -> None:
+    def _on_frame(self, parts: list[bytes], last: bool = False, zframe: Any = None) -> None:
         """Authenticate, decode and deliver one frame; ``last``: no other frame is
-        waiting (the receiver may then run a lone message's handler in this thread)."""
+        waiting (the receiver may then run a lone message's handler in this thread);
+        ``zframe``: its ZeroMQ frame (curve: the connection's key is its User-Id)."""
         c = self.counters
         if len(parts) != 2:
             c["bad_frames"] += 1
@@ -746,6 +762,11 @@ class Transport:
             c[refusal] += 1
             self._log_refusal("%s: refused a frame from %s: %s (session %x, counter %d)",
                               self.node, sender, refusal.replace("_", " "), session, counter)
+            return
+        if self._allowed is not None and not client and not self._key_matches(sender, zframe):
+            c["refused_keys"] += 1
+            self._log_refusal("%s: refused a frame from %s: its connection's key is not the "
+                              "one %s lists for it", self.node, sender, self._allowed.path)
             return
         if not client:
             fault = self._faults.get(sender)
