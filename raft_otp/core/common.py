@@ -31,7 +31,7 @@ def persist_term(state: ServerState, term: int, voted_for: ServerId | None, effe
         state.follower_match = 0
     state.term = term
     state.voted_for = voted_for
-    effects.append(PersistMeta(term, voted_for))
+    effects.append(PersistMeta(term, voted_for, state.vote_unproven, state.data_lost))
 
 
 def maybe_newer_term(state: ServerState, term: int, effects: list[Effect]) -> bool:

@@ -34,6 +34,15 @@ class Mutations:
     (deep) copy of the leader's current *applied* state; the real apply later
     answers nobody.  Acknowledged writes can then be lost (an isolated leader's
     entries are truncated) and replies can be computed on stale state."""
+    no_check_quorum: bool = False
+    """A leader never steps down for not hearing from a quorum (liveness only: a
+    leader whose inbound is cut stalls the cluster; caught by a scripted core test)."""
+    ignore_vote_damage: bool = False
+    """A server whose meta was damaged votes as if its last vote were known (two
+    votes in one term become possible)."""
+    vote_despite_data_loss: bool = False
+    """A server that lost log it had acknowledged votes at once (a committed entry
+    can then be lost)."""
 
 
 DEFAULT_MAX_COMMAND_BYTES = 1_048_576
@@ -82,3 +91,14 @@ class ServerMeta(NamedTuple):
     term: int = 0
     voted_for: ServerId | None = None
     last_applied: int = 0
+    vote_unproven: bool = False
+    """The meta store found damage: the last term/vote record of this server may be
+    lost (``term``/``voted_for`` are from before the damage)."""
+    durable_commit: int = 0
+    """The last recorded ``min(last written, commit index)``: log this server durably
+    had and that is committed (never truncated).  Booting with a log that ends below
+    it means data was lost.  Recorded lazily (with ``last_applied``)."""
+    data_lost: int | None = None
+    """Not None: this server lost log it may have acknowledged, in this term or before
+    (found at a boot, or reported by the log layer: ``MetaStore.report_data_loss``),
+    and has not caught up since (``raft_otp.core.fences``)."""

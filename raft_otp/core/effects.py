@@ -128,17 +128,24 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class PersistMeta:
-    """Make ``term`` and ``voted_for`` durable NOW, before executing later effects."""
+    """Make ``term`` and ``voted_for`` durable NOW, before executing later effects.
+    ``vote_unproven``/``data_lost`` are this server's fences (``raft_otp.core.fences``):
+    kept durable with the vote so a restart does not lift them."""
 
     term: int
     voted_for: ServerId | None
+    vote_unproven: bool = False
+    data_lost: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class PersistLastApplied:
-    """May be written asynchronously; a lower value after a crash only costs replay."""
+    """May be written asynchronously; a lower value after a crash only costs replay.
+    ``durable_commit`` (``min(last written, commit index)``) rides along: a restart
+    whose log ends below it lost data (``ServerMeta.durable_commit``)."""
 
     index: int
+    durable_commit: int = 0
 
 
 @dataclass(frozen=True, slots=True)

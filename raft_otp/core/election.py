@@ -8,6 +8,7 @@ up to date as theirs and its machine version is not older than their effective o
 
 from __future__ import annotations
 
+from raft_otp.core import fences
 from raft_otp.core.common import (
     become_follower,
     election_timer,
@@ -61,8 +62,15 @@ def has_live_leader(state: ServerState, candidate: object) -> bool:
 
 
 def handle_pre_vote_rpc(state: ServerState, rpc: PreVoteRpc, effects: list[Effect]) -> None:
+    if state.leader_id is not None and state.leader_id == rpc.candidate_id and rpc.term == state.term \
+            and state.role == "follower":
+        # our leader pre-votes: it stopped leading (CheckQuorum, or it restarted).  Do not
+        # stay held by it: look for a leader at once (its inbound may be cut, so it
+        # may never win; see ``leader.check_quorum``)
+        become_follower(state, None, effects, timer="leader_down")
     granted = (
-        not has_live_leader(state, rpc.candidate_id)
+        fences.may_vote(state)
+        and not has_live_leader(state, rpc.candidate_id)
         and rpc.term >= state.term
         and rpc.machine_version >= state.effective_machine_version
         and state.members.get(rpc.candidate_id) == "voter"
@@ -78,7 +86,7 @@ def handle_request_vote_rpc(state: ServerState, rpc: RequestVoteRpc, effects: li
         return
     maybe_newer_term(state, rpc.term, effects)
     granted = False
-    if (rpc.term == state.term and state.voted_for in (None, rpc.candidate_id)
+    if (rpc.term == state.term and fences.may_vote(state) and state.voted_for in (None, rpc.candidate_id)
             and _up_to_date(state, rpc.last_log_index, rpc.last_log_term)):
         granted = True
         if state.voted_for is None:
@@ -122,7 +130,7 @@ def start_candidate(state: ServerState, effects: list[Effect], transfer: bool = 
 
 def _check_pre_votes(state: ServerState, effects: list[Effect]) -> None:
     voters = state.voters()
-    if has_quorum(len(state.votes & set(voters)), len(voters)):
+    if fences.may_vote(state) and has_quorum(len(state.votes & set(voters)), len(voters)):
         start_candidate(state, effects)
 
 

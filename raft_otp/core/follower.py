@@ -56,7 +56,7 @@ from raft_otp.core.log_api import Written
 from raft_otp.core.state import ServerState
 from raft_otp.core.machine_calls import query_reply
 
-from raft_otp.core import election, snapshot
+from raft_otp.core import election, fences, snapshot
 
 
 def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
@@ -75,7 +75,7 @@ def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
             election.start_pre_vote(state, effects)
         case TimeoutNowRpc():
             maybe_newer_term(state, event.term, effects)
-            if event.term == state.term and state.is_voter():
+            if event.term == state.term and state.is_voter() and fences.may_vote(state):
                 election.start_candidate(state, effects, transfer=True)
         case LeaderDown():
             if state.leader_id is not None and event.leader in (None, state.leader_id):
@@ -126,6 +126,8 @@ def log_event(state: ServerState, event: LogEvent, effects: list[Effect]) -> Non
     written = any(isinstance(r, Written) for r in results)
     if written and state.role == "follower" and state.leader_id is not None:
         _reply_success(state, effects)
+        if state.data_lost is not None:
+            fences.check_caught_up(state, effects)
     apply_committed(state, effects)
     if state.local_queries:
         answer_local_queries(state, effects)
@@ -204,6 +206,8 @@ def append_entries(state: ServerState, rpc: AppendEntriesRpc, effects: list[Effe
         state.commit_index = commit
     if not wrote or state.cfg.mutations.ack_before_durable or log.last_written()[0] >= rpc_last:
         _reply_success(state, effects)
+    if state.data_lost is not None:
+        fences.check_caught_up(state, effects)
     apply_committed(state, effects)
     if state.local_queries:
         answer_local_queries(state, effects)

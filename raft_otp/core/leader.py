@@ -44,10 +44,12 @@ from raft_otp.core.events import (
     LeaderQuery,
     LocalQuery,
     LogEvent,
+    NodeDown,
     NodeUp,
     PreVoteResult,
     PreVoteRpc,
     RemoveMember,
+    RequestVoteResult,
     RequestVoteRpc,
     SnapshotSenderDone,
     SnapshotSenderFailed,
@@ -57,7 +59,7 @@ from raft_otp.core.events import (
     WalDown,
 )
 from raft_otp.core.log_api import SnapshotWritten
-from raft_otp.core.quorum import agreed_index
+from raft_otp.core.quorum import agreed_index, has_quorum
 from raft_otp.core.state import Peer, PendingQuery, ServerState
 from raft_otp.core.machine_calls import callback, query_reply
 from raft_otp.core.types import ServerId
@@ -103,6 +105,10 @@ def last_entry_time(state: ServerState, last_index: int) -> int:
 
 
 def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
+    sender = _sender(state, event)
+    if sender is not None:
+        sender.heard = True
+        sender.node_down = False
     match event:
         case Commands():
             append_commands(state, event.commands, effects, event.now_ms)
@@ -168,6 +174,8 @@ def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
             pre_vote_to_leader(state, event, effects)
         case NodeUp():
             node_up(state, event.node, effects)
+        case NodeDown():
+            node_down(state, event.node, effects)
         case RequestVoteRpc():
             election.handle_request_vote_rpc(state, event, effects)
         case WalDown():
@@ -422,6 +430,7 @@ def node_up(state: ServerState, node: str, effects: list[Effect]) -> None:
     sends: list = []
     for sid, peer in state.peers.items():
         if sid.node == node:
+            peer.node_down = False
             _probe(state, sid, peer, sends, effects)
     _flush(sends, effects)
 
@@ -467,6 +476,15 @@ def evaluate_commit(state: ServerState, effects: list[Effect]) -> None:
 def tick(state: ServerState, now_ms: int, effects: list[Effect]) -> None:
     state.now_ms = now_ms
     last = state.log.last_index_term()[0]
+    for peer in state.peers.values():
+        if peer.heard or not peer.owed:
+            peer.silent_ticks = 0
+        else:
+            peer.silent_ticks += 1
+        peer.heard = False
+        peer.owed = peer.status == "normal" and (peer.match_index < last or peer.query_index < state.query_index)
+    if check_quorum(state, effects):
+        return
     sends: list = []
     for sid, peer in state.peers.items():
         if peer.status == "sending_snapshot":
@@ -482,6 +500,69 @@ def tick(state: ServerState, now_ms: int, effects: list[Effect]) -> None:
     _flush(sends, effects)
     machine_effects(state, callback(state, "tick", state.machine.tick, (now_ms, state.machine_state),
                                     effects), effects)
+
+
+# ---- CheckQuorum -----------------------------------------------------------------------
+
+CHECK_QUORUM_SILENT_TICKS = 2
+"""A peer that owed us an answer (entries or a query heartbeat in flight) at this many
+tick checks in a row and sent nothing in between is not heard from: ~1-2 s at RA's
+1 s tick, the span of a pre-vote election timeout."""
+
+
+def _sender(state: ServerState, event: Event) -> Peer | None:
+    """The peer a message of the current term came from (it can reach us), if any."""
+    t = type(event)
+    if t is AppendEntriesReply or t is HeartbeatReply or t is InstallSnapshotResult:
+        sid = event.from_id  # type: ignore[union-attr]
+    elif t is PreVoteRpc or t is RequestVoteRpc:
+        sid = event.candidate_id  # type: ignore[union-attr]
+    elif t is PreVoteResult or t is RequestVoteResult:
+        sid = event.voter_id  # type: ignore[union-attr]
+    else:
+        return None
+    if event.term != state.term:  # type: ignore[union-attr]
+        return None  # an older term's message may be stale; a newer one deposes us anyway
+    return state.peers.get(sid)
+
+
+def node_down(state: ServerState, node: str, effects: list[Effect]) -> None:
+    """The failure detector heard nothing from ``node`` for its detection time: what we
+    heard from its members before does not count any more."""
+    for sid, peer in state.peers.items():
+        if sid.node == node:
+            peer.node_down = True
+            peer.heard = False
+    check_quorum(state, effects)
+
+
+def check_quorum(state: ServerState, effects: list[Effect]) -> bool:
+    """CheckQuorum (etcd ``checkQuorum``, Raft thesis 6.2): a leader that has not heard
+    from a quorum of voters (itself included) steps down, and at once asks for
+    pre-votes: its followers, seeing their leader pre-vote, drop it and elect another
+    (``election.handle_pre_vote_rpc``), so a leader that can send but not hear (a
+    one-way partition) does not hold the cluster.  Returns True if it stepped down.
+
+    "Heard from" without heartbeats (idle clusters stay silent): a voter counts
+    unless the node failure detector reported its node down (and no message of our
+    term came from it since), or it owed us an answer at ``CHECK_QUORUM_SILENT_TICKS``
+    tick checks in a row and sent nothing.  The node detector's heartbeats are the
+    only traffic of an idle cluster; the second rule catches a link that carries
+    node heartbeats but loses our messages.  Liveness only: no safety rule rests on it."""
+    if state.cfg.mutations.no_check_quorum or state.role != "leader":
+        return False
+    voters = state.voters()
+    live = 1 if state.id in voters else 0
+    for sid, peer in state.peers.items():
+        if peer.kind == "voter" and (peer.heard or (not peer.node_down
+                                                    and peer.silent_ticks < CHECK_QUORUM_SILENT_TICKS)):
+            live += 1
+    if has_quorum(live, len(voters)):
+        return False
+    become_follower(state, None, effects)
+    if state.is_voter() and fences.may_vote(state):
+        election.start_pre_vote(state, effects)
+    return True
 
 
 def leader_after_apply(state: ServerState, effects: list[Effect]) -> None:
@@ -592,4 +673,4 @@ def _maybe_transfer(state: ServerState, effects: list[Effect]) -> None:
 __all__ = ["become_leader", "handle", "check_queries", "leader_after_apply", "become_follower"]
 
 
-from raft_otp.core import election, follower  # noqa: E402  (import cycle: they import this module)
+from raft_otp.core import election, fences, follower  # noqa: E402  (import cycle: they import this module)

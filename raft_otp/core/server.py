@@ -5,8 +5,9 @@
 
 ``init_server`` recovers: it loads the snapshot, scans the log for membership,
 replays committed entries up to ``max(meta.last_applied, snapshot index)``
-discarding their effects, and starts as a leaderless follower (a voter asks for
-a ``pre_vote`` timer).  ``handle`` dispatches on the role; the state object is
+discarding their effects, takes the vote fences (``raft_otp.core.fences``: damaged
+meta, a log shorter than it durably was) and starts as a leaderless follower (a
+voter asks for a ``pre_vote`` timer).  ``handle`` dispatches on the role; the state object is
 mutated in place and returned.  No I/O, clock, thread or global randomness here.
 """
 
@@ -15,14 +16,14 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from raft_otp.core import await_condition, election, follower, leader, snapshot
+from raft_otp.core import await_condition, election, fences, follower, leader, snapshot
 from raft_otp.core import entries as enc
 from raft_otp.core import membership
 from raft_otp.core.apply import apply_committed
-from raft_otp.core.common import become_follower
+from raft_otp.core.common import become_follower, persist_term
 from raft_otp.core.config import ServerConfig, ServerMeta
 from raft_otp.core.effects import Effect
-from raft_otp.core.events import Event
+from raft_otp.core.events import Event, PreVoteResult
 from raft_otp.core.log_api import Log
 from raft_otp.core.machine import Machine
 from raft_otp.core.state import ServerState
@@ -48,6 +49,9 @@ def init_server(config: ServerConfig, log: Log, machine: Machine, meta: ServerMe
     apply_committed(state, [])
     state.applying_recovery = False
     effects: list[Effect] = []
+    fences.init(state, meta.vote_unproven, meta.data_lost, meta.durable_commit)
+    if state.data_lost != meta.data_lost or state.term != meta.term:
+        persist_term(state, state.term, state.voted_for, effects)  # the fences, durably
     become_follower(state, None, effects)
     return state, effects
 
@@ -67,6 +71,8 @@ def _scan_membership(state: ServerState) -> None:
 def handle(state: ServerState, event: Event) -> tuple[ServerState, list[Effect]]:
     """Feed one event; returns the (mutated) state and the effects to execute in order."""
     effects: list[Effect] = []
+    if state.vote_unproven and type(event) is PreVoteResult:
+        fences.term_report(state, event, effects)
     role = state.role
     if role == "leader":
         leader.handle(state, event, effects)
@@ -92,6 +98,8 @@ def overview(state: ServerState) -> dict[str, Any]:
         "term": state.term,
         "leader": list(state.leader_id) if state.leader_id else None,
         "voted_for": list(state.voted_for) if state.voted_for else None,
+        "vote_unproven": state.vote_unproven,
+        "data_lost": state.data_lost,
         "commit_index": state.commit_index,
         "last_applied": state.last_applied,
         "last_index": li,

@@ -26,7 +26,7 @@ class Peer:
     __slots__ = (
         "kind", "next_index", "match_index", "commit_index_sent", "query_index",
         "status", "tick_match", "promote_target", "snapshot_ticks", "reject_next",
-        "sent_since_commit_timer",
+        "sent_since_commit_timer", "heard", "owed", "silent_ticks", "node_down",
     )
 
     def __init__(self, kind: str, next_index: int) -> None:
@@ -41,6 +41,11 @@ class Peer:
         self.snapshot_ticks = 0  # ticks spent in "sending_snapshot" (sender watchdog)
         self.reject_next = 0  # next_index chosen at the last failure reply (0: none since a success)
         self.sent_since_commit_timer = False  # got append_entries since the commit timer started
+        # CheckQuorum (see ``leader.check_quorum``): "heard from" this peer
+        self.heard = False       # a message of the current term came from it since the last tick
+        self.owed = False        # at the last tick it owed us an answer (entries or a query in flight)
+        self.silent_ticks = 0    # tick intervals in a row it owed an answer and sent nothing
+        self.node_down = False   # the failure detector reported its node down (cleared by NodeUp or a message)
 
 
 class PendingQuery:
@@ -65,6 +70,7 @@ class ServerState:
         "pre_vote_token", "votes",
         "follower_match", "snapshot_chunk_expected", "snapshot_meta_receiving",
         "now_ms", "entry_time_ms", "applied_time_ms", "machine_errors", "applying_recovery", "removed", "commit_timer_armed", "commit_timer_ms",
+        "vote_unproven", "term_reports", "data_lost",
     )
 
     def __init__(self, cfg: ServerConfig, log: Log, machine: Machine, rng: random.Random) -> None:
@@ -116,6 +122,13 @@ class ServerState:
         self.machine_errors = 0     # applies/queries/callbacks of the machine that raised
         self.applying_recovery = False
         self.removed = False
+        # damaged meta (``raft_otp.core.vote_fence``): the last vote may be lost, so no
+        # vote and no candidacy until every other voter told us its term
+        self.vote_unproven = False
+        self.term_reports: dict[ServerId, int] = {}  # voter -> term in a reply to our pre-vote
+        # lost log (``raft_otp.core.vote_fence``): less log than this server durably had;
+        # no vote and no candidacy until caught up from a leader
+        self.data_lost: int | None = None  # the term in which the loss happened (None: no loss)
 
     # ---- small helpers ---------------------------------------------------------
     def voters(self) -> list[ServerId]:

@@ -56,6 +56,7 @@ from raft_otp.core.events import (
     LogEvent,
     MemberKind,
     NodeDown,
+    NodeUp,
     RemoveMember,
     SnapshotSenderDone,
     SnapshotSenderFailed,
@@ -129,13 +130,14 @@ class RecordingMachine(Machine):
 
 
 class SimServer:
-    __slots__ = ("id", "state", "log", "meta", "alive", "timer_gen", "epoch", "inbox", "machine")
+    __slots__ = ("id", "state", "log", "meta", "meta_prev", "alive", "timer_gen", "epoch", "inbox", "machine")
 
     def __init__(self, sid: ServerId) -> None:
         self.id = sid
         self.state: Any = None
         self.log: MemoryLog | None = None
         self.meta = ServerMeta()
+        self.meta_prev = ServerMeta()  # the record before the last term/vote write
         self.alive = False
         self.timer_gen = 0
         self.epoch = 0
@@ -289,9 +291,11 @@ class Simulation:
             elif t is SendRpc:
                 self._send(sid, eff.to, eff.rpc)
             elif t is PersistMeta:
-                srv.meta = srv.meta._replace(term=eff.term, voted_for=eff.voted_for)
+                srv.meta_prev = srv.meta
+                srv.meta = srv.meta._replace(term=eff.term, voted_for=eff.voted_for,
+                                             vote_unproven=eff.vote_unproven, data_lost=eff.data_lost)
             elif t is PersistLastApplied:
-                srv.meta = srv.meta._replace(last_applied=eff.index)
+                srv.meta = srv.meta._replace(last_applied=eff.index, durable_commit=eff.durable_commit)
             elif t is StartElectionTimer:
                 srv.timer_gen += 1
                 lo, hi = TIMERS_MS[eff.kind]
@@ -308,7 +312,7 @@ class Simulation:
                     leader = self.servers.get(eff.leader)
                     if leader is None or not leader.alive:
                         self._push(self.rng.randint(1, 20), LOCAL, sid, LeaderDown(eff.leader))
-                    elif (eff.leader, sid) in self.blocked or (sid, eff.leader) in self.blocked:
+                    elif (eff.leader, sid) in self.blocked:  # we hear nothing from its node
                         self._push(self.rng.randint(20, 80), LOCAL, sid, NodeDown(eff.leader.node))
                 if eff.role == "follower" and srv.state is not None and srv.state.removed:
                     for other in self.servers.values():
@@ -486,13 +490,24 @@ class Simulation:
                     if rng.random() < 0.8:
                         self.blocked.add((other, victim))
             self._note(f"partition {victim.name}")
+            # each side's failure detector: a node it hears nothing from is down (a
+            # one-way cut is down on one side only); followers watch their leader,
+            # leaders their peers (CheckQuorum)
             for srv in alive:
                 lid = srv.state.leader_id
-                if lid is not None and ((lid, srv.id) in self.blocked or (srv.id, lid) in self.blocked):
+                if srv.state.role == "leader":
+                    for other in self.ids:
+                        if other != srv.id and (other, srv.id) in self.blocked:
+                            self._push(rng.randint(20, 80), LOCAL, srv.id, NodeDown(other.node))
+                elif lid is not None and (lid, srv.id) in self.blocked:
                     self._push(rng.randint(20, 80), LOCAL, srv.id, NodeDown(lid.node))
         elif r < 0.7:
+            down = sorted(self.blocked)  # sorted: a set's order varies between processes
             self.blocked.clear()
             self._note("heal")
+            for a, b in down:
+                if self.servers[b].alive:
+                    self._push(rng.randint(1, 20), LOCAL, b, NodeUp(a.node))
         elif r < 0.8 and leader is not None:
             target = rng.choice(self.ids)
             kind: MemberKind = rng.choice(("voter", "promotable", "non_voter"))
@@ -510,7 +525,32 @@ class Simulation:
             self._deliver(leader, TransferLeadership("admin", target))
         elif r < 0.93 and leader is None:
             pass
+        elif r < 0.97:
+            self._disk_fault(rng)
         self._push(rng.randint(50, 300), FAULT, None, None)
+
+    def _disk_fault(self, rng: random.Random) -> None:
+        """Beyond crash-recovery: a server restarts with its log gone (its disk lost; the
+        meta kept) or with its last term/vote record lost to damage in the meta file.
+        One such server at a time: with a majority fenced nobody could be elected."""
+        fenced = [s for s in self.servers.values() if s.state is not None
+                  and (s.state.data_lost is not None or s.state.vote_unproven
+                      or s.meta.data_lost is not None or s.meta.vote_unproven)]
+        candidates = [s for s in self.servers.values() if s.log is not None and s.id in self.initial]
+        if fenced or not candidates:
+            return
+        srv = rng.choice(candidates)
+        if srv.alive:
+            self._crash(srv.id)
+        if rng.random() < 0.5:
+            self._note(f"disk loss {srv.id.name} (durable_commit {srv.meta.durable_commit})")
+            srv.log = None
+            srv.machine = None
+            self._start(srv.id, fresh=True)  # its initial members come from its config
+            return
+        self._note(f"meta damage {srv.id.name}: {srv.meta} -> {srv.meta_prev}")
+        srv.meta = srv.meta_prev._replace(vote_unproven=True)
+        self._start(srv.id, fresh=False)
 
     # ---- main loop ----------------------------------------------------------------
     def _deliver(self, srv: SimServer, event: Any) -> None:
