@@ -11,10 +11,33 @@ File::
 
     META_HEADER  magic b"RAOTPMET", version u32
     record*      META_REC (crc32 u32 of body, body_len u32), body = msgpack
-                 [uid, term, voted_for, last_applied]
+                 [uid, term, voted_for, last_applied] or
+                 [uid, term, voted_for, last_applied, fences]
+    fences       map, only when not empty: "u": True (vote unproven), "l": term
+                 (data lost in that term), "dc": durable commit index
+    uid ""       (no server has that name) marks a file that was damaged: a server
+                 with no record of its own may have lost its only one
 
-A torn last record is dropped; a bad record followed by valid data raises
-:class:`~raft_otp.errors.CorruptFile` (terms and votes must never go backwards).
+Torn tail versus damage.  A torn tail is the last, partially written record: the
+bytes after the last good record do not hold a whole record (short header, a body
+running past the end of the file) or are all zeros (a file extended but not
+written).  A vote is answered only after its record was synced, so a torn record
+was never relied on: it is dropped.  Anything else -- a whole record with a bad
+checksum, a bad record with valid ones after it -- is damage.  Damage does not stop
+the boot: the records after it are kept (skipping to the next valid one) and every
+server whose last record may be the damaged one (those whose last good record
+precedes it, and any with no record at all) is marked ``vote_unproven``: the core
+lets it vote again only once it can prove which terms it may have voted in
+(``raft_otp.core.fences``).  The file is then rewritten with those marks, so a
+restart does not forget them; one WARNING names the damage and the servers.
+
+Data loss.  ``durable_commit`` (``min(last written, commit index)``, lazily stored
+with ``last_applied``) is the log a server durably had; a server that boots with a
+log ending below it lost data.  :meth:`MetaStore.report_data_loss` records a loss
+found by the log layer (a damaged segment dropped).  Lazy values are flushed at
+most ``lazy_flush_s`` after they change (one fdatasync per system per interval at
+most), so a lost disk goes unnoticed only if it is lost within that interval of the
+server's first commit.
 """
 
 from __future__ import annotations
@@ -38,7 +61,9 @@ META_VERSION = 1
 META_HEADER = struct.Struct("<8sI")
 META_REC = struct.Struct("<II")  # crc32 of body, body_len
 
-_Meta = list  # [term, voted_for, last_applied]
+_Meta = list  # [term, voted_for, last_applied, fences dict]
+_TORN = ("short record header", "record runs past end of file", "empty record (zero-filled?)")
+DAMAGE_MARK = ""  # the uid of the record saying "this file was damaged"
 
 
 def _vote_in(v: Any) -> Any:
@@ -48,7 +73,8 @@ def _vote_in(v: Any) -> Any:
 class MetaStore:
     """Thread-safe meta store of one system."""
 
-    def __init__(self, dir_: str, sync: bool = True, compact_bytes: int = 8_000_000, io: FileIO = OS) -> None:
+    def __init__(self, dir_: str, sync: bool = True, compact_bytes: int = 8_000_000, io: FileIO = OS,
+                 lazy_flush_s: float = 1.0) -> None:
         self.dir = dir_
         self.io = io
         self.path = os.path.join(dir_, "meta.log")
@@ -59,7 +85,10 @@ class MetaStore:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._pending: list[bytes] = []
-        self._lazy: dict[str, int] = {}
+        self._lazy: dict[str, tuple[int, int | None]] = {}  # uid -> (last_applied, durable_commit)
+        self.lazy_flush_s = lazy_flush_s
+        self._lazy_timer: threading.Timer | None = None
+        self._closed = False
         self._appended = 0  # records queued so far (sequence)
         self._synced = 0  # records durable so far
         self._syncing = False
@@ -91,6 +120,8 @@ class MetaStore:
             raise CorruptFile(self.path, 8, f"unsupported meta version {version}")
         pos = META_HEADER.size
         good_end = pos
+        damage: list[tuple[int, str]] = []  # (offset, what)
+        before: set[str] = set()  # uids whose last good record precedes the first damage
         while pos < len(data):
             bad = None
             if len(data) - pos < META_REC.size:
@@ -104,15 +135,34 @@ class MetaStore:
                     bad = "record runs past end of file"
                 elif zlib.crc32(body) != crc:
                     bad = "record checksum mismatch"
+                else:
+                    try:
+                        vals = msgpack.unpackb(body, raw=False)
+                        if not isinstance(vals, list) or len(vals) < 4:
+                            raise ValueError(f"{len(vals)} fields")
+                    except Exception as exc:  # a checksum that matched by chance, or a bug
+                        bad = f"undecodable record ({exc})"
             if bad is not None:
-                if any(data[pos:]) and self._valid_after(data, pos):
-                    raise CorruptFile(self.path, pos, f"meta {bad} before valid records")
-                log.warning("meta %s: torn tail at offset %d dropped (%s)", self.path, pos, bad)
-                break
-            uid, term, voted_for, last_applied = msgpack.unpackb(body, raw=False)
-            self._state[uid] = [term, _vote_in(voted_for), last_applied]
+                nxt = self._next_valid(data, pos)
+                if nxt is None and (not any(data[pos:]) or bad in _TORN):
+                    log.warning("meta %s: torn tail at offset %d dropped (%s)", self.path, pos, bad)
+                    break
+                if not damage:
+                    before = set(self._state)
+                damage.append((pos, bad))
+                if nxt is None:
+                    break
+                pos = good_end = nxt
+                continue
+            uid, term, voted_for, last_applied = vals[:4]
+            fences = vals[4] if len(vals) > 4 and isinstance(vals[4], dict) else {}
+            self._state[uid] = [term, _vote_in(voted_for), last_applied, fences]
+            before.discard(uid)
             pos += META_REC.size + ln
             good_end = pos
+        if damage:
+            self._mark_damage(damage, before)
+            return
         if good_end != len(data):
             fd = io.open(self.path, O_RDWR)
             try:
@@ -122,20 +172,38 @@ class MetaStore:
                 io.close(fd)
 
     @staticmethod
-    def _valid_after(data: bytes, pos: int) -> bool:
+    def _next_valid(data: bytes, pos: int) -> int | None:
+        """The offset of the next record after ``pos`` whose checksum holds, if any."""
         p = pos + 1
         while p + META_REC.size <= len(data):
             crc, ln = META_REC.unpack_from(data, p)
             body = data[p + META_REC.size : p + META_REC.size + ln]
             if ln and len(body) == ln and zlib.crc32(body) == crc:
-                return True
+                return p
             p += 1
-        return False
+        return None
+
+    def _mark_damage(self, damage: list[tuple[int, str]], suspects: set[str]) -> None:
+        """Damage inside the file: mark the servers whose last vote may be lost and
+        rewrite the file with the marks (see the module doc)."""
+        for uid in suspects:
+            self._state[uid][3] = dict(self._state[uid][3], u=True)
+        self._state[DAMAGE_MARK] = [0, None, 0, {"u": True}]
+        self._rewrite(self._state)
+        where = ", ".join(f"offset {off} ({what})" for off, what in damage[:3])
+        log.warning("meta %s: damaged at %s%s; the records after it were kept; the last "
+                    "term/vote of %s may be lost: they vote again only once every other voter "
+                    "has told them its term", self.path, where,
+                    f" and {len(damage) - 3} more places" if len(damage) > 3 else "",
+                    ", ".join(sorted(suspects)) + " and any server without a record"
+                    if suspects else "any server without a record")
 
     def _rewrite(self, state: dict[str, _Meta]) -> None:
         tmp = self.path + ".tmp"
         parts = [META_HEADER.pack(META_MAGIC, META_VERSION)]
-        parts += [self._record(uid, m) for uid, m in state.items()]
+        parts += [self._record(uid, m) for uid, m in state.items() if uid != DAMAGE_MARK]
+        if DAMAGE_MARK in state:  # last: a reader meets the marks of the servers first
+            parts.append(self._record(DAMAGE_MARK, state[DAMAGE_MARK]))
         io = self.io
         fd = io.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         try:
@@ -148,7 +216,10 @@ class MetaStore:
 
     @staticmethod
     def _record(uid: str, m: _Meta) -> bytes:
-        body = msgpack.packb([uid, m[0], m[1], m[2]], use_bin_type=True)
+        fields = [uid, m[0], m[1], m[2]]
+        if m[3]:
+            fields.append(m[3])
+        body = msgpack.packb(fields, use_bin_type=True)
         return META_REC.pack(zlib.crc32(body), len(body)) + body
 
     # ---- API -------------------------------------------------------------------------
@@ -158,36 +229,97 @@ class MetaStore:
             m = self._state.get(uid)
             if m is None:
                 return 0, None, 0
-            la = self._lazy.get(uid, m[2])
+            la = self._lazy.get(uid, (m[2], None))[0]
             return m[0], m[1], la
 
-    def store_term_vote(self, uid: str, term: int, voted_for: Any) -> None:
-        """Durably record term and vote; returns after the fsync that covers it."""
-        with self._cond:
-            m = self._state.setdefault(uid, [0, None, 0])
-            m[0], m[1] = term, _vote_in(voted_for)
-            la = self._lazy.pop(uid, None)
-            if la is not None:
-                m[2] = la
-            self._pending.append(self._record(uid, m))
-            self._appended += 1
-            mine = self._appended
-            while self._synced < mine:
-                if not self._syncing:
-                    self._sync_locked()
-                else:
-                    self._cond.wait()
-
-    def store_last_applied(self, uid: str, index: int) -> None:
-        """Lazily record last_applied (written with the next sync or flush)."""
+    def get_fences(self, uid: str) -> tuple[bool, int | None, int]:
+        """(vote_unproven, data_lost term or None, durable_commit) of ``uid``
+        (``raft_otp.core.config.ServerMeta``).  A server with no record in a file that
+        was damaged is ``vote_unproven``: its only record may be the damaged one."""
         with self._lock:
-            self._lazy[uid] = index
+            m = self._state.get(uid)
+            if m is None:
+                return DAMAGE_MARK in self._state, None, 0
+            lazy = self._lazy.get(uid)
+            dc = lazy[1] if lazy is not None and lazy[1] is not None else m[3].get("dc", 0)
+            return bool(m[3].get("u")), m[3].get("l"), dc
+
+    def _entry(self, uid: str) -> _Meta:
+        m = self._state.get(uid)
+        if m is None:
+            m = self._state[uid] = [0, None, 0, {"u": True} if DAMAGE_MARK in self._state else {}]
+        lazy = self._lazy.pop(uid, None)
+        if lazy is not None:
+            m[2] = lazy[0]
+            if lazy[1] is not None:
+                m[3] = dict(m[3], dc=lazy[1])
+        return m
+
+    def store_term_vote(self, uid: str, term: int, voted_for: Any, vote_unproven: bool = False,
+                        data_lost: int | None = None) -> None:
+        """Durably record term and vote (and the server's fences: ``raft_otp.core.fences``);
+        returns after the fsync that covers it."""
+        with self._cond:
+            m = self._entry(uid)
+            m[0], m[1] = term, _vote_in(voted_for)
+            fences = {k: v for k, v in m[3].items() if k not in ("u", "l")}
+            if vote_unproven:
+                fences["u"] = True
+            if data_lost is not None:
+                fences["l"] = data_lost
+            m[3] = fences
+            self._append_synced_locked(self._record(uid, m))
+
+    def report_data_loss(self, uid: str, first_lost_index: int) -> None:
+        """The log layer found that ``uid`` lost log from ``first_lost_index`` on (a
+        damaged segment or WAL region dropped, a file missing): durably mark the
+        server ``data_lost`` in its current term, so that when its core starts it
+        takes no part in elections until it has caught up from a leader
+        (``raft_otp.core.fences``).  Call it before the server's core starts (during
+        log recovery); returns after the mark is synced."""
+        with self._cond:
+            m = self._entry(uid)
+            if "l" not in m[3]:
+                m[3] = dict(m[3], l=m[0])
+            self._append_synced_locked(self._record(uid, m))
+        log.warning("server %s lost log from index %d: it will not vote until it has caught up "
+                    "from a leader of a later term", uid, first_lost_index)
+
+    def _append_synced_locked(self, record: bytes) -> None:
+        """Queue ``record`` and return once a sync covered it (the lock held)."""
+        self._pending.append(record)
+        self._appended += 1
+        mine = self._appended
+        while self._synced < mine:
+            if not self._syncing:
+                self._sync_locked()
+            else:
+                self._cond.wait()
+
+    def store_last_applied(self, uid: str, index: int, durable_commit: int | None = None) -> None:
+        """Lazily record last_applied and durable_commit (written with the next sync,
+        flush, or at most ``lazy_flush_s`` later)."""
+        with self._lock:
+            self._lazy[uid] = (index, durable_commit)
+            if self._lazy_timer is None and self.lazy_flush_s > 0 and not self._closed:
+                self._lazy_timer = threading.Timer(self.lazy_flush_s, self._lazy_flush)
+                self._lazy_timer.daemon = True
+                self._lazy_timer.start()
+
+    def _lazy_flush(self) -> None:
+        with self._lock:
+            self._lazy_timer = None
+            if self._closed or self._fd < 0:
+                return
+        try:
+            self.flush()
+        except Exception:  # the next store or flush reports it
+            log.exception("meta %s: lazy flush failed", self.path)
 
     def flush(self) -> None:
         with self._cond:
-            for uid, la in self._lazy.items():
-                m = self._state.setdefault(uid, [0, None, 0])
-                m[2] = la
+            for uid in list(self._lazy):
+                m = self._entry(uid)
                 self._pending.append(self._record(uid, m))
                 self._appended += 1
             self._lazy.clear()
@@ -235,6 +367,10 @@ class MetaStore:
     def close(self) -> None:
         self.flush()
         with self._lock:
+            self._closed = True
+            if self._lazy_timer is not None:
+                self._lazy_timer.cancel()
+                self._lazy_timer = None
             if self._fd >= 0:
                 self.io.close(self._fd)
                 self._fd = -1

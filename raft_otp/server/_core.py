@@ -18,7 +18,7 @@ log = logging.getLogger("raft_otp.server")
 # ---- core ---------------------------------------------------------------------------
 
 def init(*, server_id: ServerId, uid: str, cluster_name: str, initial_members: list[ServerId],
-         machine: Any, machine_config: Any, log: Any, meta: tuple[int, Any, int], config: Any,
+         machine: Any, machine_config: Any, log: Any, meta: tuple[Any, ...], config: Any,
          rng: Any) -> tuple[Any, list[Any]]:
     """Build the core state from the durable meta, snapshot and log; return (state, effects)."""
     from raft_otp.core.config import ServerConfig, ServerMeta
@@ -33,10 +33,11 @@ def init(*, server_id: ServerId, uid: str, cluster_name: str, initial_members: l
         max_command_bytes=getattr(config, "max_command_bytes", 1_048_576),
         on_machine_error=getattr(config, "on_machine_error", "reply"),
         mutations=_mutations(config))
-    term, voted_for, last_applied = meta
+    term, voted_for, last_applied, vote_unproven, data_lost, durable_commit = meta
     if voted_for is not None and not isinstance(voted_for, ServerId):
         voted_for = ServerId(voted_for[0], voted_for[1])
-    return init_server(cfg, log, machine, ServerMeta(term, voted_for, last_applied), rng)
+    return init_server(cfg, log, machine, ServerMeta(term, voted_for, last_applied, vote_unproven,
+                                                     durable_commit, data_lost), rng)
 
 
 def _mutations(config: Any) -> Any:
@@ -67,16 +68,19 @@ def release_cursor(state: Any, effect: Any) -> None:
 
 # ---- meta (term, voted_for, last_applied): the system's meta store, keyed by uid ----------
 
-def load_meta(meta_store: Any, uid: str) -> tuple[int, Any, int]:
-    return tuple(meta_store.get(uid))
+def load_meta(meta_store: Any, uid: str) -> tuple[Any, ...]:
+    """(term, voted_for, last_applied, vote_unproven, data_lost, durable_commit)."""
+    return tuple(meta_store.get(uid)) + tuple(meta_store.get_fences(uid))
 
 
-def persist_meta(meta_store: Any, uid: str, term: int, voted_for: ServerId | None) -> None:
-    meta_store.store_term_vote(uid, term, list(voted_for) if voted_for is not None else None)
+def persist_meta(meta_store: Any, uid: str, term: int, voted_for: ServerId | None,
+                 vote_unproven: bool = False, data_lost: int | None = None) -> None:
+    meta_store.store_term_vote(uid, term, list(voted_for) if voted_for is not None else None,
+                               vote_unproven, data_lost)
 
 
-def persist_last_applied(meta_store: Any, uid: str, index: int) -> None:
-    meta_store.store_last_applied(uid, index)
+def persist_last_applied(meta_store: Any, uid: str, index: int, durable_commit: int = 0) -> None:
+    meta_store.store_last_applied(uid, index, durable_commit)
 
 
 # ---- node transport ---------------------------------------------------------------

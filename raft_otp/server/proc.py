@@ -400,9 +400,11 @@ class ServerActor(DirectDispatch):
                     self.metrics.counters["msgs_sent"] += 1
                     deliver(e.to, Rejected(e.leader, list(e.correlations)))
                 case fx.PersistMeta():
-                    _core.persist_meta(self.meta_store, self.record.uid, e.term, e.voted_for)
+                    _core.persist_meta(self.meta_store, self.record.uid, e.term, e.voted_for,
+                                       e.vote_unproven, e.data_lost)
                 case fx.PersistLastApplied():
-                    _core.persist_last_applied(self.meta_store, self.record.uid, e.index)
+                    _core.persist_last_applied(self.meta_store, self.record.uid, e.index,
+                                               e.durable_commit)
                 case fx.StartElectionTimer():
                     self._arm_election_timer(e.kind)
                 case fx.CancelElectionTimer():
