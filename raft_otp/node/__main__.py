@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heartbeat-ms", type=float, default=100.0)
     p.add_argument("--down-after", type=int, default=5, help="missed heartbeats before node_down")
     p.add_argument("--log-level", default="WARNING")
-    p.add_argument("--frame-max-bytes", type=int, default=NodeConfig.frame_max_bytes,
+    p.add_argument("--frame-max-bytes", type=int, default=NodeConfig().frame_max_bytes,
                    help="bigger incoming frames are refused by ZeroMQ")
     p.add_argument("--transport-security", choices=["mac", "curve"], default="mac")
     p.add_argument("--key-file", help="curve: this node's secret key (created 0600 if absent)")

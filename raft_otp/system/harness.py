@@ -90,12 +90,12 @@ class NodeProcs:
 
     def write_allowed_keys(self, extra: dict[str, bytes] | None = None) -> None:
         """(curve) Make each node's key (kept) and write the allowed-keys file listing every
-        node, the client (as ``client@127.0.0.1:PORT``) and ``extra`` {node: public key}
+        node, the client (as ``*@127.0.0.1:PORT``) and ``extra`` {node: public key}
         into each data dir and ``base_dir``."""
         from raft_otp.node.security import (DATA_DIR_ALLOWED, DATA_DIR_KEY, ensure_key_file,
                                             private_dir, write_private)
         assert self.security.key_file is not None
-        lines = [f"client@127.0.0.1:{self._client_port} "
+        lines = [f"*@127.0.0.1:{self._client_port} "  # join_as_client's node, whatever its name
                  f"{ensure_key_file(self.security.key_file).decode()}"]
         for np in self.nodes:
             private_dir(np.data_dir)
