@@ -11,6 +11,10 @@ Figures:
 * sequential ``process_command`` p50/p99 latency.  Peer: the limit measured in
   the same run, one loopback ZeroMQ round trip + one fdatasync (a command needs
   client->leader, leader->follower, follower sync, reply: at least that).
+* the price of encryption: pipelined commands/s, CPU per command and sequential
+  p50 again on a second cluster with ``transport_security = "curve"`` (issue 21),
+  each beside the ``"mac"`` figure above as its peer (the same run; the phases
+  follow each other, so the machine's drift between them is in the ratio).
 """
 
 from __future__ import annotations
@@ -110,6 +114,38 @@ def _pipelined(leader: Any, seconds: float, procs: list[psutil.Process]) -> tupl
         mbox.close()
 
 
+def _sequential(leader: Any, n: int) -> list[float]:
+    import raft_otp
+    lat = []
+    for _ in range(20):
+        raft_otp.process_command(leader, ["incr"])
+    for _ in range(n):
+        t = time.perf_counter()
+        raft_otp.process_command(leader, ["incr"])
+        lat.append(time.perf_counter() - t)
+    return lat
+
+
+def _curve(quick: bool, mac_rate: float, mac_cpu_us: float, mac_p50_ms: float) -> list[Figure]:
+    """The same pipelined and sequential runs on a cluster with transport_security curve."""
+    import raft_otp
+    with bench_nodes("raft_otp_bench_cluster_curve_", 3, wal_sync_method="datasync",
+                     transport_security="curve") as h:
+        ids = start_counter(h, "bench")
+        _, leader = raft_otp.process_command(ids[0], ["incr"])
+        rate, cpu_us = _pipelined(leader, 2.0 if quick else 6.0, node_procs(h))
+        p50_ms = median(_sequential(leader, 200 if quick else 1000)) * 1000
+    peer = "transport_security mac, same run"
+    return [
+        Figure("cluster: 3 nodes pipelined commands/s, transport_security curve (datasync)",
+               round(rate), "cmd/s", peer, round(mac_rate)),
+        Figure("cluster: CPU per command, 3 nodes + client, transport_security curve",
+               round(cpu_us, 1), "us/cmd", peer, round(mac_cpu_us, 1), higher_is_better=False),
+        Figure("cluster: sequential process_command p50, transport_security curve",
+               round(p50_ms, 3), "ms", peer, round(mac_p50_ms, 3), higher_is_better=False),
+    ]
+
+
 def run(quick: bool = False) -> list[Figure]:
     import raft_otp
 
@@ -123,20 +159,14 @@ def run(quick: bool = False) -> list[Figure]:
                            f"design budget (2 cores / {BUDGET_US:.0f} us)", round(2e6 / BUDGET_US)))
         figs.append(Figure("cluster: CPU per command, 3 nodes + client", round(cpu_us, 1), "us/cmd",
                            "design budget", BUDGET_US, higher_is_better=False))
-        n = 200 if quick else 1000
-        lat = []
-        for _ in range(20):
-            raft_otp.process_command(leader, ["incr"])
-        for _ in range(n):
-            t = time.perf_counter()
-            raft_otp.process_command(leader, ["incr"])
-            lat.append(time.perf_counter() - t)
+        lat = _sequential(leader, 200 if quick else 1000)
         limit_ms = (_zmq_rtt_s() + _fdatasync_s(h.base_dir)) * 1000
         figs.append(Figure("cluster: sequential process_command p50", round(median(lat) * 1000, 3), "ms",
                            "limit: zmq round trip + fdatasync", round(limit_ms, 3), higher_is_better=False))
         figs.append(Figure("cluster: sequential process_command p99", round(percentile(lat, 99) * 1000, 3),
                            "ms", "limit: zmq round trip + fdatasync", round(limit_ms, 3),
                            higher_is_better=False))
+    figs += _curve(quick, rate, cpu_us, median(lat) * 1000)
     return figs
 
 
