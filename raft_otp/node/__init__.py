@@ -5,7 +5,8 @@ Erlang distribution for pykka actors.  A node is one OS process named
 reach the actor registered under ``name`` on that node, wherever it is.
 
 Modules (one job each): ``codec`` (msgpack + wire type registry), ``envelope``
-(batch frame layout, HMAC), ``peer`` (bounded per-peer queue), ``transport``
+(batch frame layout, MAC), ``replay`` (session nonces and counters),
+``security`` (transport security modes, keys, private files), ``peer`` (bounded per-peer queue), ``transport``
 (the I/O thread), ``detector`` (failure detector), ``faults`` (fault injection),
 ``monitors`` (remote monitors), ``mailbox`` (non-actor reply address), ``admin``
 (admin endpoint and client), ``runtime`` (the public functions below),
@@ -35,6 +36,7 @@ from raft_otp.node.runtime import (
     transport_stats,
     unsubscribe_node_events,
 )
+from raft_otp.node.security import Security
 from raft_otp.node.transport import NodeConfig
 
 
@@ -71,6 +73,7 @@ node = _NodeFunction()
 
 __all__ = [
     "NONODE", "Fault", "Mailbox", "NodeConfig", "NodeEvent", "RemoteError", "RemoteMonitorRef",
+    "Security",
     "WireTypeError", "admin_call", "call", "demonitor_remote", "is_started", "monitor_remote",
     "node", "nodes", "read_cookie", "register_wire_error", "register_wire_type", "send",
     "set_fault", "set_status_provider", "start_node", "stop_node", "subscribe_node_events",
