@@ -59,7 +59,8 @@ def view(state: Any) -> dict[str, Any]:
         pass
     return {"role": state.role, "term": state.term, "leader": state.leader_id,
             "commit_index": state.commit_index, "last_applied": state.last_applied,
-            "voted_for": state.voted_for, "machine_overview": mo}
+            "voted_for": state.voted_for, "machine_overview": mo,
+            "vote_unproven": state.vote_unproven, "data_lost": state.data_lost}
 
 
 def release_cursor(state: Any, effect: Any) -> None:

@@ -739,6 +739,8 @@ class ServerActor(DirectDispatch):
             "members": [[list(m), k] for m, k in self.members],
             "machine": self.record.machine[0],
             "commit_index": v["commit_index"], "last_applied": v["last_applied"],
+            # vote fences (raft_otp.core.fences): no vote until proven / caught up
+            "vote_unproven": v["vote_unproven"], "data_lost": v["data_lost"],
             "log": _safe(self.log.overview),
             "machine_overview": v.get("machine_overview"),
             "timers": {"election": self._election_timer is not None,
