@@ -12,7 +12,7 @@ import pytest
 from raft_otp.core.log_api import SnapshotMeta
 from raft_otp.errors import CorruptFile
 from raft_otp.log import LogConfig, LogSystem, wal_format as fmt
-from raft_otp.log.segment import SEG_HEADER, SEG_INDEX, SegmentFile
+from raft_otp.log.segment import SEG_HEADER, SEG_INDEX, SegmentFile, SegmentSet
 from raft_otp.log.snapshot import SNAP_HEADER, SnapshotStore
 
 
@@ -133,7 +133,13 @@ def reopen_flushed(d):
     return ls, logs
 
 
-def test_segment_flipped_payload_byte_raises_on_read(tmp_path):
+def _repair_reports(caplog):
+    return [r for r in caplog.records if "damaged log" in r.getMessage()]
+
+
+def test_segment_flipped_payload_byte_raises_on_read(tmp_path, caplog):
+    """The segment layer raises on the damaged entry; a server's log opened on it
+    (issue 19) reports it once, with file, offset and index, and ends before it."""
     d = str(tmp_path)
     seg = make_segments(d)[0]
     sf = SegmentFile(seg)
@@ -144,17 +150,35 @@ def test_segment_flipped_payload_byte_raises_on_read(tmp_path):
         b = f.read(1)
         f.seek(off)
         f.write(bytes([b[0] ^ 1]))
-    ls, logs = reopen_flushed(d)
+    segs = SegmentSet(os.path.dirname(seg), 32)
     try:
         with pytest.raises(CorruptFile) as ei:
-            logs["a"].fetch(1, 100)
+            segs.read(1, 100)
         assert ei.value.path == seg and ei.value.offset == off and str(first + 3) in str(ei.value)
-        assert logs["a"].fetch(first, first + 2) == E(first, first + 2)  # the rest stays readable
+        assert segs.read(first, first + 2) == E(first, first + 2)  # the rest stays readable
+    finally:
+        segs.close()
+    caplog.set_level(logging.WARNING)
+    ls, logs = reopen_flushed(d)
+    try:
+        assert logs["a"].fetch(1, 100) == E(1, first + 2)  # the log ends before the damage
+        assert logs["a"].last_index_term() == (first + 2, 1)
+        (rep,) = _repair_reports(caplog)
+        assert seg in rep.getMessage() and f"offset {off}" in rep.getMessage()
+        assert f"index {first + 3}" in rep.getMessage()
+        assert logs["a"].overview()["damage_repairs"] == 1 and logs["a"].data_loss_from == first + 3
+    finally:
+        ls.stop()
+    caplog.clear()
+    ls, logs = reopen_flushed(d)  # the repair was durable: nothing to report again
+    try:
+        assert logs["a"].fetch(1, 100) == E(1, first + 2) and not _repair_reports(caplog)
+        logs["a"].append(E(first + 3, first + 5, term=2))  # and the log grows from there
     finally:
         ls.stop()
 
 
-def test_segment_truncated_data_never_read(tmp_path):
+def test_segment_truncated_data_never_read(tmp_path, caplog):
     d = str(tmp_path)
     seg = make_segments(d)[0]
     sf = SegmentFile(seg)
@@ -163,12 +187,14 @@ def test_segment_truncated_data_never_read(tmp_path):
     with open(seg, "r+b") as f:
         f.truncate(off + 1)
     sf = SegmentFile(seg)
-    assert sf.count == 5  # torn slots ignored at open
+    assert sf.count == 5 and sf.torn == (first + 5, off)  # torn slots ignored at open
     sf.close()
+    caplog.set_level(logging.WARNING)
     ls, logs = reopen_flushed(d)
     try:
-        with pytest.raises(CorruptFile):
-            logs["a"].fetch(first, last)
+        assert logs["a"].fetch(first, last) == E(first, first + 4)  # never the torn entries
+        (rep,) = _repair_reports(caplog)
+        assert seg in rep.getMessage() and f"offset {off}" in rep.getMessage()
     finally:
         ls.stop()
 

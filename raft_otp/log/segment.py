@@ -98,6 +98,7 @@ class SegmentFile:
         self.terms, self.offsets, self.lengths, self.crcs = [], [], [], []
         self.first = 0
         self.count = 0
+        self.torn: tuple[int, int] | None = None  # (index, offset) of the first slot whose data is cut
         expect = self.data_start
         for k, (idx, term, off, ln, crc) in enumerate(SEG_INDEX.iter_unpack(raw)):
             if idx == 0:
@@ -109,9 +110,8 @@ class SegmentFile:
                 raise CorruptFile(self.path, slot_off, f"index slot {k} holds {idx}, expected {self.first + k}")
             if off != expect:
                 raise CorruptFile(self.path, slot_off, f"index slot {k} offset {off}, expected {expect}")
-            if off + ln > size:
-                log.warning("segment %s: torn tail at slot %d (index %d): data past end of file; ignored",
-                            self.path, k, idx)
+            if off + ln > size:  # a torn tail: reported by the server's log, which repairs it
+                self.torn = (idx, off)
                 break
             self.terms.append(term)
             self.offsets.append(off)
@@ -158,6 +158,46 @@ class SegmentFile:
                 raise CorruptFile(self.path, offs[k], f"payload checksum mismatch at index {self.first + k}")
             out.append((self.first + k, terms[k], d))
         return out
+
+    def verify(self, lo: int, hi: int, max_bytes: int = 4 << 20) -> tuple[int, CorruptFile] | None:
+        """Check the payloads of entries ``lo..hi`` (clipped to the file) against their
+        CRCs, reading about ``max_bytes`` at a time: the first bad entry's (index, error)
+        with the offset of its payload, or None."""
+        lo, hi = max(lo, self.first), min(hi, self.last)
+        if not self.count or hi < lo:
+            return None
+        offs, lens, crcs = self.offsets, self.lengths, self.crcs
+        k, end_k = lo - self.first, hi - self.first
+        while k <= end_k:
+            j, size = k, 0
+            while j <= end_k and (j == k or size + lens[j] <= max_bytes):
+                size += lens[j]
+                j += 1
+            start = offs[k]
+            buf = self.io.pread(self.fd, size, start)
+            for m in range(k, j):
+                p = offs[m] - start
+                d = buf[p : p + lens[m]]
+                if len(d) != lens[m]:
+                    return self.first + m, CorruptFile(self.path, start + len(buf),
+                                                       f"segment data truncated at index {self.first + m}")
+                if zlib.crc32(d) != crcs[m]:
+                    return self.first + m, CorruptFile(self.path, offs[m],
+                                                       f"payload checksum mismatch at index {self.first + m}")
+            k = j
+        return None
+
+    def truncate_from(self, index: int) -> None:
+        """Forget entries from ``index`` on: their index slots are zeroed and synced (the
+        data stays, unreferenced; an append reuses the space)."""
+        k = index - self.first
+        if not self.count or k >= self.count:
+            return
+        k = max(k, 0)
+        pwrite_all(self.io, self.fd, bytes(SEG_INDEX.size * (self.count - k)),
+                   SEG_HEADER.size + k * SEG_INDEX.size)
+        self.io.fsync(self.fd)
+        self._load()
 
     def append(self, entries: Sequence[Entry]) -> None:
         """Writer only: add contiguous entries after the last one (data first, then slots)."""
@@ -212,6 +252,13 @@ class SegmentSet:
         self._cache: OrderedDict[str, SegmentFile] = OrderedDict()
         self._next_seq = 1
         self.counters = {"segments_written": 0, "entries_flushed": 0, "segments_deleted": 0, "reads": 0}
+        # Damage to the structure found at open: a file that cannot be opened (its range,
+        # and so what it shadowed, is unknown) or a hole between files.  Not reported
+        # here: the server's log decides what to drop (``ServerLog``) and reports it once.
+        self.damage: CorruptFile | None = None
+        self.unusable: list[str] = []  # files that could not be opened (deleted by drop_from)
+        self.damage_upto = 0  # the highest index the damage can have affected
+        self.damage_from = 0  # the lowest, when known (a torn tail), else 0
         io.makedirs(dir_)
         self._scan()
 
@@ -225,22 +272,41 @@ class SegmentSet:
                 self.io.unlink(os.path.join(self.dir, name))
         files.sort()
         refs: list[SegmentRef] = []
+        self.damage = None
+        self.damage_from = 0
+        self.unusable = []
+        damaged_at = -1  # refs from here on were written after the damaged point
         for seq, path in files:
             self._next_seq = seq + 1
-            sf = SegmentFile(path, io=self.io)  # raises CorruptFile on a bad header or index area
             try:
-                first, last = sf.first, sf.last
+                sf = SegmentFile(path, io=self.io)
+            except CorruptFile as exc:  # a bad header or index area: its range is unknown
+                if self.damage is None:
+                    self.damage, damaged_at = exc, len(refs)
+                self.unusable.append(path)
+                continue
+            try:
+                first, last, torn = sf.first, sf.last, sf.torn
             finally:
                 sf.close()
+            if torn is not None and self.damage is None:
+                self.damage, damaged_at = CorruptFile(path, torn[1], f"torn at index {torn[0]}: its data "
+                                                      "runs past the end of the file"), len(refs) + 1
+                self.damage_from = torn[0]
             if not last:
                 self.io.unlink(path)  # created, never filled: crash artefact
                 continue
             self._shadow(refs, first)
             live = [r for r in refs if r.last >= r.first]
-            if live and first > live[-1].last + 1:
-                log.error("segments of %s: indexes %d..%d missing before %s (damaged or torn segment)",
-                          self.dir, live[-1].last + 1, first - 1, path)
+            if live and first > live[-1].last + 1 and self.damage is None:
+                self.damage = CorruptFile(path, None, f"indexes {live[-1].last + 1}..{first - 1} missing "
+                                                      "before this segment (a torn or lost segment)")
+                damaged_at = len(refs)
             refs.append(SegmentRef(seq, path, first, last))
+        # What the damage can affect: a later file shadows earlier ones from its first
+        # index on, so nothing from the lowest first index of the files after it.
+        later = refs[damaged_at:] if damaged_at >= 0 else []
+        self.damage_upto = min(r.first for r in later) - 1 if later else 1 << 62
         self.refs = refs
         self._drop_empty()
 
@@ -389,6 +455,53 @@ class SegmentSet:
             for r in gone:
                 self._unlink(r.path)
         return len(gone)
+
+    def verify(self, lo: int, hi: int) -> tuple[int, CorruptFile] | None:
+        """Check every entry ``lo..hi`` held in segments (payload CRCs; a file that no
+        longer opens counts from its first index): the first bad (index, error), or None."""
+        with self.lock:
+            for r in self.refs:
+                if r.last < lo or r.first > hi or r.last < r.first:
+                    continue
+                a, b = max(lo, r.first), min(hi, r.last)
+                try:
+                    bad = self._file(r).verify(a, b)
+                    if bad is None and self._file(r).last < b:
+                        bad = (self._file(r).last + 1,
+                               CorruptFile(r.path, None, f"segment lacks indexes {self._file(r).last + 1}..{b}"))
+                except CorruptFile as exc:
+                    bad = (a, exc)
+                if bad is not None:
+                    return bad
+        return None
+
+    def drop_from(self, index: int) -> None:
+        """Repair: forget every entry from ``index`` on, durably (later files and files
+        that could not be opened are deleted, the file holding ``index`` is cut there)."""
+        with self.lock:
+            keep = []
+            for r in self.refs:
+                if r.first >= index:
+                    self._unlink(r.path)
+                    continue
+                if r.last >= index:
+                    sf = self._cache.pop(r.path, None)
+                    if sf is not None:
+                        sf.close()
+                    sf = SegmentFile(r.path, io=self.io)
+                    try:
+                        sf.truncate_from(index)
+                    finally:
+                        sf.close()
+                    r.last = index - 1
+                keep.append(r)
+            self.refs = keep
+            for path in self.unusable:
+                self._unlink(path)
+            self.unusable = []
+            self.damage = None
+            self.damage_from = 0
+            self.io.fsync_dir(self.dir)
 
     def delete_all(self) -> None:
         with self.lock:

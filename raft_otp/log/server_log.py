@@ -29,7 +29,7 @@ from raft_otp.core.types import Entry
 from raft_otp.errors import BadArgument, CorruptFile
 from raft_otp.log.events import ResendRequest, SegmentsFlushed, SnapshotDone, WalUp, WalWritten
 from raft_otp.log.memtable import ServerStore
-from raft_otp.log.snapshot import SnapshotStore
+from raft_otp.log.snapshot import SNAPSHOT_FILE_RE, SnapshotStore
 
 if TYPE_CHECKING:
     from raft_otp.log.system import LogSystem
@@ -83,29 +83,126 @@ class ServerLog:
         self._last_checkpoint = 0
         self.counters = {"appends": 0, "writes": 0, "entries": 0, "overwrites": 0, "resends": 0,
                          "written_events": 0, "segment_flushes": 0, "snapshots": 0, "checkpoints": 0,
-                         "snapshot_installs": 0, "wal_unavailable": 0, "written_through": 0}
-        self._snap_meta = snapshots.current_meta()  # raises CorruptFile on a bad header
+                         "snapshot_installs": 0, "wal_unavailable": 0, "written_through": 0,
+                         "damage_repairs": 0}
+        self.data_loss_from: int | None = None  # see report_data_loss
+        self._snap_damage: CorruptFile | None = None
+        self._snap_lost_index = 0  # index of a snapshot removed as damaged
+        self._snap_meta = self._open_snapshot()
         self._recover()
         store.notify = notify
 
     # ---- recovery -------------------------------------------------------------------
+    # Damage found at open is repaired here, as WAL damage is: the log keeps what is
+    # provably intact up to the first damaged point and drops everything from there
+    # (a Raft log has no holes), durably; the leader then sends what is missing
+    # (entries, or a snapshot when its log no longer reaches that far).  A damaged
+    # snapshot is removed and replaced by the newest intact checkpoint, else by none
+    # (then the log must reach back to index 1).  One ERROR line and one count per
+    # repair; entries this server may have acknowledged go through report_data_loss.
+    def _open_snapshot(self) -> SnapshotMeta | None:
+        """The current snapshot's meta, its whole file checked; a damaged one is replaced."""
+        try:
+            return self._snaps.verify_current()
+        except CorruptFile as exc:
+            self._snap_damage = exc
+            m = SNAPSHOT_FILE_RE.match(os.path.basename(self._snaps.discard_current() or ""))
+            self._snap_lost_index = int(m.group(1)) if m else 0
+            return self._snaps.fall_back()
+
+    def _find_damage(self, s_idx: int, cleanup: bool = True) -> tuple[int, CorruptFile] | None:
+        """The first index the log cannot provide intact, with why (store lock held)."""
+        st = self._store
+        mem, segs = st.mem, st.segments
+        base = s_idx + 1
+        seg_first, seg_last = segs.first_index(), segs.last_index()
+        found: list[tuple[int, CorruptFile]] = []
+        if len(mem) and mem.first > max(seg_last, s_idx) + 1:
+            found.append((max(seg_last, s_idx) + 1, CorruptFile(
+                segs.dir, None, f"no entries {max(seg_last, s_idx) + 1}..{mem.first - 1}: "
+                                f"the WAL's entries from {mem.first} do not connect")))
+        top = mem.first - 1 if len(mem) else seg_last  # segments are read only below the mem table
+        lo = max(base, segs.damage_from)
+        if segs.damage is not None and top >= lo and segs.damage_upto >= lo:
+            # a torn tail: from where it is cut; a file that does not open, or a hole:
+            # where what it held (and overwrote) began is unknown, so from the snapshot on
+            found.append((lo, segs.damage))
+        elif top >= base and (not seg_last or seg_first > base):
+            found.append((base, CorruptFile(segs.dir, None, f"no entries {base}..{seg_first - 1 if seg_last else top}")))
+        elif top >= base:
+            bad = segs.verify(base, top)
+            if bad is not None:
+                found.append(bad)
+        if segs.damage is not None and not found and cleanup:
+            segs.drop_from(1 << 62)  # damage in files the log no longer needs: remove them
+        return min(found, key=lambda f: f[0]) if found else None
+
+    def _repair(self, k: int, cause: CorruptFile) -> None:
+        """Drop everything from ``k`` on, durably (store lock held)."""
+        st = self._store
+        had = max(st.mem.last, st.segments.last_index())
+        st.segments.drop_from(k)
+        st.mem.reset(k)
+        self._report_repair(cause, f"entries {k}..{max(had, k)} dropped, to be sent again by the leader")
+        self.report_data_loss(k)
+
+    def _report_repair(self, cause: CorruptFile, action: str) -> None:
+        self.counters["damage_repairs"] += 1
+        self._sys.reports.append(cause)
+        log.error("%s: damaged log: %s; %s", self.uid, cause, action)
+
+    def report_data_loss(self, first_lost_index: int) -> None:
+        """The one call by which a repair says: entries from ``first_lost_index`` on are
+        gone, and this server may have acknowledged some of them (a write reported durable
+        to a leader counts towards commit).  Raft's safety assumes a server never
+        forgets such an entry: if it then voted with its shorter log, a candidate
+        without a committed entry could win.  So the loss is recorded in the meta store
+        (``MetaStore.report_data_loss``, kept durably with the vote), and the core's
+        ``data_lost`` fence (``raft_otp.core.fences``) keeps this server from voting or
+        standing until it has caught up from a leader."""
+        if self.data_loss_from is None or first_lost_index < self.data_loss_from:
+            self.data_loss_from = first_lost_index
+        if self._sys.meta is not None:
+            self._sys.meta.report_data_loss(self.uid, first_lost_index)
+
     def _recover(self) -> None:
         st = self._store
         snap = self._snap_meta
         s_idx = snap.index if snap else 0
+        repaired_at: int | None = None
+        with st.lock:
+            suspect = self._find_damage(s_idx, cleanup=False) is not None
+        if suspect:
+            # The segment writer may be moving this server's recovered WAL entries into
+            # segments right now: let it finish first, or it would bring back entries
+            # the repair drops.
+            try:
+                self._sys.sync_segment_writer()
+            except Exception as exc:  # no writer, or a slow one: repair what is there
+                log.warning("%s: segment writer not synced before a repair: %r", self.uid, exc)
         with st.lock:
             mem = st.mem
             segs = st.segments
-            seg_last = segs.last_index()
             if not st.opened and not st.from_wal:
                 # nothing from the WAL for this server: the log ends with its segments
-                mem.reset(max(seg_last, s_idx) + 1)
-            elif len(mem) and mem.first > max(seg_last, s_idx) + 1:
-                log.error("%s: mem table starts at %d but segments end at %d (snapshot %d): "
-                          "entries %d..%d are not connected and are dropped",
-                          self.uid, mem.first, seg_last, s_idx, mem.first, mem.last)
-                self._sys.report(CorruptFile(segs.dir, None, f"server {self.uid}: gap before index {mem.first}"))
-                mem.reset(max(seg_last, s_idx) + 1)
+                mem.reset(max(segs.last_index(), s_idx) + 1)
+            damage = self._find_damage(s_idx)
+            if damage is not None:
+                repaired_at = damage[0]
+                if self._snap_damage is not None:  # one report for both
+                    damage = (damage[0], CorruptFile(self._snap_damage.path, self._snap_damage.offset,
+                                                     f"{self._snap_damage.detail}; then {damage[1]}"))
+                self._repair(*damage)
+            elif self._snap_damage is not None:
+                have = max(mem.last, segs.last_index(), s_idx)
+                if have < self._snap_lost_index:  # the log does not reach what it covered
+                    self._report_repair(self._snap_damage, f"removed; entries {have + 1}.."
+                                        f"{self._snap_lost_index} lost, to be sent again by the leader")
+                    self.report_data_loss(have + 1)
+                else:
+                    self._report_repair(self._snap_damage, "removed; recovering from " + (
+                        f"the checkpoint at index {snap.index}" if snap else "the log from index 1"))
+            self._snap_damage = None
             if snap is not None:
                 t = self._term_locked(s_idx)
                 if t is not None and t != snap.term:
@@ -125,6 +222,8 @@ class ServerLog:
             st.opened = True
         self._last_written = durable
         st.durable = durable
+        if repaired_at is not None:
+            self._submit(repaired_at, [], True)  # "empty from here" record: WAL replay keeps it so
         if durable[0] < self._last_index:
             self.resend()  # a restarted server: entries it queued may not have reached a WAL
 

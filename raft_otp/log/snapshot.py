@@ -296,6 +296,38 @@ class SnapshotStore:
             raise CorruptFile(p, SNAP_HEADER.size + len(raw), "snapshot truncated inside its meta")
         return decode_meta(p, raw)
 
+    def verify_current(self) -> SnapshotMeta | None:
+        """Meta of the newest snapshot after checking its whole file (streamed, bounded
+        memory), or None.  Raises CorruptFile naming the file."""
+        p = self.current_path()
+        return verify_file(p, self.chunk_size, self.io) if p else None
+
+    def discard_current(self) -> str | None:
+        """Repair: remove the newest snapshot (found damaged); its path."""
+        p = self.current_path()
+        if p is not None:
+            self.io.unlink(p)
+            self.io.fsync_dir(self.snap_dir)
+        return p
+
+    def fall_back(self) -> SnapshotMeta | None:
+        """Repair, after the snapshot was discarded: the newest checkpoint that verifies
+        becomes the snapshot (damaged ones are removed); its meta, or None."""
+        for _i, _t, p in reversed(self._list(self.ckpt_dir)):
+            try:
+                meta = verify_file(p, self.chunk_size, self.io)
+            except CorruptFile as exc:
+                log.warning("checkpoint %s is damaged too, removed: %s", p, exc)
+                self.io.unlink(p)
+                continue
+            self.io.rename(p, os.path.join(self.snap_dir, os.path.basename(p)))
+            self.io.fsync_dir(self.snap_dir)
+            self.io.fsync_dir(self.ckpt_dir)
+            self._after_new_snapshot(meta.index)
+            return meta
+        self.io.fsync_dir(self.ckpt_dir)
+        return None
+
     def read_current(self) -> tuple[SnapshotMeta, bytes] | None:
         p = self.current_path()
         return read_file(p, self.chunk_size, self.io) if p else None
