@@ -36,8 +36,20 @@ def init(*, server_id: ServerId, uid: str, cluster_name: str, initial_members: l
     term, voted_for, last_applied, vote_unproven, data_lost, durable_commit = meta
     if voted_for is not None and not isinstance(voted_for, ServerId):
         voted_for = ServerId(voted_for[0], voted_for[1])
-    return init_server(cfg, log, machine, ServerMeta(term, voted_for, last_applied, vote_unproven,
-                                                     durable_commit, data_lost), rng)
+    state, effects = init_server(cfg, log, machine, ServerMeta(term, voted_for, last_applied, vote_unproven,
+                                                               durable_commit, data_lost), rng)
+    if state.data_lost is not None:
+        _log_fence(server_id, "lost log it had (its log ends at %d, below the durable commit index %d, "
+                   "or the log layer reported a loss): it will not vote until it has caught up from a "
+                   "leader of a term after %d", state.log.last_index_term()[0], durable_commit, state.data_lost)
+    if state.vote_unproven:
+        _log_fence(server_id, "cannot prove its last vote (damaged meta): it will not vote until every "
+                   "other voter has told it its term")
+    return state, effects
+
+
+def _log_fence(server_id: ServerId, fmt: str, *args: Any) -> None:
+    log.warning("%s: " + fmt, server_id, *args)
 
 
 def _mutations(config: Any) -> Any:

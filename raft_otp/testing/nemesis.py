@@ -35,6 +35,9 @@ Faults (``--faults`` picks a subset; the seed picks the schedule):
 ``partition-isolate``  one node (the leader more often) cut from all the others
 ``wal-crash``          crash the WAL actor inside a node (its supervisor restarts it)
 ``membership``         remove a member during load, then add a fresh one on that node
+``disk-loss``          SIGKILL a node (the leader more often), delete its WAL, segments
+                       and snapshots (its meta stays), restart it: it must not vote
+                       until it has caught up (skipped while a member is still fenced)
 =====================  =================================================================
 
 Partitions go through the node transport's fault hook (the admin endpoint's

@@ -17,12 +17,12 @@ import time
 from collections import Counter
 from typing import Any, Callable
 
-__all__ = ["CLUSTER", "FAULT_KINDS", "KV_MACHINE", "Nemesis", "SYSTEM", "kv_machine"]
+__all__ = ["CLUSTER", "FAULT_KINDS", "KV_MACHINE", "Nemesis", "SYSTEM", "kv_machine", "wipe_log"]
 
 log = logging.getLogger("raft_otp.nemesis")
 
 FAULT_KINDS = ("kill", "kill-two", "kill-quorum", "kill-after-lag", "pause", "partition-majority",
-               "partition-bridge", "partition-isolate", "wal-crash", "membership")
+               "partition-bridge", "partition-isolate", "wal-crash", "membership", "disk-loss")
 RELEASE_CURSOR_EVERY = 200
 CLUSTER = "jepsen"
 SYSTEM = "default"
@@ -35,6 +35,22 @@ def kv_machine(release_cursor_every: int = RELEASE_CURSOR_EVERY) -> tuple[str, d
 
 
 KV_MACHINE = kv_machine()
+
+LOG_FILE_PATTERNS = ("**/*.wal", "**/*.segment", "**/*.snapshot")
+
+
+def wipe_log(data_dir: str) -> list[str]:
+    """A lost disk, as far as the log goes: delete every WAL file, segment, snapshot
+    and checkpoint under a stopped node's data dir.  The meta store (term, vote, the
+    durable commit index) and the server directory stay, as on a node whose log disk
+    was replaced (see docs/fault-testing.md, "disk-loss")."""
+    import glob
+    import os
+    gone = sorted({p for pat in LOG_FILE_PATTERNS
+                   for p in glob.glob(os.path.join(data_dir, pat), recursive=True)})
+    for p in gone:
+        os.unlink(p)
+    return gone
 
 
 class Nemesis:
@@ -265,6 +281,31 @@ class Nemesis:
                     self.event("trigger-election", node=self.cluster.nodes[i].short)
                 except RaftError as exc:
                     log.info("nemesis: trigger_election on %s failed: %r", sid, exc)
+
+    def fault_disk_loss(self) -> None:
+        """SIGKILL a node (the leader more often), delete its log (``wipe_log``), restart
+        it.  It must not vote until it has caught up from a leader of a later term
+        (``raft_otp.core.fences``), so what it had acknowledged stays committed.  Only
+        when no member is still fenced from an earlier loss: with a majority fenced
+        no leader could ever be elected (two lost disks of three lose data anyway)."""
+        import raft_otp
+        from raft_otp.errors import RaftError
+        c = self.cluster
+        for sid in self.members():
+            try:
+                if raft_otp.member_overview(sid, timeout=1.0).get("data_lost") is not None:
+                    raise RuntimeError(f"{sid} is still fenced by an earlier disk loss")
+            except RaftError:
+                pass  # a member not answering now is not known to be fenced
+        i = self.victim()
+        np = c.nodes[i]
+        self.event("disk-loss", node=np.short)
+        c.kill(i)
+        gone = wipe_log(np.data_dir)
+        self.event("log-deleted", node=np.short, files=len(gone))
+        self.hold()
+        c.start(i)
+        self.event("restart", node=np.short)
 
     def fault_pause(self) -> None:
         i = self.victim()
