@@ -161,3 +161,15 @@ def test_disk_loss_scenario_keeps_a_committed_entry_only_with_the_rule(rule: boo
     b_votes = {B} | ({A} if grants(eff) else set())
     assert (len(b_votes) >= 2) is (not rule)
     assert RequestVoteResult  # (the result type the voter sent)
+
+
+def test_the_only_voter_is_not_fenced() -> None:
+    """A one-member cluster has no other vote to contradict and nobody to catch up
+    from: it runs on (the loss is reported by the server's log line)."""
+    n = Node("a", ["a"], term=3)
+    n.meta = ServerMeta(3, None, 10, vote_unproven=True, durable_commit=10)
+    eff = n.restart(crash=False)
+    assert n.s.data_lost is None and not n.s.vote_unproven
+    assert any(p.vote_unproven is False for p in of(eff, PersistMeta))  # lifted durably
+    n(ElectionTimeout())
+    assert n.s.role == "leader"

@@ -87,6 +87,13 @@ def init(state: ServerState, vote_unproven: bool, data_lost: int | None, durable
     if data_lost is None and last_index < durable_commit:
         data_lost = state.term  # lost while down: in the term it had then, or before
     state.data_lost = data_lost
+    if state.voters() == [state.id]:
+        # the only voter: no other vote can conflict with a lost one (nothing of a
+        # term whose record was lost was acknowledged unless it is in the log, whose
+        # last term we took), and there is nobody to catch up from: what was lost is
+        # lost; fencing would only stop the cluster for good
+        state.vote_unproven = False
+        state.data_lost = None
 
 
 def check_caught_up(state: ServerState, effects: list[Effect]) -> None:

@@ -50,7 +50,8 @@ def init_server(config: ServerConfig, log: Log, machine: Machine, meta: ServerMe
     state.applying_recovery = False
     effects: list[Effect] = []
     fences.init(state, meta.vote_unproven, meta.data_lost, meta.durable_commit)
-    if state.data_lost != meta.data_lost or state.term != meta.term:
+    if (state.data_lost != meta.data_lost or state.vote_unproven != meta.vote_unproven
+            or state.term != meta.term):
         persist_term(state, state.term, state.voted_for, effects)  # the fences, durably
     become_follower(state, None, effects)
     return state, effects
