@@ -267,3 +267,96 @@ def test_snapshot_roundtrip_and_header_layout(tmp_path):
     assert st.read_current() == (meta, b"x" * 1000)
     with open(st.current_path(), "rb") as f:
         assert f.read(SNAP_HEADER.size)[:8] == b"RAOTPSNP"
+
+
+# ---- reports: one per damaged region (issue 19) ---------------------------------------
+def _error_lines(caplog, name_prefix="raft_otp"):
+    return [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith(name_prefix)]
+
+
+def test_one_flipped_wal_byte_is_one_report_however_many_records_follow(tmp_path, caplog):
+    """Before: one line per later record of the damaged server (346-709 ERROR lines in
+    the fault runs), and again at every WAL restart."""
+    d = str(tmp_path)
+    batches = [(u, E(i, i)) for i in range(1, 201) for u in ("a", "b")]
+    write_and_stop(d, batches)
+    path = wal_file(d)
+    offs, _size = record_offsets(path)
+    with open(path, "r+b") as f:  # damage record 11: server a, index 6
+        f.seek(offs[10] + 40)
+        b = f.read(1)
+        f.seek(offs[10] + 40)
+        f.write(bytes([b[0] ^ 0xFF]))
+    caplog.set_level(logging.WARNING)
+    ls, logs = reopen(d, ["a", "b"])
+    try:
+        assert logs["a"].fetch(1, 300) == E(1, 5) and logs["b"].fetch(1, 300) == E(1, 200)
+        (rep,) = _error_lines(caplog)
+        msg = rep.getMessage()
+        assert path in msg and f"offset {offs[10]}" in msg and "server a: 194 later record(s) from index 6" in msg
+        ls.restart_wal()  # the WAL rescans its files: nothing said again
+        assert len(_error_lines(caplog)) == 1
+        assert len(ls.mem_tables.recovery_damage) == 1
+    finally:
+        ls.stop()
+
+
+@pytest.mark.parametrize("content", [b"", fmt.encode_file_header()[:5], b"\0" * 7, fmt.encode_file_header()])
+def test_a_never_written_wal_file_is_removed_without_a_report(tmp_path, caplog, content):
+    """Left by a WAL that crashed (or met ENOSPC) between creating a file and syncing its
+    header: before, each was 'WAL file unusable' at the next boot."""
+    d = str(tmp_path)
+    write_and_stop(d, BATCHES)
+    empty = os.path.join(d, "wal", "00000099.wal")
+    with open(empty, "wb") as f:
+        f.write(content)
+    caplog.set_level(logging.WARNING)
+    ls, logs = reopen(d, ["a", "b"])
+    try:
+        ls.sync_segment_writer()
+        assert not _error_lines(caplog) and not ls.mem_tables.recovery_damage
+        assert not os.path.exists(empty)
+        assert logs["a"].fetch(1, 100) == E(1, 15)
+    finally:
+        ls.stop()
+
+
+def test_a_garbled_short_wal_file_is_still_reported(tmp_path, caplog):
+    d = str(tmp_path)
+    write_and_stop(d, BATCHES)
+    with open(os.path.join(d, "wal", "00000099.wal"), "wb") as f:
+        f.write(b"XYZ")
+    caplog.set_level(logging.WARNING)
+    ls, _logs = reopen(d, ["a"])
+    try:
+        assert len(_error_lines(caplog)) == 1 and len(ls.mem_tables.recovery_damage) == 1
+    finally:
+        ls.stop()
+
+
+def test_a_deleted_wal_file_is_reported_from_the_meta_stores_knowledge(tmp_path, caplog):
+    """The files are simply gone; what tells is the meta store: the server had durably
+    applied up to 15, its log now ends at 0.  One report, and the data loss goes to the
+    meta store (the vote fence)."""
+    d = str(tmp_path)
+    ls = LogSystem(d, LogConfig()).start()
+    q: queue.Queue[object] = queue.Queue()
+    sl = ls.open_server_log("a", q.put)
+    sl.append(E(1, 15))
+    while sl.last_written()[0] < 15:
+        sl.handle_event(q.get(timeout=10))
+    ls.meta.store_last_applied("a", 15)
+    ls.open_server_log("b", q.put)
+    ls.stop()  # its entries are in the WAL only
+    for p in glob.glob(os.path.join(d, "wal", "*.wal")):
+        os.unlink(p)
+    caplog.set_level(logging.WARNING)
+    ls, logs = reopen(d, ["a", "b"])
+    try:
+        assert logs["a"].last_index_term()[0] == 0 and logs["a"].data_loss_from == 1
+        (rep,) = [r for r in _error_lines(caplog) if "damaged log" in r.getMessage()]
+        assert "entries 1..15 are missing" in rep.getMessage()
+        assert ls.meta.get_fences("a")[1] is not None  # fenced: data_lost
+        assert logs["b"].data_loss_from is None  # b never recorded more than it has
+    finally:
+        ls.stop()

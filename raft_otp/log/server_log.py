@@ -151,6 +151,24 @@ class ServerLog:
         self._sys.reports.append(cause)
         log.error("%s: damaged log: %s; %s", self.uid, cause, action)
 
+    def _check_durable_knowledge(self, last: int) -> None:
+        """A log that ends below what this server durably knew it had (the meta store's
+        last_applied and durable_commit, recorded as it went) lost its end: a WAL or
+        segment file deleted or cut while the node was down.  Nothing else tells: the
+        files are simply not there.  (What it wrote after its last meta record cannot be
+        missed this way.)"""
+        meta = self._sys.meta
+        if meta is None:
+            return
+        known = max(meta.get(self.uid)[2], meta.get_fences(self.uid)[2])
+        if last < known:
+            self._report_repair(CorruptFile(self._store.segments.dir, None,
+                                            f"the log ends at index {last}, but the server durably had "
+                                            f"{known} (meta store): entries {last + 1}..{known} are "
+                                            "missing (a WAL or segment file deleted or cut?)"),
+                                "they will be sent again by the leader")
+            self.report_data_loss(last + 1)
+
     def report_data_loss(self, first_lost_index: int) -> None:
         """The one call by which a repair says: entries from ``first_lost_index`` on are
         gone, and this server may have acknowledged some of them (a write reported durable
@@ -203,6 +221,8 @@ class ServerLog:
                     self._report_repair(self._snap_damage, "removed; recovering from " + (
                         f"the checkpoint at index {snap.index}" if snap else "the log from index 1"))
             self._snap_damage = None
+            if repaired_at is None:
+                self._check_durable_knowledge(max(mem.last, segs.last_index(), s_idx))
             if snap is not None:
                 t = self._term_locked(s_idx)
                 if t is not None and t != snap.term:

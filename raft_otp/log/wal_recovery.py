@@ -7,6 +7,13 @@ every record that verifies is kept, and a server's later records are kept only
 if they connect to what it already has: the damaged region may have held some
 of its entries, and a Raft log cannot have holes.  (RA refuses to boot on such
 damage, issue #299; we keep what is provably intact.)
+
+Each damaged region is reported once, on one line that also names, per server,
+the later records dropped because of it (one flipped byte used to give a line
+per such record: hundreds), and only by the first recovery of a data dir (a WAL
+restart rescans its files quietly).  A file the WAL created but never wrote a
+record to (empty, a cut header, a header alone: a crash or ENOSPC right after
+creating it) is not damage: it is removed with the others, without a report.
 """
 
 from __future__ import annotations
@@ -39,28 +46,37 @@ def recover_file(path: str, mem_tables: MemTables | None, io: FileIO = OS) -> di
             gc.enable()
 
 
+def _is_unwritten(data: bytes) -> bool:
+    """A WAL file the WAL created but never wrote a record to: empty, a header cut
+    short (a crash, or ENOSPC, between creating the file and syncing its header), or
+    a header alone.  Nothing in it: removed with the others, without a report."""
+    head = fmt.encode_file_header()
+    if len(data) < len(head):
+        return head.startswith(data) or not any(data)
+    return len(data) == len(head) and data == head
+
+
 def _recover_image(path: str, data: bytes, mem_tables: MemTables | None) -> dict[str, tuple[int, int]]:
+    # Only the first recovery of a data dir reports (it fills the mem tables); a WAL
+    # restart rescans the same files for their ranges and says nothing again.
+    report = mem_tables is not None
+    if _is_unwritten(data):
+        log.debug("WAL file %s was never written (%d bytes); removed", path, len(data))
+        return {}
     try:
         res = fmt.scan(path, data)
     except CorruptFile as exc:
-        log.error("WAL file unusable, skipped: %s", exc)
-        if mem_tables is not None:
+        if report:
+            log.error("WAL file unusable, skipped: %s", exc)
             mem_tables.recovery_damage.append(exc)
         return {}
-    damaged_at = {d.offset: d for d in res.damage if not d.torn_tail}
-    for d in res.damage:
-        lvl = logging.WARNING if d.torn_tail else logging.ERROR
-        log.log(lvl, "WAL damage in %s at offset %d (server %s): %s", d.path, d.offset, d.uid_hint, d.detail)
-        if mem_tables is not None:
-            mem_tables.recovery_damage.append(
-                CorruptFile(d.path, d.offset, f"server {d.uid_hint}: {d.detail}"))
+    regions = sorted(res.damage, key=lambda d: d.offset)
+    # per damaged region: uid -> [first index dropped, records dropped]
+    dropped: list[dict[str, list[int]]] = [{} for _ in regions]
     ranges: dict[str, list[int]] = {}
-    after_damage = False
-    damage_offsets = sorted(damaged_at)
     di = 0
     for rec in res.records:
-        while di < len(damage_offsets) and damage_offsets[di] < rec.offset:
-            after_damage = True
+        while di < len(regions) and regions[di].offset < rec.offset:
             di += 1
         hi = rec.first_index + len(rec.entries) - 1
         if mem_tables is not None:
@@ -80,12 +96,10 @@ def _recover_image(path: str, data: bytes, mem_tables: MemTables | None) -> dict
                 # an empty table accepts any start; ServerLog checks it joins its segments
                 if rec.entries:
                     mem.write(rec.entries)
-            else:
-                log.error("WAL %s offset %d: records of %s at index %d do not follow %d; dropped%s",
-                          path, rec.offset, rec.uid, rec.first_index, mem.last,
-                          " (after damaged region)" if after_damage else "")
-                mem_tables.recovery_damage.append(CorruptFile(
-                    path, rec.offset, f"server {rec.uid}: gap before index {rec.first_index}; dropped"))
+            else:  # a hole before it (the damaged region held some): dropped, told per region
+                where = dropped[di - 1] if di else _no_region(path, dropped, regions)
+                d = where.setdefault(rec.uid, [mem.last + 1, 0])
+                d[1] += 1
                 continue
         r = ranges.get(rec.uid)
         if r is None:
@@ -93,4 +107,33 @@ def _recover_image(path: str, data: bytes, mem_tables: MemTables | None) -> dict
         else:
             r[0] = min(r[0], rec.first_index)
             r[1] = max(r[1], hi)
+    if report:
+        for d, lost in zip(regions, dropped):
+            _report_region(d, lost, mem_tables)
+        if len(dropped) > len(regions):  # holes with no damaged region before them
+            _report_region(None, dropped[-1], mem_tables, path)
     return {k: (v[0], v[1]) for k, v in ranges.items()}
+
+
+def _no_region(path: str, dropped: list[dict[str, list[int]]], regions: list[fmt.Damage]) -> dict[str, list[int]]:
+    """Records that do not follow with no damage before them in this file (an earlier
+    WAL file lost): collected apart, reported once for the file."""
+    if len(dropped) == len(regions):
+        dropped.append({})
+    return dropped[-1]
+
+
+def _report_region(d: fmt.Damage | None, lost: dict[str, list[int]], mem_tables: MemTables,
+                   path: str = "") -> None:
+    """One line for one damaged region (or for a file's records that do not connect),
+    naming what was dropped because of it."""
+    what = "; ".join(f"server {uid}: {n} later record(s) from index {first} dropped (they do not follow)"
+                     for uid, (first, n) in sorted(lost.items()))
+    if d is None:
+        exc = CorruptFile(path, None, what)
+        log.error("WAL %s: %s", path, what)
+    else:
+        exc = CorruptFile(d.path, d.offset, f"server {d.uid_hint}: {d.detail}" + (f"; {what}" if what else ""))
+        log.log(logging.WARNING if d.torn_tail else logging.ERROR, "WAL damage in %s at offset %d "
+                "(server %s): %s%s", d.path, d.offset, d.uid_hint, d.detail, f"; {what}" if what else "")
+    mem_tables.recovery_damage.append(exc)
