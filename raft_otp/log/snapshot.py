@@ -6,6 +6,13 @@ File (also the transfer format: a follower receives exactly these bytes)::
                  meta_len u32
     meta         msgpack [index, term, cluster, machine_version]
     state        the machine state, encoded by the server's encode callable
+    blocks       (version 2) crc32 u32 of each BLOCK_SIZE block of meta + state, in order
+    SNAP_TRAILER (version 2) block_size u32, block count u32, magic b"RAOTPBLK"
+
+The header's crc decides whether a file is intact; the block crcs only say where
+the damage is (a file's offset and the block's bytes), so a report points at
+the damaged region instead of the start of the meta.  Version 1 files (one crc
+only) are still read; their damage is located no closer than the whole body.
 
 Writes are atomic: temp file written in chunks, fsync, rename, fsync directory.
 Snapshots live in ``snapshots/``, checkpoints (snapshots that do not truncate
@@ -31,8 +38,11 @@ from raft_otp.log.fileio import O_CREAT, O_RDONLY, O_TRUNC, O_WRONLY, OS, FileIO
 log = logging.getLogger("raft_otp.snapshot")
 
 SNAP_MAGIC = b"RAOTPSNP"
-SNAP_VERSION = 1
+SNAP_VERSION = 2  # 1: no block crcs (still read)
 SNAP_HEADER = struct.Struct("<8sIII")  # magic, version, crc32, meta_len
+SNAP_TRAILER = struct.Struct("<II8s")  # block_size, block count, magic
+TRAILER_MAGIC = b"RAOTPBLK"
+BLOCK_SIZE = 4096  # the table is 1/1024 of the body; a report names a 4 KiB region
 
 SNAPSHOT_FILE_RE = re.compile(r"^(\d{20})_(\d{20})\.snapshot$")
 DEFAULT_CHUNK_SIZE = 1_000_000
@@ -55,23 +65,82 @@ def file_name(meta: SnapshotMeta) -> str:
     return f"{meta.index:020d}_{meta.term:020d}.snapshot"
 
 
-def parse_header(path: str, head: bytes) -> tuple[int, int]:
-    """(crc, meta_len) from the first SNAP_HEADER.size bytes."""
+def parse_header(path: str, head: bytes) -> tuple[int, int, int]:
+    """(crc, meta_len, version) from the first SNAP_HEADER.size bytes."""
     if len(head) < SNAP_HEADER.size:
         raise CorruptFile(path, len(head), "snapshot shorter than its header")
     magic, version, crc, meta_len = SNAP_HEADER.unpack_from(head, 0)
     if magic != SNAP_MAGIC:
         raise CorruptFile(path, 0, f"bad snapshot magic {magic!r}")
-    if version != SNAP_VERSION:
+    if version not in (1, 2):
         raise CorruptFile(path, 8, f"unsupported snapshot version {version}")
-    return crc, meta_len
+    return crc, meta_len, version
+
+
+def block_crcs(bufs: Any, block_size: int = BLOCK_SIZE) -> list[int]:
+    """crc32 of each ``block_size`` block of the concatenation of ``bufs`` (not joined)."""
+    out: list[int] = []
+    cur = fill = 0
+    for b in bufs:
+        mv = memoryview(b)
+        i, n = 0, len(mv)
+        while i < n:
+            take = min(block_size - fill, n - i)
+            cur = zlib.crc32(mv[i : i + take], cur)
+            fill += take
+            i += take
+            if fill == block_size:
+                out.append(cur)
+                cur = fill = 0
+    if fill:
+        out.append(cur)
+    return out
+
+
+def encode_blocks(crcs: list[int], block_size: int = BLOCK_SIZE) -> bytes:
+    """The version-2 tail: the block crc table and the trailer."""
+    return struct.pack(f"<{len(crcs)}I", *crcs) + SNAP_TRAILER.pack(block_size, len(crcs), TRAILER_MAGIC)
+
+
+def _tail_len(path: str, size: int, meta_len: int, trailer: bytes) -> tuple[int, list[int], int]:
+    """Check a version-2 trailer (the last SNAP_TRAILER.size bytes of a ``size``-byte
+    file): (block size, block count, tail length).  Raises CorruptFile at the trailer."""
+    at = size - SNAP_TRAILER.size
+    if len(trailer) != SNAP_TRAILER.size or at < SNAP_HEADER.size + meta_len:
+        raise CorruptFile(path, max(at, 0), "snapshot truncated: no block trailer")
+    block, n, magic = SNAP_TRAILER.unpack(trailer)
+    body = at - 4 * n - SNAP_HEADER.size  # meta + state
+    if magic != TRAILER_MAGIC or not block or body < meta_len or n != -(-body // block):
+        raise CorruptFile(path, at, "snapshot block trailer damaged (or the file was cut)")
+    return block, n, 4 * n + SNAP_TRAILER.size
+
+
+def _locate(path: str, table: bytes, block: int, body: list[Any]) -> CorruptFile:
+    """The whole-file crc failed: the first block whose crc differs, as a CorruptFile
+    at its offset (or the table / the header's crc when every block matches)."""
+    want = struct.unpack(f"<{len(table) // 4}I", table)
+    got = block_crcs(body, block)
+    for k, (w, g) in enumerate(zip(want, got)):
+        if w != g:
+            a = SNAP_HEADER.size + k * block
+            return CorruptFile(path, a, f"snapshot checksum mismatch in bytes {a}..{a + block - 1} "
+                                        f"(block {k} of {len(want)})")
+    return CorruptFile(path, 12, "snapshot checksum mismatch: every block is intact, the header's "
+                                 "crc or the block table is damaged")
+
+
+def _v1_mismatch(path: str, end: int) -> CorruptFile:
+    return CorruptFile(path, SNAP_HEADER.size, f"snapshot checksum mismatch somewhere in bytes "
+                                               f"{SNAP_HEADER.size}..{end - 1} (a version 1 file "
+                                               "has one crc)")
 
 
 def write_file(path: str, meta: SnapshotMeta, state: bytes, chunk_size: int = DEFAULT_CHUNK_SIZE,
                sync: bool = True, io: FileIO = OS) -> None:
     """Atomically write a snapshot file at ``path``."""
     mraw = encode_meta(meta)
-    crc = zlib.crc32(state, zlib.crc32(mraw))
+    tail = encode_blocks(block_crcs((mraw, state)))
+    crc = zlib.crc32(tail, zlib.crc32(state, zlib.crc32(mraw)))
     tmp = path + ".tmp"
     fd = io.open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     try:
@@ -79,6 +148,7 @@ def write_file(path: str, meta: SnapshotMeta, state: bytes, chunk_size: int = DE
         mv = memoryview(state)
         for off in range(0, len(state), chunk_size):
             write_all(io, fd, mv[off : off + chunk_size])
+        write_all(io, fd, tail)
         if sync:
             io.fsync(fd)
     finally:
@@ -95,13 +165,22 @@ def read_file(path: str, chunk_size: int = DEFAULT_CHUNK_SIZE, io: FileIO = OS) 
     one copy of the body in memory."""
     fd = io.open(path, O_RDONLY)
     try:
-        crc, mraw = _read_head(path, fd, io)
+        crc, mraw, version = _read_head(path, fd, io)
         off = SNAP_HEADER.size + len(mraw)
-        state = _pread_exact(io, fd, io.fsize(fd) - off, off)  # one buffer, no parts to join
+        size = io.fsize(fd)
+        tail, block = b"", 0
+        if version >= 2:
+            block, _n, tlen = _tail_len(path, size, len(mraw),
+                                        _pread_exact(io, fd, SNAP_TRAILER.size, size - SNAP_TRAILER.size))
+            tail = _pread_exact(io, fd, tlen, size - tlen)
+            size -= tlen
+        state = _pread_exact(io, fd, size - off, off)  # one buffer, no parts to join
     finally:
         io.close(fd)
-    if zlib.crc32(state, zlib.crc32(mraw)) != crc:
-        raise CorruptFile(path, SNAP_HEADER.size, "snapshot checksum mismatch")
+    if zlib.crc32(tail, zlib.crc32(state, zlib.crc32(mraw))) != crc:
+        if version >= 2:
+            raise _locate(path, tail[: -SNAP_TRAILER.size], block, [mraw, state])
+        raise _v1_mismatch(path, off + len(state))
     return decode_meta(path, mraw), state
 
 
@@ -109,30 +188,41 @@ def verify_file(path: str, chunk_size: int = DEFAULT_CHUNK_SIZE, io: FileIO = OS
     """Verify a snapshot file's checksum without holding its state: its meta.  Raises CorruptFile."""
     fd = io.open(path, O_RDONLY)
     try:
-        crc, mraw = _read_head(path, fd, io)
+        crc, mraw, version = _read_head(path, fd, io)
         running = zlib.crc32(mraw)
         off = SNAP_HEADER.size + len(mraw)
+        end = size = io.fsize(fd)
+        tail, block = b"", 0
+        if version >= 2:
+            block, _n, tlen = _tail_len(path, size, len(mraw),
+                                        _pread_exact(io, fd, SNAP_TRAILER.size, size - SNAP_TRAILER.size))
+            tail = _pread_exact(io, fd, tlen, size - tlen)
+            end = size - tlen
         step = max(chunk_size, 1)
-        while True:
-            b = io.pread(fd, step, off)
+        while off < end:
+            b = io.pread(fd, min(step, end - off), off)
             if not b:
                 break
             running = zlib.crc32(b, running)
             off += len(b)
+        if zlib.crc32(tail, running) != crc:
+            if version < 2:
+                raise _v1_mismatch(path, end)
+            body = [mraw] + [_pread_exact(io, fd, min(step, end - o), o)  # only to say where
+                             for o in range(SNAP_HEADER.size + len(mraw), end, step)]
+            raise _locate(path, tail[: -SNAP_TRAILER.size], block, body)
     finally:
         io.close(fd)
-    if running != crc:
-        raise CorruptFile(path, SNAP_HEADER.size, "snapshot checksum mismatch")
     return decode_meta(path, mraw)
 
 
-def _read_head(path: str, fd: int, io: FileIO) -> tuple[int, bytes]:
-    """Read a snapshot file's header and meta: (the header's crc, the raw meta)."""
-    crc, meta_len = parse_header(path, _pread_exact(io, fd, SNAP_HEADER.size, 0))
+def _read_head(path: str, fd: int, io: FileIO) -> tuple[int, bytes, int]:
+    """Read a snapshot file's header and meta: (the header's crc, the raw meta, version)."""
+    crc, meta_len, version = parse_header(path, _pread_exact(io, fd, SNAP_HEADER.size, 0))
     mraw = _pread_exact(io, fd, meta_len, SNAP_HEADER.size)
     if len(mraw) < meta_len:
         raise CorruptFile(path, SNAP_HEADER.size + len(mraw), "snapshot truncated inside its meta")
-    return crc, mraw
+    return crc, mraw, version
 
 
 def _pread_exact(io: FileIO, fd: int, n: int, offset: int) -> bytes:
@@ -156,7 +246,8 @@ class _Accept:
     without reading the file back: the header and meta (buffered until complete),
     the crc of everything after the header so far, and the state's chunks."""
 
-    __slots__ = ("meta", "path", "fd", "head", "crc", "expected_crc", "meta_len", "mraw", "parts", "error")
+    __slots__ = ("meta", "path", "fd", "head", "crc", "expected_crc", "meta_len", "mraw", "parts", "error",
+                 "version")
 
     def __init__(self, meta: SnapshotMeta, path: str, fd: int) -> None:
         self.meta = meta
@@ -167,8 +258,9 @@ class _Accept:
         self.expected_crc = -1   # the header's, once parsed
         self.meta_len = -1
         self.mraw = b""
-        self.parts: list[bytes] = []  # state bytes as received, in order
+        self.parts: list[bytes] = []  # state bytes (and the version-2 tail) as received, in order
         self.error: CorruptFile | None = None
+        self.version = 0
 
     def feed(self, chunk: bytes) -> None:
         """Account for ``chunk`` (already written to the file)."""
@@ -185,7 +277,7 @@ class _Accept:
             self.head = data
             return
         try:
-            crc, meta_len = parse_header(self.path, data[:SNAP_HEADER.size])
+            crc, meta_len, self.version = parse_header(self.path, data[:SNAP_HEADER.size])
         except CorruptFile as exc:
             self.error = exc  # reported by complete_accept, as a damaged body is
             self.head = b""
@@ -211,11 +303,42 @@ class _Accept:
             if len(self.head) < SNAP_HEADER.size:
                 raise CorruptFile(self.path, len(self.head), "snapshot shorter than its header")
             raise CorruptFile(self.path, len(self.head), "snapshot truncated inside its meta")
-        if self.crc != self.expected_crc:
-            raise CorruptFile(self.path, SNAP_HEADER.size, "snapshot checksum mismatch")
-        meta = decode_meta(self.path, self.mraw)
         parts, self.parts = self.parts, []
+        tail = b""
+        if self.version >= 2:
+            size = SNAP_HEADER.size + self.meta_len + sum(map(len, parts))
+            block, _n, tlen = _tail_len(self.path, size, self.meta_len, _cut_tail(parts, SNAP_TRAILER.size,
+                                                                                 keep=True))
+            tail = _cut_tail(parts, tlen)
+        if self.crc != self.expected_crc:
+            if self.version >= 2:
+                raise _locate(self.path, tail[: -SNAP_TRAILER.size], block, [self.mraw, *parts])
+            raise _v1_mismatch(self.path, SNAP_HEADER.size + self.meta_len + sum(map(len, parts)))
+        meta = decode_meta(self.path, self.mraw)
         return meta, parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _cut_tail(parts: list[bytes], n: int, keep: bool = False) -> bytes:
+    """The last ``n`` bytes of ``parts`` (fewer if there are not that many); removed from
+    ``parts`` unless ``keep``, copying only the last parts involved."""
+    got: list[bytes] = []
+    need = n
+    k = len(parts)
+    while need > 0 and k > 0:
+        k -= 1
+        p = parts[k]
+        if len(p) <= need:
+            got.append(p)
+            need -= len(p)
+        else:
+            got.append(p[len(p) - need:])
+            if not keep:
+                parts[k] = p[: len(p) - need]
+            need = 0
+            k += 1  # this part stays (shortened)
+    if not keep:
+        del parts[k:]
+    return b"".join(reversed(got))
 
 
 class _Fsync:
@@ -288,7 +411,7 @@ class SnapshotStore:
             return None
         fd = self.io.open(p, O_RDONLY)
         try:
-            _crc, meta_len = parse_header(p, _pread_exact(self.io, fd, SNAP_HEADER.size, 0))
+            _crc, meta_len, _v = parse_header(p, _pread_exact(self.io, fd, SNAP_HEADER.size, 0))
             raw = _pread_exact(self.io, fd, meta_len, SNAP_HEADER.size)
         finally:
             self.io.close(fd)
