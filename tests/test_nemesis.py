@@ -111,12 +111,16 @@ def test_mutation_is_reported_as_a_violation(tmp_path):
     leader serves stale reads while the majority moves on.  24 clients with a
     0.5 s timeout, so the eight bound to the isolated node keep reading from it
     after the majority has elected a new leader (with 12 clients and 1 s, one
-    run in four had too few such reads)."""
+    run in four had too few such reads).  CheckQuorum is switched off too: with it
+    the isolated leader steps down when its detector reports both peers down (~1 s),
+    before the majority elects, which closes this fault's window for stale reads
+    (not a pause's: a frozen leader serves one as it wakes, before it learns
+    anything); the heartbeat round stays the rule that makes reads safe."""
     run_dir = tmp_path / "mutant"
     code, summary, err = _nemesis(
         run_dir, "--duration", "30", "--seed", "4", "--faults", "partition-isolate",
         "--leader-bias", "1.0", "--hold", "8,10", "--clients", "24", "--op-timeout", "0.5",
-        "--mutation", "consistent_query_without_heartbeat", timeout=190)
+        "--mutation", "consistent_query_without_heartbeat,no_check_quorum", timeout=190)
     assert code == 1, f"the mutant passed (kept in {run_dir}):\n{err[-3000:]}"
     assert summary["linearizable"] is False, summary
     assert "NOT linearizable" in err
