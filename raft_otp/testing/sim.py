@@ -5,7 +5,13 @@ invariant checks after every step.
 The simulator plays the server actor's role: it runs timers (RA's timeout classes,
 scaled down 10x), delivers WAL ``written`` events after random delays, streams
 snapshots chunk by chunk like the snapshot sender actor, monitors leaders
-(``LeaderDown``/``NodeDown``) and executes every effect in order.
+(``LeaderDown``/``NodeDown``) and executes every effect in order.  Each server's
+failure detector is modelled per direction: a node it hears nothing from is
+reported down to it (followers about their leader, leaders about their peers, for
+CheckQuorum), so one-way cuts are down on one side only.  Beyond crash-recovery,
+one server at a time may restart with its log gone (a lost disk, its meta kept) or
+with its last term/vote record lost (damaged meta): the vote fences of
+``raft_otp.core.fences`` must keep every invariant.
 
 Run ``python -m raft_otp.testing.sim --seeds N [--steps S] [--servers 3|5]
 [--seed-start K] [--jobs J] [--mutation NAME] [--trace]``.  It exits 0 only if no
