@@ -173,3 +173,18 @@ def test_the_only_voter_is_not_fenced() -> None:
     assert any(p.vote_unproven is False for p in of(eff, PersistMeta))  # lifted durably
     n(ElectionTimeout())
     assert n.s.role == "leader"
+
+
+def test_an_unproven_server_pre_votes_at_once_to_learn_the_terms() -> None:
+    """A follower that finds its leader never pre-votes; the fence would then stay
+    until the next election, when a voter may be down.  So it asks at boot."""
+    from raft_otp.core.effects import StartElectionTimer
+    n = Node("a", ABC, term=4)
+    n.meta = n.meta._replace(vote_unproven=True)
+    eff = n.restart(crash=False)
+    assert StartElectionTimer("leader_down") in of(eff, StartElectionTimer)
+    token = sent(n(ElectionTimeout()), PreVoteRpc)[0][1].token
+    n(AppendEntriesRpc(4, B, 0, 0, 0, []))  # the leader's probe arrives meanwhile
+    n(PreVoteResult(4, token, B, False))
+    n(PreVoteResult(4, token, C, False))  # late replies still count
+    assert not n.s.vote_unproven and n.s.leader_id == B

@@ -53,7 +53,9 @@ def init_server(config: ServerConfig, log: Log, machine: Machine, meta: ServerMe
     if (state.data_lost != meta.data_lost or state.vote_unproven != meta.vote_unproven
             or state.term != meta.term):
         persist_term(state, state.term, state.voted_for, effects)  # the fences, durably
-    become_follower(state, None, effects)
+    # an unproven vote is proven by a pre-vote round (every other voter's reply carries
+    # its term): run one at once, while all may be up, not at the next election
+    become_follower(state, None, effects, timer="leader_down" if state.vote_unproven else "pre_vote")
     return state, effects
 
 
