@@ -22,7 +22,8 @@ the key of a node it connects to, and which key each node name must use (a
 frame whose sender is another node than its connection's key belongs to is
 refused, so an allowed key cannot speak for another node).  It is read again
 when its modification time changes, so a node is added or revoked by editing
-the file (revocation takes effect at that node's next connection).
+the file (revocation takes effect at that node's next connection).  A node
+that finds no allowed-keys file creates one listing itself only.
 
 Why an allowed-keys file rather than keys derived from the cookie: a key derived
 from the cookie is known to every cookie holder, so it would add encryption but

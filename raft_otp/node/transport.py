@@ -58,7 +58,8 @@ from raft_otp.node import envelope, replay
 from raft_otp.node.detector import FailureDetector
 from raft_otp.node.faults import NO_FAULT, Fault
 from raft_otp.node.peer import PeerLink
-from raft_otp.node.security import AllowedKeys, Security, ensure_key_file, read_key_file
+from raft_otp.node.security import (AllowedKeys, Security, ensure_key_file, read_key_file,
+                                    write_private)
 
 __all__ = ["NodeConfig", "Transport", "endpoint_of", "split_node_name"]
 
@@ -179,6 +180,10 @@ class Transport:
             assert self.security.key_file and self.security.allowed_keys  # Security checks it
             public = ensure_key_file(self.security.key_file)
             self._curve = (public, read_key_file(self.security.key_file))
+            if not os.path.exists(self.security.allowed_keys):  # a first start: itself only
+                write_private(self.security.allowed_keys, f"{node} {public.decode()}\n")
+                logger.info("%s: created %s listing this node only; add the other nodes' "
+                            "lines", node, self.security.allowed_keys)
             self._allowed = AllowedKeys(self.security.allowed_keys)
             self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
             self._zap = self._ctx.socket(zmq.REP)
