@@ -117,26 +117,11 @@ def _config(args: Any, data_dir: str) -> Any:
     settings.setdefault("name", args.system)
     if getattr(args, "transport_security", None):
         settings["transport_security"] = args.transport_security
-    if getattr(args, "transport_security", None):
-        settings["transport_security"] = args.transport_security
     try:
         return SystemConfig.from_any(settings).replace(data_dir=data_dir)
     except RaftError as exc:  # ConfigError: names the key, what it expects, what it got
         where = f"config {args.config}" if args.config else "config"
         raise ConsoleError(f"bad {where}: {exc}") from None
-
-
-def _print_curve_key(node: str, data_dir: str) -> None:
-    """Make the node's key (0600) if absent and print the line other nodes and clients
-    put in their allowed_keys files."""
-    from raft_otp.node import security
-    try:
-        public = security.ensure_key_file(os.path.join(data_dir, security.DATA_DIR_KEY))
-    except RaftError as exc:
-        raise ConsoleError(str(exc)) from None
-    allowed = os.path.join(data_dir, security.DATA_DIR_ALLOWED)
-    print(f"raft-otp node {node}: transport_security curve; its allowed_keys line: "
-          f"{node} {public.decode()} (this node accepts the keys in {allowed})", flush=True)
 
 
 def _print_curve_key(node: str, data_dir: str) -> None:
@@ -161,8 +146,6 @@ def _start_locked(args: Any, data_dir: str, cfg: Any, lock: Any) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.WARNING),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     print(f"raft-otp node {node}: data dir {data_dir}, cookie file {cookie_file}", flush=True)
-    if cfg.transport_security == "curve":
-        _print_curve_key(node, data_dir)
     if cfg.transport_security == "curve":
         _print_curve_key(node, data_dir)
     try:
