@@ -226,7 +226,7 @@ class Cluster:
                 break
         if not wait:
             return
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + 2.0
         while not done.wait(0.02) and self.fs.powered and time.monotonic() < deadline:
             pass
         if not self.fs.powered:
@@ -249,19 +249,31 @@ class Cluster:
         self._guard(lambda: raft_otp.restart_server(self.systems[k], self.ids[k], self.timeout))
         self.stopped.discard(k)
 
+    def running(self, ks: list[int]) -> None:
+        """Until members ``ks`` answer (a pre-vote sent to a member still starting is lost,
+        and its sender then waits out an election timeout)."""
+        for k in ks:
+            self._guard(lambda k=k: raft_otp.ping(self.ids[k], timeout=self.timeout))
+
     def elect(self, k: int, tries: int = 10) -> None:
-        """Make member ``k`` campaign until some member leads (a pre-vote sent before its
-        peers ran is lost: campaign again rather than wait an election timeout)."""
+        """Make member ``k`` campaign, then every running member, until one leads."""
+        self.running(self.up())
+        ks = [k]
         for _ in range(tries):
-            self._guard(lambda: raft_otp.trigger_election(self.ids[k]))
+            for j in ks:
+                self._guard(lambda j=j: raft_otp.trigger_election(self.ids[j]))
             if self.find_leader(0.3) is not None:
                 return
+            ks = self.up()
 
     def transfer(self, k: int) -> None:
         if self.leader is None or self.leader == self.ids[k]:
             return
-        self._guard(lambda: raft_otp.transfer_leadership(self.leader, self.ids[k], 1.0))
-        self.find_leader()
+        old = self.leader
+        self._guard(lambda: raft_otp.transfer_leadership(old, self.ids[k], 1.0))
+        deadline = time.monotonic() + 1.0
+        while self.find_leader() == old and time.monotonic() < deadline:
+            self.fs.power_off_event.wait(0.01)  # the old leader still answers for itself
 
     def leader_index(self) -> int | None:
         return self.ids.index(self.leader) if self.leader in self.ids else None
@@ -296,6 +308,7 @@ class Cluster:
             self.boot(k)
         rng.shuffle(first)
         self.stopped = {old}
+        self.running(first)
         for _ in range(20):  # both campaign: the one with the longer log wins
             for k in first:
                 self._guard(lambda k=k: raft_otp.trigger_election(self.ids[k]))
@@ -388,10 +401,11 @@ def _first_diff(a: list[int], b: list[int]) -> int:
 
 # ---- workloads ----------------------------------------------------------------------------------
 
-def scripted(c: Cluster) -> None:
-    """The scripted workload (raises PowerOff when the power goes)."""
+def scripted(c: Cluster, short: bool = False) -> None:
+    """The scripted workload (raises PowerOff when the power goes).  ``short``: up to
+    the lagging member's return (no overwritten tail, no transfer)."""
     c.create()
-    for _ in range(4):
+    for _ in range(3):
         c.put()
     c.burst(12)
     c.sample()
@@ -403,14 +417,16 @@ def scripted(c: Cluster) -> None:
     slow = next(k for k in range(3) if k not in (lead, lag))
     c.fs.slow_disk(f"{c.base}/{slow}", 0.005)
     c.marks["slow_disk"] = c.fs.syncs
-    c.burst(30, pace_s=0.001)
-    c.put()
+    c.burst(16, pace_s=0.001)
     c.put()
     c.fs.slow_disk(f"{c.base}/{slow}", None)
     c.marks["slow_disk_end"] = c.fs.syncs
     c.sample()
     c.restart_member(lag)  # catches up, by a snapshot
     c.put()
+    if short:
+        c.sample()
+        return
     c.put()
     # an uncommitted tail on an isolated leader, overwritten by the next leader
     lead = c.leader_index()
@@ -445,7 +461,7 @@ def random_steps(c: Cluster, rng: random.Random, steps: int) -> None:
         if r < 0.4:
             c.put()
         elif r < 0.65:
-            c.burst(rng.randint(2, 15))
+            c.burst(rng.randint(2, 15), pace_s=rng.choice((0.0, 0.001)))
         elif r < 0.72:
             c.sample()
         elif r < 0.8 and not c.stopped:
@@ -486,20 +502,28 @@ def _run(fs: PowerCutFS, body: Callable[[Cluster], None], cuts: int, mutations: 
         shutil.rmtree(base, ignore_errors=True)
 
 
-def count_scripted_syncs(seed: int, mutations: str = "") -> tuple[int, dict[str, int]]:
+def _scripted(short: bool) -> Callable[[Cluster], None]:
+    def body(c: Cluster) -> None:
+        scripted(c, short)
+        c.marks["end"] = c.fs.syncs
+
+    return body
+
+
+def count_scripted_syncs(seed: int, mutations: str = "", short: bool = False) -> tuple[int, dict[str, int]]:
     """Sync points of the scripted workload run without a cut (varies a little with
     timing), and the sync point at which each marked phase began."""
     fs = PowerCutFS(seed)
-    marks = _run(fs, scripted, 1, mutations, random.Random(seed), Outcome())
-    return fs.syncs, marks
+    marks = _run(fs, _scripted(short), 1, mutations, random.Random(seed), Outcome())
+    return marks["end"], marks
 
 
-def run_scripted_cut(seed: int, point: int, mutations: str = "") -> Outcome:
+def run_scripted_cut(seed: int, point: int, mutations: str = "", short: bool = False) -> Outcome:
     """The scripted workload with the power cut at sync point ``point``, then checked."""
     fs = PowerCutFS(seed)
     fs.cut_at_sync(point)
     out = Outcome()
-    _run(fs, scripted, 1, mutations, random.Random(seed), out)
+    _run(fs, _scripted(short), 1, mutations, random.Random(seed), out)
     return out
 
 
@@ -509,10 +533,13 @@ def run_random(seed: int, mutations: str = "", cuts: int = 2) -> Outcome:
     fs = PowerCutFS(seed)
     if rng.random() < 0.8:
         fs.cut_at_sync(rng.randint(1, 200))
+    slow = rng.randrange(3) if rng.random() < 0.5 else None  # one machine with a slow disk
 
     def body(c: Cluster) -> None:
         if not c.created:
             c.create()
+            if slow is not None:
+                c.fs.slow_disk(f"{c.base}/{slow}", 0.005)
         random_steps(c, rng, rng.randint(5, 25))
         if rng.random() < 0.2:
             c.fs.cut_now()
