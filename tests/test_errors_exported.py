@@ -17,6 +17,7 @@ INTERNAL = {
     "raft_otp.log.wal.WalCrashed": "crashes the WAL actor on purpose; its supervisor restarts it",
     "raft_otp.node.envelope.BadFrame": "a refused frame, counted by the transport",
     "raft_otp.testing.checks.Violation": "the simulator's invariant failure (testing only)",
+    "raft_otp.testing.powercut.PowerOff": "the power-cut harness stops its own workload (testing only)",
 }
 
 
