@@ -166,3 +166,38 @@ def test_the_stuck_leader_stalls_the_cluster_without_check_quorum() -> None:
     net.pump(allow)
     assert nodes["b"].s.role != "leader"
     assert PreVoteResult  # imported for readers: the pre-votes b sent were refused
+
+
+# ---- the simulator: the leader's inbound cut ---------------------------------------------------
+
+def _one_way_recovery_ms(seed: int, mutations: Mutations) -> int | None:
+    """Run a seed without random faults until a leader exists, cut everything to it
+    (its detector then reports its peers down; theirs still hear it), and return the
+    simulated ms until another leader commits, or None within 5 s."""
+    from raft_otp.testing.sim import LOCAL, Simulation
+
+    sim = Simulation(seed, 3, 10**9, "counter", mutations)
+    sim._fault = lambda: None  # type: ignore[method-assign]  (only the cut below)
+    while sim.now < 2000 and sim.step():
+        pass
+    leader = sim._leader()
+    assert leader is not None
+    for other in sim.ids:
+        if other != leader.id:
+            sim.blocked.add((other, leader.id))
+            sim._push(50, LOCAL, leader.id, NodeDown(other.node))
+    t0 = sim.now
+    base = max(s.state.commit_index for s in sim.servers.values() if s.state is not None)
+    while sim.now < t0 + 5000 and sim.step():
+        for s in sim.servers.values():
+            if s.alive and s.id != leader.id and s.state.role == "leader" and s.state.commit_index > base:
+                return sim.now - t0
+    return None
+
+
+def test_simulator_a_leader_cut_inbound_is_replaced() -> None:
+    """20 seeds: the cluster commits again (simulator timers are RA's / 10); without
+    CheckQuorum it never does (the stall of issue 19)."""
+    took = [_one_way_recovery_ms(seed, Mutations()) for seed in range(20)]
+    assert all(t is not None and t < 1000 for t in took), took
+    assert all(_one_way_recovery_ms(seed, Mutations(no_check_quorum=True)) is None for seed in range(5))
