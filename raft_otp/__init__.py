@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from raft_otp._version import __version__ as __version__  # the one source: _version.py
 from raft_otp.api import (
     add_member,
     consistent_query,

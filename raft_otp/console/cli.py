@@ -75,11 +75,9 @@ def _api_args(p: argparse.ArgumentParser) -> None:
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
-        return version("raft_otp")
-    except Exception:  # not installed as a distribution
-        return "unknown"
+    """``raft_otp.__version__``, whose one source is ``raft_otp/_version.py``."""
+    from raft_otp._version import __version__
+    return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     _client_args(cm)
     _api_args(cm)
 
+    sub.add_parser("version", help="print raft_otp's version")
+
     q = sub.add_parser("query", help="read a cluster's state (consistent by default)")
     _node_arg(q)
     q.add_argument("--cluster", "-c", required=True)
@@ -198,6 +198,9 @@ def _run(args: Any) -> int:
     if args.cmd == "demo":
         from raft_otp.console.demo import cmd_demo
         return cmd_demo(args)
+    if args.cmd == "version":
+        print(f"{PROG} {_version()}")
+        return 0
     if getattr(args, "node", None):
         check_node_name(args.node)
     cookie = client_cookie(args.cookie_file)
