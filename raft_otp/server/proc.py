@@ -39,12 +39,13 @@ from raft_otp.core import machine as mfx
 from raft_otp.core.machine import Machine
 from raft_otp.core.machine_calls import check_effects
 from raft_otp.core.types import ServerId
+from raft_otp.errors import DiskFull
 from raft_otp.server import _core, timers
 from raft_otp.server.context import SystemContext
 from raft_otp.server.deliver import deliver
 from raft_otp.server.direct import DirectDispatch
 from raft_otp.server.messages import Applied, CallReply, Rejected, StateQuery
-from raft_otp.server.metrics import ServerMetrics
+from raft_otp.server.metrics import ServerMetrics, register_live, unregister_live
 from raft_otp.server.snapshot_retry import SnapshotRetries, SnapshotRetry
 from raft_otp.server.snapshot_sender import SenderReport
 from raft_otp.server.timeouts import election_timeout_ms
@@ -133,6 +134,7 @@ class ServerActor(DirectDispatch):
         self._pending_batches: deque[tuple[int, float]] = deque()  # (last index, arrival time)
         self._node_sub: Any = None
         self._wal_mon: Any = None
+        self._disk_alarm: Any = getattr(ctx.log_system, "disk_alarm", None)  # raft_otp.log.disk_alarm
         self._log_flush: Any = None
         self._flushing_in = 0  # ident of the thread inside our log flush (0: none)
         self._own_log_events: list[Any] = []  # log events raised by that flush, on that thread
@@ -167,6 +169,7 @@ class ServerActor(DirectDispatch):
             self._log_flush()
         self._refresh_view()
         self.offer_direct(self.cfg.direct_dispatch)
+        register_live(self.cfg.name, self.record.cluster_name, self.record.name, self.metrics)
         log.info("%s started (term %d, role %s)", self.id, self.term, self.role)
 
     def on_stop(self) -> None:
@@ -177,6 +180,7 @@ class ServerActor(DirectDispatch):
         self._cleanup()
 
     def _cleanup(self) -> None:
+        unregister_live(self.cfg.name, self.record.cluster_name, self.record.name, self.metrics)
         self.offer_direct(False)
         self._cancel_election_timer()
         timers.cancel(self._tick_timer)
@@ -331,6 +335,10 @@ class ServerActor(DirectDispatch):
                 q.popleft()
         self.metrics.counters["commands"] += len(cmds)
         self.metrics.counters["command_batches"] += 1
+        if self.role == "leader" and self._disk_alarm is not None and self._disk_alarm.active:
+            cmds = self._refuse_disk_full(cmds)
+            if not cmds:
+                return
         if self._tick_ms != self.cfg.tick_ms:
             self._busy_tick()
         if self.role == "leader":
@@ -339,6 +347,23 @@ class ServerActor(DirectDispatch):
         if self.role == "leader" and self._pending_batches and self._pending_batches[-1][0] == -1:
             t = self._pending_batches[-1][1]
             self._pending_batches[-1] = (self.log.last_index_term()[0], t)
+
+    def _refuse_disk_full(self, cmds: list[Any]) -> list[Any]:
+        """The disk alarm is on: refuse the callers' commands at once with DiskFull
+        (nothing reaches the log); the machine's own (noreply) commands go on."""
+        err = DiskFull(f"{self.id}: {self._disk_alarm.reason() or 'disk alarm'}")
+        refused: list[Any] = []
+        keep = []
+        for cmd in cmds:
+            if cmd.mode == "await_consensus":
+                refused.append(fx.ReplyError(cmd.reply_to, err, self.id))
+            elif cmd.mode == "notify":
+                refused.append(fx.Notify(cmd.reply_to, ((cmd.correlation, err),)))
+            else:
+                keep.append(cmd)
+        self._disk_alarm.count_refused(len(cmds) - len(keep))
+        self._execute(refused)
+        return keep
 
     def _query(self, q: Any) -> None:
         kind = type(q).__name__
@@ -361,7 +386,11 @@ class ServerActor(DirectDispatch):
 
     def _handle(self, event: Any) -> int:
         if _T.ON: _T.mark("srv", f"handle {type(event).__name__}")  # TRACE
+        applied0 = self.state.last_applied
+        t0 = time.perf_counter()
         self.state, effects = _core.handle(self.state, event)
+        if self.state.last_applied != applied0:  # this step applied entries
+            self.metrics.apply_s.observe(time.perf_counter() - t0)
         if _T.ON: _T.mark("srv", f"handled {[type(x).__name__ for x in effects]}")  # TRACE
         if effects:
             self._execute(effects)
@@ -707,7 +736,9 @@ class ServerActor(DirectDispatch):
         if pb:
             now = time.monotonic()
             while pb and pb[0][0] != -1 and pb[0][0] <= ci:
-                g["commit_latency_ms"] = round((now - pb[0][1]) * 1000.0, 3)
+                took = now - pb[0][1]
+                g["commit_latency_ms"] = round(took * 1000.0, 3)
+                self.metrics.commit_s.observe(took)
                 pb.popleft()
 
     def _log_gauges(self) -> None:
@@ -726,7 +757,10 @@ class ServerActor(DirectDispatch):
         if what == "members":
             return CallReply(True, [[list(m), k] for m, k in self.members], self.leader, self.id)
         if what == "key_metrics":
-            return CallReply(True, self.metrics.snapshot(), self.leader, self.id)
+            m = self.metrics.snapshot()
+            if self._disk_alarm is not None:  # 1 while this system's disk alarm is on
+                m["disk_alarm"] = int(self._disk_alarm.active)
+            return CallReply(True, m, self.leader, self.id)
         if what == "overview":
             return CallReply(True, self.overview(), self.leader, self.id)
         return CallReply(False, f"unknown state query {what!r}", self.leader, self.id)
@@ -747,6 +781,8 @@ class ServerActor(DirectDispatch):
                        "tick_ms": self._tick_ms if self._tick_timer is not None else None,
                        "snapshot_senders": len(self._senders)},
             "metrics": self.metrics.snapshot(),
+            "disk_alarm": self._disk_alarm.reason() if self._disk_alarm is not None and
+            self._disk_alarm.active else None,
         }
 
 

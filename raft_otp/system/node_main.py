@@ -77,8 +77,13 @@ def run_node(data_dir: str, node_name: str, cookie: str | None,
              config: SystemConfig | dict[str, Any] | None = None, *,
              cookie_file: str | None = None, stop_event: threading.Event | None = None,
              announce: bool = True, detection_ms: int = DEFAULT_DETECTION_MS,
-             dir_lock: datadir_lock.DataDirLock | None = None) -> int:
+             dir_lock: datadir_lock.DataDirLock | None = None,
+             metrics_port: int | None = None) -> int:
     """Run a node until SIGTERM/SIGINT (or ``stop_event``); returns an exit code.
+
+    ``metrics_port`` (0: a free one) serves Prometheus ``/metrics`` on the node's host
+    (``raft_otp.system.metrics_http``); with ``announce`` the node prints
+    ``METRICS host:port`` before ``READY``.
 
     Locks the data dir first (``DataDirLocked`` if another owner holds it), unless
     the caller passes the lock it took (``dir_lock``); either way the lock is
@@ -90,14 +95,14 @@ def run_node(data_dir: str, node_name: str, cookie: str | None,
     lock = dir_lock if dir_lock is not None else datadir_lock.acquire(cfg.data_dir)
     try:
         return _run_locked(cfg, lock, node_name, cookie, cookie_file, stop_event, announce,
-                           detection_ms)
+                           detection_ms, metrics_port)
     finally:
         lock.release()  # the system released it already unless it failed to start
 
 
 def _run_locked(cfg: SystemConfig, lock: datadir_lock.DataDirLock, node_name: str,
                 cookie: str | None, cookie_file: str | None, stop_event: threading.Event | None,
-                announce: bool, detection_ms: int) -> int:
+                announce: bool, detection_ms: int, metrics_port: int | None = None) -> int:
     from raft_otp.node import runtime as node_rt
     from raft_otp.system import runtime
 
@@ -122,11 +127,17 @@ def _run_locked(cfg: SystemConfig, lock: datadir_lock.DataDirLock, node_name: st
     node_rt.start_node(node_name, cookie, cookie_file=cookie_file, config=node_config(detection_ms),
                        transport_security=Security.for_data_dir(cfg.transport_security,
                                                                 cfg.data_dir))
+    metrics = None
     try:
         system = runtime.start_system(cfg, dir_lock=lock)
         node_rt.set_status_provider(status)
         n = len(system.ctx.directory)
         log.info("node %s: system %s up in %s with %d servers", node_name, cfg.name, cfg.data_dir, n)
+        if metrics_port is not None:
+            from raft_otp.system.metrics_http import serve
+            metrics = serve(metrics_port, _node_host(node_name))
+            if announce:
+                print(f"METRICS {metrics.host}:{metrics.port}", flush=True)
         if announce:
             print(f"READY {node_name} {n}", flush=True)
         while not stop.wait(0.5):
@@ -140,12 +151,19 @@ def _run_locked(cfg: SystemConfig, lock: datadir_lock.DataDirLock, node_name: st
             log.info("node %s: shutting down", node_name)
     finally:
         unwatch()
+        if metrics is not None:
+            metrics.close()
         node_rt.set_status_provider(None)
         runtime.stop_all()
         node_rt.stop_node()
     if gave_up:
         raise NodeHalted(f"node {node_name}: root supervisor gave up: {gave_up[0]}")
     return 0
+
+
+def _node_host(node_name: str) -> str:
+    """The host of ``name@host:port``: the metrics endpoint listens where the node does."""
+    return node_name.rpartition("@")[2].rpartition(":")[0] or "127.0.0.1"
 
 
 HALT_CLEANUP_S = 10.0
@@ -163,6 +181,23 @@ def _exit_if_stuck(delay_s: float) -> None:
     t = threading.Timer(delay_s, watchdog)
     t.daemon = True
     t.start()
+
+
+def _level_arg(text: str) -> str:
+    from raft_otp.system.logging_setup import check_level
+    try:
+        return check_level(text)
+    except BadArgument as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _port_arg(text: str) -> int:
+    from raft_otp.system.metrics_http import check_port
+    try:
+        return check_port(int(text), "--metrics-port")
+    except (ValueError, BadArgument):
+        raise argparse.ArgumentTypeError(f"must be a port number 0..65535 (0: any free port), "
+                                         f"got {text!r}") from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -187,15 +222,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="silence after which a peer node is declared down")
     p.add_argument("--switch-interval-ms", type=float, default=None,
                    help="sys.setswitchinterval for this node (Python's default: 5 ms)")
-    p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--log-level", default="WARNING", type=_level_arg,
+                   help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default WARNING)")
+    p.add_argument("--log-format", default="text", choices=["text", "json"],
+                   help="json: one JSON object per line (raft_otp.system.logging_setup)")
+    p.add_argument("--metrics-port", type=_port_arg, default=None, metavar="PORT",
+                   help="serve Prometheus /metrics on the node's host at PORT (0: a free "
+                   "port, printed as 'METRICS host:port')")
     p.add_argument("--transport-security", default="mac", choices=["mac", "curve"],
                    help="curve: keys in DATA_DIR/node.key and DATA_DIR/allowed_keys")
     p.add_argument("--mutation", default=None, metavar="FLAG[,FLAG]",
                    help="switch these raft_otp.core.config.Mutations safety rules OFF "
                         f"(testing only; default: env {MUTATION_ENV})")
     a = p.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, a.log_level.upper(), logging.WARNING),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from raft_otp.system.logging_setup import setup as setup_logging
+    setup_logging(a.log_level, a.log_format)
     if a.switch_interval_ms is not None:
         sys.setswitchinterval(a.switch_interval_ms / 1000.0)
     mutation = a.mutation if a.mutation is not None else os.environ.get(MUTATION_ENV, "")
@@ -208,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(exc))
     try:
         return run_node(a.data_dir, a.node, a.cookie, cfg, cookie_file=a.cookie_file,
-                        detection_ms=a.detection_ms)
+                        detection_ms=a.detection_ms, metrics_port=a.metrics_port)
     except RaftError as exc:  # a locked data dir, a corrupt file, ...: one line, no traceback
         sys.stderr.write(f"{p.prog}: error: {exc}\n")
         return 1
