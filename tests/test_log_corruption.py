@@ -420,3 +420,75 @@ def test_a_version_1_snapshot_is_still_read(tmp_path):
         f.write(b"XYZ")
     with pytest.raises(CorruptFile, match="version 1"):
         st.read_current()
+
+
+# ---- repairs at open (issue 19) -----------------------------------------------------------
+def test_a_segment_that_does_not_open_drops_the_log_after_the_snapshot(tmp_path, caplog):
+    """Its range, and what it overwrote, are unknown: nothing above the snapshot is trusted."""
+    d = str(tmp_path)
+    segs = make_segments(d)
+    with open(segs[1], "r+b") as f:
+        f.write(b"garbage!")
+    caplog.set_level(logging.WARNING)
+    ls, logs = reopen_flushed(d)
+    try:
+        assert logs["a"].last_index_term()[0] == 0 and logs["a"].data_loss_from == 1
+        (rep,) = _repair_reports(caplog)
+        assert segs[1] in rep.getMessage() and "bad segment magic" in rep.getMessage()
+        assert not os.path.exists(segs[1])
+    finally:
+        ls.stop()
+    caplog.clear()
+    ls, logs = reopen_flushed(d)
+    try:
+        assert logs["a"].last_index_term()[0] == 0 and not _repair_reports(caplog)
+    finally:
+        ls.stop()
+
+
+def _server_snapshots(d, uid, meta, state, checkpoint=None):
+    import msgpack
+
+    st = SnapshotStore(os.path.join(d, "servers", uid))
+    st.write(meta, msgpack.packb(state.decode()))
+    if checkpoint is not None:
+        st.write(checkpoint, msgpack.packb(state.decode() + "+"), checkpoint=True)
+    return st
+
+
+def test_a_damaged_snapshot_falls_back_to_an_intact_checkpoint(tmp_path, caplog):
+    d = str(tmp_path)
+    st = _server_snapshots(d, "a", SnapshotMeta(10, 1, ["a"], 0), b"S10", SnapshotMeta(20, 1, ["a"], 0))
+    write_and_stop(d, [("a", E(11, 30))])
+    p = st.current_path()
+    with open(p, "r+b") as f:
+        f.seek(-30, 2)
+        f.write(b"\0" * 5)
+    caplog.set_level(logging.WARNING)
+    ls, logs = reopen(d, ["a"])
+    try:
+        assert logs["a"].snapshot_meta().index == 20 and logs["a"].recover_snapshot()[1] == "S10+"
+        assert logs["a"].fetch(21, 30) == E(21, 30) and logs["a"].data_loss_from is None
+        (rep,) = _repair_reports(caplog)
+        assert p in rep.getMessage() and "checkpoint at index 20" in rep.getMessage()
+    finally:
+        ls.stop()
+
+
+def test_a_damaged_snapshot_of_a_compacted_log_is_a_reported_data_loss(tmp_path, caplog):
+    """Its log starts after the snapshot: without it the log has a hole from index 1, so
+    the whole log goes and the leader sends a snapshot; the loss fences its vote."""
+    d = str(tmp_path)
+    st = _server_snapshots(d, "a", SnapshotMeta(10, 1, ["a"], 0), b"S10")
+    write_and_stop(d, [("a", E(11, 30))])
+    with open(st.current_path(), "r+b") as f:
+        f.seek(-30, 2)
+        f.write(b"\0" * 5)
+    caplog.set_level(logging.WARNING)
+    ls, logs = reopen(d, ["a"])
+    try:
+        assert logs["a"].snapshot_meta() is None and logs["a"].last_index_term()[0] == 0
+        assert logs["a"].data_loss_from == 1 and ls.meta.get_fences("a")[1] is not None
+        assert len(_repair_reports(caplog)) == 1
+    finally:
+        ls.stop()
