@@ -388,6 +388,9 @@ class Supervisor:
                 logger.error("supervisor %r: restart failed: %s", self.id, exc)
                 self._q.put(("retry", c))
                 return
+        logger.info("supervisor %r: restarted %s (%s; restarts of %r: %d)", self.id,
+                    ", ".join(repr(self._display_id(c)) for c in group if c.handle is not None),
+                    self.strategy, self._display_id(child), child.restarts)
 
     # ------------------------------------------------------------ dynamic API
     def _find(self, key: Any) -> _Child:

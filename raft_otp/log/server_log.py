@@ -503,6 +503,7 @@ class ServerLog:
         if self._snap_meta is not None and meta.index <= self._snap_meta.index:
             return []
         self.counters["snapshots"] += 1
+        log.info("%s: snapshot taken at index %d (term %d)", self.uid, meta.index, meta.term)
         self._snap_meta = meta
         with self._store.lock:
             self._store.mem.drop_upto(min(meta.index, self._store.mem.last))

@@ -430,9 +430,14 @@ class ServerActor(DirectDispatch):
                 case fx.RoleChanged():
                     self._role_changed(e)
                 case fx.MembersChanged():
+                    if tuple(e.members) != self.members:
+                        log.info("%s term %d: members now %s", self.id, self.term,
+                                 ", ".join(f"{m.name}@{m.node} ({k})" for m, k in e.members))
                     self.members = tuple(e.members)
                 case fx.SnapshotInstalled():
                     self.metrics.counters["snapshots_installed"] += 1
+                    log.info("%s term %d: installed a snapshot from the leader at index %d "
+                             "(term %d)", self.id, self.term, e.meta.index, e.meta.term)
                 case fx.MachineFailed():
                     self._machine_failed(e)
                 case _:
@@ -484,10 +489,11 @@ class ServerActor(DirectDispatch):
             self._arm_tick()
 
     def _role_changed(self, e: fx.RoleChanged) -> None:
-        old = self.role
+        old, old_leader = self.role, self.leader
         self.role, self.leader, self.term = e.role, e.leader, e.term
+        if e.role != old or (e.leader != old_leader and e.leader is not None):
+            log.info("%s term %d: %s", self.id, e.term, _role_line(old, old_leader, e))
         if e.role != old:
-            log.info("%s term %d: %s -> %s (leader %s)", self.id, e.term, old, e.role, e.leader)
             if e.role == "candidate":
                 self.metrics.counters["elections"] += 1
             elif e.role == "pre_vote":
@@ -756,6 +762,17 @@ class ServerActor(DirectDispatch):
                        "snapshot_senders": len(self._senders)},
             "metrics": self.metrics.snapshot(),
         }
+
+
+def _role_line(old: str, old_leader: Any, e: fx.RoleChanged) -> str:
+    """One INFO line an operator reads: an election won or lost, a new leader, a role."""
+    if e.role == "leader" and old != "leader":
+        return f"won the election: leader (was {old})"
+    if old in ("candidate", "pre_vote") and e.role == "follower":
+        return f"lost the election: follower of {e.leader}"
+    if e.role == old:
+        return f"leader changed: {old_leader} -> {e.leader}"
+    return f"{old} -> {e.role} (leader {e.leader})"
 
 
 def _monitor_key(target: Any) -> tuple[Any, Any] | None:

@@ -1,0 +1,130 @@
+"""Goal: --log-format json gives one JSON object per line (server and term where known, a
+traceback inside its record), the text format keeps a record on one line too, only real
+levels are accepted, and node processes log an election at INFO once per event."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+import raft_otp
+from raft_otp import ServerId
+from raft_otp.errors import BadArgument
+from raft_otp.system.harness import running_nodes
+from raft_otp.system.logging_setup import (JsonFormatter, OneLineFormatter, check_format,
+                                           check_level)
+
+KV = ("raft_otp.machines.kv:KeyValue", {})
+
+
+def _record(msg: str, *args: Any, exc: bool = False, name: str = "raft_otp.server") -> Any:
+    exc_info = None
+    if exc:
+        try:
+            raise ValueError("boom\nsecond line")
+        except ValueError:
+            exc_info = sys.exc_info()
+    return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, args, exc_info)
+
+
+def test_json_record_is_one_object_with_server_term_and_traceback() -> None:
+    rec = _record("%s term %d: crashed", "kv1/n1@127.0.0.1:7001", 4, exc=True)
+    line = JsonFormatter().format(rec)
+    assert "\n" not in line
+    doc = json.loads(line)
+    assert doc["level"] == "ERROR" and doc["logger"] == "raft_otp.server"
+    assert doc["message"] == "kv1/n1@127.0.0.1:7001 term 4: crashed"
+    assert doc["server"] == "kv1/n1@127.0.0.1:7001" and doc["term"] == 4
+    assert "ValueError: boom\nsecond line" in doc["exc"] and "Traceback" in doc["exc"]
+    assert doc["time"].endswith("Z")
+
+
+def test_json_extra_fields_win_and_plain_lines_have_none() -> None:
+    rec = _record("plain", name="raft_otp.wal")
+    doc = json.loads(JsonFormatter().format(rec))
+    assert "server" not in doc and "term" not in doc
+    rec.server, rec.term = "s/n@h:1", 9
+    doc = json.loads(JsonFormatter().format(rec))
+    assert (doc["server"], doc["term"]) == ("s/n@h:1", 9)
+
+
+def test_text_record_stays_on_one_line() -> None:
+    line = OneLineFormatter().format(_record("two\nlines", exc=True))
+    assert "\n" not in line
+    assert "two\\nlines" in line and "ValueError: boom\\nsecond line" in line
+
+
+@pytest.mark.parametrize("good", ["debug", "INFO", "Warning", "ERROR", "critical"])
+def test_real_levels_pass(good: str) -> None:
+    assert check_level(good) == good.upper()
+
+
+@pytest.mark.parametrize("bad", ["verbose", "WARN", "", "10", None])
+def test_other_levels_are_refused(bad: Any) -> None:
+    with pytest.raises(BadArgument, match="log level must be one of DEBUG, INFO"):
+        check_level(bad)
+    with pytest.raises(BadArgument):
+        check_format("xml")
+
+
+@pytest.mark.parametrize("argv", [["--log-level", "verbose"], ["--log-format", "xml"]])
+def test_node_flags_refuse_bad_values(tmp_path: Any, argv: list[str]) -> None:
+    r = subprocess.run([sys.executable, "-m", "raft_otp.system", "--data-dir", str(tmp_path),
+                        "--node", "n1@127.0.0.1:1", *argv], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and argv[0] in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []  # refused before anything was touched
+
+
+def test_setup_replaces_its_own_handler() -> None:
+    from raft_otp.system.logging_setup import setup
+    root = logging.getLogger()
+    before = list(root.handlers)
+    level = root.level
+    try:
+        out = io.StringIO()
+        setup("INFO", "text", out)
+        setup("INFO", "json", out)
+        logging.getLogger("raft_otp.test").info("hello")
+        lines = out.getvalue().splitlines()
+        assert len(lines) == 1 and json.loads(lines[0])["message"] == "hello"
+    finally:
+        for h in list(root.handlers):
+            if h not in before:
+                root.removeHandler(h)
+        root.setLevel(level)
+
+
+@pytest.mark.processes
+@pytest.mark.timeout(120)
+def test_nodes_log_json_and_the_election_at_info(tmp_path: Any) -> None:
+    with running_nodes(str(tmp_path), 3, log_level="INFO",
+                       extra_args=["--log-format", "json"]) as h:
+        ids = [ServerId("kv1", np.name) for np in h.nodes]
+        started, _ = raft_otp.start_cluster("default", "kv1", KV, ids, timeout=20)
+        assert len(started) == 3
+        raft_otp.process_command(ids[0], ["put", "a", 1])  # the leader logged its win before
+        leader = raft_otp.ping(ids[0])
+        assert leader is not None
+        names = [np.name.split("@")[0] for np in h.nodes]
+    docs = []
+    for n in names:
+        with open(tmp_path / f"{n}.log", encoding="utf-8") as f:
+            for line in f:
+                docs.append(json.loads(line))  # every line is one JSON object
+    assert docs and all({"time", "level", "logger", "message"} <= d.keys() for d in docs)
+    won = [d for d in docs if "won the election" in d["message"]]
+    assert won, [d["message"] for d in docs]
+    last = max(won, key=lambda d: d["term"])
+    assert last["level"] == "INFO" and last["server"] == f"kv1/{leader.node}"
+    assert last["term"] >= 1
+    events = [(d["server"], d["term"], d["message"]) for d in docs if "election" in d["message"]]
+    assert len(events) == len(set(events)), events  # once per event
+    started_lines = [d for d in docs if d["message"].endswith("started (term 0, role follower)")]
+    assert len(started_lines) == 3
