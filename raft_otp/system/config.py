@@ -1,6 +1,6 @@
 """Configuration of one raft_otp system (RA: the ``ra_system`` config map).
 
-Defaults are RA's (ra-notes.md "Defaults"), with units in the names.  A
+Defaults are RA's (its ``ra_system`` defaults), with units in the names.  A
 ``SystemConfig`` is plain data: it is written nowhere and travels nowhere; each
 node starts its systems from its own copy.
 
@@ -31,6 +31,7 @@ class AtLeast:
     minimum: int
 
     def problem(self, value: int) -> str | None:
+        """What ``value`` should have been (for the error message), or None if it fits."""
         return None if value >= self.minimum else f"an int >= {self.minimum}"
 
 
@@ -39,6 +40,7 @@ class NonEmpty:
     """A str field that must not be empty: ``Annotated[str, NonEmpty()]``."""
 
     def problem(self, value: str) -> str | None:
+        """What ``value`` should have been (for the error message), or None if it fits."""
         return None if value else "a non-empty string"
 
 
@@ -117,6 +119,7 @@ class SystemConfig:
 
 FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(SystemConfig))
 
+        """A copy with ``changes`` applied, checked as a new config is (unknown keys refused)."""
 
 def _refuse_unknown(keys: dict[str, Any]) -> None:
     unknown = sorted(str(k) for k in keys if k not in FIELD_NAMES)
