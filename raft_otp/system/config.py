@@ -113,13 +113,13 @@ class SystemConfig:
         return cls(**config)
 
     def replace(self, **changes: Any) -> "SystemConfig":
+        """A copy with ``changes`` applied, checked as a new config is (unknown keys refused)."""
         _refuse_unknown(changes)
         return dataclasses.replace(self, **changes)
 
 
 FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(SystemConfig))
 
-        """A copy with ``changes`` applied, checked as a new config is (unknown keys refused)."""
 
 def _refuse_unknown(keys: dict[str, Any]) -> None:
     unknown = sorted(str(k) for k in keys if k not in FIELD_NAMES)
