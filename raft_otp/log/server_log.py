@@ -189,8 +189,8 @@ class ServerLog:
         s_idx = snap.index if snap else 0
         repaired_at: int | None = None
         with st.lock:
-            suspect = self._find_damage(s_idx, cleanup=False) is not None
-        if suspect:
+            damage = self._find_damage(s_idx, cleanup=False)  # reads the whole log: once
+        if damage is not None:
             # The segment writer may be moving this server's recovered WAL entries into
             # segments right now: let it finish first, or it would bring back entries
             # the repair drops.
@@ -204,7 +204,10 @@ class ServerLog:
             if not st.opened and not st.from_wal:
                 # nothing from the WAL for this server: the log ends with its segments
                 mem.reset(max(segs.last_index(), s_idx) + 1)
-            damage = self._find_damage(s_idx)
+            if damage is not None:  # again, now that the writer is done
+                damage = self._find_damage(s_idx)
+            elif segs.damage is not None:
+                segs.drop_from(1 << 62)  # damage in files the log no longer needs: remove them
             if damage is not None:
                 repaired_at = damage[0]
                 if self._snap_damage is not None:  # one report for both
