@@ -122,6 +122,9 @@ class ServerStore:
         # (it was read back from WAL files)
         self.durable: tuple[int, int] | None = None
         self.from_wal = False  # WAL recovery put records (or a reset) into the mem table
+        # first index WAL recovery dropped for this server because of mid-file damage
+        # (it may have acknowledged those entries): the ServerLog reports the data loss
+        self.wal_lost_from: int | None = None
         self.opened = False  # a ServerLog has attached since the mem table was filled
 
 

@@ -143,6 +143,7 @@ class ServerLog:
         had = max(st.mem.last, st.segments.last_index())
         st.segments.drop_from(k)
         st.mem.reset(k)
+        st.generation += 1
         self._report_repair(cause, f"entries {k}..{max(had, k)} dropped, to be sent again by the leader")
         self.report_data_loss(k)
 
@@ -224,6 +225,10 @@ class ServerLog:
                     self._report_repair(self._snap_damage, "removed; recovering from " + (
                         f"the checkpoint at index {snap.index}" if snap else "the log from index 1"))
             self._snap_damage = None
+            if st.wal_lost_from is not None:  # reported by WAL recovery (one line per region)
+                if st.wal_lost_from > max(mem.last, s_idx):  # not written again since
+                    self.report_data_loss(st.wal_lost_from)
+                st.wal_lost_from = None
             if repaired_at is None:
                 self._check_durable_knowledge(max(mem.last, segs.last_index(), s_idx))
             if snap is not None:

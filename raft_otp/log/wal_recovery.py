@@ -77,6 +77,8 @@ def _recover_image(path: str, data: bytes, mem_tables: MemTables | None) -> dict
     di = 0
     for rec in res.records:
         while di < len(regions) and regions[di].offset < rec.offset:
+            if mem_tables is not None and not regions[di].torn_tail:
+                _lost_in_region(mem_tables, regions[di])
             di += 1
         hi = rec.first_index + len(rec.entries) - 1
         if mem_tables is not None:
@@ -100,6 +102,7 @@ def _recover_image(path: str, data: bytes, mem_tables: MemTables | None) -> dict
                 where = dropped[di - 1] if di else _no_region(path, dropped, regions)
                 d = where.setdefault(rec.uid, [mem.last + 1, 0])
                 d[1] += 1
+                _lost(st, mem.last + 1)
                 continue
         r = ranges.get(rec.uid)
         if r is None:
@@ -113,6 +116,21 @@ def _recover_image(path: str, data: bytes, mem_tables: MemTables | None) -> dict
         if len(dropped) > len(regions):  # holes with no damaged region before them
             _report_region(None, dropped[-1], mem_tables, path)
     return {k: (v[0], v[1]) for k, v in ranges.items()}
+
+
+def _lost(st: ServerStore, index: int) -> None:
+    if st.wal_lost_from is None or index < st.wal_lost_from:
+        st.wal_lost_from = index
+
+
+def _lost_in_region(mem_tables: MemTables, d: fmt.Damage) -> None:
+    """A damaged region (not a torn tail: that was never synced, so never acknowledged)
+    may have held entries of the server its header names (unverified): from what that
+    server has so far, its entries may be lost.  A wrong name only costs that server
+    its vote until it has caught up."""
+    st = mem_tables.store(d.uid_hint) if d.uid_hint else None
+    if st is not None and len(st.mem):
+        _lost(st, st.mem.last + 1)
 
 
 def _no_region(path: str, dropped: list[dict[str, list[int]]], regions: list[fmt.Damage]) -> dict[str, list[int]]:
