@@ -118,3 +118,31 @@ def test_bad_metrics_port_flag_exits_2(tmp_path: Any) -> None:
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--metrics-port" in r.stderr, r.stderr
     assert "\n" not in r.stderr.strip()
+
+
+@pytest.mark.processes
+@pytest.mark.timeout(120)
+def test_raft_otp_start_serves_metrics_from_its_config(tmp_path: Any) -> None:
+    """`raft-otp start --config F` with metrics_port and log_format in F: the node serves
+    /metrics and logs JSON; a flag overrides the file; bad node keys name the key."""
+    import json
+
+    from raft_otp.console.testing import CliNodes
+    cfg = tmp_path / "node.toml"
+    cfg.write_text('metrics_port = 0\nlog_format = "json"\nlog_level = "INFO"\n')
+    h = CliNodes(str(tmp_path), 1)
+    try:
+        h.start(0, extra=("--config", str(cfg)))
+        fams = _scrape(h[0])  # type: ignore[arg-type]
+        assert "raft_otp_wal_writes" in fams and "raft_otp_supervisor_restarts" in fams
+        assert h.signal_and_wait(0) == 0
+    finally:
+        h.close()
+    err = [ln for ln in (tmp_path / "n1.err").read_text().splitlines() if ln.strip()]
+    assert err and all(json.loads(ln)["level"] for ln in err)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('metrics_port = "nine"\n')
+    r = h.run("start", "--data-dir", str(tmp_path / "n9"), "--config", str(bad))
+    assert r.returncode == 1 and "metrics_port" in r.stderr, r.stderr
+    r = h.run("start", "--data-dir", str(tmp_path / "n9"), "--log-level", "loud")
+    assert r.returncode == 2 and "--log-level" in r.stderr, r.stderr

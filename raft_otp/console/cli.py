@@ -74,6 +74,26 @@ def _api_args(p: argparse.ArgumentParser) -> None:
                    help="address the nodes can reach this CLI on (default 127.0.0.1)")
 
 
+def _log_level(text: str) -> str:
+    from raft_otp.errors import BadArgument
+    from raft_otp.system.logging_setup import check_level
+    try:
+        return check_level(text)
+    except BadArgument as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _metrics_port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0..65535 (0: any free port), "
+                                         f"got {text!r}")
+    return port
+
+
 def _version() -> str:
     """``raft_otp.__version__``, whose one source is ``raft_otp/_version.py``."""
     from raft_otp._version import __version__
@@ -97,7 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--transport-security", choices=["mac", "curve"],
                    help="overrides the config's transport_security (curve: keys in "
                    "DATA_DIR/node.key and DATA_DIR/allowed_keys)")
-    s.add_argument("--log-level", default="WARNING")
+    s.add_argument("--log-level", type=_log_level, default=None,
+                   help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default: the config's "
+                   "log_level, else WARNING)")
+    s.add_argument("--log-format", choices=["text", "json"], default=None,
+                   help="json: one JSON object per line on stderr (default: the config's "
+                   "log_format, else text; both keep a record on one line)")
+    s.add_argument("--metrics-port", type=_metrics_port, default=None, metavar="PORT",
+                   help="serve Prometheus /metrics on the node's host at PORT, 0 for a free "
+                   "one (default: the config's metrics_port, else none)")
 
     d = sub.add_parser("demo",
                        help="a supervised local 3-node cluster; kill its leader; lose nothing")

@@ -16,9 +16,7 @@ second ``start`` on it fails at once, naming the pid that holds it.
 from __future__ import annotations
 
 import json
-import logging
 import os
-import sys
 from typing import Any
 
 from raft_otp.console.common import (DATA_DIR_COOKIE, ConsoleError, check_node_name,
@@ -111,9 +109,31 @@ def cmd_start(args: Any) -> int:
         lock.release()
 
 
+NODE_KEYS = ("metrics_port", "log_level", "log_format")
+"""Config-file keys for the node process rather than its system (a flag overrides each)."""
+
+
+def _node_settings(args: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    """Take ``NODE_KEYS`` out of the config file's ``settings``, checked; flags win."""
+    from raft_otp.system.logging_setup import check_format, check_level
+    from raft_otp.system.metrics_http import check_port
+    checks = {"metrics_port": check_port, "log_level": check_level, "log_format": check_format}
+    out: dict[str, Any] = {"metrics_port": None, "log_level": "WARNING", "log_format": "text"}
+    for key in NODE_KEYS:
+        if key in settings:
+            try:
+                out[key] = checks[key](settings.pop(key))
+            except RaftError as exc:
+                raise ConsoleError(f"bad config {args.config}: {key}: {exc}") from None
+        if getattr(args, key, None) is not None:
+            out[key] = getattr(args, key)
+    return out
+
+
 def _config(args: Any, data_dir: str) -> Any:
     from raft_otp.system.config import SystemConfig
     settings = load_config(args.config)
+    args.node_settings = _node_settings(args, settings)
     settings.setdefault("name", args.system)
     if getattr(args, "transport_security", None):
         settings["transport_security"] = args.transport_security
@@ -143,14 +163,15 @@ def _start_locked(args: Any, data_dir: str, cfg: Any, lock: Any) -> int:
     cookie_file = cookie_file_for(data_dir, args.cookie_file)
     fresh = not os.path.exists(os.path.join(data_dir, NODE_FILE))
     node = node_for(data_dir, args.node)  # recorded only once everything else checked out
-    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.WARNING),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from raft_otp.system.logging_setup import setup as setup_logging
+    ns = args.node_settings
+    setup_logging(ns["log_level"], ns["log_format"])
     print(f"raft-otp node {node}: data dir {data_dir}, cookie file {cookie_file}", flush=True)
     if cfg.transport_security == "curve":
         _print_curve_key(node, data_dir)
     try:
         rc = run_node(data_dir, node, None, cfg, cookie_file=cookie_file, announce=True,
-                      dir_lock=lock)
+                      dir_lock=lock, metrics_port=ns["metrics_port"])
     except Exception as exc:  # bind failure, bad data, ...: one line, never a traceback
         if fresh and not isinstance(exc, NodeHalted):
             # it never ran as this node: do not bind the data dir to the name (a node
