@@ -216,7 +216,7 @@ class ServerLog:
                                                      f"{self._snap_damage.detail}; then {damage[1]}"))
                 self._repair(*damage)
             elif self._snap_damage is not None:
-                have = max(mem.last, segs.last_index(), s_idx)
+                have = max(mem.last, s_idx)  # the mem table ends the log (see the reset above)
                 if have < self._snap_lost_index:  # the log does not reach what it covered
                     self._report_repair(self._snap_damage, f"removed; entries {have + 1}.."
                                         f"{self._snap_lost_index} lost, to be sent again by the leader")
@@ -230,7 +230,7 @@ class ServerLog:
                     self.report_data_loss(st.wal_lost_from)
                 st.wal_lost_from = None
             if repaired_at is None:
-                self._check_durable_knowledge(max(mem.last, segs.last_index(), s_idx))
+                self._check_durable_knowledge(max(mem.last, s_idx))
             if snap is not None:
                 t = self._term_locked(s_idx)
                 if t is not None and t != snap.term:
