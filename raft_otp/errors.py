@@ -135,3 +135,15 @@ class QueryError(RaftError):
         super().__init__(f"query raised {type_name}: {message}")
         self.type_name = type_name
         self.message = message
+
+
+class DiskFull(RaftError):
+    """The disk alarm of the leader's system is on: a log write failed with ENOSPC,
+    or free space on its data dir's filesystem is below ``disk_free_limit_bytes``.
+    The command was refused before reaching the log (nothing was written); queries
+    still work, and commands are accepted again once space is back (the alarm
+    clears by itself).  ``reason`` says which alarm and where."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"disk alarm: commands refused until space is back ({reason})")
+        self.reason = reason

@@ -83,6 +83,7 @@ def status_view(node: str, cookie: str, timeout: float, *, peers: bool = True) -
     for sys_name, sysinfo in (st.get("system") or {}).items():
         out: dict[str, Any] = {"data_dir": sysinfo.get("data_dir"),
                                "wal": (sysinfo.get("log") or {}).get("wal") or {},
+                               "disk_alarm": (sysinfo.get("log") or {}).get("disk_alarm") or {},
                                "clusters": {}}
         if sysinfo.get("error"):
             out["error"] = sysinfo["error"]

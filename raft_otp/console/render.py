@@ -14,8 +14,8 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-__all__ = ["console", "short_machine", "server_index", "merge_raft", "walk", "render_tree",
-           "render_status", "fmt_bytes"]
+__all__ = ["alarm_text", "console", "disk_alarms", "short_machine", "server_index", "merge_raft", "walk",
+           "render_tree", "render_status", "fmt_bytes"]
 
 _STATUS_STYLE = {"running": "green", "restarting": "yellow", "stopping": "yellow",
                  "stopped": "red", "new": "dim"}
@@ -89,12 +89,34 @@ def walk(node: dict[str, Any],
 def merge_raft(tree: dict[str, Any], status: dict[str, Any] | None) -> dict[str, Any]:
     """Label each server actor (matched by registered name) with its Raft status, in place."""
     servers = server_index(status or {})
+    alarms = disk_alarms(status or {})
     for root in tree.get("roots") or []:
         for _path, n in walk(root):
             name = n.get("name")
             if n.get("impl") == "actor" and name in servers:
                 n["raft"] = _raft_summary(servers[name])
+            sid = str(n.get("id"))
+            if sid.startswith("system:") and alarms.get(sid[len("system:"):]):
+                n["disk_alarm"] = alarms[sid[len("system:"):]]
     return tree
+
+
+def disk_alarms(status: dict[str, Any]) -> dict[str, str]:
+    """System name -> why its disk alarm is on (systems whose alarm is off are left out)."""
+    out: dict[str, str] = {}
+    for sys_name, sys in (status.get("system") or {}).items():
+        alarm = ((sys or {}).get("log") or {}).get("disk_alarm") or {}
+        if alarm.get("active"):
+            out[sys_name] = alarm_text(alarm)
+    return out
+
+
+def alarm_text(alarm: dict[str, Any]) -> str:
+    """One line for an active disk alarm (``raft_otp.log.disk_alarm.DiskAlarm.overview``)."""
+    reasons = "; ".join(f"{k}: {v}" for k, v in sorted((alarm.get("reasons") or {}).items()))
+    free = alarm.get("free_bytes")
+    return (f"{reasons} (free {fmt_bytes(free) if free is not None else '?'}, limit "
+            f"{fmt_bytes(alarm.get('disk_free_limit_bytes'))}); commands refused with DiskFull")
 
 
 def _styled_status(status: Any) -> Text:
@@ -113,6 +135,8 @@ def _label(n: dict[str, Any]) -> Text:
     elif impl == "actor":
         t.append(f"  {n.get('class', 'actor')}", style="blue")
     raft = n.get("raft")
+    if n.get("disk_alarm"):
+        t.append(f"  DISK ALARM: {n['disk_alarm']}", style="bold red")
     if n.get("name") and impl == "actor" and not (raft and raft.get("cluster") == n["name"]):
         t.append(f" as {n['name']}", style="dim")  # a server named as its cluster: said below
     t.append("  ")
@@ -193,6 +217,9 @@ def render_status(view: dict[str, Any]) -> RenderableType:
             line.append(f"  WAL: {wal.get('entries', 0)} entries, {wal.get('batches', 0)} batches, "
                         f"{wal.get('syncs', 0)} {wal.get('sync_method')} syncs", style="dim")
         parts.append(line)
+        alarm = sys.get("disk_alarm") or {}
+        if alarm.get("active"):
+            parts.append(Text(f"  DISK ALARM: {alarm_text(alarm)}", style="bold red"))
         if sys.get("error"):
             parts.append(Text(f"  error: {sys['error']}", style="red"))
         clusters = sys.get("clusters") or {}

@@ -8,6 +8,14 @@ concurrent overwrite keeps its new entries), tells the server
 
 It also executes segment deletions (after snapshots), so every change to a
 server's segment files happens on this one thread.
+
+A flush that fails with an ``OSError`` (ENOSPC above all) does not crash the
+actor (a crash restarted the WAL after it, into a restart storm on a full
+disk): the WAL file stays where it is (its entries stay in the mem tables and
+in the file, so nothing is lost), the system's disk alarm is raised
+(``segment_writer``), and the flush, with every flush queued after it, in
+order, is retried at each alarm check until it succeeds; then the alarm source
+is cleared.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from typing import Any, Callable
 
 import pykka
 
+from raft_otp.log.disk_alarm import is_enospc
 from raft_otp.log.events import DeleteSegments, FlushWal, SegmentsFlushed
 from raft_otp.log.memtable import MemTables, ServerStore
 from raft_otp.log.segment import SegmentSet
@@ -94,6 +103,12 @@ class SegmentWriter:
         self.counters["segments_deleted"] += n
 
 
+class _RetryFlushes:
+    """Alarm check: try the failed flushes again."""
+
+    __slots__ = ()
+
+
 class SegmentWriterActor(pykka.ThreadingActor):
     """Supervisable shell around :class:`SegmentWriter`."""
 
@@ -102,6 +117,9 @@ class SegmentWriterActor(pykka.ThreadingActor):
         super().__init__()
         self.writer = SegmentWriter(mem_tables, servers_dir, segment_factory)
         self.mem_tables = mem_tables
+        self.alarm: Any = getattr(mem_tables, "disk_alarm", None)
+        self._failed: list[FlushWal] = []  # a flush failed: these wait, in order, for a retry
+        self._retry_hook: Callable[[], None] | None = None
         # registered synchronously inside start(): a WAL started right after finds us
         with mem_tables.lock:
             mem_tables.segment_writer = self.actor_ref
@@ -115,17 +133,65 @@ class SegmentWriterActor(pykka.ThreadingActor):
         self._detach()
 
     def _detach(self) -> None:
+        if self._retry_hook is not None and self.alarm is not None:
+            self.alarm.remove_retry(self._retry_hook)
+        for m in self._failed:  # not flushed: the next segment writer does them
+            self.mem_tables.request_flush(m.path, m.ranges)
+        self._failed = []
         with self.mem_tables.lock:
             if self.mem_tables.segment_writer is self.actor_ref:
                 self.mem_tables.segment_writer = None
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, FlushWal):
-            self.writer.flush(message.path, message.ranges)
+            if self._failed:
+                self._failed.append(message)  # after the one that failed, in order
+            else:
+                self._flush([message])
+        elif isinstance(message, _RetryFlushes):
+            pending, self._failed = self._failed, []
+            self._flush(pending)
         elif isinstance(message, DeleteSegments):
             self.writer.delete_segments(message.uid, message.index)
         elif message == "overview":
-            return dict(self.writer.counters)
+            return dict(self.writer.counters, flushes_waiting=len(self._failed))
         elif message == "sync":
             return True  # everything queued before this has been done
         return None
+
+    def _flush(self, messages: list[FlushWal]) -> None:
+        for k, m in enumerate(messages):
+            try:
+                self.writer.flush(m.path, m.ranges)
+            except OSError as exc:
+                self._failed = list(messages[k:])
+                self.writer.counters["failed_flushes"] = self.writer.counters.get("failed_flushes", 0) + 1
+                log.error("flush of %s failed: %r; kept (with %d queued after it) for a retry at the next "
+                          "disk alarm check", m.path, exc, len(self._failed) - 1)
+                self._wait_for_retry(exc)
+                return
+        if self._retry_hook is not None and self.alarm is not None:
+            self.alarm.remove_retry(self._retry_hook)
+            self._retry_hook = None
+            self.alarm.clear("segment_writer")
+
+    def _wait_for_retry(self, exc: OSError) -> None:
+        alarm = self.alarm
+        if alarm is None:  # no alarm to wait on (a bare segment writer): crash as before
+            raise exc
+        if is_enospc(exc):
+            alarm.enospc("segment_writer", exc)
+        else:
+            alarm.raise_("segment_writer", f"segment flush failed: {exc}")
+        if self._retry_hook is None:
+            ref = self.actor_ref
+
+            def hook() -> None:
+                try:
+                    ref.tell(_RetryFlushes())
+                except pykka.ActorDeadError:
+                    pass
+
+            self._retry_hook = hook
+            alarm.add_retry(hook)
+            alarm.start()

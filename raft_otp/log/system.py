@@ -29,6 +29,7 @@ from typing import Any, Callable
 import pykka
 
 from raft_otp.errors import BadArgument
+from raft_otp.log.disk_alarm import DEFAULT_CHECK_PERIOD_S, DEFAULT_FREE_LIMIT_BYTES, DiskAlarm
 from raft_otp.log.events import DeleteSegments
 from raft_otp.log.fileio import OS, FileIO
 from raft_otp.log.memtable import MemTables, ServerStore
@@ -56,6 +57,9 @@ class LogConfig:
     min_snapshot_interval: int = 4096
     min_checkpoint_interval: int = 16384
     meta_sync: bool = True
+    # the disk alarm (raft_otp.log.disk_alarm): on below this many free bytes (0: only on ENOSPC)
+    disk_free_limit_bytes: int = DEFAULT_FREE_LIMIT_BYTES
+    disk_check_period_s: float = DEFAULT_CHECK_PERIOD_S
     file_io: Any = None  # the file layer (raft_otp.log.fileio.FileIO); None: plain os calls
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -85,6 +89,10 @@ class LogSystem:
         for d in (self.wal_dir, self.servers_dir, self.meta_dir):
             self.io.makedirs(d)
         self.mem_tables = MemTables(self.io)
+        # one alarm per data dir; the segment writer finds it through the mem tables
+        self.disk_alarm = DiskAlarm(self.data_dir, self.config.disk_free_limit_bytes,
+                                    self.config.disk_check_period_s).start()
+        self.mem_tables.disk_alarm = self.disk_alarm  # type: ignore[attr-defined]
         self.meta: MetaStore | None = None
         self.wal_ref: pykka.ActorRef[Any] | None = None
         self.segment_writer_ref: pykka.ActorRef[Any] | None = None
@@ -98,7 +106,7 @@ class LogSystem:
         c = self.config
         return WalConfig(self.wal_dir, sync_method=c.wal_sync_method, max_size_bytes=c.wal_max_size_bytes,
                          max_batch_size=c.wal_max_batch_size, max_batch_bytes=c.wal_max_batch_bytes,
-                         max_entries=c.wal_max_entries, workers=c.wal_workers)
+                         max_entries=c.wal_max_entries, workers=c.wal_workers, disk_alarm=self.disk_alarm)
 
     def make_segment_set(self, uid: str) -> SegmentSet:
         return SegmentSet(os.path.join(self.servers_dir, uid, "segments"), self.config.segment_max_entries,
@@ -127,6 +135,7 @@ class LogSystem:
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self) -> "LogSystem":
+        self.disk_alarm.start()
         self.open_meta()
         self.start_background()
         self.start_segment_writer()
@@ -154,6 +163,7 @@ class LogSystem:
         if self.meta is not None:
             self.meta.close()
             self.meta = None
+        self.disk_alarm.stop()
 
     def sync_segment_writer(self, timeout: float = 30.0) -> None:
         """Wait until the segment writer has processed everything queued so far."""
@@ -225,6 +235,7 @@ class LogSystem:
         wal = self.mem_tables.wal
         sw = self.mem_tables.segment_writer
         out: dict[str, Any] = {
+            "disk_alarm": self.disk_alarm.overview(),
             "wal": wal.overview() if wal is not None else None,
             "segment_writer": sw.ask("overview", timeout=5) if sw is not None else None,
             "meta": self.meta.overview() if self.meta else None,

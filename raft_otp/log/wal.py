@@ -23,6 +23,25 @@ Differences from RA: no "start at 32, double while busy" batch counter
 the uid (see :mod:`raft_otp.log.wal_format`); a non-truncating write from a
 writer this WAL incarnation has not seen, or one with a gap, is dropped and the
 writer is asked to resend (RA does the same for gaps).
+
+Write and sync failures (issue 19).  An ``OSError`` from a write or a sync does
+not crash the WAL (before, ENOSPC crashed it into a restart storm that stopped
+the system).  The file is abandoned: no sync is ever issued on it again, and a
+sync that succeeds on it after another failed is not believed (PostgreSQL's
+"fsyncgate": Linux reports a writeback error once and marks the pages clean, so
+a later sync succeeding proves nothing).  It is cut back to what the last
+successful sync covered (no half-written record stays; the cut itself is never
+synced, so after a power cut the tail may come back torn, which recovery drops
+as it always does) and handed to the segment writer like a rolled file.  Then a
+new file is opened and every writer is told ``WalUp``: it resends, as a
+truncating write, everything after its last *confirmed* index, so nothing
+unconfirmed is ever reported written and nothing acknowledged depends on the
+abandoned file.  ENOSPC also raises the system's disk alarm
+(:mod:`raft_otp.log.disk_alarm`); the WAL then waits, refusing submits (the
+writers resend on ``WalUp``), and retries at each alarm check once free space
+is back.  Another error reopens at once.  Known limit: syncs overlap, and Linux
+reports a writeback error to one of two concurrent syncs of a file; the other
+one's success (covering the failed pages) is believed if it returned first.
 """
 
 from __future__ import annotations
@@ -41,6 +60,7 @@ import pykka
 
 from raft_otp.core.types import Entry
 from raft_otp.log import wal_format as fmt
+from raft_otp.log.disk_alarm import DiskAlarm, is_enospc
 from raft_otp.log.fileio import O_CREAT, O_DSYNC, O_EXCL, O_WRONLY, OS, FileIO, write_all
 from raft_otp.log.events import ResendRequest, WalWritten
 from raft_otp.log.memtable import MemTables
@@ -71,6 +91,7 @@ class WalConfig:
     workers: int = 4  # threads alternating write (in order) and sync (overlapping)
     max_entries: int = 2_000_000  # entries per file before a forced rollover (bounds mem tables)
     o_dsync: bool = False  # datasync through O_DSYNC writes instead of fdatasync calls
+    disk_alarm: Any = None  # the system's DiskAlarm (raft_otp.log.disk_alarm); None: a private one
 
 
 def wal_files(dir_: str, io: FileIO = OS) -> list[tuple[int, str]]:
@@ -153,7 +174,16 @@ class Wal:
         self._syncing = 0
         self._threads: list[threading.Thread] = []
         self.counters = {"writes": 0, "entries": 0, "batches": 0, "bytes": 0, "syncs": 0,
-                         "files": 0, "dropped_gaps": 0, "sync_time_s": 0.0}
+                         "files": 0, "dropped_gaps": 0, "sync_time_s": 0.0,
+                         "write_failures": 0, "sync_failures": 0, "abandoned_files": 0, "resumes": 0}
+        # write/sync failures: the file is abandoned and the WAL blocked until a new one is open
+        self._failed: OSError | None = None  # set: blocked (submits refused, workers parked)
+        self._failed_enospc = False
+        self._distrusted_fd = -1  # a sync of it failed: no later success on it is believed
+        self._synced_size = 0  # the current file's bytes covered by a successful sync
+        self._file_progress = False  # a write to the current file was confirmed
+        self._own_alarm = config.disk_alarm is None
+        self.alarm: DiskAlarm = config.disk_alarm or DiskAlarm(config.dir)
         # o_dsync: open the file O_DSYNC so write and sync are one system call (the
         # writer thread re-takes the GIL once per batch, not twice); no measurable
         # difference on the bench machine, so off by default
@@ -174,7 +204,12 @@ class Wal:
         files = wal_files(self.config.dir, self.io)
         self._recover(files)
         self._file_no = files[-1][0] + 1 if files else 1
-        self._open_file()
+        try:
+            self._open_file()
+        except OSError as exc:  # e.g. a full disk at boot: wait for space instead of crash-looping
+            self._failed = exc
+            self._failed_enospc = is_enospc(exc)
+            self._blocked_retry(exc)
         self._threads = [threading.Thread(target=self._run, name=f"wal-{self.generation}-{k}", daemon=True)
                          for k in range(max(1, self.config.workers))]
         for t in self._threads:
@@ -193,6 +228,9 @@ class Wal:
         with self._scond:  # an inline write (see submit) may still be writing or syncing
             while (self._inline or self._syncing) and time.monotonic() < end:
                 self._scond.wait(0.01)
+        self.alarm.remove_retry(self._retry)
+        if self._own_alarm:
+            self.alarm.stop()
         if self._fd >= 0:
             try:
                 self.io.close(self._fd)
@@ -221,7 +259,7 @@ class Wal:
         if _T.ON: _T.mark("wal", f"submit {len(entries)}")  # TRACE
         item = _Item(uid, notify, seq, first, entries, truncate)
         with self._lock:
-            if self._stopping:
+            if self._stopping or self._failed is not None:
                 return False
             # no batch queued or being written: claiming _inline keeps the workers parked
             if inline and not self._writing and not self._queue and not self._inline:
@@ -232,7 +270,7 @@ class Wal:
             self._write_inline(item)
             return True
         with self._lock:
-            if self._stopping:
+            if self._stopping or self._failed is not None:
                 return False
             self._queue.append(item)
             self._queued_entries += item.count
@@ -253,18 +291,30 @@ class Wal:
         if not entries:
             return None
         with self._lock:
-            if (self._stopping or self._writing or self._queue or self._inline
+            if (self._stopping or self._failed is not None or self._writing or self._queue or self._inline
                     or self._size >= self._size_limit or self._file_entries >= self.config.max_entries
                     or self._last.get(uid) != first - 1):
                 return None
             self._inline = True
+        fd = self._fd
         try:
             hdr, body = fmt.encode_record(uid, first, entries, False)
             n = len(entries)
             hi = first + n - 1
             self._mark_written(uid, first, hi)
-            self._count_written(_write_all(self.io, self._fd, [hdr, body]), 1, n)
-            self._sync_fd(self._fd)
+            try:
+                self._count_written(_write_all(self.io, fd, [hdr, body]), 1, n)
+            except OSError as exc:
+                self._io_error(exc, fd, sync=False, have_turn=True)
+                return None
+            end = self._size
+            try:
+                self._sync_fd(fd)
+            except OSError as exc:
+                self._io_error(exc, fd, sync=True, have_turn=True)
+                return None
+            if not self._synced(fd, end):
+                return None
         except BaseException as exc:  # as a worker would: crash the WAL; servers resend
             self._crash(exc)
             return None
@@ -279,13 +329,19 @@ class Wal:
         """Write and sync one batch on the submitting thread (it holds the _inline claim)."""
         claimed = True
         try:
-            done = self._write_batch([item])
-            fd = self._roll_or_begin_sync(done)
-            if fd is None:
+            fd = self._fd
+            try:
+                done = self._write_batch([item])
+                began = self._roll_or_begin_sync(done)
+            except OSError as exc:
+                self._io_error(exc, fd, sync=False, have_turn=True)
+                return
+            if began is None:
                 return
             self._release_inline()
             claimed = False
-            self._sync_begun(fd)
+            if not self._sync_begun(*began):
+                return
             if _T.ON: _T.mark("wal", "synced inline")  # TRACE
             self._notify(done)
         except BaseException as exc:  # as a worker would: crash the WAL; servers resend
@@ -313,8 +369,9 @@ class Wal:
         """Park until a batch is queued and nobody is writing; claim the writing turn
         and take the batch (None: stop).  Only the worker holding the turn writes."""
         with self._cond:
-            while not self._queue or self._inline or self._writing:
-                if (self._stopping and not self._queue) or self.crashed is not None:
+            while not self._queue or self._inline or self._writing or self._failed is not None:
+                if (self._stopping and not self._queue) or self.crashed is not None \
+                        or (self._stopping and self._failed is not None):
                     return None
                 self._idle += 1
                 self._cond.wait()
@@ -359,16 +416,22 @@ class Wal:
                     break
                 try:
                     if _T.ON: _T.mark("wal", f"took {len(items)}")  # TRACE
-                    done = self._write_batch(items)
-                    if _T.ON: _T.mark("wal", "written")  # TRACE
-                    fd = self._roll_or_begin_sync(done)
+                    fd = self._fd
+                    try:
+                        done = self._write_batch(items)
+                        if _T.ON: _T.mark("wal", "written")  # TRACE
+                        began = self._roll_or_begin_sync(done)
+                    except OSError as exc:  # the batch is not written: abandon the file, writers resend
+                        self._io_error(exc, fd, sync=False, have_turn=True)
+                        began = None
                 finally:
                     with self._cond:
                         self._writing = False
                         self._hand_on()  # the next batch, while we sync this one
-                if fd is None:
+                if began is None:
                     continue
-                self._sync_begun(fd)
+                if not self._sync_begun(*began):
+                    continue
                 if _T.ON: _T.mark("wal", "synced")  # TRACE
                 self._notify(done)
         except BaseException as exc:  # crash the actor; servers resend to the next WAL
@@ -377,18 +440,27 @@ class Wal:
             with self._cond:
                 self._cond.notify_all()  # let the other worker see stop / crash
 
-    def _roll_or_begin_sync(self, done: dict[bytes, _Item]) -> int | None:
+    def _roll_or_begin_sync(self, done: dict[bytes, _Item]) -> tuple[int, int] | None:
         """After a batch is written (the caller holds the writing turn, or the _inline
         claim): if the file is full, sync it, notify ``done``, wait for in-flight
         syncs and roll over. Otherwise, if ``done`` has writers, count a sync as in
-        flight and return the fd to sync (the caller must call _sync_begun(fd)).
-        Returns None when there is nothing more to sync."""
+        flight and return (fd, bytes written) to sync (the caller must call
+        _sync_begun with them).  Returns None when there is nothing more to sync.
+        A failed write or open raises OSError (the caller abandons the file); a
+        failed sync is handled here."""
         if self._size >= self._size_limit or self._file_entries >= self.config.max_entries:
-            self._sync_fd(self._fd)
-            self._notify(done)
+            fd, end = self._fd, self._size
+            try:
+                self._sync_fd(fd)
+            except OSError as exc:
+                self._io_error(exc, fd, sync=True, have_turn=True)
+                return None
             with self._scond:
                 while self._syncing and self.crashed is None:
                     self._scond.wait(1.0)
+            if not self._synced(fd, end):
+                return None
+            self._notify(done)
             self._size_limit = self.config.max_size_bytes
             self._roll_over()
             return None
@@ -397,17 +469,164 @@ class Wal:
         fd = self._fd
         with self._scond:
             self._syncing += 1
-        return fd
+        return fd, self._size
 
-    def _sync_begun(self, fd: int) -> None:
+    def _sync_begun(self, fd: int, end: int) -> bool:
         """Sync ``fd`` for a sync counted in flight by _roll_or_begin_sync, then
-        uncount it and wake anyone waiting to roll over."""
+        uncount it and wake anyone waiting to roll over.  True if the bytes up to
+        ``end`` are durable (the caller may notify); False if the sync failed, or
+        succeeded on a file whose sync failed before (not believed)."""
+        failed: OSError | None = None
         try:
             self._sync_fd(fd)
+        except OSError as exc:
+            failed = exc
         finally:
             with self._scond:
                 self._syncing -= 1
                 self._scond.notify_all()
+        if failed is not None:
+            self._io_error(failed, fd, sync=True, have_turn=False)
+            return False
+        return self._synced(fd, end)
+
+    def _synced(self, fd: int, end: int) -> bool:
+        """A sync of ``fd`` covering its first ``end`` bytes returned success: believe
+        it unless a sync of that file failed (fsyncgate) or the file was abandoned."""
+        with self._lock:
+            if fd != self._fd or fd == self._distrusted_fd:
+                return False
+            if end > self._synced_size:
+                self._synced_size = end
+                self._file_progress = True
+        return True
+
+    # ---- write and sync failures -------------------------------------------------------
+    def _io_error(self, exc: OSError, fd: int, *, sync: bool, have_turn: bool) -> None:
+        """A write or sync of ``fd`` failed: block, abandon the file, reopen (see the
+        module docstring).  ``have_turn``: the caller holds the writing turn or the
+        inline claim (nobody else writes the file meanwhile)."""
+        with self._lock:
+            if sync and fd == self._fd:
+                self._distrusted_fd = fd
+            if self._failed is not None or fd != self._fd or fd < 0:
+                return  # being handled already (or a file abandoned since)
+            self._failed = exc
+            self._failed_enospc = is_enospc(exc)
+            again = not self._file_progress  # the file failed before confirming anything
+            self._queue = []  # their writers resend at WalUp
+            self._queued_entries = 0
+            self._queued_bytes = 0
+        self.counters["sync_failures" if sync else "write_failures"] += 1
+        log.error("WAL %s of %s failed: %r; the file is abandoned (never synced again) and what it "
+                  "did not confirm is written again into a new file", "sync" if sync else "write",
+                  self._path, exc)
+        if not have_turn:
+            self._claim_turn()
+        try:
+            self._abandon_file()
+            if self._failed_enospc or again:
+                # wait for space, or (failing again on a fresh file) a while: resume at
+                # an alarm check, not in a loop of new files
+                self._blocked_retry(exc)
+            else:
+                self._reopen()
+        finally:
+            if not have_turn:
+                self._release_turn()
+
+    def _claim_turn(self) -> None:
+        with self._cond:
+            while self._writing or self._inline:
+                self._cond.wait(0.05)
+            self._writing = True
+
+    def _release_turn(self) -> None:
+        with self._cond:
+            self._writing = False
+            self._hand_on()
+
+    def _abandon_file(self) -> None:
+        """Holding the turn, after a failure: let the syncs in flight end, cut the file
+        back to what a believed sync covered, close it (no sync) and hand it to the
+        segment writer (its entries are still in the mem tables)."""
+        with self._scond:
+            while self._syncing:
+                self._scond.wait(1.0)
+        fd = self._fd
+        if fd < 0:
+            return
+        cut = self._synced_size
+        try:
+            self.io.ftruncate(fd, cut)
+        except OSError as exc:
+            log.warning("WAL: cutting abandoned %s back to %d bytes failed: %r", self._path, cut, exc)
+        try:
+            self.io.close(fd)
+        except OSError:
+            pass
+        path = self._path
+        ranges = {k.decode(): (v[0], v[1]) for k, v in self._ranges.items()}
+        with self._lock:
+            self._fd = -1
+            self._distrusted_fd = -1
+        self._ranges = {}
+        self._file_no += 1
+        self.counters["abandoned_files"] += 1
+        log.warning("WAL file %s abandoned at %d bytes (%d servers)", path, cut, len(ranges))
+        self.mem_tables.request_flush(path, ranges)
+
+    def _reopen(self) -> bool:
+        """Holding the turn, blocked, no file open: open the next file and unblock;
+        every writer then resends what was not confirmed (WalUp).  False if the
+        file cannot be opened (retried at the next alarm check)."""
+        try:
+            self._open_file()
+        except OSError as exc:
+            self._blocked_retry(exc)
+            return False
+        self.alarm.remove_retry(self._retry)
+        self.alarm.clear("wal")
+        with self._lock:
+            was = self._failed
+            self._failed = None
+            self._failed_enospc = False
+            self._last = {}  # a writer's next write must be its truncating resend
+            self.generation = _next_generation()
+        self.counters["resumes"] += 1
+        log.warning("WAL resumed in %s after %r; writers resend what was not confirmed", self._path, was)
+        self.mem_tables.set_wal(self)
+        return True
+
+    def _blocked_retry(self, exc: OSError) -> None:
+        """Stay blocked; raise the alarm, and retry at every alarm check."""
+        if is_enospc(exc):
+            self.alarm.enospc("wal", exc)
+        else:
+            self.alarm.raise_("wal", f"WAL file failed again before confirming a write: {exc}")
+        self.alarm.add_retry(self._retry)
+        self.alarm.start()
+
+    def resume_free_bytes(self) -> int:
+        """After ENOSPC, free space wanted before a retry: two full batches (a retry
+        that fails at once would only abandon another file)."""
+        return 2 * self.config.max_batch_bytes
+
+    def _retry(self) -> None:
+        """Alarm check: if blocked and (after ENOSPC) space is back, reopen."""
+        if self._stopping or self._failed is None:
+            self.alarm.remove_retry(self._retry)
+            return
+        free = self.alarm.free_bytes
+        if self._failed_enospc and free is not None and free < self.resume_free_bytes():
+            return
+        self._claim_turn()
+        try:
+            if self._failed is not None and not self._stopping:
+                self._abandon_file()
+                self._reopen()
+        finally:
+            self._release_turn()
 
     def _sync_fd(self, fd: int) -> None:
         if self._sync is None:
@@ -498,10 +717,21 @@ class Wal:
         io = self.io
         fd = io.open(self._path, O_WRONLY | O_CREAT | O_EXCL | self._open_flags, 0o644)
         hdr = fmt.encode_file_header()
-        write_all(io, fd, hdr)
-        io.fsync(fd)
-        io.fsync_dir(self.config.dir)
-        self._fd = fd
+        try:
+            write_all(io, fd, hdr)
+            io.fsync(fd)
+            io.fsync_dir(self.config.dir)
+        except OSError:  # no half-made file left behind (the retry opens the same name)
+            for undo in (lambda: io.close(fd), lambda: io.unlink(self._path)):
+                try:
+                    undo()
+                except OSError:
+                    pass
+            raise
+        with self._lock:
+            self._fd = fd
+            self._synced_size = len(hdr)
+            self._file_progress = False
         self._size = len(hdr)
         self._file_entries = 0
         self._ranges = {}
@@ -510,12 +740,24 @@ class Wal:
     def _roll_over(self) -> None:
         """Called holding the writing turn with everything in the file synced."""
         self.io.close(self._fd)
-        self._fd = -1
+        with self._lock:
+            self._fd = -1
         path, ranges = self._path, {k.decode(): (v[0], v[1]) for k, v in self._ranges.items()}
+        self._ranges = {}
         self._file_no += 1
-        self._open_file()
         log.info("WAL rolled over %s (%d servers)", path, len(ranges))
         self.mem_tables.request_flush(path, ranges)
+        try:
+            self._open_file()
+        except OSError as exc:  # no file: blocked until one opens (writers resend then)
+            with self._lock:
+                self._failed = exc
+                self._failed_enospc = is_enospc(exc)
+                self._queue = []
+                self._queued_entries = 0
+                self._queued_bytes = 0
+            log.error("WAL: opening the next file after %s failed: %r; blocked until it opens", path, exc)
+            self._blocked_retry(exc)
 
     def _recover(self, files: list[tuple[int, str]]) -> None:
         """Read existing WAL files; fill mem tables on first start; hand files to the segment writer."""
@@ -529,8 +771,11 @@ class Wal:
         with self._lock:
             q = len(self._queue)
         c: dict[str, Any] = dict(self.counters)
+        failed = self._failed
         c.update(generation=self.generation, file=self._path, file_size=self._size, queued_writes=q,
                  sync_method=self.config.sync_method,
+                 state="writing" if failed is None else "blocked",
+                 blocked_by=None if failed is None else repr(failed),
                  avg_entries_per_batch=(c["entries"] / c["batches"]) if c["batches"] else 0.0)
         return c
 

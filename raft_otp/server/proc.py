@@ -39,6 +39,7 @@ from raft_otp.core import machine as mfx
 from raft_otp.core.machine import Machine
 from raft_otp.core.machine_calls import check_effects
 from raft_otp.core.types import ServerId
+from raft_otp.errors import DiskFull
 from raft_otp.server import _core, timers
 from raft_otp.server.context import SystemContext
 from raft_otp.server.deliver import deliver
@@ -133,6 +134,7 @@ class ServerActor(DirectDispatch):
         self._pending_batches: deque[tuple[int, float]] = deque()  # (last index, arrival time)
         self._node_sub: Any = None
         self._wal_mon: Any = None
+        self._disk_alarm: Any = getattr(ctx.log_system, "disk_alarm", None)  # raft_otp.log.disk_alarm
         self._log_flush: Any = None
         self._flushing_in = 0  # ident of the thread inside our log flush (0: none)
         self._own_log_events: list[Any] = []  # log events raised by that flush, on that thread
@@ -333,6 +335,10 @@ class ServerActor(DirectDispatch):
                 q.popleft()
         self.metrics.counters["commands"] += len(cmds)
         self.metrics.counters["command_batches"] += 1
+        if self.role == "leader" and self._disk_alarm is not None and self._disk_alarm.active:
+            cmds = self._refuse_disk_full(cmds)
+            if not cmds:
+                return
         if self._tick_ms != self.cfg.tick_ms:
             self._busy_tick()
         if self.role == "leader":
@@ -341,6 +347,23 @@ class ServerActor(DirectDispatch):
         if self.role == "leader" and self._pending_batches and self._pending_batches[-1][0] == -1:
             t = self._pending_batches[-1][1]
             self._pending_batches[-1] = (self.log.last_index_term()[0], t)
+
+    def _refuse_disk_full(self, cmds: list[Any]) -> list[Any]:
+        """The disk alarm is on: refuse the callers' commands at once with DiskFull
+        (nothing reaches the log); the machine's own (noreply) commands go on."""
+        err = DiskFull(f"{self.id}: {self._disk_alarm.reason() or 'disk alarm'}")
+        refused: list[Any] = []
+        keep = []
+        for cmd in cmds:
+            if cmd.mode == "await_consensus":
+                refused.append(fx.ReplyError(cmd.reply_to, err, self.id))
+            elif cmd.mode == "notify":
+                refused.append(fx.Notify(cmd.reply_to, ((cmd.correlation, err),)))
+            else:
+                keep.append(cmd)
+        self._disk_alarm.count_refused(len(cmds) - len(keep))
+        self._execute(refused)
+        return keep
 
     def _query(self, q: Any) -> None:
         kind = type(q).__name__
@@ -740,7 +763,10 @@ class ServerActor(DirectDispatch):
         if what == "members":
             return CallReply(True, [[list(m), k] for m, k in self.members], self.leader, self.id)
         if what == "key_metrics":
-            return CallReply(True, self.metrics.snapshot(), self.leader, self.id)
+            m = self.metrics.snapshot()
+            if self._disk_alarm is not None:  # 1 while this system's disk alarm is on
+                m["disk_alarm"] = int(self._disk_alarm.active)
+            return CallReply(True, m, self.leader, self.id)
         if what == "overview":
             return CallReply(True, self.overview(), self.leader, self.id)
         return CallReply(False, f"unknown state query {what!r}", self.leader, self.id)
@@ -761,6 +787,8 @@ class ServerActor(DirectDispatch):
                        "tick_ms": self._tick_ms if self._tick_timer is not None else None,
                        "snapshot_senders": len(self._senders)},
             "metrics": self.metrics.snapshot(),
+            "disk_alarm": self._disk_alarm.reason() if self._disk_alarm is not None and
+            self._disk_alarm.active else None,
         }
 
 

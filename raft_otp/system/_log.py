@@ -50,7 +50,8 @@ def make(cfg: SystemConfig) -> LogInfra:
                    wal_max_batch_size=cfg.wal_max_batch_size,
                    segment_max_entries=cfg.segment_max_entries,
                    snapshot_chunk_size=cfg.snapshot_chunk_size,
-                   min_snapshot_interval=cfg.min_snapshot_interval, **opts)
+                   min_snapshot_interval=cfg.min_snapshot_interval,
+                   disk_free_limit_bytes=cfg.disk_free_limit_bytes, **opts)
     lc.extra.update(extra)
     ls = LogSystem(cfg.data_dir, lc)
     ls.open_meta()
