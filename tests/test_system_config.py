@@ -74,7 +74,7 @@ def test_the_error_names_key_expected_type_and_value(key: str, value: Any, expec
 @pytest.mark.parametrize("key,good", [
     ("max_command_bytes", 1), ("on_machine_error", "crash"), ("commit_notify_delay_ms", 0),
     ("min_snapshot_interval", 0), ("direct_dispatch", False), ("wal_sync_method", "none"),
-    ("log_options", {"wal_workers": 2, "anything_else": [1]}),
+    ("log_options", {"wal_workers": 2, "meta_sync": False}),
 ])
 def test_good_values_pass(key: str, good: Any) -> None:
     assert getattr(SystemConfig(**{key: good}), key) == good
@@ -83,6 +83,19 @@ def test_good_values_pass(key: str, good: Any) -> None:
 def test_log_options_that_are_log_config_fields_are_checked_too() -> None:
     with pytest.raises(ConfigError, match=r"'log_options.wal_workers' must be an int; got '4'"):
         SystemConfig(log_options={"wal_workers": "4"})
+    with pytest.raises(ConfigError, match=r"'log_options.meta_sync' must be a bool; got 1"):
+        SystemConfig(log_options={"meta_sync": 1})
+
+
+def test_log_options_refuse_unknown_keys_and_system_keys() -> None:
+    with pytest.raises(ConfigError, match=r"unknown config key 'log_options.wal_workrs' "
+                       r"\(did you mean 'wal_workers'\?\); log_options takes .*wal_workers"):
+        SystemConfig(log_options={"wal_workrs": 2})
+    with pytest.raises(ConfigError, match=r"'log_options.wal_sync_method' is a system key: "
+                       r"set 'wal_sync_method' itself"):
+        SystemConfig(log_options={"wal_sync_method": "none"})
+    with pytest.raises(ConfigError, match=r"unknown config key 'log_options.extra'"):
+        SystemConfig(log_options={"extra": {}})
 
 
 def test_mutations_are_checked_as_config() -> None:

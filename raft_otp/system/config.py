@@ -11,14 +11,24 @@ anything starts: the checks are read from the field annotations (``int``,
 A wrong value or an unknown key raises :class:`~raft_otp.errors.ConfigError`
 naming the key, what it expects and what it got (before, ``wal_max_size_bytes =
 "abc"`` surfaced as a supervisor ``StartError`` with a ``TypeError`` inside).
+``log_options`` keys are checked too: a ``LogConfig`` field gets that field's
+check, a key that is a system key is refused (set the system key), any other
+key is refused as unknown (it used to be ignored).
+
+:class:`NodeConfig` is the node process's part of a ``raft-otp start --config``
+file: the same file, the same top level, checked the same way (from its field
+annotations); :func:`split_config_file` separates the two parts and refuses the
+keys a file may not set (``data_dir``: the data dir is ``--data-dir``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
+import types
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from raft_otp.core.config import Mutations
 from raft_otp.errors import ConfigError
@@ -33,6 +43,19 @@ class AtLeast:
     def problem(self, value: int) -> str | None:
         """What ``value`` should have been (for the error message), or None if it fits."""
         return None if value >= self.minimum else f"an int >= {self.minimum}"
+
+
+@dataclass(frozen=True, slots=True)
+class Between:
+    """The bounds of an int field: ``Annotated[int, Between(0, 65535)]``."""
+
+    minimum: int
+    maximum: int
+
+    def problem(self, value: int) -> str | None:
+        """What ``value`` should have been (for the error message), or None if it fits."""
+        return None if self.minimum <= value <= self.maximum \
+            else f"an int in {self.minimum}..{self.maximum}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +103,6 @@ class SystemConfig:
     # largest message a node otherwise handles; a batch of 128 such entries is the
     # largest append_entries a follower then buffers.
     max_command_bytes: Positive = 1_048_576
-    # The disk alarm (raft_otp.log.disk_alarm) goes on when free space on the data
-    # dir's filesystem falls below this (checked every second; 0: only when a write
-    # fails with ENOSPC): leaders refuse commands with DiskFull until it is back.
-    # 50 MB, RabbitMQ's disk_free_limit default: several seconds of the fastest WAL
-    # stream we measured, so the alarm usually beats ENOSPC.
-    disk_free_limit_bytes: NonNegative = 50_000_000
     # "reply": a raising apply is the command's outcome (MachineError), the server
     # runs on; "crash": RA's behaviour (the server crashes, its supervisor restarts it)
     on_machine_error: OnMachineError = "reply"
@@ -127,12 +144,13 @@ class SystemConfig:
 FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(SystemConfig))
 
 
-def _refuse_unknown(keys: dict[str, Any]) -> None:
-    unknown = sorted(str(k) for k in keys if k not in FIELD_NAMES)
+def _refuse_unknown(keys: dict[str, Any], names: frozenset[str] = FIELD_NAMES,
+                    what: str = "system config") -> None:
+    unknown = sorted(str(k) for k in keys if k not in names)
     if unknown:
         hints = [f"{k!r} (did you mean {m[0]!r}?)" if m else repr(k)
-                 for k in unknown for m in [difflib.get_close_matches(k, FIELD_NAMES, 1)]]
-        raise ConfigError(f"unknown system config key(s): {', '.join(hints)}")
+                 for k in unknown for m in [difflib.get_close_matches(k, names, 1)]]
+        raise ConfigError(f"unknown {what} key(s): {', '.join(hints)}")
 
 
 _HINTS: dict[type, dict[str, Any]] = {}
@@ -169,6 +187,13 @@ def _problem(value: Any, tp: Any) -> str | None:
             if bound is not None:
                 return bound
         return None
+    if origin is Union or origin is types.UnionType:  # X | None: absent is None
+        arms = get_args(tp)
+        if any(_problem(value, arm) is None for arm in arms):
+            return None  # (None stands for "absent": not offered as a choice)
+        return " or ".join(_problem(value, arm) or "" for arm in arms if arm is not type(None))
+    if tp is type(None):
+        return None if value is None else "None"
     if origin is Literal:
         choices = get_args(tp)
         return None if value in choices and type(value) in {type(c) for c in choices} \
@@ -199,12 +224,21 @@ def _describe(tp: Any) -> str:
 
 
 def _check_log_options(options: dict[str, Any]) -> None:
-    """The ``log_options`` that are ``LogConfig`` fields get that field's check."""
+    """Each ``log_options`` key must be a ``LogConfig`` field that is not a system key, and
+    gets that field's check; any other key raises ``ConfigError`` naming it."""
     from raft_otp.log.system import LogConfig
     hints = _hints(LogConfig)
+    allowed = sorted(k for k in hints if k != "extra" and k not in FIELD_NAMES)
     for key, value in options.items():
-        if key in hints and key != "extra":
-            check_value(f"log_options.{key}", value, hints[key])
+        if key in FIELD_NAMES:
+            raise ConfigError(f"config key 'log_options.{key}' is a system key: set {key!r} "
+                              "itself, not in log_options")
+        if key not in allowed:
+            match = difflib.get_close_matches(key, allowed, 1)
+            hint = f" (did you mean {match[0]!r}?)" if match else ""
+            raise ConfigError(f"unknown config key 'log_options.{key}'{hint}; log_options "
+                              f"takes {', '.join(allowed)}")
+        check_value(f"log_options.{key}", value, hints[key])
 
 
 MUTATION_FLAGS = tuple(f.name for f in dataclasses.fields(Mutations))
@@ -230,3 +264,92 @@ def parse_mutations(spec: "Mutations | str | None") -> Mutations:
 def active_mutations(m: Mutations) -> list[str]:
     """Names of the flags switched on in ``m``."""
     return [n for n in MUTATION_FLAGS if getattr(m, n)]
+
+
+# ---- the node's part of a config file -------------------------------------------------
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["text", "json"]
+Port = Annotated[int, Between(0, 65535)]
+Path = Annotated[str, NonEmpty()]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """The node process's settings in a ``raft-otp start --config`` file.
+
+    They sit at the top level of the file beside the system keys; a command-line
+    flag of the same name wins over the file.  Every field is checked from its
+    annotation when the config is made, as ``SystemConfig``'s are.  Paths
+    (``cookie_file``, ``key_file``, ``allowed_keys``) are taken relative to the
+    config file's directory by :func:`split_config_file`.
+    """
+
+    # the node's name, NAME@HOST:PORT (its ZeroMQ endpoint); --node
+    node: Path | None = None
+    # the shared secret (cookie) file; --cookie-file
+    cookie_file: Path | None = None
+    # DEBUG, INFO, WARNING, ERROR or CRITICAL (any case in the file); --log-level
+    log_level: LogLevel = "WARNING"
+    # text, or json: one JSON object per line; --log-format
+    log_format: LogFormat = "text"
+    # serve Prometheus /metrics on the node's host at this port (0: a free one); --metrics-port
+    metrics_port: Port | None = None
+    # transport_security = "curve": the node's secret key file (default DATA_DIR/node.key)
+    key_file: Path | None = None
+    # transport_security = "curve": the 'NODE PUBLIC_KEY' file of the keys it accepts
+    # (default DATA_DIR/allowed_keys)
+    allowed_keys: Path | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.log_level, str):
+            object.__setattr__(self, "log_level", self.log_level.upper())
+        hints = _hints(NodeConfig)
+        for f in dataclasses.fields(self):
+            check_value(f.name, getattr(self, f.name), hints[f.name])
+
+
+NODE_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(NodeConfig))
+_NODE_PATHS = ("cookie_file", "key_file", "allowed_keys")
+
+#: Keys a config file may not set, and why: refused, never ignored.
+REFUSED_FILE_KEYS: dict[str, str] = {
+    "data_dir": "the data dir is given by --data-dir (the file may serve several nodes)",
+    "mutations": "safety mutations are for tests only (python -m raft_otp.system --mutation)",
+}
+REFUSED_FILE_LOG_OPTIONS: dict[str, str] = {
+    "file_io": "a file layer object, set from Python only",
+}
+
+
+def split_config_file(data: dict[str, Any], path: str | None = None
+                      ) -> tuple[NodeConfig, dict[str, Any]]:
+    """Split a parsed config file into the node's settings (checked) and the system's
+    (left for ``SystemConfig.from_any`` to check).
+
+    Refuses, with a ``ConfigError`` naming the key: the keys of
+    :data:`REFUSED_FILE_KEYS`, ``log_options`` keys of :data:`REFUSED_FILE_LOG_OPTIONS`,
+    tables that are not ``log_options`` (a ``[node]`` table: node keys go at the top
+    level), and every ill-typed node key.  ``path`` (the file) anchors relative paths."""
+    system = dict(data)
+    for key, why in REFUSED_FILE_KEYS.items():
+        if key in system:
+            raise ConfigError(f"config key {key!r} may not be set in a config file: {why}")
+    options = system.get("log_options")
+    if isinstance(options, dict):
+        for key, why in REFUSED_FILE_LOG_OPTIONS.items():
+            if key in options:
+                raise ConfigError(f"config key 'log_options.{key}' may not be set in a config "
+                                  f"file: {why}")
+    for key, value in system.items():
+        if isinstance(value, dict) and key != "log_options":
+            raise ConfigError(f"config key {key!r} is a table; only log_options is (node and "
+                              "system keys go at the top level of the file)")
+    _refuse_unknown(system, FIELD_NAMES | NODE_FIELD_NAMES, "config")
+    node = {k: system.pop(k) for k in list(system) if k in NODE_FIELD_NAMES}
+    base = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
+    for key in _NODE_PATHS:
+        value = node.get(key)
+        if isinstance(value, str) and value:
+            node[key] = os.path.join(base, os.path.expanduser(value))  # an absolute one stays
+    return NodeConfig(**node), system
