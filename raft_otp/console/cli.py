@@ -109,10 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("start", help="run a node with its default system in the foreground")
     s.add_argument("--data-dir", required=True, help="the node's data directory")
     s.add_argument("--node", "-n", metavar="NAME@HOST:PORT",
-                   help="node name (default: the data dir's, else n1@127.0.0.1:7001)")
-    s.add_argument("--cookie-file", help="shared secret (default: DATA_DIR/cookie if present, "
-                   "else ~/.raft_otp_cookie, created 0600 if absent)")
-    s.add_argument("--config", help="system config file (.toml or .json; SystemConfig keys)")
+                   help="node name (default: the config's node, else the data dir's, else "
+                   "n1@127.0.0.1:7001)")
+    s.add_argument("--cookie-file", help="shared secret (default: the config's cookie_file, "
+                   "else DATA_DIR/cookie if present, else ~/.raft_otp_cookie, created 0600 "
+                   "if absent)")
+    s.add_argument("--config", metavar="FILE",
+                   help="config file (.toml or .json): system keys (SystemConfig) and the "
+                   "node's (node, cookie_file, log_level, log_format, metrics_port, key_file, "
+                   "allowed_keys); a flag wins over the file")
     s.add_argument("--system", default="default", help="system name (default: default)")
     s.add_argument("--transport-security", choices=["mac", "curve"],
                    help="overrides the config's transport_security (curve: keys in "
@@ -167,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start, delete, change membership or leadership of a cluster")
     csub = c.add_subparsers(dest="cluster_op", required=True, metavar="OP", parser_class=_Parser)
     cs = csub.add_parser("start", help="start a new cluster with one server on each member node")
-    cs.add_argument("name")
+    cs.add_argument("name", help="the new cluster's name")
     cs.add_argument("--members", "-m", nargs="+", required=True, metavar="NODE",
                     help="member nodes (space or comma separated)")
     cs.add_argument("--machine", default="kv", help="kv, counter or module:Class (default kv)")
@@ -185,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "transfer-leadership":
             cp.add_argument("target", metavar="NODE", help="the new leader's node")
         if name == "add-member":
-            cp.add_argument("--kind", default="voter", choices=["voter", "promotable", "non_voter"])
+            cp.add_argument("--kind", default="voter", choices=["voter", "promotable", "non_voter"],
+                            help="voter, promotable (a non-voter promoted once caught up) "
+                            "or non_voter (default voter)")
             cp.add_argument("--machine-config", default="{}",
                             help="JSON machine config (default {})")
         if name == "remove-member":
@@ -200,23 +207,101 @@ def build_parser() -> argparse.ArgumentParser:
 
     cm = sub.add_parser("command", help="replicate one command, e.g. `put k 1`, `incr`")
     _node_arg(cm)
-    cm.add_argument("--cluster", "-c", required=True)
+    cm.add_argument("--cluster", "-c", required=True, help="the cluster to send it to")
     cm.add_argument("words", nargs="+", metavar="WORD",
                     help="the command; each word is JSON if it parses "
                     "(put k 1 -> [\"put\",\"k\",1])")
     _client_args(cm)
     _api_args(cm)
 
-    sub.add_parser("version", help="print raft_otp's version")
+    sub.add_parser("version", help="print raft_otp's version (also raft-otp --version)")
 
     q = sub.add_parser("query", help="read a cluster's state (consistent by default)")
     _node_arg(q)
-    q.add_argument("--cluster", "-c", required=True)
+    q.add_argument("--cluster", "-c", required=True, help="the cluster to read")
     q.add_argument("--key", "-k", help="one key of a kv cluster (default: the whole state)")
-    q.add_argument("--kind", default="consistent", choices=["consistent", "leader", "local"])
+    q.add_argument("--kind", default="consistent", choices=["consistent", "leader", "local"],
+                   help="consistent (the leader, after a heartbeat round confirms it leads), "
+                   "leader (the leader's state, no round) or local (--node's member, may be "
+                   "stale); default consistent")
     _client_args(q)
     _api_args(q)
+    for name, parser in sub.choices.items():
+        _describe(name, parser)
+    for name, parser in csub.choices.items():
+        _describe(f"cluster {name}", parser)
     return p
+
+
+# Each subcommand's one-line description and its examples (shown by `raft-otp CMD --help`;
+# tests/test_cli_help.py checks that every subcommand has them and that each example parses).
+COMMAND_DOCS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "start": ("Run a node with its default system in the foreground until SIGTERM or Ctrl-C.",
+              ("raft-otp start --data-dir /var/lib/raft_otp/n1 --node n1@10.0.0.1:7001",
+               "raft-otp start --data-dir /var/lib/raft_otp/n1 --config node.toml")),
+    "demo": ("Start a supervised local 3-node cluster, kill its leader and show nothing "
+             "acknowledged was lost.",
+             ("raft-otp demo", "raft-otp demo --writes 100 --keep-running")),
+    "tree": ("Show the live supervision tree of a running node.",
+             ("raft-otp tree --node n1@127.0.0.1:7001",
+              "raft-otp tree --node n1@127.0.0.1:7001 --watch")),
+    "status": ("Show a node's systems and clusters: members, roles, terms and indexes.",
+               ("raft-otp status --node n1@127.0.0.1:7001",
+                "raft-otp status --node n1@127.0.0.1:7001 --json --local")),
+    "kill": ("Crash one actor on purpose and wait for its supervisor to restart it (a drill).",
+             ("raft-otp kill --node n1@127.0.0.1:7001 log/wal",
+              "raft-otp kill --node n1@127.0.0.1:7001 raft_otp.wal.default --no-wait")),
+    "cluster": ("Administer a cluster: start, delete, change its membership or leadership.",
+                ("raft-otp cluster start shop -m n1@127.0.0.1:7001 n2@127.0.0.1:7002 "
+                 "n3@127.0.0.1:7003",
+                 "raft-otp cluster add-member shop --node n1@127.0.0.1:7001 "
+                 "n4@127.0.0.1:7004")),
+    "cluster start": ("Start a new cluster with one server on each member node.",
+                      ("raft-otp cluster start shop -m n1@127.0.0.1:7001 n2@127.0.0.1:7002 "
+                       "n3@127.0.0.1:7003",
+                       "raft-otp cluster start locks --machine raft_otp.machines.lock:Lock "
+                       "-m n1@127.0.0.1:7001,n2@127.0.0.1:7002,n3@127.0.0.1:7003")),
+    "cluster delete": ("Delete every member of a cluster and its data.",
+                       ("raft-otp cluster delete shop --node n1@127.0.0.1:7001",)),
+    "cluster add-member": ("Start a server on a node and add it to the cluster (the node is "
+                           "asked first: a typo adds no phantom voter).",
+                           ("raft-otp cluster add-member shop --node n1@127.0.0.1:7001 "
+                            "n4@127.0.0.1:7004",
+                            "raft-otp cluster add-member shop --node n1@127.0.0.1:7001 "
+                            "n4@127.0.0.1:7004 --kind promotable")),
+    "cluster remove-member": ("Remove a node's server from the cluster, then stop it and "
+                              "delete its data.",
+                              ("raft-otp cluster remove-member shop --node n1@127.0.0.1:7001 "
+                               "n4@127.0.0.1:7004",)),
+    "cluster transfer-leadership": ("Make a node's server the cluster's leader.",
+                                    ("raft-otp cluster transfer-leadership shop --node "
+                                     "n1@127.0.0.1:7001 n2@127.0.0.1:7002",)),
+    "command": ("Replicate one command through the cluster's leader and print its reply.",
+                ("raft-otp command --node n1@127.0.0.1:7001 --cluster shop put apples 3",
+                 "raft-otp command --node n1@127.0.0.1:7001 -c counter incr")),
+    "query": ("Read a cluster's state (consistent by default) or one key of a kv cluster.",
+              ("raft-otp query --node n1@127.0.0.1:7001 --cluster shop --key apples",
+               "raft-otp query --node n2@127.0.0.1:7002 -c shop --kind local")),
+    "version": ("Print the installed raft_otp version.", ("raft-otp version",)),
+    "backup": ("Write a cluster's machine state, consistent at one committed index, to a "
+               "checksummed file.",
+               ("raft-otp backup --node n1@127.0.0.1:7001 --cluster shop --out shop.bak",)),
+    "restore": ("Start a new cluster from a backup file.",
+                ("raft-otp restore --in shop.bak --cluster shop2 -m n1@127.0.0.1:7001 "
+                 "n2@127.0.0.1:7002 n3@127.0.0.1:7003",)),
+}
+
+
+def _describe(name: str, parser: argparse.ArgumentParser) -> None:
+    """Give ``raft-otp NAME --help`` its description and examples (from ``COMMAND_DOCS``)."""
+    doc = COMMAND_DOCS.get(name)
+    if doc is None:
+        return  # tests/test_cli_help.py fails on a subcommand without docs
+    description, examples = doc
+    parser.description = description
+    parser.epilog = "example" + ("s" if len(examples) > 1 else "") + ":\n" + \
+        "\n".join(f"  {e}" for e in examples)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def _run(args: Any) -> int:
