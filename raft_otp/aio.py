@@ -15,7 +15,7 @@ import asyncio
 import itertools
 import time
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar, cast, overload
 
 from supervisors import registry
 
@@ -27,6 +27,8 @@ from raft_otp.server.messages import CallReply
 from raft_otp import api
 
 __all__ = ["process_command", "local_query", "leader_query", "consistent_query", "pipeline_command"]
+
+R = TypeVar("R")
 
 
 class _Bridge:
@@ -85,7 +87,7 @@ async def _call(target: ServerId, make: Callable[[Any], Any], timeout: float) ->
     return msg
 
 
-async def _leader_call(server_id: Any, make: Callable[[Any], Any], timeout: float,
+async def _leader_call(server_id: api.ServerRef, make: Callable[[Any], Any], timeout: float,
                        session: bool = False) -> CallReply:
     """Follow leader hints until ``timeout``.  ``session``: the request is a command
     carrying a client session, so one that was pending when its leader lost
@@ -108,19 +110,19 @@ async def _leader_call(server_id: Any, make: Callable[[Any], Any], timeout: floa
             await asyncio.sleep(0.02)
             continue
         if reply.ok or reply.value != "not_leader":
-            return reply
+            return cast(CallReply, reply)
         if reply.leader is not None and ServerId(*reply.leader) != target:
             target = ServerId(*reply.leader)
         else:
             await asyncio.sleep(0.1)
 
 
-def _result(reply: CallReply, sid: Any) -> tuple[Any, ServerId | None]:
+def _result(reply: CallReply, sid: api.ServerRef) -> tuple[Any, ServerId | None]:
     value = api._ok(reply, sid)
     return value, (ServerId(*reply.leader) if reply.leader else None)
 
 
-async def process_command(server_id: Any, command: Any, timeout: float = api.DEFAULT_TIMEOUT_S
+async def process_command(server_id: api.ServerRef, command: Any, timeout: float = api.DEFAULT_TIMEOUT_S
                           ) -> tuple[Any, ServerId | None]:
     """``await`` form of :func:`raft_otp.process_command` (a client session per task:
     each asyncio task's commands are numbered in the order it awaits them)."""
@@ -147,24 +149,46 @@ def _task_session() -> tuple[str, int]:
     return sess[0], sess[1]
 
 
-async def local_query(server_id: Any, query: Any, timeout: float = api.DEFAULT_TIMEOUT_S,
+@overload
+async def local_query(server_id: api.ServerRef, query: Callable[[Any], R], timeout: float = ...,
+                      min_index: int = ...) -> tuple[R, ServerId | None]: ...
+@overload
+async def local_query(server_id: api.ServerRef, query: api.QueryRef, timeout: float = ...,
+                      min_index: int = ...) -> tuple[Any, ServerId | None]: ...
+async def local_query(server_id: api.ServerRef, query: Callable[[Any], Any] | api.QueryRef,
+                      timeout: float = api.DEFAULT_TIMEOUT_S,
                       min_index: int = 0) -> tuple[Any, ServerId | None]:
+    """``await`` form of :func:`raft_otp.local_query`."""
     sid = client.server_id(server_id)
     fun = api._query_fun(sid, query)
     r = await _call(sid, lambda to: ev.LocalQuery(to, fun, min_index), timeout)
     return _result(r, sid)
 
 
-async def leader_query(server_id: Any, query: Any, timeout: float = api.DEFAULT_TIMEOUT_S
-                       ) -> tuple[Any, ServerId | None]:
+@overload
+async def leader_query(server_id: api.ServerRef, query: Callable[[Any], R], timeout: float = ...
+                       ) -> tuple[R, ServerId | None]: ...
+@overload
+async def leader_query(server_id: api.ServerRef, query: api.QueryRef, timeout: float = ...
+                       ) -> tuple[Any, ServerId | None]: ...
+async def leader_query(server_id: api.ServerRef, query: Callable[[Any], Any] | api.QueryRef,
+                       timeout: float = api.DEFAULT_TIMEOUT_S) -> tuple[Any, ServerId | None]:
+    """``await`` form of :func:`raft_otp.leader_query`."""
     sid = client.server_id(server_id)
     fun = api._query_fun(sid, query)
     r = await _leader_call(sid, lambda to: ev.LeaderQuery(to, api._fun_for(to, fun, query)), timeout)
     return _result(r, sid)
 
 
-async def consistent_query(server_id: Any, query: Any, timeout: float = api.DEFAULT_TIMEOUT_S
-                           ) -> tuple[Any, ServerId | None]:
+@overload
+async def consistent_query(server_id: api.ServerRef, query: Callable[[Any], R],
+                           timeout: float = ...) -> tuple[R, ServerId | None]: ...
+@overload
+async def consistent_query(server_id: api.ServerRef, query: api.QueryRef,
+                           timeout: float = ...) -> tuple[Any, ServerId | None]: ...
+async def consistent_query(server_id: api.ServerRef, query: Callable[[Any], Any] | api.QueryRef,
+                           timeout: float = api.DEFAULT_TIMEOUT_S) -> tuple[Any, ServerId | None]:
+    """``await`` form of :func:`raft_otp.consistent_query`."""
     sid = client.server_id(server_id)
     fun = api._query_fun(sid, query)
     r = await _leader_call(sid, lambda to: ev.ConsistentQuery(to, api._fun_for(to, fun, query)),
@@ -172,7 +196,7 @@ async def consistent_query(server_id: Any, query: Any, timeout: float = api.DEFA
     return _result(r, sid)
 
 
-def pipeline_command(server_id: Any, command: Any, correlation: Any = None,
+def pipeline_command(server_id: api.ServerRef, command: Any, correlation: Any = None,
                      notify: Callable[[Any], Any] | asyncio.Queue[Any] | None = None) -> None:
     """Non-blocking; with an ``asyncio.Queue`` as ``notify`` the Applied/Rejected
     notifications are put on it from the loop that called this."""

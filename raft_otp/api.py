@@ -29,10 +29,11 @@ import os
 import threading
 import time
 import uuid
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, TypeVar, Union, cast, overload
 
 from raft_otp.core import events as ev
 from raft_otp.core.config import DEFAULT_MAX_COMMAND_BYTES
+from raft_otp.core.machine import Machine
 from raft_otp.core.entries import check_command
 from raft_otp.core.types import ServerId
 from raft_otp.errors import (AlreadyStarted, BadArgument, ClusterChangeNotPermitted, CommandTooLarge,
@@ -55,6 +56,20 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT_S = 5.0
+
+# ---- the types of the public calls' arguments ---------------------------------------
+ServerRef = Union[ServerId, "tuple[str, str]", str]
+"""A server: ``ServerId(name, node)``, a ``(name, node)`` pair, or a bare name (a
+server on this node)."""
+MachineSpec = Union["tuple[type[Machine] | str, Any]", "list[Any]"]
+"""``(Machine subclass or "module:Class", config)``; a node imports the class by its path."""
+QueryRef = Union[str, "tuple[str, Sequence[Any]]"]
+"""A query that can travel: ``"module:function"`` (called as ``function(state)``) or
+``("module:function", [args])`` (``function(state, *args)``)."""
+Notify = Any
+"""Where pipelined outcomes go: a pykka ActorRef, a ``queue.Queue``, a callable, a
+``raft_otp.node.Mailbox`` or a ``(name, node)`` address."""
+R = TypeVar("R")
 _log = logging.getLogger("raft_otp.api")
 
 # Wire types (requests and replies) must be known to a client-only node too.
@@ -87,7 +102,7 @@ def _raise_for(reply: CallReply, target: ServerId) -> None:
     raise RaftError(f"{target}: {reason}")
 
 
-def _leader_call(server_id: Any, make: Callable[[Any], Any], timeout: float,
+def _leader_call(server_id: ServerRef, make: Callable[[Any], Any], timeout: float,
                  follow: bool = True, resend: bool = False) -> CallReply:
     """Call a server, following ``not_leader`` hints (and waiting out elections) until
     ``timeout``.  Failures that prove non-delivery are retried.  With ``resend`` (safe
@@ -131,7 +146,7 @@ def _leader_call(server_id: Any, make: Callable[[Any], Any], timeout: float,
             time.sleep(min(_RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))
             continue
         if reply.ok or not follow or reply.value != "not_leader":
-            return reply
+            return cast(CallReply, reply)
         last_exc = NotLeader(target, reply.leader)
         if reply.leader is not None and reply.leader != target:
             target = ServerId(*reply.leader)
@@ -157,8 +172,8 @@ def _system_call(system: System | str, node: str, request: Any, timeout: float) 
 
 # ---- servers and clusters ------------------------------------------------------------
 
-def start_server(system: System | str, cluster_name: str, server_id: Any, machine: Any,
-                 members: Sequence[Any], timeout: float = DEFAULT_TIMEOUT_S) -> str:
+def start_server(system: System | str, cluster_name: str, server_id: ServerRef, machine: MachineSpec,
+                 members: Sequence[ServerRef], timeout: float = DEFAULT_TIMEOUT_S) -> str:
     """Start one member (on its own node).  Returns the server's uid.
 
     Raises BadArgument for a name that breaks the rule of ``raft_otp.system.names``
@@ -170,11 +185,11 @@ def start_server(system: System | str, cluster_name: str, server_id: Any, machin
     path, config = machine_spec(machine)
     req = StartServerReq(sid.name, cluster_name, path, config,
                          [list(client.server_id(m)) for m in members])
-    return _system_call(system, sid.node, req, timeout)
+    return cast(str, _system_call(system, sid.node, req, timeout))
 
 
-def start_cluster(system: System | str, cluster_name: str, machine: Any,
-                  server_ids: Sequence[Any], timeout: float = DEFAULT_TIMEOUT_S
+def start_cluster(system: System | str, cluster_name: str, machine: MachineSpec,
+                  server_ids: Sequence[ServerRef], timeout: float = DEFAULT_TIMEOUT_S
                   ) -> tuple[list[ServerId], list[ServerId]]:
     """Start every member of a new cluster and wait until it has a leader.
 
@@ -290,19 +305,19 @@ def _wait_for_leader(ids: Sequence[ServerId], deadline: float) -> ServerId:
         time.sleep(0.01)
 
 
-def restart_server(system: System | str, server_id: Any, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+def restart_server(system: System | str, server_id: ServerRef, timeout: float = DEFAULT_TIMEOUT_S) -> None:
     """Start a stopped server again from its data (it recovers its log and snapshot)."""
     sid = client.server_id(server_id)
     _system_call(system, sid.node, ServerOpReq("restart", sid.name), timeout)
 
 
-def stop_server(system: System | str, server_id: Any, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+def stop_server(system: System | str, server_id: ServerRef, timeout: float = DEFAULT_TIMEOUT_S) -> None:
     """Stop a server; its data stays (``restart_server`` brings it back)."""
     sid = client.server_id(server_id)
     _system_call(system, sid.node, ServerOpReq("stop", sid.name), timeout)
 
 
-def force_delete_server(system: System | str, server_id: Any,
+def force_delete_server(system: System | str, server_id: ServerRef,
                         timeout: float = DEFAULT_TIMEOUT_S) -> None:
     """Stop a server and delete all its data, without telling the cluster."""
     sid = client.server_id(server_id)
@@ -312,7 +327,7 @@ def force_delete_server(system: System | str, server_id: Any,
 _DELETE_PARALLEL_MAX = 16  # concurrent deletions (one thread each)
 
 
-def delete_cluster(system: System | str, server_ids: Sequence[Any],
+def delete_cluster(system: System | str, server_ids: Sequence[ServerRef],
                    timeout: float = DEFAULT_TIMEOUT_S
                    ) -> tuple[list[ServerId], dict[ServerId, RaftError]]:
     """Force-delete every member of a cluster, each on its node, all at once (at
@@ -362,7 +377,7 @@ def delete_cluster(system: System | str, server_ids: Sequence[Any],
 _PROBE_CONNECT_S = 0.8  # a node that accepts no TCP connection within this is NodeDown
 
 
-def add_member(server_id: Any, new_member: Any, kind: str = "voter",
+def add_member(server_id: ServerRef, new_member: ServerRef, kind: str = "voter",
                timeout: float = DEFAULT_TIMEOUT_S, *, require_running: bool = True) -> ServerId:
     """Add ``new_member`` to the cluster of ``server_id`` (any member; the change is
     committed through the leader).  Returns the leader that committed it; the call
@@ -495,7 +510,7 @@ def _left_s(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
 
-def remove_member(server_id: Any, member: Any, timeout: float = DEFAULT_TIMEOUT_S) -> ServerId:
+def remove_member(server_id: ServerRef, member: ServerRef, timeout: float = DEFAULT_TIMEOUT_S) -> ServerId:
     """Remove ``member`` from the cluster of ``server_id`` (any member; the change is
     committed through the leader); returns once it is committed, with the leader
     that committed it.  When ``member`` was that leader, it commits its own
@@ -520,7 +535,7 @@ def remove_member(server_id: Any, member: Any, timeout: float = DEFAULT_TIMEOUT_
     return ServerId(*r.leader) if r.leader else ref
 
 
-def leave_and_delete_server(system: System | str, server_ref: Any, server_id: Any,
+def leave_and_delete_server(system: System | str, server_ref: ServerRef, server_id: ServerRef,
                             timeout: float = DEFAULT_TIMEOUT_S) -> None:
     """Decommission ``server_id`` (RA ``leave_and_delete_server``): remove it from its
     cluster through ``server_ref`` (any member; the removal is a membership change
@@ -549,7 +564,7 @@ def leave_and_delete_server(system: System | str, server_ref: Any, server_id: An
                         f"were not deleted: {exc}") from exc
 
 
-def members(server_id: Any, timeout: float = DEFAULT_TIMEOUT_S) -> tuple[list[ServerId], ServerId | None]:
+def members(server_id: ServerRef, timeout: float = DEFAULT_TIMEOUT_S) -> tuple[list[ServerId], ServerId | None]:
     """``(members, leader)`` as known by ``server_id`` (a follower may lag a change
     behind the leader)."""
     r = client.call(client.server_id(server_id), lambda to: StateQuery(to, "members"), timeout)
@@ -557,7 +572,7 @@ def members(server_id: Any, timeout: float = DEFAULT_TIMEOUT_S) -> tuple[list[Se
     return [ServerId(*m) for m, _kind in value], (ServerId(*r.leader) if r.leader else None)
 
 
-def transfer_leadership(server_id: Any, target: Any, timeout: float = DEFAULT_TIMEOUT_S) -> str:
+def transfer_leadership(server_id: ServerRef, target: ServerRef, timeout: float = DEFAULT_TIMEOUT_S) -> str:
     """Hand leadership to ``target``; returns "ok" or "already_leader"."""
     t = client.server_id(target)
     r = _leader_call(server_id, lambda to: ev.TransferLeadership(to, t), timeout)
@@ -567,14 +582,14 @@ def transfer_leadership(server_id: Any, target: Any, timeout: float = DEFAULT_TI
     return "ok"
 
 
-def trigger_election(server_id: Any) -> None:
+def trigger_election(server_id: ServerRef) -> None:
     """Make ``server_id`` start an election now (fire and forget)."""
     client.send(client.server_id(server_id), ev.TriggerElection())
 
 
 # ---- commands ----------------------------------------------------------------------
 
-def process_command(server_id: Any, command: Any, timeout: float = DEFAULT_TIMEOUT_S
+def process_command(server_id: ServerRef, command: Any, timeout: float = DEFAULT_TIMEOUT_S
                     ) -> tuple[Any, ServerId]:
     """Replicate ``command``, wait until applied; returns ``(reply, leader)``.
 
@@ -616,8 +631,8 @@ def _session() -> tuple[str, int]:
     return sess[0], sess[1]
 
 
-def pipeline_command(server_id: Any, command: Any, correlation: Any = None,
-                     notify: Any = None) -> None:
+def pipeline_command(server_id: ServerRef, command: Any, correlation: Any = None,
+                     notify: Notify = None) -> None:
     """Send ``command`` without waiting (RA ``pipeline_command``).
 
     When ``notify`` is given, the outcome arrives there in batches:
@@ -629,7 +644,8 @@ def pipeline_command(server_id: Any, command: Any, correlation: Any = None,
     pipeline_commands(server_id, [(command, correlation)], notify)
 
 
-def pipeline_commands(server_id: Any, commands: Iterable[tuple[Any, Any]], notify: Any = None) -> None:
+def pipeline_commands(server_id: ServerRef, commands: Iterable[tuple[Any, Any]],
+                      notify: Notify = None) -> None:
     """Many ``(command, correlation)`` pairs in one message (one frame, one log write)."""
     sid = client.server_id(server_id)
     commands = list(commands)
@@ -658,7 +674,14 @@ def _query_fun(sid: ServerId, query: Any) -> Any:
     return ref
 
 
-def local_query(server_id: Any, query: Any, timeout: float = DEFAULT_TIMEOUT_S,
+@overload
+def local_query(server_id: ServerRef, query: Callable[[Any], R], timeout: float = ...,
+                min_index: int = ...) -> tuple[R, ServerId | None]: ...
+@overload
+def local_query(server_id: ServerRef, query: QueryRef, timeout: float = ...,
+                min_index: int = ...) -> tuple[Any, ServerId | None]: ...
+def local_query(server_id: ServerRef, query: Callable[[Any], Any] | QueryRef,
+                timeout: float = DEFAULT_TIMEOUT_S,
                 min_index: int = 0) -> tuple[Any, ServerId | None]:
     """``query(state)`` on this member's state (possibly stale); ``(result, leader)``."""
     sid = client.server_id(server_id)
@@ -667,8 +690,14 @@ def local_query(server_id: Any, query: Any, timeout: float = DEFAULT_TIMEOUT_S,
     return _ok(r, sid), (ServerId(*r.leader) if r.leader else None)
 
 
-def leader_query(server_id: Any, query: Any, timeout: float = DEFAULT_TIMEOUT_S
-                 ) -> tuple[Any, ServerId | None]:
+@overload
+def leader_query(server_id: ServerRef, query: Callable[[Any], R], timeout: float = ...
+                 ) -> tuple[R, ServerId | None]: ...
+@overload
+def leader_query(server_id: ServerRef, query: QueryRef, timeout: float = ...
+                 ) -> tuple[Any, ServerId | None]: ...
+def leader_query(server_id: ServerRef, query: Callable[[Any], Any] | QueryRef,
+                 timeout: float = DEFAULT_TIMEOUT_S) -> tuple[Any, ServerId | None]:
     """``query(state)`` on the leader's state (follows redirects)."""
     sid = client.server_id(server_id)
     fun = _query_fun(sid, query)
@@ -676,8 +705,14 @@ def leader_query(server_id: Any, query: Any, timeout: float = DEFAULT_TIMEOUT_S
     return _ok(r, sid), (ServerId(*r.leader) if r.leader else None)
 
 
-def consistent_query(server_id: Any, query: Any, timeout: float = DEFAULT_TIMEOUT_S
-                     ) -> tuple[Any, ServerId | None]:
+@overload
+def consistent_query(server_id: ServerRef, query: Callable[[Any], R], timeout: float = ...
+                     ) -> tuple[R, ServerId | None]: ...
+@overload
+def consistent_query(server_id: ServerRef, query: QueryRef, timeout: float = ...
+                     ) -> tuple[Any, ServerId | None]: ...
+def consistent_query(server_id: ServerRef, query: Callable[[Any], Any] | QueryRef,
+                     timeout: float = DEFAULT_TIMEOUT_S) -> tuple[Any, ServerId | None]:
     """Linearizable ``query(state)``: answered by the leader after a heartbeat quorum."""
     sid = client.server_id(server_id)
     fun = _query_fun(sid, query)
@@ -694,30 +729,31 @@ def _fun_for(reply_to: Any, fun: Any, query: Any) -> Any:
 
 # ---- observation -------------------------------------------------------------------
 
-def ping(server_id: Any, timeout: float = DEFAULT_TIMEOUT_S) -> ServerId | None:
+def ping(server_id: ServerRef, timeout: float = DEFAULT_TIMEOUT_S) -> ServerId | None:
     """Round trip to a server; returns the leader it knows."""
     r = client.call(client.server_id(server_id), lambda to: StateQuery(to, "ping"), timeout)
     _ok(r, server_id)
     return ServerId(*r.leader) if r.leader else None
 
 
-def member_overview(server_id: Any, timeout: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
+def member_overview(server_id: ServerRef, timeout: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
     """Role, term, indexes, members, log and machine overview of one server."""
     r = client.call(client.server_id(server_id), lambda to: StateQuery(to, "overview"), timeout)
-    return _ok(r, server_id)
+    return cast("dict[str, Any]", _ok(r, server_id))
 
 
-def key_metrics(server_id: Any, timeout: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
+def key_metrics(server_id: ServerRef, timeout: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
     """The server's counters and gauges (see ``raft_otp.server.metrics``)."""
     r = client.call(client.server_id(server_id), lambda to: StateQuery(to, "key_metrics"), timeout)
-    return _ok(r, server_id)
+    return cast("dict[str, Any]", _ok(r, server_id))
 
 
 def overview(system: System | str = "default", node: str | None = None,
              timeout: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
     """Every server of ``system`` on ``node`` (default: this node) with its state."""
     from raft_otp.node import runtime as node_mod
-    return _system_call(system, node or node_mod.node(), SystemOverviewReq(), timeout)
+    return cast("dict[str, Any]", _system_call(system, node or node_mod.node_name(),
+                                               SystemOverviewReq(), timeout))
 
 
 def systems() -> list[System]:

@@ -16,7 +16,7 @@ from raft_otp.machines.counter import Counter
 
 
 def test_unknown_server_and_system(system: raft_otp.System) -> None:
-    nobody = ServerId("nobody_here", raft_otp.node())
+    nobody = ServerId("nobody_here", raft_otp.node_name())
     with pytest.raises(raft_otp.ServerNotFound):
         raft_otp.process_command(nobody, ["incr"], timeout=1)
     with pytest.raises(raft_otp.ServerNotFound):
@@ -32,7 +32,7 @@ def test_unknown_server_and_system(system: raft_otp.System) -> None:
 
 
 def test_duplicate_start_and_lifecycle(system: raft_otp.System) -> None:
-    sid = ServerId("dup_" + system.name, raft_otp.node())
+    sid = ServerId("dup_" + system.name, raft_otp.node_name())
     assert raft_otp.start_cluster(system, "c", (Counter, None), [sid])[0] == [sid]
     with pytest.raises(raft_otp.errors.AlreadyStarted, match="dup_"):  # a second start_cluster raises
         raft_otp.start_cluster(system, "c", (Counter, None), [sid])
@@ -43,7 +43,7 @@ def test_duplicate_start_and_lifecycle(system: raft_otp.System) -> None:
 
 
 def test_asyncio_forms(system: raft_otp.System) -> None:
-    sid = ServerId("aio_" + system.name, raft_otp.node())
+    sid = ServerId("aio_" + system.name, raft_otp.node_name())
     raft_otp.start_cluster(system, "a", (Counter, None), [sid])
 
     async def main() -> None:
@@ -60,6 +60,6 @@ def test_asyncio_forms(system: raft_otp.System) -> None:
             got.extend((await asyncio.wait_for(q.get(), 5)).replies)
         assert sorted(c for c, _ in got) == list(range(10))
         with pytest.raises(raft_otp.ServerNotFound):
-            await raft_otp.aio.process_command(ServerId("nope", raft_otp.node()), ["incr"])
+            await raft_otp.aio.process_command(ServerId("nope", raft_otp.node_name()), ["incr"])
 
     asyncio.run(main())

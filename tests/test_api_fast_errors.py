@@ -98,7 +98,7 @@ def test_call_to_a_name_never_started_is_server_not_found_at_once(nodes: NodePro
 
 
 def test_a_local_call_to_an_unknown_server_is_fast(nodes: NodeProcs, fe: list[ServerId]) -> None:
-    here = ServerId("nobody", raft_otp.node())  # this client process is a node with no such server
+    here = ServerId("nobody", raft_otp.node_name())  # this client process is a node with no such server
     with within(FAST_S), pytest.raises(ServerNotFound):
         raft_otp.process_command(here, ["incr"], timeout=CALL_S)
     commits_and_converges(fe)

@@ -56,7 +56,7 @@ try:
 except DataDirLocked as exc:
     print("LOCKED", exc.path, exc.pid, f"{time.monotonic() - t:.3f}", flush=True)
     sys.exit(3)
-sid = ServerId("c1", raft_otp.node())
+sid = ServerId("c1", raft_otp.node_name())
 if sid.name not in raft_otp.overview(system)["servers"]:
     raft_otp.start_cluster(system, "c", (Counter, None), [sid])
 print("READY", os.getpid(), flush=True)

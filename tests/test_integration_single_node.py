@@ -30,7 +30,7 @@ def get_count(state):  # type: ignore[no-untyped-def]
 
 
 def test_readme_counter(system) -> None:  # type: ignore[no-untyped-def]
-    ids = [ServerId("s1_" + system.name, raft_otp.node())]
+    ids = [ServerId("s1_" + system.name, raft_otp.node_name())]
     started, not_started = raft_otp.start_cluster(system, "counter", (Counter, {}), ids)
     assert started == ids and not_started == []
     reply, leader = raft_otp.process_command(ids[0], ["incr"])
@@ -48,7 +48,7 @@ def test_readme_counter(system) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_pipeline_notifications(system) -> None:  # type: ignore[no-untyped-def]
-    sid = ServerId("p1_" + system.name, raft_otp.node())
+    sid = ServerId("p1_" + system.name, raft_otp.node_name())
     raft_otp.start_cluster(system, "pipe", (Counter, None), [sid])
     q: queue.Queue = queue.Queue()
     n = 500
@@ -65,7 +65,7 @@ def test_pipeline_notifications(system) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_restart_server_recovers_state(system) -> None:  # type: ignore[no-untyped-def]
-    sid = ServerId("r1_" + system.name, raft_otp.node())
+    sid = ServerId("r1_" + system.name, raft_otp.node_name())
     raft_otp.start_cluster(system, "r", (Counter, None), [sid])
     for _ in range(5):
         raft_otp.process_command(sid, ["incr"])
@@ -79,8 +79,8 @@ def test_restart_server_recovers_state(system) -> None:  # type: ignore[no-untyp
 def test_a_stopped_server_stays_stopped_when_its_system_restarts(tmp_path) -> None:  # type: ignore[no-untyped-def]
     data, name = str(tmp_path / "data"), f"t{time.monotonic_ns()}"
     s = raft_otp.start_in(data, name=name)
-    sid = ServerId("st1_" + name, raft_otp.node())
-    other = ServerId("st2_" + name, raft_otp.node())
+    sid = ServerId("st1_" + name, raft_otp.node_name())
+    other = ServerId("st2_" + name, raft_otp.node_name())
     try:
         raft_otp.start_cluster(s, "st1", (Counter, None), [sid])
         raft_otp.start_cluster(s, "st2", (Counter, None), [other])
@@ -121,7 +121,7 @@ def test_pipeline_notifications_to_an_actor_and_a_callback(system) -> None:  # t
             if len(got) >= 20:
                 done.set()
 
-    sid = ServerId("pa_" + system.name, raft_otp.node())
+    sid = ServerId("pa_" + system.name, raft_otp.node_name())
     raft_otp.start_cluster(system, "pa", (Counter, None), [sid])
     sink = Sink.start()
     try:

@@ -49,7 +49,7 @@ def divide_by_zero(state: Any) -> Any:
 
 @pytest.fixture
 def cluster(system: raft_otp.System) -> ServerId:
-    sid = ServerId("frag_" + system.name, raft_otp.node())
+    sid = ServerId("frag_" + system.name, raft_otp.node_name())
     started, _ = raft_otp.start_cluster(system, "frag", (Fragile, {}), [sid], timeout=10)
     assert started == [sid]
     return sid
@@ -141,7 +141,7 @@ def test_the_leader_refuses_a_command_over_its_own_limit(tmp_path: Any) -> None:
     system = raft_otp.start_in(str(tmp_path / "small"), name=f"small{time.monotonic_ns()}",
                                max_command_bytes=1000)
     try:
-        sid = ServerId("small_" + system.name, raft_otp.node())
+        sid = ServerId("small_" + system.name, raft_otp.node_name())
         raft_otp.start_cluster(system, "small", (Fragile, {}), [sid], timeout=10)
         before = raft_otp.key_metrics(sid)["last_index"]
         err = _fast(lambda: raft_otp.process_command(sid, ["boom", "x" * 5000], timeout=5),
@@ -177,7 +177,7 @@ def test_on_machine_error_crash_keeps_ras_behaviour(tmp_path: Any) -> None:
     system = raft_otp.start_in(str(tmp_path / "crash"), name=f"crash{time.monotonic_ns()}",
                                on_machine_error="crash")
     try:
-        sid = ServerId("crash_" + system.name, raft_otp.node())
+        sid = ServerId("crash_" + system.name, raft_otp.node_name())
         raft_otp.start_cluster(system, "crash", (Fragile, {}), [sid], timeout=10)
         assert raft_otp.process_command(sid, ["incr"], timeout=5)[0] == 1
         with pytest.raises(raft_otp.RaftError) as info:

@@ -199,7 +199,7 @@ def test_release_cursor_state_is_a_swept_copy_that_round_trips() -> None:
 
 @pytest.fixture
 def local_lock(system: raft_otp.System) -> ServerId:
-    sid = ServerId("lock_" + system.name, raft_otp.node())
+    sid = ServerId("lock_" + system.name, raft_otp.node_name())
     assert raft_otp.start_cluster(system, "locks", (Lock, None), [sid])[0] == [sid]
     return sid
 

@@ -38,8 +38,8 @@ def echo():
 
 
 def test_no_node_means_nonode_and_local_delivery(echo) -> None:
-    assert not N.is_started() and N.node() == N.NONODE
-    assert N.call(("t-echo", N.node()), 1) == ["echo", 1]
+    assert not N.is_started() and N.node_name() == N.NONODE
+    assert N.call(("t-echo", N.node_name()), 1) == ["echo", 1]
     assert N.call("t-echo", 2) == ["echo", 2]
     with N.Mailbox() as mb:
         N.send(mb.address, "hello")
@@ -84,11 +84,11 @@ def test_mailbox_get_times_out() -> None:
 
 def test_local_monitor_via_monitor_remote(echo) -> None:
     with N.Mailbox() as mb:
-        N.monitor_remote(("t-echo", N.node()), mb)
+        N.monitor_remote(("t-echo", N.node_name()), mb)
         echo.stop()
         down = mb.get(5)
         assert isinstance(down, supervisors.Down)
-        N.monitor_remote(("nobody", N.node()), mb)
+        N.monitor_remote(("nobody", N.node_name()), mb)
         assert mb.get(5).reason == "noproc"
 
 
@@ -104,7 +104,7 @@ def test_send_to_a_registered_callable() -> None:
     registry.register("t-fn", got.append)
     try:
         N.send("t-fn", 1)
-        N.send(("t-fn", N.node()), 2)
+        N.send(("t-fn", N.node_name()), 2)
         assert got == [1, 2]
     finally:
         registry.unregister("t-fn")

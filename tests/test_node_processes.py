@@ -125,7 +125,7 @@ def test_admin_tree_status_and_kill_restarts_the_actor(cluster) -> None:
     assert admin(n1, "ping") == ["pong", n1]
     tree = admin(n1, "tree")
     assert tree["roots"][0]["children"][0]["name"] == "echo"
-    assert wait_until(lambda: N.node() in admin(n1, "status")["nodes"], 5)
+    assert wait_until(lambda: N.node_name() in admin(n1, "status")["nodes"], 5)
     with N.Mailbox() as mb:
         N.monitor_remote(("echo", n1), mb)
         N.call(("echo", n1), "sync")  # same link, so the monitor is in place before the kill

@@ -16,7 +16,7 @@ def test_node_child_spec_starts_restarts_and_stops_the_node() -> None:
     name = f"svc@127.0.0.1:{free_port()}"
     sup = Supervisor([node_child_spec(name, "c")], strategy="one_for_one", intensity=5).start()
     try:
-        assert N.node() == name and N.transport_stats()["io_thread_alive"]
+        assert N.node_name() == name and N.transport_stats()["io_thread_alive"]
         assert admin.admin_call(name, ["ping"], "c") == ["pong", name]
         old = runtime._node
         admin.kill("node")  # asynchronous: wait for the new incarnation
@@ -24,7 +24,7 @@ def test_node_child_spec_starts_restarts_and_stops_the_node() -> None:
         assert admin.admin_call(name, ["ping"], "c", timeout=5) == ["pong", name]
     finally:
         sup.stop()
-    assert N.node() == N.NONODE
+    assert N.node_name() == N.NONODE
 
 
 def test_starting_a_second_node_in_one_process_is_refused() -> None:

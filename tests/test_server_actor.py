@@ -21,7 +21,7 @@ from raft_otp.server.timeouts import election_timeout_ms
 @pytest.fixture
 def cluster(tmp_path: Any) -> Iterator[tuple[raft_otp.System, list[ServerId]]]:
     s = raft_otp.start_in(str(tmp_path / "d"), name=f"sa{time.monotonic_ns()}")
-    ids = [ServerId(f"{s.name}_{i}", raft_otp.node()) for i in range(3)]
+    ids = [ServerId(f"{s.name}_{i}", raft_otp.node_name()) for i in range(3)]
     try:
         started, _ = raft_otp.start_cluster(s, "c", (Counter, None), ids)
         assert started == ids

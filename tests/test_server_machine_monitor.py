@@ -70,35 +70,35 @@ def _wait_downs(sid: ServerId, n: int, timeout: float = 5.0) -> list:
 
 
 def test_monitored_actor_down_is_applied_as_a_command(system) -> None:  # type: ignore[no-untyped-def]
-    sid = ServerId("mw_" + system.name, raft_otp.node())
+    sid = ServerId("mw_" + system.name, raft_otp.node_name())
     raft_otp.start_cluster(system, "mw", (Watcher, None), [sid])
     name = "mon_target_" + system.name
     ref = _start_target(name)
-    assert raft_otp.process_command(sid, ["watch", name, raft_otp.node()])[0] == "ok"
+    assert raft_otp.process_command(sid, ["watch", name, raft_otp.node_name()])[0] == "ok"
     assert raft_otp.local_query(sid, downs)[0] == []
     _stop_target(name, ref)
     got = _wait_downs(sid, 1)
-    assert len(got) == 1 and got[0][0] == [name, raft_otp.node()]
+    assert len(got) == 1 and got[0][0] == [name, raft_otp.node_name()]
     # fired once: nothing more follows
     time.sleep(0.2)
     assert len(raft_otp.local_query(sid, downs)[0]) == 1
 
 
 def test_monitor_of_a_missing_actor_is_noproc(system) -> None:  # type: ignore[no-untyped-def]
-    sid = ServerId("mn_" + system.name, raft_otp.node())
+    sid = ServerId("mn_" + system.name, raft_otp.node_name())
     raft_otp.start_cluster(system, "mn", (Watcher, None), [sid])
     name = "no_such_" + system.name
-    raft_otp.process_command(sid, ["watch", name, raft_otp.node()])
-    assert _wait_downs(sid, 1) == [[[name, raft_otp.node()], "noproc"]]
+    raft_otp.process_command(sid, ["watch", name, raft_otp.node_name()])
+    assert _wait_downs(sid, 1) == [[[name, raft_otp.node_name()], "noproc"]]
 
 
 def test_demonitor_cancels(system) -> None:  # type: ignore[no-untyped-def]
-    sid = ServerId("md_" + system.name, raft_otp.node())
+    sid = ServerId("md_" + system.name, raft_otp.node_name())
     raft_otp.start_cluster(system, "md", (Watcher, None), [sid])
     name = "dem_target_" + system.name
     ref = _start_target(name)
-    raft_otp.process_command(sid, ["watch", name, raft_otp.node()])
-    raft_otp.process_command(sid, ["unwatch", name, raft_otp.node()])
+    raft_otp.process_command(sid, ["watch", name, raft_otp.node_name()])
+    raft_otp.process_command(sid, ["unwatch", name, raft_otp.node_name()])
     _stop_target(name, ref)
     time.sleep(0.5)
     raft_otp.process_command(sid, ["noop"])  # anything queued has been applied by now
@@ -106,14 +106,14 @@ def test_demonitor_cancels(system) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_restarted_leader_remonitors_from_state_enter(system) -> None:  # type: ignore[no-untyped-def]
-    sid = ServerId("mr_" + system.name, raft_otp.node())
+    sid = ServerId("mr_" + system.name, raft_otp.node_name())
     raft_otp.start_cluster(system, "mr", (Watcher, None), [sid])
     name = "re_target_" + system.name
     ref = _start_target(name)
-    raft_otp.process_command(sid, ["watch", name, raft_otp.node()])
+    raft_otp.process_command(sid, ["watch", name, raft_otp.node_name()])
     raft_otp.stop_server(system, sid)
     raft_otp.restart_server(system, sid)
     assert raft_otp.process_command(sid, ["noop"], timeout=10)[1] == sid  # leader again
     _stop_target(name, ref)
     got = _wait_downs(sid, 1)
-    assert len(got) == 1 and got[0][0] == [name, raft_otp.node()]
+    assert len(got) == 1 and got[0][0] == [name, raft_otp.node_name()]

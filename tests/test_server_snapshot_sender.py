@@ -191,14 +191,14 @@ def test_a_late_result_for_a_sender_that_has_stopped_does_not_crash_the_leader(t
     from supervisors._watch import actor_of
 
     s = raft_otp.start_in(str(tmp_path / "d"), name=f"ls{time.monotonic_ns()}")
-    ids = [ServerId(f"{s.name}_{i}", raft_otp.node()) for i in range(3)]
+    ids = [ServerId(f"{s.name}_{i}", raft_otp.node_name()) for i in range(3)]
     try:
         raft_otp.start_cluster(s, "c", (Counter, None), ids)
         _, leader = raft_otp.process_command(ids[0], ["incr"])
         peer = next(i for i in ids if i != leader)
         ref = registry.whereis(leader.name)
         actor = actor_of(ref)
-        nobody = ServerId("nobody", raft_otp.node())  # its chunk goes nowhere
+        nobody = ServerId("nobody", raft_otp.node_name())  # its chunk goes nowhere
         dead = ss.SnapshotSender.start(_Server(), leader, nobody, 1, META, iter([b"x"]), 5.0)
         dead.stop()  # ended by itself; its report not handled yet
         actor._senders[peer] = dead

@@ -25,7 +25,7 @@ def test_two_systems_are_isolated(tmp_path: Any) -> None:
             raft_otp.start_in(str(tmp_path / "other"), name=f"a{tag}")
         with pytest.raises(DataDirLocked):  # one owner per data dir
             raft_otp.start_in(str(tmp_path / "a"), name=f"c{tag}")
-        sa, sb = ServerId(f"sa{tag}", raft_otp.node()), ServerId(f"sb{tag}", raft_otp.node())
+        sa, sb = ServerId(f"sa{tag}", raft_otp.node_name()), ServerId(f"sb{tag}", raft_otp.node_name())
         assert raft_otp.start_cluster(a, "x", (Counter, None), [sa])[0] == [sa]
         assert raft_otp.start_cluster(b, "x", (Counter, None), [sb])[0] == [sb]
         raft_otp.process_command(sa, ["incr"])
@@ -52,7 +52,7 @@ def test_two_systems_are_isolated(tmp_path: Any) -> None:
 def test_stopped_system_comes_back_with_its_servers(tmp_path: Any) -> None:
     name = f"r{time.monotonic_ns()}"
     s = raft_otp.start_in(str(tmp_path / "d"), name=name)
-    sid = ServerId(f"{name}_s", raft_otp.node())
+    sid = ServerId(f"{name}_s", raft_otp.node_name())
     raft_otp.start_cluster(s, "c", (Counter, None), [sid])
     for _ in range(3):
         raft_otp.process_command(sid, ["incr"])

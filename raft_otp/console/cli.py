@@ -71,7 +71,8 @@ def _set_client_security(args: Any) -> None:
 def _api_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system", default="default", help="system name (default: default)")
     p.add_argument("--client-host", default="127.0.0.1",
-                   help="address the nodes can reach this CLI on (default 127.0.0.1)")
+                   help="a label in this CLI's client node name (it binds no port: the "
+                        "nodes answer over the connections it opens); default 127.0.0.1")
 
 
 def _log_level(text: str) -> str:

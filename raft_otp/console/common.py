@@ -29,7 +29,9 @@ class ConsoleError(Exception):
 
 
 def default_cookie_file() -> str:
-    return os.path.join(os.path.expanduser("~"), ".raft_otp_cookie")
+    """``~/.raft_otp_cookie``, the same default as the API's (``raft_otp.connect``)."""
+    from raft_otp.node.runtime import default_cookie_file as api_default
+    return api_default()
 
 
 def ensure_cookie_file(path: str) -> str:
@@ -108,10 +110,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @contextlib.contextmanager
 def client_node(cookie: str, host: str = "127.0.0.1") -> Iterator[str]:
-    """Make this process a temporary node ``raft-otp-cli-PID@host:PORT`` for API calls."""
+    """Make this process a temporary port-less client node ``raft-otp-cli-PID@host:0``
+    for API calls: it binds nothing and gets its replies over the connections it
+    opens (``raft_otp.node.transport``); ``host`` only labels it."""
     import raft_otp.api  # noqa: F401  (registers the wire types a client needs)
     from raft_otp.node import runtime as node_rt
-    name = f"raft-otp-cli-{os.getpid()}@{host}:{free_port(host)}"
+    name = f"raft-otp-cli-{os.getpid()}@{host}:0"
     node_rt.start_node(name, cookie)
     try:
         yield name

@@ -6,9 +6,15 @@ msgpack-able values (state is msgpack-encoded for snapshots unless the machine
 overrides ``snapshot_encode`` / ``snapshot_decode``).
 
 ``apply`` returns ``(state, reply)`` or ``(state, reply, effects)`` where
-``effects`` is a list of the machine effects declared below.  Effects are
-carried out by the server actor; leader-only effects (``SendMsg``, ``ModCall``,
-``Timer``, ``Monitor``) are dropped on followers, as in RA.
+``effects`` is a list of the machine effects declared below (exported from
+``raft_otp`` too).  Every effect is checked on every member when it is returned
+(a bad one fails its command with a ``MachineError``); then ``ReleaseCursor`` and
+``Checkpoint`` act on every member's log, and the leader-only effects
+(``SendMsg``, ``ModCall``, ``Timer``, ``Monitor``, ``Demonitor``, ``LogRead``)
+are carried out by the leader and dropped on followers, as in RA.  Effects are
+not carried out while a member replays its log after a restart.  Because a new
+leader may repeat what an old one did (it applies the same entries), an effect
+that must happen once should be idempotent at its target.
 """
 
 from __future__ import annotations
@@ -43,7 +49,14 @@ class ApplyMeta(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class SendMsg:
-    """Send ``msg`` to ``to`` (a registered name or ``(name, node)``) from the leader."""
+    """Send ``msg`` to ``to`` (a registered name on the leader's node, or ``(name,
+    node)``).
+
+    Leader only (carried out when the leader applies the entry; followers and a
+    member replaying its log after a restart drop it); not replicated and not
+    confirmed (a send to an unknown name is dropped).  Make the receiver
+    idempotent: a machine that re-sends from ``state_enter("leader", ...)`` may
+    repeat what the old leader sent."""
 
     to: Any
     msg: Any
@@ -51,7 +64,18 @@ class SendMsg:
 
 @dataclass(frozen=True, slots=True)
 class ReleaseCursor:
-    """Entries up to ``index`` are no longer needed; ``state`` is the state at ``index``."""
+    """Entries up to ``index`` may be dropped: ``state`` is the machine state at
+    ``index`` (after applying it) and becomes the snapshot.
+
+    On every member (not leader only).  Without it a log is never compacted: return
+    it every N commands (the built-in machines do: ``release_cursor_every``).  The
+    snapshot is written in the background and the log truncated once it is
+    durable.  A cursor is a hint: it is ignored while a snapshot is being written,
+    at or below the current snapshot (so a repeated one is harmless), or closer
+    than ``min_snapshot_interval`` to it unless it frees a segment file; so offer
+    one regularly rather than once.  ``index`` is an
+    int >= 0 (else ``MachineError``); give ``meta.index`` of the entry being
+    applied, and ``state`` as returned for it (not mutated afterwards)."""
 
     index: int
     state: Any
@@ -59,7 +83,12 @@ class ReleaseCursor:
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """Take a checkpoint (non-truncating snapshot) of ``state`` at ``index``."""
+    """A snapshot of ``state`` at ``index`` that truncates nothing (a checkpoint); a
+    later ``ReleaseCursor`` may promote it instead of writing its state again.
+
+    On every member; ``index`` an int >= 0.  A hint as ``ReleaseCursor`` is (ignored
+    while a snapshot is being written, or within ``min_checkpoint_interval`` of the
+    last checkpoint)."""
 
     index: int
     state: Any
@@ -67,7 +96,17 @@ class Checkpoint:
 
 @dataclass(frozen=True, slots=True)
 class Timer:
-    """Deliver ``["timeout", name]`` as a command after ``ms`` (None cancels)."""
+    """After ``ms`` milliseconds the leader submits ``["timeout", name]`` as an ordinary
+    command (logged, replicated, applied everywhere); ``ms=None`` cancels.
+
+    * ``name`` must be hashable and msgpack-encodable: a str, int or tuple (a tuple
+      arrives as a list in the command); else ``MachineError``.  ``ms`` >= 0.
+    * One timer per name: setting a name again replaces (restarts) its timer.
+    * Leader only, and not replicated: a timer lives in the server that set it
+      while leader, and is gone when that server stops or restarts.  A machine that needs its
+      timers after a leader change sets them again from ``state_enter("leader",
+      state)``; a ``["timeout", name]`` may then arrive twice, so handle it
+      idempotently (compare with a deadline kept in the state)."""
 
     name: Any
     ms: int | None
@@ -76,6 +115,7 @@ class Timer:
 @dataclass(frozen=True, slots=True)
 class Monitor:
     """Watch a process/node; its DOWN arrives as a command ``["down", target, reason]``.
+    Leader only; idempotent (watching a watched target again is a no-op).
 
     ``target`` is an actor address ``(name, node)`` or ``("node", node_name)``
     (tuples, lists or a ``ServerId``).  Contract (as RA's ``{monitor, ...}``):
@@ -102,14 +142,19 @@ class Monitor:
 
 @dataclass(frozen=True, slots=True)
 class Demonitor:
-    """Stop watching ``target`` (same forms as ``Monitor``); leader only."""
+    """Stop watching ``target`` (same forms as ``Monitor``): no ``["down", ...]`` for
+    it follows.  Leader only; idempotent (a target not watched is a no-op)."""
 
     target: Any
 
 
 @dataclass(frozen=True, slots=True)
 class LogRead:
-    """Read entries at ``indexes`` and call ``fun(entries)`` (import path) for new effects."""
+    """Read the log entries at ``indexes`` and call ``fun(entries)`` (``fun`` is an
+    import path ``"module:function"``); the effects it returns are checked and
+    carried out as if ``apply`` had returned them.
+
+    Leader only; an index no longer in the log (compacted) gives no entry."""
 
     indexes: tuple[int, ...]
     fun: str
@@ -117,7 +162,12 @@ class LogRead:
 
 @dataclass(frozen=True, slots=True)
 class ModCall:
-    """Call ``fun(*args)`` (import path ``module:function``) outside the machine."""
+    """Call ``fun(*args)`` (``fun`` an import path ``"module:function"``) on the
+    leader, outside the machine: for side effects the state must not depend on.
+
+    Leader only; runs in the server's thread (keep it short); an exception is
+    logged, not retried; not replicated, and a new leader may repeat it (make it
+    idempotent)."""
 
     fun: str
     args: tuple[Any, ...]

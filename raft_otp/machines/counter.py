@@ -2,8 +2,9 @@
 
 Commands: ``["incr"]`` / ``["incr", n]`` → the new value; ``["get"]`` → the value.
 Anything else raises ``ValueError`` (the caller gets a ``MachineError``).
-Config ``{"release_cursor_every": N}`` emits ``ReleaseCursor`` every N applied
-commands so the log gets snapshotted (0 = never).
+Config ``{"release_cursor_every": N}`` (default 1000, as ``kv`` and ``lock``) emits
+``ReleaseCursor`` at every N-th log index so the log gets snapshotted and compacted
+(0 = never: the whole log is kept).
 """
 
 from __future__ import annotations
@@ -13,7 +14,19 @@ from typing import Any
 from raft_otp.core.machine import ApplyMeta, Machine, ReleaseCursor
 
 
+RELEASE_CURSOR_EVERY = 1000
+
+
 class Counter(Machine):
+    @property
+    def release_cursor_every(self) -> int:
+        """``release_cursor_every`` of the config (default 1000; 0: never)."""
+        cfg = self.config if isinstance(self.config, dict) else {}
+        every = cfg.get("release_cursor_every", RELEASE_CURSOR_EVERY)
+        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+            raise ValueError(f"release_cursor_every must be an int >= 0, got {every!r}")
+        return every
+
     def init(self, config: Any) -> int:
         return 0
 
@@ -26,7 +39,7 @@ class Counter(Machine):
             if isinstance(n, bool) or not isinstance(n, int):
                 raise ValueError(f"incr needs an integer, got {n!r}")
             state = state + n
-            every = (self.config or {}).get("release_cursor_every", 0) if isinstance(self.config, dict) else 0
+            every = self.release_cursor_every
             if every and meta.index % every == 0:
                 return state, state, [ReleaseCursor(meta.index, state)]
             return state, state

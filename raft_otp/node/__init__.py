@@ -40,42 +40,32 @@ from raft_otp.node.security import Security
 from raft_otp.node.transport import NodeConfig
 
 
-class _NodeFunction:
-    """``node()`` -> this process's node name, and a view of this package.
+import sys as _sys  # noqa: E402
+import types as _types  # noqa: E402
+import warnings as _warnings  # noqa: E402
 
-    ``raft_otp/__init__`` does ``from raft_otp.node import node``, which rebinds the
-    attribute ``raft_otp.node`` from this package to the function; after that both
-    ``from raft_otp import node`` and ``import raft_otp.node as m`` yield the
-    function.  Making the function forward attribute access to the package keeps
-    ``raft_otp.node()`` and ``raft_otp.node.send(...)`` both working.
-    """
+from raft_otp.node.runtime import node, node_name  # noqa: E402,F401  (node: runtime's old name)
 
-    __slots__ = ()
+
+class _CallablePackage(_types.ModuleType):
+    """This package, callable for old code: ``raft_otp.node()`` was once the function
+    that gives this process's node name.  It still does, with a DeprecationWarning;
+    use :func:`raft_otp.node_name`.  (``raft_otp.node`` is the package, so type
+    checkers see ``raft_otp.node.start_node`` and the rest.)"""
 
     def __call__(self) -> str:
-        return _runtime.node()
-
-    def __getattr__(self, attr: str) -> object:
-        return getattr(_sys.modules[__name__], attr)
-
-    def __dir__(self) -> list[str]:
-        return dir(_sys.modules[__name__])
-
-    def __repr__(self) -> str:
-        return "<raft_otp.node.node(): this node's name; also the raft_otp.node package>"
+        _warnings.warn("raft_otp.node() is deprecated: use raft_otp.node_name()",
+                       DeprecationWarning, stacklevel=2)
+        return node_name()
 
 
-import sys as _sys  # noqa: E402
-
-from raft_otp.node import runtime as _runtime  # noqa: E402
-
-node = _NodeFunction()
+_sys.modules[__name__].__class__ = _CallablePackage
 
 __all__ = [
     "NONODE", "Fault", "Mailbox", "NodeConfig", "NodeEvent", "RemoteError", "RemoteMonitorRef",
     "Security",
     "WireTypeError", "admin_call", "call", "demonitor_remote", "is_started", "monitor_remote",
-    "node", "nodes", "read_cookie", "register_wire_error", "register_wire_type", "send",
+    "node_name", "nodes", "read_cookie", "register_wire_error", "register_wire_type", "send",
     "set_fault", "set_status_provider", "start_node", "stop_node", "subscribe_node_events",
     "transport_stats", "unsubscribe_node_events",
 ]

@@ -39,7 +39,7 @@ from raft_otp.node.monitors import RemoteMonitorRef, RemoteMonitors, deliver
 from raft_otp.node.transport import NodeConfig, Transport, split_node_name
 
 __all__ = [
-    "NONODE", "NodeEvent", "node", "start_node", "stop_node", "is_started", "send", "send_or_bounce",
+    "NONODE", "NodeEvent", "node", "node_name", "client_node_name", "start_node", "stop_node", "is_started", "send", "send_or_bounce",
     "call",
     "monitor_remote", "demonitor_remote", "subscribe_node_events",
     "unsubscribe_node_events", "nodes", "set_fault", "transport_stats", "read_cookie",
@@ -306,29 +306,61 @@ _node: _Node | None = None
 _node_lock = threading.Lock()
 
 
-def node() -> str:
+def node_name() -> str:
     """This process's node name (``nonode@nohost`` until :func:`start_node`)."""
     n = _node
     return n.name if n is not None else NONODE
+
+
+node = node_name  # the name this module always had (``raft_otp.node.runtime.node``)
+
+
+def client_node_name(host: str | None = None) -> str:
+    """A fresh name for a port-less client node of this process:
+    ``client-<pid>-<random>@<host>:0`` (port 0: it binds nothing, see
+    ``raft_otp.node.transport``).  ``host`` only labels it (default: this host's name)."""
+    import socket
+    label = host or socket.gethostname() or "localhost"
+    return f"client-{os.getpid()}-{random.getrandbits(32):08x}@{label}:0"
 
 
 def is_started() -> bool:
     return _node is not None
 
 
+def default_cookie_file() -> str:
+    """``~/.raft_otp_cookie``: the cookie file ``raft-otp start`` creates and the CLI
+    and the API use when given none."""
+    return os.path.join(os.path.expanduser("~"), ".raft_otp_cookie")
+
+
 def read_cookie(cookie: str | None = None, cookie_file: str | None = None) -> str:
-    """The cookie given, else the first line of ``cookie_file``, else $RAFT_OTP_COOKIE.
+    """The cookie given, else the first line of ``cookie_file``, else
+    ``$RAFT_OTP_COOKIE_FILE``'s, else ``$RAFT_OTP_COOKIE``, else
+    ``~/.raft_otp_cookie``'s (the CLI's order, :func:`default_cookie_file`).
 
     A cookie file its group or others may access is refused (BadArgument), as
-    Erlang refuses such a ``~/.erlang.cookie``."""
+    Erlang refuses such a ``~/.erlang.cookie``; a cookie file that does not exist
+    or is empty is a BadArgument naming it."""
+    if cookie is None and cookie_file is None:
+        cookie_file = os.environ.get("RAFT_OTP_COOKIE_FILE") or None
+        if cookie_file is None:
+            cookie = os.environ.get("RAFT_OTP_COOKIE") or None
+            if cookie is None and os.path.exists(default_cookie_file()):
+                cookie_file = default_cookie_file()
     if cookie is None and cookie_file is not None:
-        security.check_private(cookie_file, "cookie file")
-        with open(cookie_file, encoding="utf-8") as f:
-            cookie = f.readline().strip()
-    if cookie is None:
-        cookie = os.environ.get("RAFT_OTP_COOKIE")
+        try:
+            security.check_private(cookie_file, "cookie file")
+            with open(cookie_file, encoding="utf-8") as f:
+                cookie = f.readline().strip()
+        except FileNotFoundError:
+            raise BadArgument(f"cookie file {cookie_file} does not exist (pass the one the "
+                              "nodes were started with)") from None
+        if not cookie:
+            raise BadArgument(f"cookie file {cookie_file} is empty")
     if not cookie:
-        raise BadArgument("a cookie is required (cookie=, cookie_file= or $RAFT_OTP_COOKIE)")
+        raise BadArgument("a cookie is required (cookie=, cookie_file=, $RAFT_OTP_COOKIE_FILE, "
+                          f"$RAFT_OTP_COOKIE or {default_cookie_file()})")
     return cookie
 
 
@@ -341,6 +373,10 @@ def start_node(
     transport_security: security.Security | None = None,
 ) -> str:
     """Make this process the node ``name@host:port`` (binds its ROUTER there).
+
+    A name with port 0 (:func:`client_node_name`) makes a port-less client node:
+    it binds nothing and gets its replies over the connections it opens to the
+    nodes it talks to (``raft_otp.connect``).  The cookie: see :func:`read_cookie`.
 
     ``transport_security``: ``Security("mac")`` or ``Security("curve", key_file,
     allowed_keys)``; default :func:`raft_otp.node.security.default` (the CLI's

@@ -36,11 +36,26 @@ Ports the job of Erlang's distribution carrier (dist_util + the port driver):
 
 Temporary clients (``admin_call``) talk to the ROUTER from a DEALER of their own
 and get replies back over the ROUTER, addressed by their identity.
+
+*Port-less client nodes* (a node name whose port is 0, ``raft_otp.connect``) bind
+nothing: every frame they send carries ``FLAG_CLIENT``, and they receive on their
+DEALERs what the members send back over their ROUTERs (as etcd's clients get their
+answers over the connection they opened).  A member remembers, per client node
+name, the ROUTER identity of the connection it last heard that client on
+(``client routes``, bounded), and :meth:`Transport.enqueue` to a name with no link
+goes there: a server's reply to a ``(mailbox, client node)`` address needs no
+change above the transport.  A client's empty frame (its heartbeat) is answered
+with an empty frame, so the client's failure detector works as between nodes.  A
+client node sends everything from the I/O thread (no direct send: its DEALERs
+are always in the poller, for their replies) and renews each link's session
+every ``client_session_renew_s`` (a member refuses a client session older than
+its ``client_max_age_s`` when it first sees it, e.g. after the member restarted).
 """
 
 from __future__ import annotations
 from raft_otp import _trace as _T  # TRACE
 
+import collections
 import logging
 import os
 import random
@@ -61,7 +76,7 @@ from raft_otp.node.peer import PeerLink
 from raft_otp.node.security import (AllowedKeys, Security, ensure_key_file, read_key_file,
                                     write_private)
 
-__all__ = ["NodeConfig", "Transport", "endpoint_of", "split_node_name"]
+__all__ = ["NodeConfig", "Transport", "endpoint_of", "is_client_name", "split_node_name"]
 
 logger = logging.getLogger("raft_otp.node")
 
@@ -70,6 +85,10 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
 _DELAYED_MAX_FRAMES = 10_000
 _POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
+_CLIENT_ROUTES_MAX = 10_000      # port-less client nodes remembered by a member
+_CLIENT_OUT_MAX_MSGS = 100_000   # replies queued for clients over the ROUTER
+CLIENT_SESSION_RENEW_S = 60.0    # a client node's links take a new session this often
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 _HANDSHAKE_FAILED = int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                         | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
@@ -109,6 +128,12 @@ def split_node_name(node: str) -> tuple[str, str, int]:
     return name, host, int(port)
 
 
+def is_client_name(node: str) -> bool:
+    """``node`` names a port-less client node (``name@host:0``): it binds nothing and
+    is reached only over the connections it opened."""
+    return node.endswith(":0") and "@" in node
+
+
 def endpoint_of(node: str) -> str:
     _, host, port = split_node_name(node)
     if ":" in host and not host.startswith("["):
@@ -143,7 +168,10 @@ class Transport:
         self.security = security or Security()
         self._key = key
         self._creation = creation
-        self._prefix = envelope.batch_prefix(node, creation)
+        # a port-less client node: binds nothing, receives on its DEALERs
+        self.client_only = is_client_name(node)
+        self._prefix = envelope.batch_prefix(
+            node, creation, envelope.FLAG_CLIENT if self.client_only else 0)
         self._client_prefix = envelope.batch_prefix(node, creation, envelope.FLAG_CLIENT)
         self._replay = replay.ReplayGuard()
         self._reply_session = replay.new_session()  # replies to temporary clients (ROUTER)
@@ -155,7 +183,9 @@ class Transport:
         self._links: dict[str, PeerLink] = {}
         self._link_list: list[PeerLink] = []
         self._links_lock = threading.Lock()
-        self._client_out: list[tuple[bytes, bytes]] = []  # (identity, item) -> over ROUTER
+        # (identity, item or None for an empty frame) -> over the ROUTER
+        self._client_out: collections.deque[tuple[bytes, bytes | None]] = collections.deque()
+        self._client_routes: dict[str, bytes] = {}  # port-less client node -> ROUTER identity
         self._faults: dict[str, Fault] = {}
         self.detector = FailureDetector(config.heartbeat_interval_ms, config.down_after_missed)
         self._woken = False
@@ -163,14 +193,14 @@ class Transport:
         # held by the I/O thread whenever it uses a DEALER; taken (without waiting) by
         # a caller that sends a lone message on an idle link itself
         self._send_lock = threading.Lock()
-        self._direct_idle_s = config.direct_send_idle_us / 1e6
+        self._direct_idle_s = -1.0 if self.client_only else config.direct_send_idle_us / 1e6
         self._item_max_bytes = config.frame_max_bytes - 4096
         self.counters = dict.fromkeys(
             ("sent_msgs", "sent_batches", "sent_bytes", "recv_msgs", "recv_batches",
              "recv_bytes", "heartbeats_sent", "bad_frames", "refused", "dropped_fault",
              "send_errors", "wakeups", "io_errors", "forgotten_links", "direct_sends",
              "replayed", "old_session", "stale_client", "handshake_failures",
-             "refused_keys"), 0)
+             "refused_keys", "client_gone"), 0)
         self._forgotten_dropped = 0
         self.dead = False
         self._curve: tuple[bytes, bytes] | None = None  # (public, secret), Z85
@@ -180,26 +210,35 @@ class Transport:
             assert self.security.key_file and self.security.allowed_keys  # Security checks it
             public = ensure_key_file(self.security.key_file)
             self._curve = (public, read_key_file(self.security.key_file))
+            if self.client_only and not os.path.exists(self.security.allowed_keys):
+                raise BadArgument(f"allowed-keys file {self.security.allowed_keys} does not "
+                                  "exist: a client needs the members' public keys")
             if not os.path.exists(self.security.allowed_keys):  # a first start: itself only
                 write_private(self.security.allowed_keys, f"{node} {public.decode()}\n")
                 logger.info("%s: created %s listing this node only; add the other nodes' "
                             "lines", node, self.security.allowed_keys)
             self._allowed = AllowedKeys(self.security.allowed_keys)
             self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-            self._zap = self._ctx.socket(zmq.REP)
-            self._zap.setsockopt(zmq.LINGER, 0)
-            self._zap.bind(ZAP_ENDPOINT)
+            if not self.client_only:
+                self._zap = self._ctx.socket(zmq.REP)
+                self._zap.setsockopt(zmq.LINGER, 0)
+                self._zap.bind(ZAP_ENDPOINT)
         else:
             self._ctx = zmq.Context.instance()
-        self._router = self._ctx.socket(zmq.ROUTER)
-        _tune(self._router, config)
-        self._router.setsockopt(zmq.MAXMSGSIZE, config.frame_max_bytes)
-        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        if self._curve is not None:
-            self._router.setsockopt(zmq.CURVE_SERVER, 1)
-            self._router.setsockopt(zmq.CURVE_SECRETKEY, self._curve[1])
-        self._router_mon = self._router.get_monitor_socket(_HANDSHAKE_FAILED)
-        self._bind(endpoint_of(node), config.bind_retry_s)
+        self._router: Any = None
+        self._router_mon: Any = None
+        if not self.client_only:
+            self._router = self._ctx.socket(zmq.ROUTER)
+            _tune(self._router, config)
+            self._router.setsockopt(zmq.MAXMSGSIZE, config.frame_max_bytes)
+            self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            if self._curve is not None:
+                self._router.setsockopt(zmq.CURVE_SERVER, 1)
+                self._router.setsockopt(zmq.CURVE_SECRETKEY, self._curve[1])
+            self._router_mon = self._router.get_monitor_socket(_HANDSHAKE_FAILED)
+            self._bind(endpoint_of(node), config.bind_retry_s)
+        self._dealers: dict[Any, PeerLink] = {}  # client node: DEALER -> its link
+        self._renew_s = time.monotonic() + CLIENT_SESSION_RENEW_S
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         weakref.finalize(self, os.close, self._wake_fd)
         self._poller = zmq.Poller()
@@ -245,6 +284,9 @@ class Transport:
         link = self._links.get(node)
         if link is None:
             endpoint = endpoint_of(node)
+            if is_client_name(node):
+                raise BadArgument(f"{node} is a port-less client node: it is reached only "
+                                  "over a connection it opened")
             if self._allowed is not None and self._allowed.key_of(node) is None:
                 raise BadArgument(f"node {node} has no public key in the allowed-keys file "
                                   f"{self._allowed.path} (transport_security 'curve')")
@@ -262,7 +304,11 @@ class Transport:
         """Queue one encoded message for ``node``; never blocks. False if dropped."""
         if len(item) > self._item_max_bytes:
             raise BadArgument(f"message of {len(item)} bytes exceeds frame_max_bytes")
-        link = self._links.get(node) or self.link(node)
+        link = self._links.get(node)
+        if link is None:
+            if is_client_name(node):
+                return self._enqueue_to_client(node, item)
+            link = self.link(node)
         if _T.ON: _T.mark("tx", f"enqueue {node} woken={self._woken}")  # TRACE
         if (self._direct_idle_s >= 0 and not link.queue and link.pending is None
                 and time.monotonic() - link.last_sent_s >= self._direct_idle_s
@@ -332,10 +378,26 @@ class Transport:
         c["direct_sends"] += 1
         return True
 
-    def enqueue_client(self, identity: bytes, item: bytes) -> None:
-        """Queue a reply to a temporary client connected to our ROUTER."""
+    def enqueue_client(self, identity: bytes, item: bytes | None) -> bool:
+        """Queue a message (None: an empty frame) for a client connected to our ROUTER;
+        False (dropped and counted) beyond ``_CLIENT_OUT_MAX_MSGS`` queued."""
+        if len(self._client_out) >= _CLIENT_OUT_MAX_MSGS:
+            self.counters["client_gone"] += 1
+            return False
         self._client_out.append((identity, item))
-        self._wake()
+        if not self._woken:
+            self._woken = True
+            os.eventfd_write(self._wake_fd, 1)
+        return True
+
+    def _enqueue_to_client(self, node: str, item: bytes) -> bool:
+        """A message for the port-less client node ``node``: over our ROUTER to the
+        connection it was last heard on; dropped and counted if it never connected."""
+        identity = self._client_routes.get(node)
+        if identity is None:
+            self.counters["client_gone"] += 1
+            return False
+        return self.enqueue_client(identity, item)
 
     def set_fault(self, node: str, fault: Fault) -> None:
         if fault.active:
@@ -367,9 +429,10 @@ class Transport:
     # ---- I/O thread --------------------------------------------------------------
     def _run(self) -> None:
         poller = self._poller
-        poller.register(self._router, zmq.POLLIN)
+        if self._router is not None:
+            poller.register(self._router, zmq.POLLIN)
+            poller.register(self._router_mon, zmq.POLLIN)
         poller.register(self._wake_fd, zmq.POLLIN)
-        poller.register(self._router_mon, zmq.POLLIN)
         if self._zap is not None:
             poller.register(self._zap, zmq.POLLIN)
         errors: list[float] = []
@@ -403,6 +466,7 @@ class Transport:
             if _T.ON: _T.mark("io", f"poll returned {len(events)}")  # TRACE
             counters["wakeups"] += 1
             drain = False
+            dealers: list[Any] = []
             for sock, _ev in events:
                 if sock is self._router:
                     drain = True
@@ -417,8 +481,12 @@ class Transport:
                     self._on_router_monitor()
                 elif sock is self._zap:
                     self._on_zap()
-                else:
+                elif _ev & _POLLOUT:
                     self._writable.add(sock)  # POLLOUT on a DEALER with a parked frame
+                    if _ev & _POLLIN:
+                        dealers.append(sock)
+                else:
+                    dealers.append(sock)  # (client node) replies on a DEALER
             self._woken = False
             # Send before receiving: a reply queued by a server goes out now rather than
             # after the decoding and delivery of every frame that arrived meanwhile.
@@ -426,6 +494,10 @@ class Transport:
                 self._flush()
             if drain:
                 self._drain_router()
+            if dealers:
+                with self._send_lock:
+                    for sock in dealers:
+                        self._drain_dealer(sock)
             now = time.monotonic()
             if now >= next_tick:
                 with self._send_lock:
@@ -441,11 +513,13 @@ class Transport:
                 if link.sock is not None:
                     link.sock.close(0)
                     link.sock = None
-        self._router.disable_monitor()
-        self._router_mon.close(0)
-        self._router.close(0)
-        if self._zap is not None:  # the transport's own context (curve)
+        if self._router is not None:
+            self._router.disable_monitor()
+            self._router_mon.close(0)
+            self._router.close(0)
+        if self._zap is not None:
             self._zap.close(0)
+        if self._curve is not None:  # the transport's own context
             self._ctx.term()
         # The eventfd is closed by a finalizer, not here: a sender may still hold this
         # transport and write to it; closing now could let it write into a reused fd.
@@ -481,6 +555,10 @@ class Transport:
             # ZMQ_FD only signals a change: take anything already there, so the
             # descriptor is armed for the next event.
             self._on_monitor_event(mon, link)
+        if self.client_only:  # its replies come back on this socket
+            sock.setsockopt(zmq.MAXMSGSIZE, self.config.frame_max_bytes)
+            self._dealers[sock] = link
+            self._poller.register(sock, zmq.POLLIN)
         sock.connect(link.endpoint)
         link.sock = sock  # the caller (_flush) holds the send lock
         self.detector.track(link.node, time.monotonic())
@@ -546,9 +624,12 @@ class Transport:
     def _set_pending(self, link: PeerLink, frame: bytes | None) -> None:
         """Park a frame the socket refused; poll for POLLOUT on that socket meanwhile."""
         if frame is not None and link.pending is None:
-            self._poller.register(link.sock, zmq.POLLOUT)
+            self._poller.register(link.sock, _POLLOUT | (_POLLIN if self.client_only else 0))
         elif frame is None and link.pending is not None:
-            self._poller.unregister(link.sock)
+            if self.client_only:
+                self._poller.register(link.sock, _POLLIN)
+            else:
+                self._poller.unregister(link.sock)
         link.pending = frame
 
     def _frame(self, link: PeerLink, items: list[bytes]) -> bytes:
@@ -583,15 +664,27 @@ class Transport:
         return True
 
     def _flush_clients(self) -> None:
-        out, self._client_out = self._client_out, []
-        for identity, item in out:
+        out = self._client_out
+        popleft = out.popleft
+        while out:
+            identity, item = popleft()
+            items = [item] if item is not None else []
+            while out and out[0][0] == identity and len(items) < self.config.batch_max_msgs:
+                more = popleft()[1]
+                if more is not None:
+                    items.append(more)
             try:
-                self._router.send_multipart([identity, self._client_frame([item])], zmq.NOBLOCK)
-            except zmq.ZMQError:
+                self._router.send_multipart([identity, self._client_frame(items)], zmq.NOBLOCK)
+            except zmq.ZMQError:  # gone (ROUTER_MANDATORY: EHOSTUNREACH) or full
                 self.counters["send_errors"] += 1
 
     def _tick(self, now: float) -> None:
         interval_s = self.config.heartbeat_interval_ms / 1000.0
+        if self.client_only and now >= self._renew_s:
+            self._renew_s = now + CLIENT_SESSION_RENEW_S
+            for link in self._link_list:  # (holding the send lock)
+                link.session = replay.new_session(self._rng)
+                link.counter = 0
         for link in self._link_list:
             if link.pending is not None:
                 self._retry_pending(link)
@@ -626,6 +719,8 @@ class Transport:
         if link.pending is not None:
             self._set_pending(link, None)  # unregisters its POLLOUT while the socket exists
         self._writable.discard(link.sock)
+        if link.sock is not None and self.client_only:
+            self._poller.unregister(link.sock)
         if link.sock is not None:
             if self.config.down_on_disconnect:
                 link.sock.disable_monitor()
@@ -636,6 +731,7 @@ class Transport:
                 self._poller.unregister(fd)
                 del self._monitor_socks[fd]
                 mon.close(0)
+        self._dealers = {s: x for s, x in self._dealers.items() if x is not link}
         self.detector.forget(link.node)
         self.counters["forgotten_links"] += 1
         self._forgotten_dropped += link.dropped + len(link.queue)
@@ -773,7 +869,13 @@ class Transport:
             self._log_refusal("%s: refused a frame from %s: its connection's key is not the "
                               "one %s lists for it", self.node, sender, self._allowed.path)
             return
-        if not client:
+        if client:
+            if msgs:
+                if self._client_routes.get(sender) != identity and is_client_name(sender):
+                    self._route_client(sender, identity)
+            else:  # a client's heartbeat: answer, so its failure detector hears us
+                self.enqueue_client(identity, None)
+        else:
             fault = self._faults.get(sender)
             if fault is not None and fault.partitioned:
                 c["dropped_fault"] += len(msgs)
@@ -792,3 +894,53 @@ class Transport:
             c["recv_msgs"] += len(msgs)
             if _T.ON: _T.mark("rx", f"frame from {sender} {len(msgs)} msgs")  # TRACE
             self._on_messages(sender, identity if client else None, msgs, last)
+
+    def _route_client(self, sender: str, identity: bytes) -> None:
+        """Remember the connection the port-less client node ``sender`` is on (the
+        oldest of ``_CLIENT_ROUTES_MAX`` are forgotten)."""
+        routes = self._client_routes
+        routes.pop(sender, None)
+        if len(routes) >= _CLIENT_ROUTES_MAX:
+            del routes[next(iter(routes))]
+        routes[sender] = identity
+
+    def _drain_dealer(self, sock: Any) -> None:
+        """(Client node, holding the send lock.)  Take what a member sent back on one
+        of our DEALERs: authenticated, replay-checked as that member's link (its
+        replies to clients are one session with increasing counters), delivered."""
+        link = self._dealers.get(sock)
+        if link is None:
+            return
+        c = self.counters
+        for _ in range(self.config.recv_max_frames_per_wake):
+            try:
+                frame = sock.recv(_NOBLOCK)
+            except zmq.Again:
+                return
+            body = envelope.unseal(self._key, frame)
+            if body is None:
+                c["refused"] += 1
+                continue
+            try:
+                sender, creation, _flags, session, counter, msgs = envelope.parse(body)
+            except envelope.BadFrame:
+                c["bad_frames"] += 1
+                continue
+            if sender != link.node:
+                c["bad_frames"] += 1
+                continue
+            refusal = self._replay.check(sender, False, session, counter)
+            if refusal is not None:
+                c[refusal] += 1
+                continue
+            for event, node in self.detector.heard(sender, creation, time.monotonic()):
+                self._emit(event, node)
+            c["recv_batches"] += 1
+            c["recv_bytes"] += len(frame)
+            if msgs:
+                c["recv_msgs"] += len(msgs)
+                try:
+                    self._on_messages(sender, None, msgs, False)
+                except Exception:
+                    c["bad_frames"] += 1
+                    logger.exception("%s: error while handling a frame", self.node)

@@ -108,7 +108,7 @@ class Cluster:
         self.mutations = mutations
         self.timeout = call_timeout_s
         self.names = [f"pc{k}_{tag}" for k in range(3)]
-        self.ids = [ServerId(f"m{k}_{tag}", raft_otp.node()) for k in range(3)]
+        self.ids = [ServerId(f"m{k}_{tag}", raft_otp.node_name()) for k in range(3)]
         self.systems: list[Any] = [None, None, None]
         self.leader: ServerId | None = None
         self.stopped: set[int] = set()  # members stopped by the workload
