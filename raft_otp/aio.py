@@ -21,7 +21,7 @@ from supervisors import registry
 
 from raft_otp.core import events as ev
 from raft_otp.core.types import ServerId
-from raft_otp.errors import NodeDown, NotLeader, ServerNotFound, Timeout
+from raft_otp.errors import DiskFull, NodeDown, NotLeader, ServerNotFound, Timeout
 from raft_otp.server import client
 from raft_otp.server.messages import CallReply
 from raft_otp import api
@@ -94,6 +94,7 @@ async def _leader_call(server_id: api.ServerRef, make: Callable[[Any], Any], tim
     leadership is sent again (applied at most once, as in the blocking API)."""
     target = origin = client.server_id(server_id)
     deadline = time.monotonic() + timeout
+    maybe_delivered = False  # a pending attempt lost its leader: it may be in the log
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -107,8 +108,11 @@ async def _leader_call(server_id: api.ServerRef, make: Callable[[Any], Any], tim
             await asyncio.sleep(0.02)
             continue
         if session and not reply.ok and reply.value == "leadership_lost":
+            maybe_delivered = True
             await asyncio.sleep(0.02)
             continue
+        if maybe_delivered and not reply.ok and isinstance(reply.value, DiskFull):
+            raise Timeout(f"{origin}: {reply.value}; an earlier attempt was pending: outcome unknown")
         if reply.ok or reply.value != "not_leader":
             return cast(CallReply, reply)
         if reply.leader is not None and ServerId(*reply.leader) != target:

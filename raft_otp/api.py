@@ -36,7 +36,7 @@ from raft_otp.core.config import DEFAULT_MAX_COMMAND_BYTES
 from raft_otp.core.machine import Machine
 from raft_otp.core.entries import check_command
 from raft_otp.core.types import ServerId
-from raft_otp.errors import (AlreadyStarted, BadArgument, ClusterChangeNotPermitted, CommandTooLarge,
+from raft_otp.errors import (AlreadyStarted, BadArgument, ClusterChangeNotPermitted, CommandTooLarge, DiskFull,
                              NodeDown, NotLeader, RaftError, ServerNotFound, SystemNotRunning, Timeout)
 from raft_otp.server import client
 from raft_otp.server.messages import CallReply, StateQuery
@@ -145,6 +145,10 @@ def _leader_call(server_id: ServerRef, make: Callable[[Any], Any], timeout: floa
             last_exc, maybe_delivered = Timeout(f"{target}: leadership lost with the command pending"), True
             time.sleep(min(_RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))
             continue
+        if maybe_delivered and not reply.ok and isinstance(reply.value, DiskFull):
+            # the leader's disk alarm refused this attempt, but an earlier one of the
+            # same session may be in the log (it is applied once the disk is back)
+            raise Timeout(f"{origin}: {reply.value}; an earlier attempt got no answer: outcome unknown")
         if reply.ok or not follow or reply.value != "not_leader":
             return cast(CallReply, reply)
         last_exc = NotLeader(target, reply.leader)
