@@ -227,6 +227,27 @@ def build_parser() -> argparse.ArgumentParser:
                    "stale); default consistent")
     _client_args(q)
     _api_args(q)
+
+    b = sub.add_parser("backup", help="write a cluster's machine state, consistent at one "
+                       "committed index, to a checksummed file")
+    _node_arg(b)
+    b.add_argument("--cluster", "-c", required=True, help="the cluster to back up")
+    b.add_argument("--out", "-o", required=True, metavar="FILE",
+                   help="the backup file (written to a temporary file, synced, renamed)")
+    _client_args(b)
+    _api_args(b)
+
+    r = sub.add_parser("restore", help="start a new cluster from a backup file")
+    r.add_argument("--in", "-i", dest="input", required=True, metavar="FILE",
+                   help="the backup file (a damaged one is refused: CorruptFile)")
+    r.add_argument("--cluster", "-c", required=True, help="the new cluster's name")
+    r.add_argument("--members", "-m", nargs="+", required=True, metavar="NODE",
+                   help="member nodes (space or comma separated)")
+    r.add_argument("--server-name", help="server name on each node (default: the cluster name)")
+    r.add_argument("--machine-config", default=None,
+                   help="JSON machine config (default: the one the backup recorded, else {})")
+    _client_args(r)
+    _api_args(r)
     for name, parser in sub.choices.items():
         _describe(name, parser)
     for name, parser in csub.choices.items():
@@ -319,6 +340,10 @@ def _run(args: Any) -> int:
         check_node_name(args.node)
     cookie = client_cookie(args.cookie_file)
     _set_client_security(args)
+    if args.cmd in ("backup", "restore"):
+        from raft_otp.console import backup_cmds
+        return {"backup": backup_cmds.cmd_backup,
+                "restore": backup_cmds.cmd_restore}[args.cmd](args, cookie)
     if args.cmd in ("tree", "status", "kill"):
         from raft_otp.console import admin_cmds
         return {"tree": admin_cmds.cmd_tree, "status": admin_cmds.cmd_status,
