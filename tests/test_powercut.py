@@ -173,3 +173,28 @@ def test_ack_before_durable_is_caught() -> None:
             break
     assert caught, f"no violation at any of the sync points {lo + 1}..{hi}"
     assert caught[0][1].lost > 0
+
+
+def test_the_log_does_file_io_only_through_the_seam() -> None:
+    """Every file operation of raft_otp.log goes through raft_otp.log.fileio (else a
+    power-cut run would not see it): no os file calls, open() or shutil elsewhere."""
+    import ast
+
+    import raft_otp.log as log_pkg
+
+    allowed_os = {"path", "statvfs", "strerror", "getpid"}  # no file data or names
+    found = []
+    root = os.path.dirname(log_pkg.__file__)
+    for name in sorted(os.listdir(root)):
+        if not name.endswith(".py") or name == "fileio.py":
+            continue
+        tree = ast.parse(open(os.path.join(root, name)).read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                if node.value.id == "os" and node.attr not in allowed_os and not node.attr.startswith("O_"):
+                    found.append(f"{name}:{node.lineno} os.{node.attr}")
+                if node.value.id == "shutil":
+                    found.append(f"{name}:{node.lineno} shutil.{node.attr}")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open":
+                found.append(f"{name}:{node.lineno} open()")
+    assert found == []
