@@ -33,8 +33,10 @@ builder = _load_builder()
 
 
 def test_reference_builds_without_problems(tmp_path: Path) -> None:
-    problems = builder.build(tmp_path)
+    notes: list[str] = []
+    problems = builder.build(tmp_path, notes=notes)
     assert problems == [], "\n".join(problems)
+    assert all(n.startswith("pdoc: UserWarning: Error parsing type annotation") for n in notes)
     assert (tmp_path / "index.html").is_file()
     lock_page = (tmp_path / "raft_otp" / "machines" / "lock.html").read_text()
     assert "fencing token" in lock_page and "Lock" in lock_page
@@ -54,7 +56,7 @@ def fixture_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
         :class:`raft_otp.errors.NoSuchError` (does not).
         """
 
-        __all__ = ["undocumented", "dangling", "ghost"]  # ghost: pdoc warns
+        __all__ = ["undocumented", "dangling", "ghost", "typed"]  # ghost: pdoc warns
 
 
         def undocumented() -> None:
@@ -65,6 +67,9 @@ def fixture_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
         def _private() -> None:
             pass
+
+        def typed(x: "NoSuchType[int]") -> None:  # noqa: F821
+            """Its annotation cannot be evaluated: a note, not a problem."""
     '''))
     (src / "raft_otp_docbroken.py").write_text('"""Fails on import."""\nraise RuntimeError("boom")\n')
     monkeypatch.syspath_prepend(str(src))
@@ -75,7 +80,9 @@ def fixture_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 
 def test_the_build_reports_warnings_missing_docstrings_and_broken_references(
         tmp_path: Path, fixture_modules: Path) -> None:
-    problems = builder.build(tmp_path / "out", ("raft_otp_docfaults",))
+    notes: list[str] = []
+    problems = builder.build(tmp_path / "out", ("raft_otp_docfaults",), notes=notes)
+    assert len(notes) == 1 and "NoSuchType[int]" in notes[0], notes
     warned = [p for p in problems if p.startswith("pdoc: ")]
     assert len(warned) == 1 and "ghost" in warned[0], problems
     assert sorted(set(problems) - set(warned)) == sorted([
@@ -99,7 +106,7 @@ def test_the_command_line_exits_1_on_a_problem(tmp_path: Path, fixture_modules: 
                                                monkeypatch: pytest.MonkeyPatch,
                                                capsys: Any) -> None:
     monkeypatch.setattr(builder, "PUBLIC_MODULES", ("raft_otp_docfaults",))
-    monkeypatch.setattr(builder.build, "__defaults__", (("raft_otp_docfaults",),))
+    monkeypatch.setattr(builder.build, "__defaults__", (("raft_otp_docfaults",), None))
     assert builder.main([str(tmp_path / "out")]) == 1
     assert "undocumented: no docstring" in capsys.readouterr().err
 
@@ -122,10 +129,10 @@ def test_guide_code_runs_as_written(capsys: Any) -> None:
 
 
 def test_guide_excerpts_are_still_in_the_lock_machine() -> None:
-    """Each line of a ``py`` excerpt that is code (not an elision) is in lock.py or the client
-    example; a renamed helper or changed step shows here."""
+    """Each line of a ``py`` excerpt that is code (not an elision) is in lock.py or
+    lock_client.py; a renamed helper or changed step shows here."""
     sources = (REPO / "raft_otp" / "machines" / "lock.py").read_text() + \
-        (REPO / "README.md").read_text()
+        (REPO / "raft_otp" / "machines" / "lock_client.py").read_text()
     for block in _guide_blocks("py"):
         for line in block.splitlines():
             code = line.split("#")[0].strip()
@@ -135,7 +142,7 @@ def test_guide_excerpts_are_still_in_the_lock_machine() -> None:
                 code = code.split("(")[0]  # signatures are shortened in the guide
             if code.startswith("self.max_") or code.startswith("self.release_cursor_every"):
                 code = code.split("=")[0].strip()
-            assert code in sources, f"guide excerpt line not found in lock.py/README: {code!r}"
+            assert code in sources, f"guide excerpt line not in lock.py/lock_client.py: {code!r}"
 
 
 def test_guide_names_only_things_that_exist() -> None:

@@ -153,7 +153,7 @@ def _one_line(r: subprocess.CompletedProcess[str], rc: int, *needles: str) -> No
      ("'max_command_bytes' must be an int >= 1; got -1",)),
     ("bad2.toml", 'on_machine_error = "ignore"\n[log_options]\nwal_workers = 2\n',
      ("'on_machine_error' must be one of 'reply', 'crash'; got 'ignore'",)),
-    ("typo.toml", "tick = 100\n", ("unknown system config key(s): 'tick'",)),
+    ("typo.toml", "tick = 100\n", ("unknown config key(s): 'tick' (did you mean 'tick_ms'?)",)),
     ("broken.toml", "tick_ms = \n", ("does not parse",)),
 ])
 def test_raft_otp_start_reports_a_bad_config_file_in_one_line(

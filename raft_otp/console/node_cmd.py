@@ -11,17 +11,28 @@ them.  ``--node`` may be left out on a restart; a different one is refused.
 The data dir has one owner: ``start`` checks the config, then locks the data
 dir (``raft_otp.system.datadir_lock``) before it writes anything there; a
 second ``start`` on it fails at once, naming the pid that holds it.
+
+``--config FILE`` holds the system keys and the node's own
+(:class:`raft_otp.system.config.NodeConfig`: node, cookie_file, log_level,
+log_format, metrics_port, key_file, allowed_keys) at its top level; a flag given
+on the command line wins over the file.  Every key is checked, and a key the
+file may not set (``data_dir``) is refused, before anything is touched.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from raft_otp.console.common import (DATA_DIR_COOKIE, ConsoleError, check_node_name,
                                      default_cookie_file, ensure_cookie_file, read_cookie_file)
-from raft_otp.errors import NodeHalted, RaftError
+from raft_otp.errors import ConfigError, NodeHalted, RaftError
+
+if TYPE_CHECKING:
+    from raft_otp.node.security import Security
+    from raft_otp.system.config import NodeConfig
 
 __all__ = ["DEFAULT_NODE", "NODE_FILE", "node_for", "cookie_file_for", "load_config", "cmd_start"]
 
@@ -71,7 +82,8 @@ def cookie_file_for(data_dir: str, cookie_file: str | None) -> str:
 
 
 def load_config(path: str | None) -> dict[str, Any]:
-    """A system config file: TOML (``.toml``) or JSON, keys as in ``SystemConfig``."""
+    """A config file, parsed: TOML (``.toml``) or JSON; its keys are those of
+    ``SystemConfig`` and ``NodeConfig`` (``raft_otp.system.config.split_config_file``)."""
     if not path:
         return {}
     try:
@@ -109,50 +121,75 @@ def cmd_start(args: Any) -> int:
         lock.release()
 
 
-NODE_KEYS = ("metrics_port", "log_level", "log_format")
-"""Config-file keys for the node process rather than its system (a flag overrides each)."""
+# flag (argparse dest) -> NodeConfig field it overrides
+_NODE_FLAGS = {"node": "node", "cookie_file": "cookie_file", "log_level": "log_level",
+               "log_format": "log_format", "metrics_port": "metrics_port"}
 
 
-def _node_settings(args: Any, settings: dict[str, Any]) -> dict[str, Any]:
-    """Take ``NODE_KEYS`` out of the config file's ``settings``, checked; flags win."""
-    from raft_otp.system.logging_setup import check_format, check_level
-    from raft_otp.system.metrics_http import check_port
-    checks = {"metrics_port": check_port, "log_level": check_level, "log_format": check_format}
-    out: dict[str, Any] = {"metrics_port": None, "log_level": "WARNING", "log_format": "text"}
-    for key in NODE_KEYS:
-        if key in settings:
-            try:
-                out[key] = checks[key](settings.pop(key))
-            except RaftError as exc:
-                raise ConsoleError(f"bad config {args.config}: {key}: {exc}") from None
-        if getattr(args, key, None) is not None:
-            out[key] = getattr(args, key)
-    return out
+def _with_flags(args: Any, node_cfg: "NodeConfig") -> "NodeConfig":
+    """The file's node settings with each flag given on the command line over them."""
+    given = {field: getattr(args, dest) for dest, field in _NODE_FLAGS.items()
+             if getattr(args, dest, None) is not None}
+    return dataclasses.replace(node_cfg, **given)
 
 
 def _config(args: Any, data_dir: str) -> Any:
-    from raft_otp.system.config import SystemConfig
-    settings = load_config(args.config)
-    args.node_settings = _node_settings(args, settings)
-    settings.setdefault("name", args.system)
-    if getattr(args, "transport_security", None):
-        settings["transport_security"] = args.transport_security
+    """The system config (returned) and the node's (``args.node_config``), from
+    ``--config`` and the flags, every key checked; ``ConsoleError`` naming the bad one."""
+    from raft_otp.system.config import SystemConfig, split_config_file
+    where = f"config {args.config}" if args.config else "config"
     try:
-        return SystemConfig.from_any(settings).replace(data_dir=data_dir)
+        node_cfg, settings = split_config_file(load_config(args.config), args.config)
+        node_cfg = _with_flags(args, node_cfg)
+        settings.setdefault("name", args.system)
+        if getattr(args, "transport_security", None):
+            settings["transport_security"] = args.transport_security
+        cfg = SystemConfig.from_any(settings).replace(data_dir=data_dir)
+        _check_node_keys(node_cfg, cfg.transport_security)
     except RaftError as exc:  # ConfigError: names the key, what it expects, what it got
-        where = f"config {args.config}" if args.config else "config"
         raise ConsoleError(f"bad {where}: {exc}") from None
+    if node_cfg.node:
+        try:
+            check_node_name(node_cfg.node)
+        except ConsoleError as exc:
+            raise ConsoleError(f"bad {where}: config key 'node': {exc}") from None
+    args.node_config = node_cfg
+    return cfg
 
 
-def _print_curve_key(node: str, data_dir: str) -> None:
+def _check_node_keys(node_cfg: "NodeConfig", mode: str) -> None:
+    """Key files are curve's: set with ``mac`` they are refused, not ignored."""
+    if mode != "curve":
+        for key in ("key_file", "allowed_keys"):
+            if getattr(node_cfg, key) is not None:
+                raise ConfigError(f"config key {key!r} is used only with transport_security "
+                                  f"= 'curve'; this node runs {mode!r}")
+
+
+def _security(node_cfg: "NodeConfig", cfg: Any, data_dir: str) -> "Security":
+    """The node's transport security: the config's mode, its key files (default: in the
+    data dir)."""
+    from raft_otp.node.security import Security
+    default = Security.for_data_dir(cfg.transport_security, data_dir)
+    if cfg.transport_security != "curve":
+        return default
+    return Security("curve", node_cfg.key_file or default.key_file,
+                    node_cfg.allowed_keys or default.allowed_keys)
+
+
+def _print_curve_key(node: str, sec: "Security") -> None:
     """Make the node's key (0600) if absent and print the line other nodes and clients
     put in their allowed_keys files."""
     from raft_otp.node import security
+    assert sec.key_file is not None  # curve: checked by Security
     try:
-        public = security.ensure_key_file(os.path.join(data_dir, security.DATA_DIR_KEY))
+        public = security.ensure_key_file(sec.key_file)
     except RaftError as exc:
         raise ConsoleError(str(exc)) from None
-    allowed = os.path.join(data_dir, security.DATA_DIR_ALLOWED)
+    except OSError as exc:  # e.g. key_file in a directory that does not exist
+        raise ConsoleError(f"cannot create the node's key file {sec.key_file}: "
+                           f"{exc.strerror or exc}") from None
+    allowed = sec.allowed_keys
     print(f"raft-otp node {node}: transport_security curve; its allowed_keys line: "
           f"{node} {public.decode()} (this node accepts the keys in {allowed})", flush=True)
 
@@ -160,18 +197,19 @@ def _print_curve_key(node: str, data_dir: str) -> None:
 def _start_locked(args: Any, data_dir: str, cfg: Any, lock: Any) -> int:
     from raft_otp.system.node_main import run_node
 
-    cookie_file = cookie_file_for(data_dir, args.cookie_file)
+    ns = args.node_config
+    cookie_file = cookie_file_for(data_dir, ns.cookie_file)
     fresh = not os.path.exists(os.path.join(data_dir, NODE_FILE))
-    node = node_for(data_dir, args.node)  # recorded only once everything else checked out
+    node = node_for(data_dir, ns.node)  # recorded only once everything else checked out
     from raft_otp.system.logging_setup import setup as setup_logging
-    ns = args.node_settings
-    setup_logging(ns["log_level"], ns["log_format"])
+    setup_logging(ns.log_level, ns.log_format)
     print(f"raft-otp node {node}: data dir {data_dir}, cookie file {cookie_file}", flush=True)
-    if cfg.transport_security == "curve":
-        _print_curve_key(node, data_dir)
+    sec = _security(ns, cfg, data_dir)
+    if sec.mode == "curve":
+        _print_curve_key(node, sec)
     try:
         rc = run_node(data_dir, node, None, cfg, cookie_file=cookie_file, announce=True,
-                      dir_lock=lock, metrics_port=ns["metrics_port"])
+                      dir_lock=lock, metrics_port=ns.metrics_port, transport_security=sec)
     except Exception as exc:  # bind failure, bad data, ...: one line, never a traceback
         if fresh and not isinstance(exc, NodeHalted):
             # it never ran as this node: do not bind the data dir to the name (a node

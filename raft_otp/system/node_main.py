@@ -30,11 +30,14 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from raft_otp.errors import BadArgument, ConfigError, NodeHalted, RaftError
 from raft_otp.system import datadir_lock
 from raft_otp.system.config import SystemConfig, active_mutations
+
+if TYPE_CHECKING:
+    from raft_otp.node.security import Security
 
 MUTATION_ENV = "RAFT_OTP_MUTATION"
 
@@ -78,8 +81,12 @@ def run_node(data_dir: str, node_name: str, cookie: str | None,
              cookie_file: str | None = None, stop_event: threading.Event | None = None,
              announce: bool = True, detection_ms: int = DEFAULT_DETECTION_MS,
              dir_lock: datadir_lock.DataDirLock | None = None,
-             metrics_port: int | None = None) -> int:
+             metrics_port: int | None = None,
+             transport_security: Security | None = None) -> int:
     """Run a node until SIGTERM/SIGINT (or ``stop_event``); returns an exit code.
+
+    ``transport_security`` (key files included) defaults to the config's mode with the
+    key files in the data dir (``Security.for_data_dir``).
 
     ``metrics_port`` (0: a free one) serves Prometheus ``/metrics`` on the node's host
     (``raft_otp.system.metrics_http``); with ``announce`` the node prints
@@ -95,14 +102,15 @@ def run_node(data_dir: str, node_name: str, cookie: str | None,
     lock = dir_lock if dir_lock is not None else datadir_lock.acquire(cfg.data_dir)
     try:
         return _run_locked(cfg, lock, node_name, cookie, cookie_file, stop_event, announce,
-                           detection_ms, metrics_port)
+                           detection_ms, metrics_port, transport_security)
     finally:
         lock.release()  # the system released it already unless it failed to start
 
 
 def _run_locked(cfg: SystemConfig, lock: datadir_lock.DataDirLock, node_name: str,
                 cookie: str | None, cookie_file: str | None, stop_event: threading.Event | None,
-                announce: bool, detection_ms: int, metrics_port: int | None = None) -> int:
+                announce: bool, detection_ms: int, metrics_port: int | None = None,
+                transport_security: Security | None = None) -> int:
     from raft_otp.node import runtime as node_rt
     from raft_otp.system import runtime
 
@@ -125,8 +133,8 @@ def _run_locked(cfg: SystemConfig, lock: datadir_lock.DataDirLock, node_name: st
     unwatch = runtime.on_root_gave_up(root_gave_up)
     from raft_otp.node.security import Security
     node_rt.start_node(node_name, cookie, cookie_file=cookie_file, config=node_config(detection_ms),
-                       transport_security=Security.for_data_dir(cfg.transport_security,
-                                                                cfg.data_dir))
+                       transport_security=transport_security or Security.for_data_dir(
+                           cfg.transport_security, cfg.data_dir))
     metrics = None
     try:
         system = runtime.start_system(cfg, dir_lock=lock)
