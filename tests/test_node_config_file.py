@@ -219,3 +219,12 @@ def test_the_cli_prints_a_refused_key_in_one_line(tmp_path: Path) -> None:
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "config key 'data_dir' may not be set" in lines[0], r.stderr
     assert not (tmp_path / "d").exists()
+
+
+def test_the_readme_example_file_is_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```toml\nnode = ")
+    text = readme[start + len("```toml\n"):readme.index("```", start + 7)]
+    cfg, args = _parse(tmp_path, text)
+    assert args.node_config.log_level == "INFO" and args.node_config.metrics_port == 9101
+    assert cfg.transport_security == "curve" and cfg.log_options == {"wal_workers": 4}
