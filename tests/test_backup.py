@@ -134,3 +134,50 @@ def test_cli_backup_and_restore(tmp_path: Any) -> None:
         assert "\n" not in r.stderr.strip()
     finally:
         h.close()
+
+
+@pytest.mark.processes
+@pytest.mark.timeout(180)
+def test_backups_under_writes_are_at_their_index(tmp_path: Any) -> None:
+    """A counter's value at applied index i is i minus the entries that are not commands
+    (the leader's entry of its term, the cluster's config): a constant while the term
+    stays.  Backups taken while a writer increments must each satisfy it."""
+    import threading
+    import time
+
+    ctr = ("raft_otp.machines.counter:Counter", {})
+    with running_nodes(str(tmp_path / "nodes"), 3) as h:
+        ids = [ServerId("ctr", np.name) for np in h.nodes]
+        started, _ = raft_otp.start_cluster("default", "ctr", ctr, ids, timeout=20)
+        assert len(started) == 3
+        for _ in range(5):
+            raft_otp.process_command(ids[0], ["incr"])
+        info0 = bk.backup(ids[0], str(tmp_path / "0.bak"))
+        offset = info0.index - bk.read_backup(str(tmp_path / "0.bak"))[1]
+        assert 0 < offset < info0.index
+        stop, progress = threading.Event(), threading.Event()
+        wrote: list[int] = []
+
+        def writer() -> None:
+            while not stop.is_set():
+                wrote.append(raft_otp.process_command(ids[1], ["incr"])[0])
+                progress.set()
+                time.sleep(0.005)  # paced: a few writes per backup attempt, not a flood
+
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        try:
+            seen = []
+            for n in range(4):
+                progress.clear()
+                assert progress.wait(10), "the writer made no progress"
+                path = str(tmp_path / f"{n + 1}.bak")
+                info = bk.backup(ids[n % 3], path, timeout=30, attempts=200)
+                value = bk.read_backup(path)[1]
+                assert info.term == info0.term  # no election: the offset holds
+                assert info.index - value == offset, (info.index, value, offset)
+                seen.append(info.index)
+        finally:
+            stop.set()
+            t.join(10)
+        assert len(wrote) >= 4 and all(a < b for a, b in zip([info0.index, *seen], seen))
