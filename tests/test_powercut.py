@@ -198,3 +198,30 @@ def test_the_log_does_file_io_only_through_the_seam() -> None:
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open":
                 found.append(f"{name}:{node.lineno} open()")
     assert found == []
+
+
+def test_a_zero_hole_before_later_records_is_an_unsynced_tail_not_a_loss() -> None:
+    """Writeback out of order at a power cut: an unsynced record is a hole of zeros and a
+    later (also unsynced) one survived.  That is a torn tail, so no entry the server
+    may have acknowledged is reported lost (its vote is not fenced); before, it read as
+    mid-file damage, and the cut member could not vote (found by the power-cut harness:
+    two members left without a leader that could commit)."""
+    from raft_otp.log import wal_format as fmt
+    from raft_otp.log.memtable import MemTables
+    from raft_otp.log.wal_recovery import recover_file
+
+    uid = b"u1"
+    recs = [b"".join(fmt.encode_record(uid, i, [(i, 1, b"x" * 40)], False)) for i in (1, 2, 3)]
+    image = fmt.encode_file_header() + recs[0] + bytes(len(recs[1])) + recs[2]
+    fs = _fs()
+    fs.makedirs("/w")
+    fd = fs.open("/w/00000001.wal", O_WRONLY | O_CREAT)
+    fs.write(fd, image)
+    mt = MemTables(fs)
+    recover_file("/w/00000001.wal", mt, fs)
+    st = mt.store("u1")
+    assert st is not None and st.mem.last == 1  # the unsynced records are not used
+    assert st.wal_lost_from is None  # and not reported lost
+    assert all(d.torn_tail for d in fmt.scan("w", image).damage)
+    garbage = fmt.encode_file_header() + recs[0] + b"\xff" * len(recs[1]) + recs[2]
+    assert not fmt.scan("w", garbage).damage[0].torn_tail  # damage that is not a hole still is

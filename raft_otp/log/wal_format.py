@@ -180,7 +180,8 @@ def scan(path: str, data: bytes) -> ScanResult:
     """Parse every record of a WAL file image; damaged regions are skipped and described.
 
     After a bad record the scanner resynchronises on the next record magic whose
-    record verifies; if none does, the damage is a torn tail."""
+    record verifies; if none does, or if the bytes skipped are all zeros (a hole
+    that was never written: see below), the damage is a torn tail."""
     check_file_header(path, data)
     mv = memoryview(data)
     res = ScanResult(valid_end=FILE_HEADER.size)
@@ -202,6 +203,15 @@ def scan(path: str, data: bytes) -> ScanResult:
             zero = not any(data[bad:])
             res.damage.append(Damage(path, bad, f"torn tail ({end - bad} bytes{', zero-filled' if zero else ''}): {reason}",
                                      _uid_hint(mv, bad), True))
+            break
+        if not any(data[bad:nxt]):
+            # A hole never written (zeros: the file is only ever appended to) before
+            # valid records: unsynced writes written back out of order at a power cut.
+            # A completed sync makes every earlier write durable, so the hole and all
+            # after it were unsynced, never acknowledged: a torn tail, not damage.
+            res.damage.append(Damage(path, bad, f"torn tail ({end - bad} bytes): a never-written hole of "
+                                     f"{nxt - bad} zero bytes before later records (unsynced writes)",
+                                     None, True))
             break
         res.damage.append(Damage(path, bad, f"{reason}; {nxt - bad} bytes skipped", _uid_hint(mv, bad), False))
         pos = nxt

@@ -375,10 +375,13 @@ class Cluster:
             if s != final:
                 out.violations.append(f"members disagree: m0 has {len(final)} commands, m{k} {len(s)}; "
                                       f"first difference at {_first_diff(final, s)}")
-        lost = [c for c in self.acked if c not in set(final)]
+        have = set(final)
+        lost = [c for c in self.acked if c not in have]
         out.lost += len(lost)
         if lost:
             out.violations.append(f"{len(lost)} acknowledged commands lost: {sorted(lost)[:10]}")
+            for c in lost:
+                del self.acked[c]  # counted once, not again after the next cut
         moved = [c for c, p in self.acked.items() if c not in lost and (p >= len(final) or final[p] != c)]
         if moved:
             out.violations.append(f"{len(moved)} acknowledged commands not at their position: {moved[:10]}")
