@@ -284,3 +284,39 @@ def test_a_real_full_tmpfs_under_a_node_process(tmp_path):
             node_rt.stop_node()
         finally:
             assert disks.close() == []
+
+
+def test_a_snapshot_chunk_meeting_a_full_disk_gives_the_transfer_up_without_a_crash(tmp_path):
+    """The follower side of a snapshot transfer: ENOSPC on a chunk is DiskFull for the
+    core (the transfer is given up unanswered, the sender retries it from chunk 1), the
+    alarm goes on, and clears once space is back; the retried transfer installs."""
+    from raft_otp.core.log_api import SnapshotMeta
+    from raft_otp.log.snapshot import SnapshotStore
+
+    meta = SnapshotMeta(10, 2, {"members": [["a", "n1", "voter"]], "sessions": []}, 1)
+    src = SnapshotStore(str(tmp_path / "src"))
+    import msgpack
+    src.write(meta, msgpack.packb({"k": "v" * 5000}))
+    with open(src.current_path(), "rb") as f:
+        raw = f.read()
+    io = FullDisk()
+    ls = LogSystem(str(tmp_path / "sys"), LogConfig(disk_free_limit_bytes=0, disk_check_period_s=0.05),
+                   file_io=io).start()
+    try:
+        sl = ls.open_server_log("s1", lambda e: None)
+        sl.begin_snapshot_accept(meta)
+        sl.accept_snapshot_chunk(raw[:1000])
+        io.full = True
+        with pytest.raises(DiskFull):
+            sl.accept_snapshot_chunk(raw[1000:2000])
+        assert ls.disk_alarm.active and "snapshot" in ls.disk_alarm.overview()["reasons"]
+        sl.abort_snapshot_accept()
+        io.full = False
+        assert ls.disk_alarm.wait(False, 2.0)
+        sl.begin_snapshot_accept(meta)  # the sender's retry
+        for i in range(0, len(raw), 1000):
+            sl.accept_snapshot_chunk(raw[i : i + 1000])
+        got_meta, state = sl.complete_snapshot_accept()
+        assert got_meta.index == 10 and state == {"k": "v" * 5000}
+    finally:
+        ls.stop()

@@ -119,7 +119,8 @@ class Log(Protocol):
         """Start receiving a snapshot from a leader (discards any partial one)."""
 
     def accept_snapshot_chunk(self, chunk: bytes) -> None:
-        """Append one received chunk."""
+        """Append one received chunk.  Raises DiskFull if the disk cannot take it
+        (the partial snapshot is then dropped by abort_snapshot_accept)."""
 
     def complete_snapshot_accept(self) -> tuple[SnapshotMeta, Any]:
         """Verify, make durable and install the received snapshot; the log is reset

@@ -29,6 +29,7 @@ from raft_otp.core.events import (
     RequestVoteRpc,
 )
 from raft_otp.core.log_api import SnapshotMeta
+from raft_otp.errors import DiskFull
 from raft_otp.core.state import ServerState
 from raft_otp.core.machine_calls import callback
 
@@ -62,7 +63,11 @@ def install_snapshot(state: ServerState, rpc: InstallSnapshotRpc, effects: list[
         return
     if rpc.chunk_num > state.snapshot_chunk_expected:
         return
-    state.log.accept_snapshot_chunk(rpc.data)
+    try:
+        state.log.accept_snapshot_chunk(rpc.data)
+    except DiskFull:  # not written (the disk alarm is on): give the transfer up, unanswered;
+        become_follower(state, rpc.leader_id, effects)  # the sender retries it from chunk 1
+        return
     state.snapshot_chunk_expected += 1
     if not rpc.is_last:
         effects.append(StartElectionTimer("receive_snapshot"))

@@ -47,6 +47,7 @@ DEFAULT_CHECK_PERIOD_S = 1.0
 # that the alarm usually goes on before a write meets ENOSPC; not a whole WAL
 # rollover (256 MB), so an ENOSPC past it is still handled.
 DEFAULT_FREE_LIMIT_BYTES = 50_000_000
+RESUME_FREE_BYTES = 2 << 20  # a transient ENOSPC clears once this much (and the limit) is free
 
 
 def is_enospc(exc: BaseException) -> bool:
@@ -70,6 +71,7 @@ class DiskAlarm:
         self._lock = threading.Lock()
         self._reasons: dict[str, str] = {}  # source -> why (non-empty: the alarm is on)
         self._hooks: list[Callable[[], None]] = []
+        self._transient: set[str] = set()  # sources the free-space check clears
         self._changed = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._start_lock = threading.Lock()
@@ -108,10 +110,14 @@ class DiskAlarm:
         elif known is None:
             log.warning("disk alarm for %s also held by %s: %s", self.path, source, why)
 
-    def enospc(self, source: str, exc: BaseException) -> None:
-        """A write of ``source`` failed for lack of space."""
+    def enospc(self, source: str, exc: BaseException, transient: bool = False) -> None:
+        """A write of ``source`` failed for lack of space.  ``transient``: nothing of
+        ``source`` waits to be retried (a snapshot transfer given up): the check clears
+        it once free space is back above the limit (and at least ``RESUME_FREE_BYTES``)."""
         with self._lock:
             self.counters["enospc"] += 1
+            if transient:
+                self._transient.add(source)
         self.raise_(source, f"write failed: {exc}")
 
     def clear(self, source: str) -> None:
@@ -170,6 +176,11 @@ class DiskAlarm:
                     self.raise_("free_space", f"{free} bytes free < disk_free_limit_bytes {self.free_limit_bytes}")
             else:
                 self.clear("free_space")
+        if self._transient and (free is None or free >= max(self.free_limit_bytes, RESUME_FREE_BYTES)):
+            with self._lock:
+                done, self._transient = self._transient, set()
+            for src in done:
+                self.clear(src)
 
     def start(self) -> "DiskAlarm":
         """Start the checker thread (idempotent); the free space is read now, the

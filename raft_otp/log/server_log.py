@@ -26,7 +26,8 @@ import msgpack
 
 from raft_otp.core.log_api import LogResult, SnapshotMeta, SnapshotWritten, Written
 from raft_otp.core.types import Entry
-from raft_otp.errors import BadArgument, CorruptFile
+from raft_otp.errors import BadArgument, CorruptFile, DiskFull
+from raft_otp.log.disk_alarm import is_enospc
 from raft_otp.log.events import ResendRequest, SegmentsFlushed, SnapshotDone, WalUp, WalWritten
 from raft_otp.log.memtable import ServerStore
 from raft_otp.log.snapshot import SNAPSHOT_FILE_RE, SnapshotStore
@@ -532,7 +533,15 @@ class ServerLog:
         self._snaps.begin_accept(meta)
 
     def accept_snapshot_chunk(self, chunk: bytes) -> None:
-        self._snaps.accept_chunk(chunk)
+        try:
+            self._snaps.accept_chunk(chunk)
+        except OSError as exc:  # the disk: the system's alarm, and DiskFull for the core
+            if not is_enospc(exc):
+                raise
+            alarm = getattr(self._sys, "disk_alarm", None)
+            if alarm is not None:
+                alarm.enospc("snapshot", exc, transient=True)
+            raise DiskFull(f"{self.uid}: snapshot chunk not written: {exc}") from exc
 
     def complete_snapshot_accept(self) -> tuple[SnapshotMeta, Any]:
         meta, raw = self._snaps.complete_accept()
