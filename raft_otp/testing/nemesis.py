@@ -38,6 +38,10 @@ Faults (``--faults`` picks a subset; the seed picks the schedule):
 ``disk-loss``          SIGKILL a node (the leader more often), delete its WAL, segments
                        and snapshots (its meta stays), restart it: it must not vote
                        until it has caught up (skipped while a member is still fenced)
+``disk-full``          fill a node's data dir (each a 96 MiB tmpfs mount, made before
+                       the nodes start) until ENOSPC, hold, free it: its disk alarm
+                       goes on and off without a restart (needs root: where mounting is
+                       not allowed the kind is skipped, said on stderr and in the summary)
 =====================  =================================================================
 
 Partitions go through the node transport's fault hook (the admin endpoint's
@@ -160,18 +164,33 @@ def run(duration_s: float, seed: int, nodes: int = 3, out_dir: str | None = None
         netns = NetNs(nodes)
         netns.setup()
     cluster = Cluster(run_dir, nodes, mutation=mutation, log_level=log_level, netns=netns)
+    disks, skipped = None, {}
+    if "disk-full" in kinds:
+        from raft_otp.testing import nemesis_disk
+        why = nemesis_disk.available()
+        if why is None:
+            disks = nemesis_disk.TmpfsDisks()
+        else:
+            skipped["disk-full"] = why
+            kinds = tuple(k for k in kinds if k != "disk-full")
+            print(f"nemesis: disk-full skipped: {why}", file=sys.stderr)
+            if not kinds:
+                raise SystemExit(f"nemesis: no fault kind left (disk-full: {why})")
     t0 = time.monotonic()
     history = History(os.path.join(run_dir, "history.jsonl"), t0)
     stop = threading.Event()
     summary: dict[str, Any] = {"seed": seed, "nodes": nodes, "duration_s": duration_s,
                                "faults_enabled": list(kinds), "mutation": mutation, "net": net,
-                               "dir": run_dir, "release_cursor_every": release_cursor_every}
+                               "dir": run_dir, "release_cursor_every": release_cursor_every,
+                               "faults_skipped": skipped}
     nemesis: Nemesis | None = None
     threads: list[threading.Thread] = []
     recovered = False
     states_equal = False
     lost: list[dict[str, Any]] = []
     try:
+        if disks is not None:  # before the nodes' first start: the mounts hide nothing
+            disks.setup([np.data_dir for np in cluster.nodes])
         cluster.start_all()
         cluster.join_as_client()
         members = [cluster.sid("kv", i) for i in range(nodes)]
@@ -182,7 +201,7 @@ def run(duration_s: float, seed: int, nodes: int = 3, out_dir: str | None = None
             raise RuntimeError(f"cluster did not start: {not_started}")
         nemesis = Nemesis(cluster, random.Random(rng.random()), members, history.now,
                           os.path.join(run_dir, "nemesis.jsonl"), kinds=kinds, hold_s=hold_s,
-                          leader_bias=leader_bias, machine=machine)
+                          leader_bias=leader_bias, machine=machine, disks=disks)
         counter = itertools.count(1)
         lock = threading.Lock()
 
@@ -236,6 +255,9 @@ def run(duration_s: float, seed: int, nodes: int = 3, out_dir: str | None = None
         cluster.close()
         if node_rt.is_started():
             node_rt.stop_node()
+        if disks is not None:
+            for err in disks.close():
+                summary.setdefault("error", err)
         if netns is not None:
             netns.close()
 

@@ -22,7 +22,7 @@ __all__ = ["CLUSTER", "FAULT_KINDS", "KV_MACHINE", "Nemesis", "SYSTEM", "kv_mach
 log = logging.getLogger("raft_otp.nemesis")
 
 FAULT_KINDS = ("kill", "kill-two", "kill-quorum", "kill-after-lag", "pause", "partition-majority",
-               "partition-bridge", "partition-isolate", "wal-crash", "membership", "disk-loss")
+               "partition-bridge", "partition-isolate", "wal-crash", "membership", "disk-loss", "disk-full")
 RELEASE_CURSOR_EVERY = 200
 CLUSTER = "jepsen"
 SYSTEM = "default"
@@ -59,8 +59,9 @@ class Nemesis:
     def __init__(self, cluster: Any, rng: random.Random, members: list[Any],
                  now: Callable[[], float], events_path: str, *, kinds: tuple[str, ...],
                  hold_s: tuple[float, float] = (2.0, 5.0), calm_s: tuple[float, float] = (1.0, 3.0),
-                 leader_bias: float = 0.6, machine: Any = KV_MACHINE) -> None:
+                 leader_bias: float = 0.6, machine: Any = KV_MACHINE, disks: Any = None) -> None:
         self.cluster = cluster
+        self.disks = disks  # raft_otp.testing.nemesis_disk.TmpfsDisks (disk-full), or None
         self.machine = machine
         self.rng = rng
         self._members = list(members)
@@ -170,6 +171,8 @@ class Nemesis:
             if not np.alive():
                 c.start(i)
                 self.event("restart", node=np.short)
+        if self.disks is not None:
+            self.disks.free_all()
         if c.netns is not None:
             c.netns.heal()
         for i, np in enumerate(c.nodes):
@@ -306,6 +309,20 @@ class Nemesis:
         self.hold()
         c.start(i)
         self.event("restart", node=np.short)
+
+    def fault_disk_full(self) -> None:
+        """Fill a node's data dir (a small tmpfs: ``raft_otp.testing.nemesis_disk``) until
+        ENOSPC, hold, free it.  Its disk alarm goes on (a leader there refuses commands
+        with DiskFull, its WAL waits), then off, without a restart."""
+        if self.disks is None:
+            raise RuntimeError("disk-full needs the data dirs on tmpfs mounts (not set up)")
+        i = self.victim()
+        np = self.cluster.nodes[i]
+        filled = self.disks.fill(np.data_dir)
+        self.event("disk-full", node=np.short, filled_bytes=filled)
+        self.hold()
+        self.disks.free(np.data_dir)
+        self.event("disk-freed", node=np.short)
 
     def fault_pause(self) -> None:
         i = self.victim()
