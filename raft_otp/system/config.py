@@ -285,21 +285,24 @@ class NodeConfig:
     config file's directory by :func:`split_config_file`.
     """
 
-    # the node's name, NAME@HOST:PORT (its ZeroMQ endpoint); --node
     node: Path | None = None
-    # the shared secret (cookie) file; --cookie-file
+    """The node's name, ``NAME@HOST:PORT`` (its ZeroMQ endpoint); flag ``--node``."""
     cookie_file: Path | None = None
-    # DEBUG, INFO, WARNING, ERROR or CRITICAL (any case in the file); --log-level
+    """The shared secret (cookie) file; flag ``--cookie-file``."""
     log_level: LogLevel = "WARNING"
-    # text, or json: one JSON object per line; --log-format
+    """``DEBUG``, ``INFO``, ``WARNING``, ``ERROR`` or ``CRITICAL`` (any case in the file);
+    flag ``--log-level``."""
     log_format: LogFormat = "text"
-    # serve Prometheus /metrics on the node's host at this port (0: a free one); --metrics-port
+    """``text``, or ``json``: one JSON object per line; flag ``--log-format``."""
     metrics_port: Port | None = None
-    # transport_security = "curve": the node's secret key file (default DATA_DIR/node.key)
+    """Serve Prometheus ``/metrics`` on the node's host at this port (0: a free one);
+    flag ``--metrics-port``."""
     key_file: Path | None = None
-    # transport_security = "curve": the 'NODE PUBLIC_KEY' file of the keys it accepts
-    # (default DATA_DIR/allowed_keys)
+    """``transport_security = "curve"`` only: the node's secret key file, created 0600
+    (default ``DATA_DIR/node.key``)."""
     allowed_keys: Path | None = None
+    """``transport_security = "curve"`` only: the ``NODE PUBLIC_KEY`` file of the keys it
+    accepts (default ``DATA_DIR/allowed_keys``)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.log_level, str):
