@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import pathlib
 import random
 
 import pytest
@@ -116,7 +117,7 @@ def test_the_production_layer_is_plain_os_calls() -> None:
     assert OS.pwrite is os.pwrite and OS.open is os.open
 
 
-def test_a_log_system_runs_on_the_layer_it_is_given(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_log_system_runs_on_the_layer_it_is_given(tmp_path: pathlib.Path) -> None:
     fs = _fs()
     ls = LogSystem(str(tmp_path / "d"), LogConfig(), file_io=fs).start()
     try:

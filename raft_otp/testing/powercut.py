@@ -146,7 +146,7 @@ class Cluster:
         for k in range(3):
             self.start_system(k)
         for k in range(3):
-            self._guard(lambda k=k: raft_otp.start_server(self.systems[k], f"pc_{self.tag}", self.ids[k],
+            self._guard(lambda: raft_otp.start_server(self.systems[k], f"pc_{self.tag}", self.ids[k],
                                                          (Journal, {"every": 6}), self.ids, self.timeout))
         self.elect(0)
         self.created = self.leader is not None
@@ -175,7 +175,7 @@ class Cluster:
         deadline = time.monotonic() + (timeout_s or self.timeout)
         while time.monotonic() < deadline:
             for k in self.up():
-                got = self._guard(lambda k=k: raft_otp.members(self.ids[k], timeout=1.0))
+                got = self._guard(lambda: raft_otp.members(self.ids[k], timeout=1.0))
                 if got is not None and got[1] is not None and got[1] in [self.ids[j] for j in self.up()]:
                     self.leader = got[1]
                     return self.leader
@@ -220,8 +220,10 @@ class Cluster:
                     done.set()
 
         leader = self.leader
+        if leader is None:
+            return
         for c in cids:
-            self._guard(lambda c=c: raft_otp.pipeline_command(leader, ["put", c], c, notify))
+            self._guard(lambda: raft_otp.pipeline_command(leader, ["put", c], c, notify))
             if pace_s and self.fs.power_off_event.wait(pace_s):
                 break
         if not wait:
@@ -235,7 +237,7 @@ class Cluster:
     def sample(self) -> None:
         """Record what each running member has applied (checked against the end state)."""
         for k in self.up():
-            got = self._guard(lambda k=k: raft_otp.local_query(self.ids[k], _state, timeout=1.0))
+            got = self._guard(lambda: raft_otp.local_query(self.ids[k], _state, timeout=1.0))
             if got is not None:
                 self.seen.append(list(got[0]))
 
@@ -253,7 +255,7 @@ class Cluster:
         """Until members ``ks`` answer (a pre-vote sent to a member still starting is lost,
         and its sender then waits out an election timeout)."""
         for k in ks:
-            self._guard(lambda k=k: raft_otp.ping(self.ids[k], timeout=self.timeout))
+            self._guard(lambda: raft_otp.ping(self.ids[k], timeout=self.timeout))
 
     def elect(self, k: int, tries: int = 10) -> None:
         """Make member ``k`` campaign, then every running member, until one leads."""
@@ -261,7 +263,7 @@ class Cluster:
         ks = [k]
         for _ in range(tries):
             for j in ks:
-                self._guard(lambda j=j: raft_otp.trigger_election(self.ids[j]))
+                self._guard(lambda: raft_otp.trigger_election(self.ids[j]))
             if self.find_leader(0.3) is not None:
                 return
             ks = self.up()
@@ -311,7 +313,7 @@ class Cluster:
         self.running(first)
         for _ in range(20):  # both campaign: the one with the longer log wins
             for k in first:
-                self._guard(lambda k=k: raft_otp.trigger_election(self.ids[k]))
+                self._guard(lambda: raft_otp.trigger_election(self.ids[k]))
             if self.find_leader(0.5) is not None:
                 break
         leader = self.leader
@@ -360,7 +362,7 @@ class Cluster:
         states: list[list[int]] = []
         for k in range(3):
             while True:
-                got = self._guard(lambda k=k: raft_otp.local_query(self.ids[k], _state, timeout=1.0))
+                got = self._guard(lambda: raft_otp.local_query(self.ids[k], _state, timeout=1.0))
                 if got is not None and bid in got[0]:
                     states.append(list(got[0]))
                     break
