@@ -128,3 +128,38 @@ def test_nodes_log_json_and_the_election_at_info(tmp_path: Any) -> None:
     assert len(events) == len(set(events)), events  # once per event
     started_lines = [d for d in docs if d["message"].endswith("started (term 0, role follower)")]
     assert len(started_lines) == 3
+
+
+def test_a_supervisor_restart_is_one_info_line() -> None:
+    import threading
+
+    from supervisors import ChildSpec, Supervisor
+    from supervisors.testing import Probe, stop_all_roots
+
+    lines: list[logging.LogRecord] = []
+    seen = threading.Event()
+
+    class _Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "restarted" in record.getMessage():
+                lines.append(record)
+                seen.set()
+
+    logger = logging.getLogger("supervisors")
+    handler, level = _Catch(logging.INFO), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        import queue
+        q: queue.Queue[Any] = queue.Queue()
+        sup = Supervisor([ChildSpec.actor(t, Probe, t, q) for t in ("a", "b", "c")],
+                         strategy="rest_for_one", intensity=3, id="sup1").start()
+        {c.id: c.ref for c in sup.which_children()}["b"].tell("crash")
+        assert seen.wait(10)
+        assert len(lines) == 1 and lines[0].levelno == logging.INFO
+        assert lines[0].getMessage() == ("supervisor 'sup1': restarted 'b', 'c' "
+                                         "(rest_for_one; restarts of 'b': 1)")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        assert stop_all_roots() == []
