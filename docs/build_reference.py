@@ -14,7 +14,8 @@ What counts as a problem (the ones a build can detect):
   members a class inherits from outside raft_otp, are not checked);
 - a cross-reference to a ``raft_otp`` name that does not exist: a dotted name in a
   reST role (``:class:`raft_otp.errors.ConfigError```) or in backticks
-  (```raft_otp.aio.process_command```);
+  (```raft_otp.aio.process_command```), or a file (``*.md``, ``*.txt``, ``*.rst``)
+  that is not in the repository;
 - a public module whose page is missing from the output.
 """
 
@@ -67,6 +68,24 @@ KNOWN_UNDOCUMENTED: frozenset[str] = frozenset({
 #: reference in another module's alias) is shown as written instead of linked.
 NOTE_WARNINGS: tuple[str, ...] = ("Error parsing type annotation",)
 
+_FILE_REF = re.compile(r"(?<![\w/.-])([\w-]+\.(?:md|txt|rst))\b")
+
+
+def _repo_file_names() -> frozenset[str]:
+    """The names of the repository's files (a docstring may name a file by its name)."""
+    global _NAMES
+    if _NAMES is None:
+        names: set[str] = set()
+        for _root, dirs, files in os.walk(REPO):
+            dirs[:] = [d for d in dirs if d not in _SKIP_DIRS and not d.endswith(".egg-info")]
+            names.update(files)
+        _NAMES = frozenset(names)
+    return _NAMES
+
+
+_SKIP_DIRS = frozenset({".git", ".venv", "__pycache__", ".pytest_cache", ".hypothesis"})
+_NAMES: frozenset[str] | None = None
+
 _REF = re.compile(r"(?::[a-z]+:`~?|``?)(raft_otp(?:\.\w+)+)(?:\(\))?`")
 
 
@@ -108,6 +127,10 @@ def _check_docs(module: object, problems: list[str], modules: tuple[str, ...]) -
         for ref in _REF.findall(d.docstring):
             if not _resolve(ref):
                 problems.append(f"{where}: docstring refers to {ref}, which does not exist")
+        for name in _FILE_REF.findall(d.docstring):
+            if name not in _repo_file_names():
+                problems.append(f"{where}: docstring names {name}, which is not in the "
+                                "repository")
         if isinstance(d, pdoc.doc.Module | pdoc.doc.Class):
             for member in d.own_members:
                 if member.name.startswith("_") and member.name != "__init__":

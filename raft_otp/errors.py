@@ -1,4 +1,4 @@
-"""Expected failures of raft_otp, one shallow tree (see STYLE.md rule 6).
+"""Expected failures of raft_otp, one shallow tree, one purpose per class.
 
 Programmer errors are plain exceptions/asserts and crash the actor (the
 supervisor restarts it).  Everything a caller can reasonably handle is a

@@ -53,7 +53,8 @@ def fixture_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
         """A module with faults the reference build must report.
 
         It points at ``raft_otp.errors.ConfigError`` (exists) and at
-        :class:`raft_otp.errors.NoSuchError` (does not).
+        :class:`raft_otp.errors.NoSuchError` (does not), and at NO_SUCH_NOTES.md, a file
+        the repository does not have (README.md it has).
         """
 
         __all__ = ["undocumented", "dangling", "ghost", "typed"]  # ghost: pdoc warns
@@ -88,6 +89,7 @@ def test_the_build_reports_warnings_missing_docstrings_and_broken_references(
     assert sorted(set(problems) - set(warned)) == sorted([
         "raft_otp_docfaults: docstring refers to raft_otp.errors.NoSuchError, "
         "which does not exist",
+        "raft_otp_docfaults: docstring names NO_SUCH_NOTES.md, which is not in the repository",
         "raft_otp_docfaults.undocumented: no docstring",
         "raft_otp_docfaults.dangling: docstring refers to raft_otp.api.no_such_call, "
         "which does not exist",
