@@ -164,3 +164,46 @@ def test_a_follower_heals_a_flipped_snapshot_byte_from_the_leader(tmp_path, comp
             assert raft_otp.key_metrics(leader)["snapshots_sent"] > installed
         else:
             assert "recovering from the log from index 1" in line, line
+
+
+@pytest.mark.timeout(120)
+def test_damage_found_at_run_time_costs_the_leader_one_restart(tmp_path, caplog) -> None:
+    """A leader's segment rots while it runs; a lagging follower then needs that entry.
+    The read raises, the leader crashes once, its supervisor restarts it, the check at
+    open drops from the damaged entry, another member leads, and it heals (in-process)."""
+    import logging
+
+    from raft_otp import ServerId
+
+    caplog.set_level(logging.ERROR)
+    s = raft_otp.start_in(str(tmp_path / "d"), name=f"rt{time.monotonic_ns()}",
+                          wal_max_size_bytes=20_000, segment_max_entries=64)
+    ids = [ServerId(f"{s.name}_{i}", raft_otp.node_name()) for i in range(3)]
+    try:
+        raft_otp.start_cluster(s, "rt", ("raft_otp.machines.kv:KeyValue", {}), ids, timeout=20)
+        acked: dict[str, int] = {}
+        leader = _puts(ids[0], acked, 0, 20)
+        lag = next(i for i in ids if i != leader)
+        raft_otp.stop_server(s, lag)
+        leader = _puts(leader, acked, 20, 400)
+        _wait(lambda: raft_otp.member_overview(leader)["log"]["mem_table_first"] > 200, 20,
+              "the leader's entries are in segments")
+        (sdir,) = glob.glob(os.path.join(str(tmp_path / "d"), "servers", f"{leader.name}_*"))
+        seg = next(p for p in sorted(glob.glob(os.path.join(sdir, "segments", "*.segment")))
+                   if SegmentFile(p).first <= 100 <= SegmentFile(p).last)
+        sf = SegmentFile(seg)
+        off = sf.offsets[100 - sf.first]
+        sf.close()
+        _flip(seg, off)
+        raft_otp.restart_server(s, lag)  # it needs entries 21.. from the leader
+        _wait(lambda: all(_state(i) == acked for i in ids), 30, "every member equal")
+        assert raft_otp.member_overview(leader)["log"]["damage_repairs"] == 1
+        reports = [r for r in caplog.records if REPORT in r.getMessage()]
+        assert len(reports) == 1 and "index 100" in reports[0].getMessage()
+        crashes = [r for r in caplog.records if r.name == "supervisors" and "crashed: CorruptFile" in r.getMessage()]
+        assert len(crashes) == 1, [r.getMessage()[:200] for r in crashes]  # the read, once
+        assert not [r for r in caplog.records if "more than" in r.getMessage()]  # no supervisor gave up
+        leader = _puts(next(i for i in ids if raft_otp.member_overview(i)["role"] == "leader"), acked, 400, 410)
+        _wait(lambda: all(_state(i) == acked for i in ids), 10, "every member equal at the end")
+    finally:
+        raft_otp.stop_system(s)
