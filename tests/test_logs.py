@@ -113,6 +113,7 @@ def test_nodes_log_json_and_the_election_at_info(tmp_path: Any) -> None:
         leader = raft_otp.ping(ids[0])
         assert leader is not None
         names = [np.name.split("@")[0] for np in h.nodes]
+        nodes = [np.name for np in h.nodes]
     docs = []
     for n in names:
         with open(tmp_path / f"{n}.log", encoding="utf-8") as f:
@@ -128,6 +129,10 @@ def test_nodes_log_json_and_the_election_at_info(tmp_path: Any) -> None:
     assert len(events) == len(set(events)), events  # once per event
     started_lines = [d for d in docs if d["message"].endswith("started (term 0, role follower)")]
     assert len(started_lines) == 3
+    for np_name in {f"kv1/{n}" for n in nodes} - {f"kv1/{leader.node}"}:  # each follower
+        learnt = [d for d in docs if d.get("server") == np_name
+                  and d["message"].endswith(f"kv1/{leader.node}")]
+        assert learnt and all(d["level"] == "INFO" for d in learnt), np_name
 
 
 def test_a_supervisor_restart_is_one_info_line() -> None:

@@ -514,7 +514,8 @@ class ServerActor(DirectDispatch):
     def _role_changed(self, e: fx.RoleChanged) -> None:
         old, old_leader = self.role, self.leader
         self.role, self.leader, self.term = e.role, e.leader, e.term
-        if e.role != old or (e.leader != old_leader and e.leader is not None):
+        if (e.role != old or (e.leader != old_leader and e.leader is not None)) \
+                and old != "recover":  # the "started" line says how it came up
             log.info("%s term %d: %s", self.id, e.term, _role_line(old, old_leader, e))
         if e.role != old:
             if e.role == "candidate":
@@ -799,7 +800,8 @@ def _role_line(old: str, old_leader: Any, e: fx.RoleChanged) -> str:
     if old in ("candidate", "pre_vote") and e.role == "follower":
         return f"lost the election: follower of {e.leader}"
     if e.role == old:
-        return f"leader changed: {old_leader} -> {e.leader}"
+        return (f"follows leader {e.leader}" if old_leader is None
+                else f"leader changed: {old_leader} -> {e.leader}")
     return f"{old} -> {e.role} (leader {e.leader})"
 
 
