@@ -12,7 +12,7 @@ import pytest
 from raft_otp.errors import NodeDown, RaftError, ServerNotFound
 from raft_otp.system.harness import NodeProcs
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.processes, pytest.mark.timeout(120)]
 
 SYSTEM_ACTOR = "raft_otp.system.default"
 
