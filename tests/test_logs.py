@@ -168,3 +168,45 @@ def test_a_supervisor_restart_is_one_info_line() -> None:
         logger.removeHandler(handler)
         logger.setLevel(level)
         assert stop_all_roots() == []
+
+
+@pytest.mark.processes
+@pytest.mark.timeout(120)
+def test_snapshots_and_membership_are_logged_at_info_once(tmp_path: Any) -> None:
+    """A snapshot taken (each member), a member added, the snapshot installed on it: one
+    INFO line each, in JSON, on the node where it happened."""
+    import time
+
+    kv = ("raft_otp.machines.kv:KeyValue", {"release_cursor_every": 10})
+    with running_nodes(str(tmp_path), 3, log_level="INFO",
+                       extra_args=["--log-format", "json", "--min-snapshot-interval", "8"]) as h:
+        ids = [ServerId("kv2", np.name) for np in h.nodes]
+        started, _ = raft_otp.start_cluster("default", "kv2", kv, ids[:2], timeout=20)
+        assert len(started) == 2
+        for i in range(40):
+            raft_otp.process_command(ids[0], ["put", f"k{i}", i])
+        deadline = time.monotonic() + 10  # the snapshot is written in the background
+        while raft_otp.member_overview(ids[0])["log"]["snapshot_index"] == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        raft_otp.start_server("default", "kv2", ids[2], kv, ids)
+        raft_otp.add_member(ids[0], ids[2])
+        raft_otp.process_command(ids[0], ["put", "after", 1])
+        deadline = time.monotonic() + 10
+        while raft_otp.key_metrics(ids[2])["snapshots_installed"] == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        names = [np.name.split("@")[0] for np in h.nodes]
+    docs = {n: [json.loads(x) for x in open(tmp_path / f"{n}.log", encoding="utf-8")]
+            for n in names}
+    for n in names[:2]:
+        taken = [d for d in docs[n] if "snapshot taken at index" in d["message"]]
+        assert taken and all(d["level"] == "INFO" for d in taken)
+        assert len({d["message"] for d in taken}) == len(taken)  # once each
+    installed = [d for d in docs[names[2]] if "installed a snapshot" in d["message"]]
+    assert len(installed) == 1 and installed[0]["level"] == "INFO"
+    assert installed[0]["server"].startswith("kv2/")
+    members = [d for n in names for d in docs[n] if "members now" in d["message"]]
+    assert members and all(d["level"] == "INFO" for d in members)
+    assert any(ids[2].node in d["message"] for d in members)
+    assert len({(d["server"], d["message"]) for d in members}) == len(members)
