@@ -103,6 +103,12 @@ class SystemConfig:
     # largest message a node otherwise handles; a batch of 128 such entries is the
     # largest append_entries a follower then buffers.
     max_command_bytes: Positive = 1_048_576
+    # The disk alarm (raft_otp.log.disk_alarm) goes on when free space on the data
+    # dir's filesystem falls below this (checked every second; 0: only when a write
+    # fails with ENOSPC): leaders refuse commands with DiskFull until it is back.
+    # 50 MB, RabbitMQ's disk_free_limit default: several seconds of the fastest WAL
+    # stream we measured, so the alarm usually beats ENOSPC.
+    disk_free_limit_bytes: NonNegative = 50_000_000
     # "reply": a raising apply is the command's outcome (MachineError), the server
     # runs on; "crash": RA's behaviour (the server crashes, its supervisor restarts it)
     on_machine_error: OnMachineError = "reply"
