@@ -38,7 +38,7 @@ from raft_otp.node.security import Security
 from raft_otp.node.transport import split_node_name
 from raft_otp.system.names import check_cluster_name
 
-__all__ = ["AsyncClient", "Client", "connect"]
+__all__ = ["AsyncClient", "Client", "connect", "connect_async"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -400,5 +400,3 @@ def connect_async(nodes: Sequence[str], *, cookie: str | None = None,
     return AsyncClient(nodes, cookie=cookie, cookie_file=cookie_file,
                        transport_security=transport_security, timeout=timeout, host=host)
 
-
-__all__ += ["connect_async"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import time
 from typing import Iterator
 
@@ -93,6 +94,12 @@ def test_a_portless_client_commits_through_a_transfer_and_a_sigkill(nodes: NodeP
             expected += 1
             assert value == expected
         assert leader2 != leader
+        # a pipelined command's outcome comes back over the client's connection too
+        outcomes: queue.Queue[object] = queue.Queue()
+        c.pipeline_command("count", ["incr"], correlation="p1", notify=outcomes)
+        got = outcomes.get(timeout=10)
+        expected += 1
+        assert isinstance(got, raft_otp.Applied) and [list(r) for r in got.replies] == [["p1", expected]], got
 
         # SIGKILL of the leader: the client's calls go on with the 2 others
         nodes.kill(_index_of(nodes, leader2))

@@ -870,10 +870,11 @@ class Transport:
                               "one %s lists for it", self.node, sender, self._allowed.path)
             return
         if client:
-            if msgs:
-                if self._client_routes.get(sender) != identity and is_client_name(sender):
-                    self._route_client(sender, identity)
-            else:  # a client's heartbeat: answer, so its failure detector hears us
+            # a port-less client node's heartbeats make a route too: a leader it never
+            # sent a command to can still notify it (pipelined commands' outcomes)
+            if self._client_routes.get(sender) != identity and is_client_name(sender):
+                self._route_client(sender, identity)
+            if not msgs:  # a client's heartbeat: answer, so its failure detector hears us
                 self.enqueue_client(identity, None)
         else:
             fault = self._faults.get(sender)
