@@ -60,6 +60,14 @@ def test_scrape_three_nodes(tmp_path: Any) -> None:
         leader = raft_otp.ping(ids[0])
         _wait_applied(ids, raft_otp.key_metrics(leader)["commit_index"])
         scrapes = [_scrape(np) for np in h.nodes]
+        # a crashed WAL is restarted by its supervisor: the next scrapes count it
+        h.admin(0, ["kill", "raft_otp.wal.default"])
+        deadline = time.monotonic() + 10
+        while _value(_scrape(h[0])["raft_otp_supervisor_restarts"],
+                     "raft_otp_supervisor_restarts_total",
+                     path="raft_otp/system:default/log/wal") != 1:
+            assert time.monotonic() < deadline, "the WAL's restart never showed in /metrics"
+            time.sleep(0.05)
     srv = {"system": "default", "cluster": "kv1", "server": "kv1"}
     leaders = 0.0
     for np, fams in zip(h.nodes, scrapes):
