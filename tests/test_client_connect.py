@@ -181,3 +181,13 @@ def test_the_readmes_cross_process_example_runs_as_written(
         assert not node_rt.is_started()
     finally:
         h.close()
+
+
+def test_the_clis_client_node_binds_no_port() -> None:
+    """The CLI's client commands run inside console.common.client_node: a port-less node."""
+    from raft_otp.console.common import client_node
+    assert not node_rt.is_started()
+    with client_node("a-cookie", "127.0.0.1") as name:
+        assert name.endswith("@127.0.0.1:0") and node_rt.node_name() == name
+        assert _listening_ports() == []
+    assert not node_rt.is_started()
