@@ -92,6 +92,7 @@ def test_scrape_three_nodes(tmp_path: Any) -> None:
         assert _value(fams["raft_otp_wal_entries"], "raft_otp_wal_entries_total",
                       system="default") >= 6
         assert "raft_otp_wal_sync_seconds" in fams
+        assert _value(fams["process_resident_memory_bytes"], "process_resident_memory_bytes") > 0
         assert "raft_otp_segment_writer_segments_written" in fams
         assert _value(fams["raft_otp_transport_sent_msgs"], "raft_otp_transport_sent_msgs_total",
                       node=np.name) > 0

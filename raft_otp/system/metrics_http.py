@@ -21,7 +21,9 @@ collector that reads, at scrape time, the counters the node already keeps and th
 * the transport (``raft_otp_transport_*``), from ``transport_stats``;
 * the supervisors (``raft_otp_supervisor_restarts_total``, label ``path``: the tree
   path of ids, as ``raft-otp tree`` and ``kill`` name it), from
-  ``supervisors.tree_snapshot``.
+  ``supervisors.tree_snapshot``;
+* the process (``process_*``: CPU seconds, resident memory, open fds) and Python
+  (``python_info``, ``python_gc_*``), from ``prometheus_client``'s own collectors.
 
 A system that does not answer within ``SCRAPE_TIMEOUT_S`` is left out of that scrape
 (and ``raft_otp_scrape_errors_total`` counts it); the scrape itself never raises.
@@ -34,7 +36,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import (CollectorRegistry, GCCollector, PlatformCollector,
+                               ProcessCollector, start_http_server)
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily, Metric)
 from prometheus_client.registry import Collector
@@ -264,6 +267,10 @@ def serve(port: int, host: str = "127.0.0.1") -> MetricsServer:
     check_port(port)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NodeCollector())
+    # prometheus_client's standard process_* (CPU, RSS, fds), python_info and python_gc_*
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
