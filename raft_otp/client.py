@@ -216,10 +216,10 @@ class Client(_Base):
 
     @overload
     def leader_query(self, target: Target, query: Callable[[Any], R],
-                timeout: float | None = ...) -> tuple[R, ServerId | None]: ...
+                     timeout: float | None = ...) -> tuple[R, ServerId | None]: ...
     @overload
     def leader_query(self, target: Target, query: api.QueryRef,
-                timeout: float | None = ...) -> tuple[Any, ServerId | None]: ...
+                     timeout: float | None = ...) -> tuple[Any, ServerId | None]: ...
     def leader_query(self, target: Target, query: Query,
                      timeout: float | None = None) -> tuple[Any, ServerId | None]:
         """``query(state)`` on the leader's state."""
@@ -229,10 +229,10 @@ class Client(_Base):
 
     @overload
     def consistent_query(self, target: Target, query: Callable[[Any], R],
-                timeout: float | None = ...) -> tuple[R, ServerId | None]: ...
+                         timeout: float | None = ...) -> tuple[R, ServerId | None]: ...
     @overload
     def consistent_query(self, target: Target, query: api.QueryRef,
-                timeout: float | None = ...) -> tuple[Any, ServerId | None]: ...
+                         timeout: float | None = ...) -> tuple[Any, ServerId | None]: ...
     def consistent_query(self, target: Target, query: Query,
                          timeout: float | None = None) -> tuple[Any, ServerId | None]:
         """Linearizable ``query(state)`` (the leader, after a heartbeat quorum)."""
@@ -276,7 +276,8 @@ class Client(_Base):
         """One server's counters and gauges."""
         return api.key_metrics(ServerId(*server), self._timeout(timeout))
 
-    def start_cluster(self, cluster: str, machine: api.MachineSpec, nodes: Sequence[str] | None = None,
+    def start_cluster(self, cluster: str, machine: api.MachineSpec,
+                      nodes: Sequence[str] | None = None,
                       timeout: float | None = None, system: str = "default"
                       ) -> tuple[list[ServerId], list[ServerId]]:
         """Start ``cluster`` with a server named ``cluster`` on each of ``nodes``
@@ -340,17 +341,19 @@ class AsyncClient(_Base):
                           min_index: int = ...) -> tuple[Any, ServerId | None]: ...
     async def local_query(self, target: Target, query: Query, timeout: float | None = None,
                           min_index: int = 0) -> tuple[Any, ServerId | None]:
+        """``await`` form of :meth:`Client.local_query`."""
         return await self._each(target, timeout,
                                 lambda sid, t: aio.local_query(sid, query, t, min_index))
 
     @overload
     async def leader_query(self, target: Target, query: Callable[[Any], R],
-                timeout: float | None = ...) -> tuple[R, ServerId | None]: ...
+                           timeout: float | None = ...) -> tuple[R, ServerId | None]: ...
     @overload
     async def leader_query(self, target: Target, query: api.QueryRef,
-                timeout: float | None = ...) -> tuple[Any, ServerId | None]: ...
+                           timeout: float | None = ...) -> tuple[Any, ServerId | None]: ...
     async def leader_query(self, target: Target, query: Query,
                            timeout: float | None = None) -> tuple[Any, ServerId | None]:
+        """``await`` form of :meth:`Client.leader_query`."""
         value, leader = await self._each(target, timeout,
                                          lambda sid, t: aio.leader_query(sid, query, t))
         self._seen(target, leader)
@@ -358,12 +361,13 @@ class AsyncClient(_Base):
 
     @overload
     async def consistent_query(self, target: Target, query: Callable[[Any], R],
-                timeout: float | None = ...) -> tuple[R, ServerId | None]: ...
+                               timeout: float | None = ...) -> tuple[R, ServerId | None]: ...
     @overload
     async def consistent_query(self, target: Target, query: api.QueryRef,
-                timeout: float | None = ...) -> tuple[Any, ServerId | None]: ...
+                               timeout: float | None = ...) -> tuple[Any, ServerId | None]: ...
     async def consistent_query(self, target: Target, query: Query,
                                timeout: float | None = None) -> tuple[Any, ServerId | None]:
+        """``await`` form of :meth:`Client.consistent_query`."""
         value, leader = await self._each(target, timeout,
                                          lambda sid, t: aio.consistent_query(sid, query, t))
         self._seen(target, leader)
