@@ -1,18 +1,21 @@
 """Backups of a cluster's machine state, and restores into a new cluster (etcdctl's
 ``snapshot save`` / ``snapshot restore``): ``raft-otp backup`` / ``raft-otp restore``.
 
-**Consistent.**  ``backup`` reads the state with a *consistent query* through the
-leader (linearizable: the leader answers after a heartbeat quorum, from a state
-that holds every committed entry), bracketed by two reads of the leader's
-``last_applied`` and term.  The leader's actor handles its messages in order and
-``last_applied`` only grows, so when both reads agree (and the answer came from
-that leader) the state is exactly the state at that applied index; otherwise a
-write moved it and the backup tries again (``attempts``).  Why not the leader's
-snapshot file: it exists only for machines that emit ``ReleaseCursor``, can lag
-the log by up to ``min_snapshot_interval`` entries, and sits on the leader's disk,
-not where the operator runs the command.  The state travels as the wire carries
-it (msgpack values), which is what any machine's state is when queried from
-another node.
+**Consistent.**  ``backup`` first runs a *consistent query* (the leader answers
+after a heartbeat quorum confirms it still leads, with every entry committed by
+then applied), so the backup holds every write acknowledged before it began.
+Then it reads the state from that same leader with a *leader query* bracketed by
+two reads of the leader's ``last_applied`` and term: the leader's actor handles
+its messages in order and ``last_applied`` only grows, so when both reads agree
+(and the same leader answered) the state is exactly the state at that applied
+index, a committed prefix of the log; otherwise a write moved it and the bracket
+is tried again (``attempts``; a new leader confirms itself first).  The bracket
+is three round trips to the leader, without a heartbeat round inside it, so that
+writes rarely land in it.  Why not the leader's snapshot file: it exists only for
+machines that emit ``ReleaseCursor``, can lag the log by up to
+``min_snapshot_interval`` entries, and sits on the leader's disk, not where the
+operator runs the command.  The state travels as the wire carries it (msgpack
+values), which is what any machine's state is when queried from another node.
 
 **File layout** (version 1), big-endian::
 
@@ -49,7 +52,7 @@ import msgpack
 from raft_otp.core.machine import ApplyMeta, Machine
 from raft_otp.errors import BadArgument, CorruptFile, RaftError, Timeout
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "BackupInfo", "Restored", "RESTORED_MACHINE", "backup",
+__all__ = ["FORMAT_VERSION", "MAGIC", "BackupInfo", "Restored", "RESTORED_MACHINE", "applied_mark", "backup",
            "read_backup", "restore"]
 
 MAGIC = b"RAOTPBAK"
@@ -58,6 +61,7 @@ _PREFIX = struct.Struct(">8sHIQ32s")
 MAX_HEADER_BYTES = 1 << 20
 RESTORED_MACHINE = "raft_otp.system.backup:Restored"
 STATE_QUERY = "raft_otp.system.queries:state"
+APPLIED_MARK = "raft_otp.system.backup:applied_mark"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +89,7 @@ class BackupInfo:
 
 # ---- backup --------------------------------------------------------------------------
 
-def backup(server_id: Any, out: str, *, timeout: float = 30.0, attempts: int = 20
+def backup(server_id: Any, out: str, *, timeout: float = 30.0, attempts: int = 50
            ) -> BackupInfo:
     """Write the machine state of ``server_id``'s cluster, consistent at one applied index
     (see the module docstring), to ``out`` (written to a temporary file, synced, then
@@ -95,23 +99,34 @@ def backup(server_id: Any, out: str, *, timeout: float = 30.0, attempts: int = 2
     if attempts < 1:
         raise BadArgument(f"attempts must be >= 1, got {attempts!r}")
     deadline = time.monotonic() + timeout
-    leader = api.ping(server_id, timeout=timeout) or server_id
+
+    def left() -> float:
+        return max(0.5, deadline - time.monotonic())
+
+    leader: Any = None
     for _ in range(attempts):
-        left = max(0.5, deadline - time.monotonic())
-        before = api.key_metrics(leader, timeout=left)
-        state, answered_by = api.consistent_query(leader, STATE_QUERY, timeout=left)
-        after = api.key_metrics(leader, timeout=left)
-        same_leader = answered_by is not None and ServerId(*answered_by) == ServerId(*leader)
-        if (same_leader and before["last_applied"] == after["last_applied"]
-                and before["term"] == after["term"]):
-            ov = api.member_overview(leader, timeout=left)
-            return _write(out, ov, state, after["last_applied"], after["term"],
-                          ServerId(*leader))
-        leader = answered_by or leader
+        if leader is None:  # the leader confirms it leads, after the backup began
+            _, by = api.consistent_query(server_id, APPLIED_MARK, timeout=left())
+            leader = ServerId(*by) if by is not None else None
+            if leader is None:
+                continue
+        before = api.key_metrics(leader, timeout=left())
+        state, by = api.leader_query(leader, STATE_QUERY, timeout=left())
+        after = api.key_metrics(leader, timeout=left())
+        if by is None or ServerId(*by) != leader or before["term"] != after["term"]:
+            leader = None  # another leader: it confirms itself first
+        elif before["last_applied"] == after["last_applied"]:
+            ov = api.member_overview(leader, timeout=left())
+            return _write(out, ov, state, after["last_applied"], after["term"], leader)
         if time.monotonic() > deadline:
             break
     raise Timeout(f"backup of {server_id}: the applied index kept moving ({attempts} tries); "
                   "try again when the cluster is less busy")
+
+
+def applied_mark(machine_state: Any) -> None:
+    """The consistent query a backup starts with (its answer is not used)."""
+    return None
 
 
 def _write(out: str, ov: dict[str, Any], state: Any, index: int, term: int,
