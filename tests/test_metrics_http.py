@@ -155,3 +155,27 @@ def test_raft_otp_start_serves_metrics_from_its_config(tmp_path: Any) -> None:
     assert r.returncode == 1 and "metrics_port" in r.stderr, r.stderr
     r = h.run("start", "--data-dir", str(tmp_path / "n9"), "--log-level", "loud")
     assert r.returncode == 2 and "--log-level" in r.stderr, r.stderr
+
+
+def test_a_system_that_does_not_answer_is_left_out_and_counted(monkeypatch: Any) -> None:
+    """The scrape never raises: a system whose overview fails is left out of it and
+    raft_otp_scrape_errors_total counts it; the rest is still exposed."""
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from raft_otp.node import runtime as node_rt
+    from raft_otp.system import runtime
+    from raft_otp.system.metrics_http import NodeCollector
+
+    def refuse(*_a: Any, **_k: Any) -> Any:
+        raise TimeoutError("no answer")
+
+    monkeypatch.setattr(runtime, "systems", lambda: [SimpleNamespace(name="s1", actor_name="x")])
+    monkeypatch.setattr(node_rt, "call", refuse)
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(NodeCollector())
+    fams = {f.name: f for f in text_string_to_metric_families(generate_latest(reg).decode())}
+    assert _value(fams["raft_otp_scrape_errors"], "raft_otp_scrape_errors_total") == 1
+    assert fams["raft_otp_server_commands"].samples == []
+    assert "raft_otp_supervisor_restarts" in fams
