@@ -226,3 +226,19 @@ def test_a_zero_hole_before_later_records_is_an_unsynced_tail_not_a_loss() -> No
     assert all(d.torn_tail for d in fmt.scan("w", image).damage)
     garbage = fmt.encode_file_header() + recs[0] + b"\xff" * len(recs[1]) + recs[2]
     assert not fmt.scan("w", garbage).damage[0].torn_tail  # damage that is not a hole still is
+
+
+def test_the_production_makedirs_syncs_the_parent_of_each_directory_it_creates(
+        tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from raft_otp.log import fileio
+
+    synced: list[str] = []
+    real = fileio._fsync_dir
+    monkeypatch.setattr(fileio, "_fsync_dir", lambda p: (synced.append(p), real(p)))
+    assert fileio.OS.makedirs is fileio._makedirs
+    fileio._makedirs(str(tmp_path / "a" / "b"))
+    assert (tmp_path / "a" / "b").is_dir()
+    assert synced == [str(tmp_path), str(tmp_path / "a")]
+    synced.clear()
+    fileio._makedirs(str(tmp_path / "a" / "b"))  # nothing created, nothing synced
+    assert synced == []
