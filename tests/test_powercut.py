@@ -234,7 +234,12 @@ def test_the_production_makedirs_syncs_the_parent_of_each_directory_it_creates(
 
     synced: list[str] = []
     real = fileio._fsync_dir
-    monkeypatch.setattr(fileio, "_fsync_dir", lambda p: (synced.append(p), real(p)))
+
+    def fsync_dir(path: str) -> None:
+        synced.append(path)
+        real(path)
+
+    monkeypatch.setattr(fileio, "_fsync_dir", fsync_dir)
     assert fileio.OS.makedirs is fileio._makedirs
     fileio._makedirs(str(tmp_path / "a" / "b"))
     assert (tmp_path / "a" / "b").is_dir()
