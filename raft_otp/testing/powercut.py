@@ -27,11 +27,15 @@ checks, after a barrier command is applied everywhere:
 * all members agree (equal states), and the cluster recovered at all.
 
 Two workloads: the **scripted** one (commands, a burst, a member stopped while
-the others commit, an uncommitted tail on an isolated leader that a new leader
-overwrites, a leadership transfer) is run once without a cut to count its sync
-points, then once per sync point with the power cut there; the **random** one
-(per seed) cuts at random sync points or between them, twice per run.  Each
-seed also varies what a cut does to unsynced writes (dropped, torn, reordered).
+the others commit, one of them on a slow disk, its return by a snapshot, an
+uncommitted tail on an isolated leader that a new leader overwrites, a
+leadership transfer; its ``short`` form stops after the member's return) is run
+once without a cut to count its sync points, then once per sync point with the
+power cut there; the **random** one (per seed) cuts at random sync points or
+between them, twice per run.  Each seed also varies what a cut does to unsynced
+writes (dropped, torn, reordered).  A slow disk widens the window in which a
+follower that acknowledges early is acknowledged but not yet durable; without
+one, its own inline sync usually closes the window before the answer leaves.
 
 The last line printed is ``{"cuts": C, "violations": V, "lost": L}``; the exit
 status is 1 when V > 0.  ``--mutation ack_before_durable`` (followers
