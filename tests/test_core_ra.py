@@ -214,6 +214,24 @@ def test_transfer_waits_for_the_target_to_catch_up_then_sends_timeout_now() -> N
     assert Reply("t", "ok", A) in eff
 
 
+def test_after_timeout_now_commands_go_to_the_target_until_two_ticks_pass() -> None:
+    """Raft thesis 3.10: a command appended while the target stands would make our log
+    longer than its, so voters holding it would refuse the target."""
+    n = leader_with_noop_committed()
+    n(TransferLeadership("t", C))
+    n(AppendEntriesReply(n.s.term, C, True, 2, 1, n.s.term))
+    last = n.s.log.last_index_term()[0]
+    eff = n(Commands([Command(["incr"], "x"), Command(["incr"], "p", 7, "notify")], 1000))
+    assert ReplyError("x", "not_leader", C) in eff
+    assert Rejected("p", (7,), C) in eff
+    assert n.s.log.last_index_term()[0] == last and n.s.role == "leader"
+    n(Tick(1000))
+    assert ReplyError("y", "not_leader", C) in n(Command(["incr"], "y"))
+    n(Tick(2000))  # the target did not take over: lead on
+    n(Command(["incr"], "z"))
+    assert n.s.log.last_index_term()[0] == last + 1
+
+
 def test_timeout_now_makes_a_voter_candidate_without_pre_vote() -> None:
     n = Node("b", ABC, term=1)
     n(AppendEntriesRpc(1, A, 0, 0, 0, []))

@@ -96,6 +96,7 @@ def leader_cleanup(state: ServerState, effects: list[Effect]) -> None:
     if state.transfer is not None:
         effects.append(ReplyError(state.transfer[1], "not_leader", None))
         state.transfer = None
+    state.handoff = None
     for sid, peer in state.peers.items():
         if peer.status == "sending_snapshot":
             effects.append(StopSnapshotSender(sid))

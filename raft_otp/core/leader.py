@@ -19,6 +19,7 @@ from raft_otp.core.effects import (
     CancelElectionTimer,
     Effect,
     Notify,
+    Rejected,
     Reply,
     ReplyError,
     RoleChanged,
@@ -74,6 +75,7 @@ def become_leader(state: ServerState, effects: list[Effect]) -> None:
     state.queries.clear()
     state.query_index = 0
     state.transfer = None
+    state.handoff = None
     state.pending_cluster_change = None
     state.commit_timer_armed = False  # a timer of an earlier term may still fire: harmless
     membership.sync_peers(state)
@@ -190,6 +192,9 @@ def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
 
 def append_commands(state: ServerState, commands: tuple[Command, ...] | list[Command], effects: list[Effect],
                     now_ms: int) -> None:
+    if state.handoff is not None:
+        _redirect(state.handoff, commands, effects)
+        return
     term = state.term
     index = state.log.last_index_term()[0]
     now = state.entry_time_ms
@@ -219,6 +224,19 @@ def append_commands(state: ServerState, commands: tuple[Command, ...] | list[Com
         state.log.append(batch)
         replicate(state, effects)
         evaluate_commit(state, effects)
+
+
+def _redirect(target: ServerId, commands: tuple[Command, ...] | list[Command],
+              effects: list[Effect]) -> None:
+    """During a handoff: callers are sent to the transfer's target, the next leader."""
+    notify: dict[object, list[object]] = {}
+    for cmd in commands:
+        if cmd.mode == "await_consensus":
+            effects.append(ReplyError(cmd.reply_to, "not_leader", target))
+        elif cmd.mode == "notify":
+            notify.setdefault(cmd.reply_to, []).append(cmd.correlation)
+    for to, corrs in notify.items():
+        effects.append(Rejected(to, tuple(corrs), target))
 
 
 def _refuse(cmd: Command, err: Exception, leader: ServerId, effects: list[Effect]) -> None:
@@ -475,6 +493,10 @@ def evaluate_commit(state: ServerState, effects: list[Effect]) -> None:
 
 def tick(state: ServerState, now_ms: int, effects: list[Effect]) -> None:
     state.now_ms = now_ms
+    if state.handoff is not None:
+        state.handoff_ticks += 1
+        if state.handoff_ticks >= 2:  # the target did not take over: lead on
+            state.handoff = None
     last = state.log.last_index_term()[0]
     for peer in state.peers.values():
         if peer.heard or not peer.owed:
@@ -666,6 +688,10 @@ def _maybe_transfer(state: ServerState, effects: list[Effect]) -> None:
         state.transfer = None
         send(effects, target, TimeoutNowRpc(state.term, state.id))
         effects.append(Reply(reply_to, "ok", state.id))
+        # Take no new command while the target stands: one appended now would make our
+        # log longer than its and the voters that have it would refuse it (the transfer
+        # would fail and the command would be lost with our leadership anyway).
+        state.handoff, state.handoff_ticks = target, 0
     else:
         _send_to_peer(state, target, peer, effects)
 

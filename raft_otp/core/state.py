@@ -66,7 +66,7 @@ class ServerState:
         "members", "cluster_index", "prev_members", "prev_cluster_index",
         "sessions", "peers",
         "pending", "pending_cluster_change", "first_term_index", "first_term_applied",
-        "query_index", "queries", "local_queries", "transfer",
+        "query_index", "queries", "local_queries", "transfer", "handoff", "handoff_ticks",
         "pre_vote_token", "votes",
         "follower_match", "snapshot_chunk_expected", "snapshot_meta_receiving",
         "now_ms", "entry_time_ms", "applied_time_ms", "machine_errors", "applying_recovery", "removed", "commit_timer_armed", "commit_timer_ms",
@@ -105,6 +105,10 @@ class ServerState:
         self.queries: deque[PendingQuery] = deque()
         self.local_queries: list[tuple[int, Any, Any]] = []
         self.transfer: tuple[ServerId, Any] | None = None
+        # a leadership transfer's TimeoutNow is out: commands are redirected to the
+        # target (Raft thesis 3.10) until we step down or two ticks pass (it failed)
+        self.handoff: ServerId | None = None
+        self.handoff_ticks = 0
         self.commit_timer_armed = False  # a StartCommitTimer is out (its CommitTimeout due)
         self.commit_timer_ms = cfg.commit_notify_delay_ms  # its next delay; grows while peers are busy
         # elections
