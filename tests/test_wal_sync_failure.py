@@ -46,7 +46,8 @@ def test_a_failed_sync_abandons_the_file_and_nothing_unconfirmed_is_reported(tmp
 
     def fail_once(p: SyncPoint) -> bool:
         if failed.is_set():
-            after_failure.append(p)
+            if wal0.counters["sync_failures"]:  # issued once the WAL knew (a sync already in
+                after_failure.append(p)  # flight then may end after it: its success is not believed)
             return False
         if p.kind == "file" and p.path == first_file:
             failed.set()
@@ -66,7 +67,10 @@ def test_a_failed_sync_abandons_the_file_and_nothing_unconfirmed_is_reported(tmp
     assert not [p for p in after_failure if p.path == first_file], "the failed file was synced again"
     w.log.append(E(10, 12))
     w.pump(12)
-    assert w.log.overview()["resends"] >= 1
+    # 6..9 became durable again: resent into the new file, or (if the segment writer
+    # flushed the abandoned file's mem-table entries first) in synced segments
+    lo = w.log.overview()
+    assert lo["resends"] >= 1 or lo["segment_flushes"] >= 1, lo
     # power cut: everything reported written must be there after the reboot
     fs.fail_syncs(None)
     fs.cut_now()
