@@ -194,8 +194,8 @@ def snapshot_figures(h: Any, mb: int) -> list[Figure]:
         raise RuntimeError(f"new member has {keys} keys, expected {mb}")
     floor = zmq_transfer_s(mb, os.path.join(h.base_dir, "zmq_transfer.bin"))
     return [Figure(f"recovery: install a {mb} MB snapshot on a new member (add_member to applied, "
-                   f"snapshot at {snap}/{idx})", round(dt, 2), "s",
-                   f"bare pyzmq {mb} x 1 MB to another process + write + fsync", round(floor, 2),
+                   f"snapshot at {snap}/{idx})", round(dt, 4), "s",
+                   f"bare pyzmq {mb} x 1 MB to another process + write + fsync", round(floor, 4),
                    higher_is_better=False)]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -13,7 +14,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/ lives at 
 import bench  # noqa: E402
 from bench.common import Figure  # noqa: E402
 
-pytest.importorskip("pysyncobj")
+# Only the peer's own processes import PySyncObj: importing it here would let its
+# win_inet_pton module replace socket.inet_ntop in this process for every later test
+# (it does so on every OS), which breaks psutil's connection listing.
+if importlib.util.find_spec("pysyncobj") is None:
+    pytest.skip("pysyncobj is not installed", allow_module_level=True)
 pytest.importorskip("matplotlib")
 
 

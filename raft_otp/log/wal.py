@@ -763,7 +763,15 @@ class Wal:
         """Read existing WAL files; fill mem tables on first start; hand files to the segment writer."""
         fill = not self.mem_tables.recovered
         for _no, path in files:
-            ranges = recover_file(path, self.mem_tables if fill else None, self.io)
+            try:
+                ranges = recover_file(path, self.mem_tables if fill else None, self.io)
+            except FileNotFoundError:
+                if fill:
+                    raise
+                # a WAL restart: the segment writer was still at work on the files of the
+                # earlier incarnation and removed this one, fully flushed, after we listed it
+                log.debug("WAL: %s was flushed and removed while the WAL restarted", path)
+                continue
             self.mem_tables.request_flush(path, ranges)
         self.mem_tables.recovered = True
 
