@@ -289,7 +289,11 @@ class MetaStore:
         """Queue ``record`` and return once a sync covered it (the lock held)."""
         self._pending.append(record)
         self._appended += 1
-        mine = self._appended
+        self._wait_synced_locked(self._appended)
+
+    def _wait_synced_locked(self, mine: int) -> None:
+        """Until a sync covered the ``mine``-th record: sync it ourselves if nobody is
+        syncing, else wait for the sync under way (the lock held)."""
         while self._synced < mine:
             if not self._syncing:
                 self._sync_locked()
@@ -323,12 +327,7 @@ class MetaStore:
                 self._pending.append(self._record(uid, m))
                 self._appended += 1
             self._lazy.clear()
-            mine = self._appended
-            while self._synced < mine:
-                if not self._syncing:
-                    self._sync_locked()
-                else:
-                    self._cond.wait()
+            self._wait_synced_locked(self._appended)
 
     def delete(self, uid: str) -> None:
         with self._cond:
