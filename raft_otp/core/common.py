@@ -7,6 +7,7 @@ from raft_otp.core.effects import (
     CancelElectionTimer,
     Effect,
     MachineEffects,
+    Notify,
     PersistMeta,
     Rejected,
     ReplyError,
@@ -105,15 +106,30 @@ def leader_cleanup(state: ServerState, effects: list[Effect]) -> None:
 
 def reject_commands(state: ServerState, event: Command | Commands, effects: list[Effect]) -> None:
     """Not the leader: redirect callers (RA ``{error, not_leader, Leader}`` / ``rejected``)."""
-    cmds = event.commands if isinstance(event, Commands) else (event,)
+    redirect(event.commands if isinstance(event, Commands) else (event,), state.leader_id, effects)
+
+
+def redirect(cmds: tuple[Command, ...] | list[Command], leader: ServerId | None,
+             effects: list[Effect]) -> None:
+    """Send the callers of ``cmds`` to ``leader`` (the best hint): ``not_leader`` to
+    awaiting callers, one ``Rejected`` per pipelining caller."""
     notify: dict[object, list[object]] = {}
     for cmd in cmds:
         if cmd.mode == "await_consensus":
-            effects.append(ReplyError(cmd.reply_to, "not_leader", state.leader_id))
+            effects.append(ReplyError(cmd.reply_to, "not_leader", leader))
         elif cmd.mode == "notify":
             notify.setdefault(cmd.reply_to, []).append(cmd.correlation)
     for to, corrs in notify.items():
-        effects.append(Rejected(to, tuple(corrs), state.leader_id))
+        effects.append(Rejected(to, tuple(corrs), leader))
+
+
+def refuse(cmd: Command, err: Exception, leader: ServerId | None, effects: list[Effect]) -> None:
+    """A command that never reaches the log (too large, not encodable, disk full): its
+    caller learns why at once, as an error or as its pipelined outcome."""
+    if cmd.mode == "await_consensus":
+        effects.append(ReplyError(cmd.reply_to, err, leader))  # type: ignore[arg-type]
+    elif cmd.mode == "notify":
+        effects.append(Notify(cmd.reply_to, ((cmd.correlation, err),)))
 
 
 def not_leader(state: ServerState, reply_to: object, effects: list[Effect]) -> None:

@@ -14,12 +14,11 @@ from __future__ import annotations
 from raft_otp.core import entries as enc
 from raft_otp.core import membership
 from raft_otp.core.apply import apply_committed
-from raft_otp.core.common import become_follower, machine_effects, maybe_newer_term, send
+from raft_otp.core.common import (become_follower, machine_effects, maybe_newer_term, redirect, refuse,
+                                  send)
 from raft_otp.core.effects import (
     CancelElectionTimer,
     Effect,
-    Notify,
-    Rejected,
     Reply,
     ReplyError,
     RoleChanged,
@@ -193,7 +192,7 @@ def handle(state: ServerState, event: Event, effects: list[Effect]) -> None:
 def append_commands(state: ServerState, commands: tuple[Command, ...] | list[Command], effects: list[Effect],
                     now_ms: int) -> None:
     if state.handoff is not None:
-        _redirect(state.handoff, commands, effects)
+        redirect(commands, state.handoff, effects)
         return
     term = state.term
     index = state.log.last_index_term()[0]
@@ -209,10 +208,10 @@ def append_commands(state: ServerState, commands: tuple[Command, ...] | list[Com
         try:
             data = encode(cmd.data, now, cmd.client_id, cmd.seq)
         except Exception as exc:  # not msgpack (a caller that skipped the API's check)
-            _refuse(cmd, WireTypeError(f"command cannot be encoded: {exc}"), state.id, effects)
+            refuse(cmd, WireTypeError(f"command cannot be encoded: {exc}"), state.id, effects)
             continue
         if len(data) > limit:
-            _refuse(cmd, CommandTooLarge(len(data), limit), state.id, effects)
+            refuse(cmd, CommandTooLarge(len(data), limit), state.id, effects)
             continue
         index += 1
         batch.append((index, term, data))
@@ -224,27 +223,6 @@ def append_commands(state: ServerState, commands: tuple[Command, ...] | list[Com
         state.log.append(batch)
         replicate(state, effects)
         evaluate_commit(state, effects)
-
-
-def _redirect(target: ServerId, commands: tuple[Command, ...] | list[Command],
-              effects: list[Effect]) -> None:
-    """During a handoff: callers are sent to the transfer's target, the next leader."""
-    notify: dict[object, list[object]] = {}
-    for cmd in commands:
-        if cmd.mode == "await_consensus":
-            effects.append(ReplyError(cmd.reply_to, "not_leader", target))
-        elif cmd.mode == "notify":
-            notify.setdefault(cmd.reply_to, []).append(cmd.correlation)
-    for to, corrs in notify.items():
-        effects.append(Rejected(to, tuple(corrs), target))
-
-
-def _refuse(cmd: Command, err: Exception, leader: ServerId, effects: list[Effect]) -> None:
-    """A command that never reaches the log: its caller learns why at once."""
-    if cmd.mode == "await_consensus":
-        effects.append(ReplyError(cmd.reply_to, err, leader))
-    elif cmd.mode == "notify":
-        effects.append(Notify(cmd.reply_to, ((cmd.correlation, err),)))
 
 
 def _reply_before_commit(state: ServerState, index: int, time_ms: int, data: bytes, cmd: Command,

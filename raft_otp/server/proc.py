@@ -37,6 +37,7 @@ from raft_otp.core import effects as fx
 from raft_otp.core import events as ev
 from raft_otp.core import machine as mfx
 from raft_otp.core.machine import Machine
+from raft_otp.core.common import refuse
 from raft_otp.core.machine_calls import check_effects
 from raft_otp.core.types import ServerId
 from raft_otp.errors import DiskFull
@@ -355,12 +356,10 @@ class ServerActor(DirectDispatch):
         refused: list[Any] = []
         keep = []
         for cmd in cmds:
-            if cmd.mode == "await_consensus":
-                refused.append(fx.ReplyError(cmd.reply_to, err, self.id))
-            elif cmd.mode == "notify":
-                refused.append(fx.Notify(cmd.reply_to, ((cmd.correlation, err),)))
-            else:
+            if cmd.mode == "noreply":
                 keep.append(cmd)
+            else:
+                refuse(cmd, err, self.id, refused)
         self._disk_alarm.count_refused(len(cmds) - len(keep))
         self._execute(refused)
         return keep
