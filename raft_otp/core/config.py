@@ -77,6 +77,9 @@ class ServerConfig:
     max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES
     """A command whose encoding is larger is refused before it reaches the log
     (``CommandTooLarge``); see ``SystemConfig.max_command_bytes``."""
+    tick_ms: int = 1000
+    """A leader's tick interval (RA's ``tick_timeout``); an idle leader ticks less and
+    less often, up to ``16 *`` this (``raft_otp.core.ticks``)."""
     on_machine_error: str = "reply"
     """``"reply"``: an exception raised by the machine's ``apply`` is that command's
     outcome (``MachineError``), the state stays as before the command and the server

@@ -167,6 +167,20 @@ class StartCommitTimer:
 
 
 @dataclass(frozen=True, slots=True)
+class StartTickTimer:
+    """Leader: deliver a ``Tick`` after ``delay_ms``, replacing any tick timer that
+    runs.  The core decides the interval (``raft_otp.core.ticks``: the configured
+    tick, backing off while the leader is idle); followers run no tick."""
+
+    delay_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTickTimer:
+    """No tick any more (this server stopped leading)."""
+
+
+@dataclass(frozen=True, slots=True)
 class MachineEffects:
     """Machine effects to carry out (leader-only ones already dropped on followers)."""
 
@@ -241,6 +255,8 @@ Effect = (
     | StartElectionTimer
     | CancelElectionTimer
     | StartCommitTimer
+    | StartTickTimer
+    | CancelTickTimer
     | MachineEffects
     | SendSnapshot
     | StopSnapshotSender
@@ -252,6 +268,7 @@ Effect = (
 
 __all__ = [
     "CancelElectionTimer",
+    "CancelTickTimer",
     "Effect",
     "ErrorReason",
     "MachineEffects",
@@ -271,6 +288,7 @@ __all__ = [
     "SnapshotInstalled",
     "StartCommitTimer",
     "StartElectionTimer",
+    "StartTickTimer",
     "StopSnapshotSender",
     "TimerKind",
 ]

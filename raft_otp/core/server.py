@@ -18,7 +18,7 @@ from typing import Any
 
 from raft_otp.core import await_condition, election, fences, follower, leader, snapshot
 from raft_otp.core import entries as enc
-from raft_otp.core import membership
+from raft_otp.core import membership, ticks
 from raft_otp.core.apply import apply_committed
 from raft_otp.core.common import become_follower, persist_term
 from raft_otp.core.config import ServerConfig, ServerMeta
@@ -89,6 +89,8 @@ def handle(state: ServerState, event: Event) -> tuple[ServerState, list[Effect]]
         await_condition.handle(state, event, effects)
     else:
         raise AssertionError(f"event {event!r} in role {role}")
+    if state.role == "leader" or state.tick_armed:
+        ticks.after_event(state, event, effects)
     return state, effects
 
 

@@ -46,6 +46,8 @@ from raft_otp.core.effects import (
     SnapshotInstalled,
     StartCommitTimer,
     StartElectionTimer,
+    StartTickTimer,
+    CancelTickTimer,
     StopSnapshotSender,
 )
 from raft_otp.core.events import (
@@ -335,7 +337,7 @@ class Simulation:
                 for corr in eff.correlations:
                     self._client_reply(ReplyError(corr, "not_leader", eff.leader))
             elif t is MachineEffects or t is MembersChanged \
-                    or t is SnapshotInstalled:
+                    or t is SnapshotInstalled or t is StartTickTimer or t is CancelTickTimer:
                 pass
             elif t is MachineFailed:
                 self.machine_failures += 1
