@@ -17,6 +17,7 @@ from typing import Any
 import pykka
 
 from . import _watch
+from ._pool import wait_event
 from .osproc import OsProcess
 from .spec import ProcessSpec, Shutdown
 
@@ -56,11 +57,11 @@ class ActorHandle:
                 self.ref.stop(block=False)
             except pykka.ActorDeadError:
                 pass
-            if w.exited.wait(None if how == "infinity" else float(how)):
+            if wait_event(w.exited, None if how == "infinity" else float(how)):
                 return
             logger.warning("%s did not stop within %s s; killing it", self.ref, how)
             _watch.kill(self.ref)
-        if not w.exited.wait(_KILL_WAIT_S):
+        if not wait_event(w.exited, _KILL_WAIT_S):
             logger.error("%s is stuck in a handler; abandoning its thread", self.ref)
             return
         t = w.thread
@@ -68,15 +69,15 @@ class ActorHandle:
             t.join(_KILL_WAIT_S)  # it exits right after firing the exit listeners
 
     def info(self) -> dict[str, Any]:
-        actor = _watch.actor_of(self.ref)
         inbox: Any = getattr(self.ref, "actor_inbox", None)
+        sched = getattr(inbox, "scheduler", None)  # a ScheduledActor: runs on that pool
         return {
             "impl": "actor",
             "class": self.ref.actor_class.__name__,
             "urn": self.ref.actor_urn,
-            "thread": self.watch.thread_name(),
+            "thread": self.watch.thread_name() or (sched.name if sched is not None else None),
             "mailbox": inbox.qsize() if hasattr(inbox, "qsize") else None,
-            "alive": actor is not None and self.ref.is_alive(),
+            "alive": self.ref.is_alive() and not self.watch.exited.is_set(),
         }
 
 
@@ -153,7 +154,7 @@ class SupervisorHandle:
 
     def shutdown(self, how: Shutdown) -> None:
         timeout = None if how in ("infinity", "brutal_kill") else float(how)
-        if threading.current_thread() is getattr(self.ref, "_thread", None):
+        if self.ref.in_control_context():
             return
         if not self.ref.stop(timeout=timeout):
             logger.error("supervisor %r did not stop within %s s", self.ref.id, how)

@@ -1,16 +1,21 @@
-"""Actor wrapping: learn at once when any pykka actor exits, and why.
+"""Actor wrapping: learn at once when a pykka actor exits, and why.
 
-Any unmodified ``pykka.ThreadingActor`` can be watched.  We hook the *instance*
-(never the class) and never the per-message path: its failure handler records
-the exception that escaped a handler, and its loop teardown fires the exit
-listeners from the actor's own thread as its very last act.  Detection is
-therefore event-driven, with no
-polling and no extra thread per actor.
+Exit watching is a class-level mixin, :class:`ExitWatched`: it overrides pykka's
+protected loop pieces (``_handle_failure``, ``_stop``, ``_actor_loop_setup``,
+``_actor_loop_teardown``) so that the failure handler records the exception that
+escaped a handler, and the teardown fires the exit listeners as the actor's very
+last act.  Nothing is written on instances of pykka's classes, no pykka private
+module is imported, and the per-message path is untouched.  Detection is event
+driven: no polling and no thread per actor.
 
-For actors we start ourselves (:func:`start_actor`) the hooks are installed
-before the actor's thread runs, so no exit can be missed.  For an actor that is
-already running (:func:`watch`) a late exit racing the installation is caught
-by joining the actor's thread once, in a short-lived helper thread.
+Two actor types carry the mixin natively: :class:`ThreadingActor` (pykka's, plus
+the mixin and the call-back future) and ``ScheduledActor``.  :func:`start_actor`
+(what ``ChildSpec.actor`` uses) starts any other class as a cached subclass with
+the mixin, so an unmodified ``pykka.ThreadingActor`` given to a supervisor is
+watched from its first instruction.  An actor without the mixin that is already
+running (started elsewhere) falls back to a short helper thread that joins the
+actor's thread; its exit reason is then ``'normal'`` unless it was killed or
+shut down by us (pykka tells nobody else why it stopped).
 
 Reasons follow Erlang: ``'normal'`` for a clean stop, ``'shutdown'`` when a
 supervisor stopped it, ``'killed'`` for a brutal kill, ``'noproc'`` when it was
@@ -23,19 +28,25 @@ import itertools
 import logging
 import sys
 import threading
-from typing import Any, Callable
+import types
+import weakref
+from typing import Any, Callable, ClassVar
 
 import pykka
 from pykka import ActorRegistry, messages
-from pykka._envelope import Envelope
 
-__all__ = ["ActorWatch", "watch", "start_actor", "kill", "is_normal"]
+from ._future import CallbackFuture
+
+__all__ = ["ActorWatch", "ExitWatched", "ThreadingActor", "WakeEnvelope", "watch", "start_actor",
+           "watched_class", "kill", "is_normal", "actor_of"]
 
 logger = logging.getLogger("supervisors")
 
-_ATTR = "_supervisors_watch"
-_install_lock = threading.Lock()
 _ids = itertools.count(1)
+_lock = threading.Lock()
+_actors: weakref.WeakValueDictionary[str, pykka.Actor] = weakref.WeakValueDictionary()
+_foreign: dict[str, ActorWatch] = {}  # urn -> watch of a running actor without the mixin
+_watched_classes: dict[type, type] = {}
 
 ExitListener = Callable[[Any], None]
 
@@ -54,7 +65,7 @@ class ActorWatch:
         self.ref = ref
         self.reason: Any = None  # first recorded reason wins
         self.exited = threading.Event()
-        self.thread: threading.Thread | None = None
+        self.thread: threading.Thread | None = None  # the actor's own thread, if it has one
         self._listeners: dict[int, ExitListener] = {}
         self._lock = threading.Lock()
 
@@ -101,108 +112,158 @@ class ActorWatch:
         return t.name if t is not None else None
 
 
-def _install(actor: pykka.Actor, w: ActorWatch) -> None:
-    """Hook one actor instance so that ``w`` learns of its failure and exit."""
-    orig_failure = actor._handle_failure
-    orig_stop = actor._stop
-    orig_setup = actor._actor_loop_setup
-    orig_teardown = actor._actor_loop_teardown
+def _dead_watch(ref: pykka.ActorRef[Any]) -> ActorWatch:
+    dead = ActorWatch(ref)
+    dead.reason = "noproc"
+    dead.exited.set()
+    return dead
 
-    def _handle_failure(etype: Any, evalue: Any, tb: Any) -> None:
-        w.set_reason(evalue if evalue is not None else "error")
-        orig_failure(etype, evalue, tb)
 
-    def _stop() -> None:
+class ExitWatched(pykka.Actor):
+    """Mixin for pykka actor types: an :class:`ActorWatch` from construction on.
+
+    Put it first in the bases (``class A(ExitWatched, SomeActorType)``)."""
+
+    _sv_owns_thread: ClassVar[bool] = True
+    """True when the actor's loop runs on a thread of its own (joined at shutdown)."""
+
+    _sv_exit_watch: ActorWatch
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sv_exit_watch = ActorWatch(self.actor_ref)
+        _actors[self.actor_urn] = self
+
+    def _handle_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        self._sv_exit_watch.set_reason(exception_value if exception_value is not None else "error")
+        super()._handle_failure(exception_type, exception_value, traceback)
+
+    def _stop(self) -> None:
         # pykka calls _stop() from its ``except BaseException`` block for
         # KeyboardInterrupt/SystemExit escaping a handler (no _handle_failure
-        # then); the exception being handled is the reason.  Hooking here keeps
-        # the per-message path untouched.
+        # then); the exception being handled is the reason.
         exc = sys.exc_info()[1]
         if exc is not None and not isinstance(exc, Exception):
-            w.set_reason(exc)
-        orig_stop()
+            self._sv_exit_watch.set_reason(exc)
+        super()._stop()
 
-    def _actor_loop_setup() -> None:
-        w.thread = threading.current_thread()
-        orig_setup()
+    def _actor_loop_setup(self) -> None:
+        if self._sv_owns_thread:
+            self._sv_exit_watch.thread = threading.current_thread()
+        super()._actor_loop_setup()
 
-    def _actor_loop_teardown() -> None:
+    def _actor_loop_teardown(self) -> None:
         try:
-            orig_teardown()
+            super()._actor_loop_teardown()
         finally:
-            w.fire()
-
-    d = actor.__dict__
-    d["_handle_failure"] = _handle_failure
-    d["_stop"] = _stop
-    d["_actor_loop_setup"] = _actor_loop_setup
-    d["_actor_loop_teardown"] = _actor_loop_teardown
-    d[_ATTR] = w
+            self._sv_exit_watch.fire()
 
 
-def _find_thread(actor: pykka.Actor) -> threading.Thread | None:
+class ThreadingActor(ExitWatched, pykka.ThreadingActor):
+    """``pykka.ThreadingActor`` with exit watching built in and asks whose futures
+    accept ``add_done_callback`` (:class:`supervisors._future.CallbackFuture`)."""
+
+    @staticmethod
+    def _create_future() -> pykka.Future[Any]:
+        return CallbackFuture()
+
+
+class WakeEnvelope:
+    """Our own envelope (``message``, ``reply_to``) for putting a message in an
+    actor's inbox ourselves (pykka's is private)."""
+
+    __slots__ = ("message", "reply_to")
+
+    def __init__(self, message: Any, reply_to: pykka.Future[Any] | None = None) -> None:
+        self.message = message
+        self.reply_to = reply_to
+
+    def __repr__(self) -> str:
+        return f"WakeEnvelope({self.message!r})"
+
+
+def watched_class(actor_class: type[pykka.Actor]) -> type[pykka.Actor]:
+    """``actor_class`` if it has the mixin, else a cached subclass of it that has it
+    (same name, so logs, thread names and the tree read the same)."""
+    if issubclass(actor_class, ExitWatched):
+        return actor_class
+    with _lock:
+        cls = _watched_classes.get(actor_class)
+        if cls is None:
+            def body(ns: dict[str, Any]) -> None:
+                ns.update(__module__=actor_class.__module__, __qualname__=actor_class.__qualname__,
+                          __doc__=actor_class.__doc__)
+            cls = types.new_class(actor_class.__name__, (ExitWatched, actor_class), exec_body=body)
+            _watched_classes[actor_class] = cls
+        return cls
+
+
+def actor_of(ref: pykka.ActorRef[Any]) -> pykka.Actor | None:
+    """The live actor instance behind ``ref`` if it is exit-watched, else None."""
+    return _actors.get(ref.actor_urn)
+
+
+def _find_thread(urn: str) -> threading.Thread | None:
+    # A pykka ThreadingActor's thread runs its bound ``_actor_loop``: the thread
+    # whose target belongs to the actor with this urn.
     for t in threading.enumerate():
-        target = getattr(t, "_target", None)
-        if getattr(target, "__self__", None) is actor:
+        owner = getattr(getattr(t, "_target", None), "__self__", None)
+        if getattr(owner, "actor_urn", None) == urn:
             return t
     return None
 
 
-def _late_exit(w: ActorWatch, t: threading.Thread | None) -> None:
+def _await_foreign_exit(w: ActorWatch, t: threading.Thread | None) -> None:
     if t is not None:
         t.join()
+    else:
+        w.ref.actor_stopped.wait()
+    with _lock:
+        _foreign.pop(w.ref.actor_urn, None)
     w.fire()
 
 
 def watch(ref: pykka.ActorRef[Any]) -> ActorWatch:
     """The (single, shared) watch of a running or dead actor."""
-    actor = ref._actor_weakref()
-    if actor is None or (ref.actor_stopped.is_set() and _ATTR not in actor.__dict__):
-        dead = ActorWatch(ref)
-        dead.reason = "noproc"
-        dead.exited.set()
-        return dead
-    with _install_lock:
-        w = actor.__dict__.get(_ATTR)
-        if w is not None:
-            return w
-        w = ActorWatch(ref)
-        _install(actor, w)
-    t = _find_thread(actor)
-    w.thread = w.thread or t
-    if ref.actor_stopped.is_set():  # may have passed its teardown before the hook
-        threading.Thread(target=_late_exit, args=(w, t), daemon=True,
-                         name="supervisors-late-exit").start()
-    return w
+    actor = _actors.get(ref.actor_urn)
+    if actor is not None:
+        w: ActorWatch = actor._sv_exit_watch  # type: ignore[attr-defined]
+        return w
+    if issubclass(ref.actor_class, ExitWatched):
+        return _dead_watch(ref)  # watched from birth and already gone
+    with _lock:
+        w2 = _foreign.get(ref.actor_urn)
+        if w2 is not None:
+            return w2
+        if ref.actor_stopped.is_set():
+            return _dead_watch(ref)
+        w2 = _foreign[ref.actor_urn] = ActorWatch(ref)
+    t = _find_thread(ref.actor_urn)
+    w2.thread = t
+    threading.Thread(target=_await_foreign_exit, args=(w2, t), daemon=True,
+                     name="supervisors-foreign-exit").start()
+    return w2
 
 
 def start_actor(actor_class: type[pykka.Actor], *args: Any, **kwargs: Any) -> pykka.ActorRef[Any]:
-    """``actor_class.start(*args, **kwargs)`` with the watch installed before it runs."""
-    actor = actor_class(*args, **kwargs)
-    ref = actor.actor_ref
-    _install(actor, ActorWatch(ref))
-    ActorRegistry.register(ref)
-    actor._start_actor_loop()
-    return ref
+    """``actor_class.start(*args, **kwargs)``, exit-watched from its first instruction."""
+    return watched_class(actor_class).start(*args, **kwargs)
 
 
 def kill(ref: pykka.ActorRef[Any], reason: Any = "killed") -> None:
     """Stop an actor now, like Erlang's ``exit(Pid, kill)``: after its current
     message, without ``on_stop``; monitors see ``reason``.
 
-    The Python thread cannot be interrupted; an actor stuck in a handler exits
+    A Python thread cannot be interrupted; an actor stuck in a handler exits
     when the handler returns."""
-    actor = ref._actor_weakref()
-    if actor is None:
+    w = watch(ref)
+    if w.exited.is_set():
         return
-    watch(ref).set_reason(reason)
+    w.set_reason(reason)
     ActorRegistry.unregister(ref)
-    actor.actor_stopped.set()
-    # Wake the loop if it is blocked on an empty inbox; a harmless attribute read.
-    actor.actor_inbox.put(Envelope(messages.ProxyGetAttr(attr_path=("actor_urn",))))
-
-
-def actor_of(ref: pykka.ActorRef[Any]) -> pykka.Actor | None:
-    return ref._actor_weakref()
-
-
+    ref.actor_stopped.set()
+    # Wake the loop if it waits on an empty inbox: a harmless attribute read.
+    try:
+        ref.actor_inbox.put(WakeEnvelope(messages.ProxyGetAttr(attr_path=("actor_urn",))))
+    except pykka.ActorDeadError:  # a scheduled actor already torn down
+        pass

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 __all__ = ["SupervisorError", "StartError", "NotFound", "AlreadyPresent", "AlreadyRunning",
            "StillRunning", "NotRunning", "RestartIntensityExceeded", "ChildInfo",
-           "SupervisorEvent"]
+           "SupervisorEvent", "SchedulerError"]
 
 
 class SupervisorError(Exception):
@@ -40,6 +40,11 @@ class StillRunning(SupervisorError):
 
 class NotRunning(SupervisorError):
     """The supervisor is not running."""
+
+
+class SchedulerError(SupervisorError):
+    """The node scheduler cannot do what was asked (reconfigure a running pool, a
+    bad ``SUPERVISORS_SCHED_THREADS``)."""
 
 
 class RestartIntensityExceeded(Exception):

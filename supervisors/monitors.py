@@ -7,8 +7,8 @@ already dead delivers ``Down(reason='noproc')`` at once.
 
 ``link(a, b)``: when either exits abnormally, the other is stopped with a
 :class:`LinkedExit` reason (so it, too, exits abnormally and its supervisor
-reacts).  An actor whose instance has ``trap_exit = True`` instead receives an
-:class:`Exit` message.  Normal exits do not propagate.
+reacts).  An actor whose instance (or class) has ``trap_exit = True`` instead
+receives an :class:`Exit` message.  Normal exits do not propagate.
 
 A target may be a pykka ActorRef or anything with ``add_listener`` /
 ``remove_listener`` (a Supervisor, an OsProcess).
@@ -127,7 +127,7 @@ def _exit_signal(target: Any, sender: Any, reason: Any) -> None:
         return
     if isinstance(target, pykka.ActorRef):
         actor = _watch.actor_of(target)
-        if actor is not None and getattr(actor, "trap_exit", False):
+        if getattr(actor if actor is not None else target.actor_class, "trap_exit", False):
             _deliver(target, Exit(sender, reason))
             return
         logger.info("%s exits because linked %s exited: %r", target, sender, reason)

@@ -85,11 +85,13 @@ class _SupervisorStarter:
     children: tuple[ChildSpec, ...]
     intensity: int
     period: float
+    threadless: bool = False
 
     def __call__(self, *extra: Any) -> Any:
         from .supervisor import Supervisor
         return Supervisor(list(self.children), strategy=self.strategy,  # type: ignore[arg-type]
-                          intensity=self.intensity, period=self.period, id=self.id)
+                          intensity=self.intensity, period=self.period, id=self.id,
+                          threadless=self.threadless)
 
 
 @dataclass(frozen=True)
@@ -153,10 +155,11 @@ class ChildSpec:
     def supervisor(cls, id: Hashable, strategy: Strategy = "one_for_one",
                    children: Sequence[ChildSpec] = (), *, intensity: int = 1,
                    period: float = 5.0, restart: Restart = "permanent",
-                   shutdown: Shutdown | None = None) -> ChildSpec:
-        """A nested supervisor child."""
+                   shutdown: Shutdown | None = None, threadless: bool = False) -> ChildSpec:
+        """A nested supervisor child (``threadless``: no control thread of its own;
+        see :class:`~supervisors.supervisor.Supervisor`)."""
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}")
-        starter = _SupervisorStarter(id, strategy, tuple(children), intensity, period)
+        starter = _SupervisorStarter(id, strategy, tuple(children), intensity, period, threadless)
         return cls(id=id, start=starter,
                    restart=restart, shutdown=shutdown, type="supervisor")

@@ -1,10 +1,14 @@
 """The supervisor (OTP's ``supervisor`` behaviour) for pykka actors, nested
 supervisors and OS processes.
 
-Each supervisor owns one control thread that handles, one at a time, child
+Each supervisor has one control context that handles, one at a time, child
 exits (pushed by exit listeners the instant a child dies) and API calls.  All
-starting and stopping of children happens on that thread, so the children
-list needs no lock for writers; readers (``tree``, ``which_children``) copy it.
+starting and stopping of children happens there, so the children list needs no
+lock for writers; readers (``tree``, ``which_children``) copy it.  The control
+context is the supervisor's own thread, or, for ``threadless=True`` (OTP's
+per-server supervisors, thousands per node), a :class:`ControlQueue` drained on
+the node scheduler's pool: the same semantics without a thread (its start runs
+synchronously in the starting thread).
 
 Semantics follow supervisor(3): strategies ``one_for_one``, ``one_for_all``,
 ``rest_for_one``, ``simple_one_for_one``; restart types ``permanent``,
@@ -30,6 +34,8 @@ from typing import Any, Callable, Hashable, Sequence, overload
 
 from . import introspect, registry
 from ._children import make_handle
+from ._control import ControlQueue
+from ._pool import Scheduler, current_scheduler, default_scheduler, wait_event
 from ._watch import is_normal
 from .errors import (AlreadyPresent, AlreadyRunning, ChildInfo, NotFound, NotRunning,
                      RestartIntensityExceeded, StartError, StillRunning, SupervisorError,
@@ -79,7 +85,8 @@ class Supervisor:
 
     def __init__(self, children: Sequence[ChildSpec] = (), strategy: Strategy = "one_for_one",
                  intensity: int = 1, period: float = 5.0, id: Hashable = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, threadless: bool = False,
+                 scheduler: Scheduler | None = None) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}")
         if intensity < 0 or period <= 0:
@@ -105,9 +112,12 @@ class Supervisor:
         self._template = children[0] if strategy == "simple_one_for_one" else None
         self._children: list[_Child] = []
         self._restarts: collections.deque[float] = collections.deque()
-        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.threadless = threadless
+        self._scheduler = scheduler
+        self._q: queue.SimpleQueue[Any] | ControlQueue = queue.SimpleQueue()
         self._qlock = threading.Lock()
         self._state = "new"  # new | running | stopping | stopped
+        self._started = False
         self._thread: threading.Thread | None = None
         self._parent: Supervisor | None = None
         self._listeners: dict[int, Callable[[Any], None]] = {}
@@ -118,37 +128,59 @@ class Supervisor:
     start = _StartMethod()
 
     def _start_self(self) -> Supervisor:
-        """Start the control thread and every child in order.
+        """Start the control context (a thread, or for a threadless supervisor the
+        calling thread) and every child in order.
 
         Raises StartError (after stopping the children already started) if a
         child fails to start."""
-        if self._thread is not None:
+        if self._started:
             raise SupervisorError(f"supervisor {self.id!r} was already started")
+        self._started = True
         ready: Future[None] = Future()
-        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True,
-                                        name=f"supervisor-{self.id}")
         self.started_at = time.time()
-        self._thread.start()
+        if self.threadless:
+            control = ControlQueue(self._scheduler or default_scheduler(), self._handle_safely)
+            self._q = control
+            with control.claim():
+                self._boot(ready)
+        else:
+            self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True,
+                                            name=f"supervisor-{self.id}")
+            self._thread.start()
         ready.result()
         if self._parent is None:
             introspect.add_root(self)
         return self
 
+    def in_control_context(self) -> bool:
+        """True when called from this supervisor's own control context (its thread,
+        or the pool thread draining its control queue)."""
+        q = self._q
+        if isinstance(q, ControlQueue):
+            return q.in_control()
+        return threading.current_thread() is self._thread
+
     def stop(self, timeout: float | None = None) -> bool:
         """Stop every child in reverse start order, then the supervisor.
 
-        Blocks until done (or ``timeout``); True if the supervisor has exited."""
-        if self._thread is None:
+        Blocks until done (or ``timeout``); True if the supervisor has exited.
+        From its own control context a threaded supervisor raises
+        SupervisorError; a threadless one queues its stop and returns False."""
+        if not self._started:
             return True
-        if threading.current_thread() is self._thread:
+        in_control = self.in_control_context()
+        if in_control and not self.threadless:
             raise SupervisorError("a supervisor cannot stop itself from its own thread")
         with self._qlock:
             if self._state == "running":
                 self._state = "stopping"
                 self._q.put(("stop", "shutdown"))
-        if not self.exited.wait(timeout):
+        if in_control:
+            return self.exited.is_set()
+        if not wait_event(self.exited, timeout):
             return False
-        self._thread.join(timeout)  # it ends right after telling its exit listeners
+        if self._thread is not None:
+            self._thread.join(timeout)  # it ends right after telling its exit listeners
         return True
 
     def wait(self, timeout: float | None = None) -> Any:
@@ -193,6 +225,24 @@ class Supervisor:
 
     # ------------------------------------------------------------ the thread
     def _run(self, ready: Future[None]) -> None:
+        """The control thread of a threaded supervisor."""
+        if not self._boot(ready):
+            return
+        try:
+            self._loop()
+        except BaseException as exc:  # a bug here must not leave a zombie supervisor
+            self._crashed(exc)
+
+    def _crashed(self, exc: BaseException) -> None:
+        logger.exception("supervisor %r crashed", self.id)
+        try:
+            self._terminate_all()
+        finally:
+            self._finish(exc)
+
+    def _boot(self, ready: Future[None]) -> bool:
+        """Register the name and start the children (in the control context);
+        False (and ``ready`` failed) if that fails."""
         registered = False
         try:
             if self.name is not None:
@@ -209,41 +259,46 @@ class Supervisor:
                 self.name = None  # the name belongs to someone else: leave it
             self._finish(exc)
             ready.set_exception(exc if isinstance(exc, StartError) else StartError(repr(exc)))
-            return
+            return False
         self._state = "running"
         ready.set_result(None)
-        try:
-            self._loop()
-        except BaseException as exc:  # a bug here must not leave a zombie supervisor
-            logger.exception("supervisor %r crashed", self.id)
-            try:
-                self._terminate_all()
-            finally:
-                self._finish(exc)
+        return True
 
     def _loop(self) -> None:
-        while True:
-            item = self._q.get()
-            kind = item[0]
-            if kind == "exit":
-                self._on_exit(item[1], item[2], item[3])
-            elif kind == "call":
-                _, fn, fut = item
-                if fut.set_running_or_notify_cancel():
-                    try:
-                        fut.set_result(fn())
-                    except BaseException as exc:
-                        fut.set_exception(exc)
-            elif kind == "retry":
-                child = item[1]
-                if child in self._children and child.handle is None:
-                    self._restart(child)
-            elif kind == "stop":
-                logger.debug("supervisor %r shutting down", self.id)
-                self._terminate_all()
-                self._finish(item[1])
-            if self._state == "stopped":
-                return
+        q = self._q
+        assert isinstance(q, queue.SimpleQueue)
+        while self._state != "stopped":
+            self._handle(q.get())
+
+    def _handle_safely(self, item: Any) -> None:
+        """One control item of a threadless supervisor (a bug stops it, as a crash
+        of a threaded supervisor's loop does)."""
+        if self._state == "stopped":
+            return
+        try:
+            self._handle(item)
+        except BaseException as exc:
+            self._crashed(exc)
+
+    def _handle(self, item: Any) -> None:
+        kind = item[0]
+        if kind == "exit":
+            self._on_exit(item[1], item[2], item[3])
+        elif kind == "call":
+            _, fn, fut = item
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn())
+                except BaseException as exc:
+                    fut.set_exception(exc)
+        elif kind == "retry":
+            child = item[1]
+            if child in self._children and child.handle is None:
+                self._restart(child)
+        elif kind == "stop":
+            logger.debug("supervisor %r shutting down", self.id)
+            self._terminate_all()
+            self._finish(item[1])
 
     def _finish(self, reason: Any) -> None:
         """Become stopped: fail queued calls, tell exit listeners."""
@@ -257,6 +312,8 @@ class Supervisor:
             self.exit_reason = reason
             listeners = list(self._listeners.values())
             self._listeners.clear()
+            if isinstance(self._q, ControlQueue):
+                self._q.close()
             while True:
                 try:
                     item = self._q.get_nowait()
@@ -272,13 +329,17 @@ class Supervisor:
                 logger.exception("exit listener of supervisor %r failed", self.id)
 
     def _call(self, fn: Callable[[], Any]) -> Any:
-        if threading.current_thread() is self._thread:
+        if self.in_control_context():
             return fn()
         fut: Future[Any] = Future()
         with self._qlock:
             if self._state != "running":
                 raise NotRunning(f"supervisor {self.id!r} is {self._state}")
             self._q.put(("call", fn, fut))
+        if current_scheduler() is not None:  # a pool thread: help the pool while waiting
+            done = threading.Event()
+            fut.add_done_callback(lambda _: done.set())
+            wait_event(done, None)
         return fut.result()
 
     # --------------------------------------------------- start / terminate
@@ -498,6 +559,7 @@ class Supervisor:
     def tree(self) -> dict[str, Any]:
         """This supervisor and its subtree as plain msgpack-able data."""
         t = self._thread
+        q = self._q
         return {
             "id": introspect.plain(self.id),
             "kind": "supervisor",
@@ -509,7 +571,9 @@ class Supervisor:
             "restarts": 0,  # set by the parent: times this supervisor was restarted
             "restarts_performed": self.total_restarts,
             "started_at": self.started_at,
-            "thread": t.name if t is not None else None,
+            "thread": t.name if t is not None else (
+                q.scheduler.name if isinstance(q, ControlQueue) else None),
+            "threadless": self.threadless,
             "name": self.name,
             "exit_reason": introspect.plain(self.exit_reason),
             "children": [self._child_tree(c) for c in list(self._children)],
@@ -537,3 +601,4 @@ class Supervisor:
 
     def __repr__(self) -> str:
         return f"<Supervisor {self.id!r} {self.strategy} {self._state}>"
+

@@ -10,9 +10,9 @@ import threading
 import time
 from typing import Any, Callable
 
-import pykka
 
 from . import introspect
+from ._watch import ThreadingActor
 from .supervisor import Supervisor, SupervisorEvent
 
 __all__ = ["Probe", "Recorder", "stop_all_roots"]
@@ -20,8 +20,8 @@ __all__ = ["Probe", "Recorder", "stop_all_roots"]
 DEFAULT_TIMEOUT_S = 10.0
 
 
-class Probe(pykka.ThreadingActor):
-    """An actor that logs ``('start'|'stop', tag)`` to a queue and obeys
+class Probe(ThreadingActor):
+    """A (exit-watched) threading actor that logs ``('start'|'stop', tag)`` to a queue and obeys
     messages: ``'ping'`` -> ``('pong', tag)``; ``'crash'`` raises;
     ``'exit'`` stops normally; ``('block', event[, entered])`` sets ``entered`` (if
     given) and then blocks until ``event`` is set.

@@ -1,0 +1,31 @@
+"""The node scheduler: pykka actors that own no thread, run by a bounded pool.
+
+Thousands of actors (Raft servers) per process cannot each own a thread.  A
+:class:`ScheduledActor` keeps its mailbox, handles one message at a time, is
+supervised and watched like any actor, but is run in slices (at most a budget
+of messages each) by the pool threads of a :class:`Scheduler`; a busy actor goes
+back to the tail of the run queue after each slice, so it cannot starve others.
+
+- :class:`Scheduler` (``threads``, ``slice_budget``, ``name``, ``inline``): the pool.
+- :func:`default_scheduler` / :func:`configure_default`: the process-wide pool
+  (``$SUPERVISORS_SCHED_THREADS`` threads, 4 by default), started on first use.
+- :func:`mark_inline_thread`: a delivering thread (I/O, notifier) may run an idle
+  actor's slice at once for the message types the actor lists in
+  ``INLINE_TYPES``; the policy lives in one place, ``ScheduledInbox.put``.
+- :class:`CallbackFuture`: the asks' future; ``add_done_callback`` answers a
+  caller without a waiting thread.
+
+Only pykka's documented hooks for actor types are used (``_create_actor_inbox``,
+``_create_future``, ``_start_actor_loop``) and its protected loop pieces.
+"""
+
+from __future__ import annotations
+
+from ._future import CallbackFuture
+from ._pool import (THREADS_ENV, Runnable, Scheduler, configure_default, current_scheduler,
+                    default_scheduler, is_inline_thread, mark_inline_thread, peek_default)
+from ._scheduled import SLOW_SLICE_S, ScheduledActor, ScheduledInbox
+
+__all__ = ["Scheduler", "ScheduledActor", "ScheduledInbox", "CallbackFuture", "Runnable",
+           "default_scheduler", "configure_default", "peek_default", "current_scheduler",
+           "mark_inline_thread", "is_inline_thread", "SLOW_SLICE_S", "THREADS_ENV"]
