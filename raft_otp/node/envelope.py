@@ -23,21 +23,23 @@ admin clients.  It authenticates and, with the session and counter, refuses
 replays; it does not encrypt: ``transport_security = "curve"`` puts these same
 frames inside ZeroMQ CURVE (``raft_otp.node.security``).
 
-A message is an array whose first element is its kind (the ``K_*`` table below).
+A message is an array whose first element is its kind: the ``K_*`` kinds and
+their fields are one table, ``raft_otp.protocol.node_messages`` (re-exported here).
 ``K_SEND`` is fire and forget, as Erlang's ``!``: a message for a name that is not
 registered on the receiving node is dropped and counted (``unknown_dest``); Raft
 RPCs between servers go this way and cost one registry lookup.  ``K_SEND_BOUNCE``
 is the same send for a caller that waits for an answer at a reply address (a
-``Mailbox``, see ``raft_otp.server.client.call``): it carries ``bounce_name``, a
-name registered on the *sending* node, and when ``dest_name`` is not registered
-(or its actor is dead) the receiving node answers ``[K_NOPROC, bounce_name,
-dest_name]`` at once, and the sending node tells ``bounce_name`` a
-``ServerNotFound`` naming the server and the node: the caller learns within a
-round trip that nothing is running there instead of waiting out its timeout.
-When the destination exists the message is delivered exactly as ``K_SEND`` (no
-extra message, no extra lookup).  Kinds 7 and 8 were added without a version
-change: a node that does not know them counts them in ``bad_msgs`` and drops
-them (so a caller on a newer node waits out its timeout, as before).
+``Mailbox``, see ``raft_otp.server.client.call``): when ``dest_name`` is not
+registered (or its actor is dead) the receiving node answers ``K_NOPROC`` at once,
+and the sending node tells the waiting caller a ``ServerNotFound``.
+
+*Version negotiation* (``raft_otp.protocol.versions``): the header layout is the
+same in every version, so a receiver reads the sender and the version of any
+authentic frame.  The first frame on a new link is a *hello*: ``FLAG_HELLO`` in
+the flags and one ``[K_HELLO, oldest, newest, is_answer]`` message, written at the
+sender's oldest version; :func:`parse_any` returns the version for the transport
+to check, :func:`parse` (for one-shot admin clients) accepts the current version
+only.
 
 ``creation`` is a random number chosen when a node starts (Erlang's "creation"): a
 peer seeing it change knows the node restarted, so monitors on the old incarnation
@@ -53,24 +55,18 @@ import struct
 from typing import Any
 
 from raft_otp.node import codec
+from raft_otp.protocol import node_messages, versions
+# the kinds a node's runtime dispatches on (K_HELLO stays in the transport)
+from raft_otp.protocol.node_messages import (FLAG_CLIENT, FLAG_HELLO, K_ADMIN, K_CALL,  # noqa: F401
+                                             K_DEMONITOR, K_DOWN, K_MONITOR, K_NOPROC, K_REPLY,
+                                             K_SEND, K_SEND_BOUNCE)
 
-__all__ = ["VERSION", "derive_key", "batch_prefix", "build_body", "sign", "seal", "unseal", "parse"]
+__all__ = ["VERSION", "FLAG_CLIENT", "FLAG_HELLO", "derive_key", "batch_prefix", "build_body",
+           "hello_body", "sign", "seal", "unseal", "parse", "parse_any", "BadFrame"]
 
-VERSION = 3  # 2: no session and counter; 1: [body, HMAC-SHA256] in two parts
+VERSION = versions.OLDEST  # what a node writes before it knows its peer's range
 MAC_BYTES = 32
 SMALL_BODY = 1 << 16  # bodies below this are MACed with keyed BLAKE2b, others HMAC-SHA256
-FLAG_CLIENT = 1  # the sender is a temporary client (admin_call): reply over its socket
-
-# Message kinds: the first element of every message array.
-K_SEND = 0         # [K_SEND, dest_name, msg]
-K_CALL = 1         # [K_CALL, dest_name, msg, call_id]
-K_REPLY = 2        # [K_REPLY, call_id, ok, value | encoded error]
-K_MONITOR = 3      # [K_MONITOR, target_name, monitor_id]
-K_DEMONITOR = 4    # [K_DEMONITOR, monitor_id]
-K_DOWN = 5         # [K_DOWN, monitor_id, reason]
-K_ADMIN = 6        # [K_ADMIN, call_id, request]
-K_SEND_BOUNCE = 7  # [K_SEND_BOUNCE, dest_name, msg, bounce_name]  as K_SEND; K_NOPROC back if no dest
-K_NOPROC = 8       # [K_NOPROC, bounce_name, dest_name]  dest_name is not running on the sender
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -83,9 +79,10 @@ def derive_key(cookie: str | bytes) -> bytes:
     return hashlib.sha256(b"raft_otp/node/v1\x00" + raw).digest()
 
 
-def batch_prefix(sender: str, creation: int, flags: int = 0) -> bytes:
-    """The constant start of every body this node sends (array of 7, first four fields)."""
-    return b"\x97" + codec.packb(VERSION) + codec.packb(sender) + codec.packb(creation) + codec.packb(flags)
+def batch_prefix(sender: str, creation: int, flags: int = 0, version: int = VERSION) -> bytes:
+    """The constant start of every body this node sends on a link (array of 7, first
+    four fields)."""
+    return b"\x97" + codec.packb(version) + codec.packb(sender) + codec.packb(creation) + codec.packb(flags)
 
 
 def _array_header(n: int) -> bytes:
@@ -101,6 +98,14 @@ def build_body(prefix: bytes, session: int, counter: int, items: list[bytes]) ->
     already-encoded messages."""
     return b"".join((prefix, _SESSION_COUNTER.pack(0xCF, session, 0xCF, counter),
                      _array_header(len(items)), *items))
+
+
+def hello_body(sender: str, creation: int, flags: int, session: int, counter: int,
+               announced: versions.VersionRange, is_answer: bool) -> bytes:
+    """A hello frame's body: ``announced`` in one K_HELLO, written at its oldest version."""
+    prefix = batch_prefix(sender, creation, flags | FLAG_HELLO, announced.oldest)
+    item = codec.packb([node_messages.K_HELLO, announced.oldest, announced.newest, is_answer])
+    return build_body(prefix, session, counter, [item])
 
 
 _blake2b = hashlib.blake2b
@@ -134,23 +139,29 @@ class BadFrame(ValueError):
     """A frame that authenticated but does not decode to a valid batch."""
 
 
-def parse(body: bytes | memoryview) -> tuple[str, int, int, int, int, list[Any]]:
-    """``(sender, creation, flags, session, counter, messages)`` of an authenticated
-    body; raises BadFrame."""
+def parse_any(body: bytes | memoryview) -> tuple[int, str, int, int, int, int, list[Any]]:
+    """``(version, sender, creation, flags, session, counter, messages)`` of an
+    authenticated body of any version (the caller checks the version); raises
+    BadFrame."""
     try:
         decoded = codec.unpackb(body)
     except Exception as exc:  # msgpack raises several unrelated types
         raise BadFrame(f"undecodable body: {type(exc).__name__}") from None
     if not isinstance(decoded, list) or len(decoded) != 7:
-        if isinstance(decoded, list) and decoded and decoded[0] != VERSION:
-            raise BadFrame(f"unsupported wire version {decoded[0]!r}")
         raise BadFrame("body is not a 7-element array")
     version, sender, creation, flags, session, counter, msgs = decoded
-    if version != VERSION:
-        raise BadFrame(f"unsupported wire version {version!r}")
-    if not (isinstance(sender, str) and isinstance(creation, int) and isinstance(flags, int)
-            and isinstance(session, int) and isinstance(counter, int)):
+    if not (isinstance(version, int) and isinstance(sender, str) and isinstance(creation, int)
+            and isinstance(flags, int) and isinstance(session, int) and isinstance(counter, int)):
         raise BadFrame("bad header fields")
     if not isinstance(msgs, list):
         raise BadFrame("messages are not an array")
+    return version, sender, creation, flags, session, counter, msgs
+
+
+def parse(body: bytes | memoryview) -> tuple[str, int, int, int, int, list[Any]]:
+    """``(sender, creation, flags, session, counter, messages)`` of an authenticated
+    body written at :data:`VERSION`; raises BadFrame."""
+    version, sender, creation, flags, session, counter, msgs = parse_any(body)
+    if version != VERSION:
+        raise BadFrame(f"unsupported wire version {version!r}")
     return sender, creation, flags, session, counter, msgs

@@ -19,10 +19,12 @@ class PeerLink:
 
     __slots__ = (
         "node", "endpoint", "queue", "max_queued", "dropped", "sock", "pending",
-        "delayed", "last_sent_s", "session", "counter",
+        "delayed", "last_sent_s", "session", "counter", "prefix", "version", "hello_due",
+        "refused",
     )
 
-    def __init__(self, node: str, endpoint: str, max_queued: int, session: int = 0) -> None:
+    def __init__(self, node: str, endpoint: str, max_queued: int, session: int = 0,
+                 prefix: bytes = b"", version: int = 0) -> None:
         self.node = node
         self.endpoint = endpoint
         self.queue: collections.deque[bytes] = collections.deque()
@@ -34,6 +36,11 @@ class PeerLink:
         self.last_sent_s = 0.0
         self.session = session              # replay protection: this link's nonce ...
         self.counter = 0                    # ... and the number of its last frame built
+        # protocol version handshake (see raft_otp.protocol.versions)
+        self.prefix = prefix                # start of every body on this link (its version)
+        self.version = version              # the version written on this link
+        self.hello_due = False              # the peer asked for our hello (I/O thread sends)
+        self.refused = False                # no version in common: nothing is sent
 
     def offer(self, item: bytes) -> bool:
         """Queue one encoded message; False (and counted) if the queue is full."""

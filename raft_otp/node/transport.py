@@ -34,6 +34,18 @@ Ports the job of Erlang's distribution carrier (dist_util + the port driver):
   (a context has one ZAP endpoint).  Refused handshakes (a wrong key, garbage on
   the port) are counted from a monitor on the ROUTER (``handshake_failures``).
 
+*Protocol versions* (``raft_otp.protocol.versions``): the first frame on every
+link is a hello with this node's version range (sent when the link's socket is
+made).  A hello that is not itself an answer is answered with one, so both ends of a
+pair know both ranges even after one of them restarted.  Each end then writes the
+highest version both know on its link; until then it writes its oldest.  A peer
+whose range does not overlap ours is refused: its frames are dropped and counted
+(``version_refused``, a WARNING naming both ranges once per peer and range), what
+we queued for it is dropped (``version_dropped``), and since it is never heard
+the failure detector reports it down.  A later hello with an overlapping range
+(the peer was upgraded) lifts the refusal.  Frames from a peer that sent no hello
+(a build before hellos) are taken if their version is one we know.
+
 Temporary clients (``admin_call``) talk to the ROUTER from a DEALER of their own
 and get replies back over the ROUTER, addressed by their identity.
 
@@ -75,6 +87,8 @@ from raft_otp.node.faults import NO_FAULT, Fault
 from raft_otp.node.peer import PeerLink
 from raft_otp.node.security import (AllowedKeys, Security, ensure_key_file, read_key_file,
                                     write_private)
+from raft_otp.protocol import versions
+from raft_otp.protocol.node_messages import FLAG_HELLO, K_HELLO
 
 __all__ = ["NodeConfig", "Transport", "endpoint_of", "is_client_name", "split_node_name"]
 
@@ -170,9 +184,16 @@ class Transport:
         self._creation = creation
         # a port-less client node: binds nothing, receives on its DEALERs
         self.client_only = is_client_name(node)
-        self._prefix = envelope.batch_prefix(
-            node, creation, envelope.FLAG_CLIENT if self.client_only else 0)
-        self._client_prefix = envelope.batch_prefix(node, creation, envelope.FLAG_CLIENT)
+        # protocol versions: ours, each peer's agreed one, peers refused (their range)
+        self._versions = versions.supported()
+        self._version_lo = self._versions.oldest
+        self._version_hi = self._versions.newest
+        self._peer_versions: dict[str, int] = {}
+        self._refused_peers: dict[str, versions.VersionRange] = {}
+        self._link_flags = envelope.FLAG_CLIENT if self.client_only else 0
+        self._prefix = envelope.batch_prefix(node, creation, self._link_flags, self._version_lo)
+        self._client_prefix = envelope.batch_prefix(node, creation, envelope.FLAG_CLIENT,
+                                                    self._version_lo)
         self._replay = replay.ReplayGuard()
         self._reply_session = replay.new_session()  # replies to temporary clients (ROUTER)
         self._reply_counter = 0
@@ -200,7 +221,8 @@ class Transport:
              "recv_bytes", "heartbeats_sent", "bad_frames", "refused", "dropped_fault",
              "send_errors", "wakeups", "io_errors", "forgotten_links", "direct_sends",
              "replayed", "old_session", "stale_client", "handshake_failures",
-             "refused_keys", "client_gone"), 0)
+             "refused_keys", "client_gone", "hellos_sent", "hellos_recv", "version_refused",
+             "version_dropped"), 0)
         self._forgotten_dropped = 0
         self.dead = False
         self._curve: tuple[bytes, bytes] | None = None  # (public, secret), Z85
@@ -294,7 +316,8 @@ class Transport:
                 link = self._links.get(node)
                 if link is None:
                     link = PeerLink(node, endpoint, self.config.peer_queue_max_msgs,
-                                    replay.new_session(self._rng))
+                                    replay.new_session(self._rng), self._prefix,
+                                    self._version_lo)
                     self._links[node] = link
                     self._link_list = [*self._link_list, link]
             self._wake()
@@ -364,7 +387,8 @@ class Transport:
         """(Holding the send lock.)  Nothing of ``link``'s is waiting or parked and no
         fault applies: a frame may go out on it from the calling thread."""
         return not (link.sock is None or link.queue or link.pending is not None or link.delayed
-                    or self._stopping or link.node in self._faults)
+                    or link.hello_due or link.refused or self._stopping
+                    or link.node in self._faults)
 
     def _sent_direct(self, link: PeerLink, frame: bytes) -> bool:
         """(Holding the send lock.)  Send a one-message ``frame`` on ``link``; False when
@@ -419,6 +443,10 @@ class Transport:
             link.dropped for link in self._link_list)
         out["queued"] = {link.node: len(link.queue) for link in self._link_list}
         out["nodes_up"] = self.detector.nodes_up()
+        out["protocol"] = {"versions": [self._version_lo, self._version_hi],
+                           "peers": dict(self._peer_versions),
+                           "refused": {n: [r.oldest, r.newest]
+                                       for n, r in self._refused_peers.items()}}
         out["io_thread_alive"] = self._thread.is_alive() and not self.dead
         return out
 
@@ -562,6 +590,8 @@ class Transport:
         sock.connect(link.endpoint)
         link.sock = sock  # the caller (_flush) holds the send lock
         self.detector.track(link.node, time.monotonic())
+        link.hello_due = False
+        self._send_hello(link, is_answer=False)  # the link's first frame
 
     def _flush(self) -> None:
         if self._client_out:
@@ -578,6 +608,16 @@ class Transport:
                 # the tick): a refused send raises zmq.Again, which is not cheap.
                 if link.sock not in self._writable or not self._retry_pending(link):
                     continue
+            if link.hello_due:
+                link.hello_due = False
+                self._send_hello(link, is_answer=True)
+                if link.pending is not None:
+                    continue
+            if link.refused:
+                if link.queue:
+                    self.counters["version_dropped"] += len(link.queue)
+                    link.queue.clear()
+                continue
             while link.queue:
                 if len(link.delayed) >= _DELAYED_MAX_FRAMES:
                     break  # a long delay fault: the bounded queue takes the backlog
@@ -637,8 +677,19 @@ class Transport:
         encoded).  Callers hold the send lock, and frames are sent in the order they
         are built, so a link's counters reach the receiver in increasing order."""
         link.counter += 1
-        return envelope.seal(self._key, envelope.build_body(self._prefix, link.session,
+        return envelope.seal(self._key, envelope.build_body(link.prefix, link.session,
                                                             link.counter, items))
+
+    def _send_hello(self, link: PeerLink, is_answer: bool) -> None:
+        """(Holding the send lock, nothing parked on ``link``.)  Send our version range
+        as the next frame on ``link``; parked like any frame if ZeroMQ refuses it."""
+        link.counter += 1
+        frame = envelope.seal(self._key, envelope.hello_body(
+            self.node, self._creation, self._link_flags, link.session, link.counter,
+            self._versions, is_answer))
+        self.counters["hellos_sent"] += 1
+        if not self._try_send(link, frame):
+            self._set_pending(link, frame)
 
     def _client_frame(self, items: list[bytes]) -> bytes:
         """A sealed frame for a temporary client, over the ROUTER (I/O thread only)."""
@@ -689,7 +740,7 @@ class Transport:
             if link.pending is not None:
                 self._retry_pending(link)
         for link in self._link_list:
-            if link.sock is None or link.pending is not None or link.delayed:
+            if link.sock is None or link.pending is not None or link.delayed or link.refused:
                 continue
             if now - link.last_sent_s < interval_s * 0.9:
                 continue
@@ -852,7 +903,7 @@ class Transport:
             logger.debug("%s: refused a frame with a bad MAC", self.node)
             return
         try:
-            sender, creation, flags, session, counter, msgs = envelope.parse(body)
+            version, sender, creation, flags, session, counter, msgs = envelope.parse_any(body)
         except envelope.BadFrame as exc:
             c["bad_frames"] += 1
             logger.debug("%s: bad frame: %s", self.node, exc)
@@ -868,6 +919,13 @@ class Transport:
             c["refused_keys"] += 1
             self._log_refusal("%s: refused a frame from %s: its connection's key is not the "
                               "one %s lists for it", self.node, sender, self._allowed.path)
+            return
+        if flags & FLAG_HELLO:
+            if not self._on_hello(sender, msgs, identity if client else None):
+                return
+            msgs = []  # a hello frame carries nothing else
+        elif version < self._version_lo or version > self._version_hi or sender in self._refused_peers:
+            self._refuse_version(sender, version)
             return
         if client:
             # a port-less client node's heartbeats make a route too: a leader it never
@@ -896,6 +954,78 @@ class Transport:
             if _T.ON: _T.mark("rx", f"frame from {sender} {len(msgs)} msgs")  # TRACE
             self._on_messages(sender, identity if client else None, msgs, last)
 
+    def _on_hello(self, sender: str, msgs: list[Any], client_identity: bytes | None) -> bool:
+        """(I/O thread.)  Agree a protocol version with ``sender`` from its hello, or
+        refuse it; answer a hello that is not an answer.  True if ``sender`` may talk
+        to us."""
+        c = self.counters
+        try:
+            kind, oldest, newest, is_answer = msgs[0]
+            if kind != K_HELLO:
+                raise ValueError(kind)
+            theirs = versions.VersionRange(oldest, newest)
+        except (ValueError, TypeError, IndexError):
+            c["bad_frames"] += 1
+            return False
+        c["hellos_recv"] += 1
+        agreed = versions.negotiate(self._versions, theirs)
+        if agreed is None:
+            c["version_refused"] += 1
+            if self._refused_peers.get(sender) != theirs:
+                logger.warning("%s: refusing node %s: it speaks protocol versions %s, this node "
+                               "%s; no version in common (upgrade one of them)",
+                               self.node, sender, theirs, self._versions)
+            self._refused_peers[sender] = theirs
+            self._peer_versions.pop(sender, None)
+        else:
+            if sender in self._refused_peers or self._peer_versions.get(sender) != agreed:
+                logger.info("%s: speaking protocol version %d with %s (its versions %s, ours %s)",
+                            self.node, agreed, sender, theirs, self._versions)
+            self._refused_peers.pop(sender, None)
+            self._peer_versions[sender] = agreed
+        if client_identity is not None:  # a client over our ROUTER: answer on its connection
+            if not is_answer:
+                self._answer_client_hello(client_identity)
+            return agreed is not None
+        link = self._links.get(sender)
+        if link is None and not self.client_only:
+            try:
+                link = self.link(sender)
+            except BadArgument:
+                return False
+        if link is not None:
+            link.refused = agreed is None
+            if agreed is not None and agreed != link.version:
+                link.version = agreed
+                link.prefix = envelope.batch_prefix(self.node, self._creation, self._link_flags,
+                                                    agreed)
+            if not is_answer:
+                link.hello_due = True
+                self._wake()
+        return agreed is not None
+
+    def _answer_client_hello(self, identity: bytes) -> None:
+        """(I/O thread.)  Our hello, as an answer, to a client connected to our ROUTER."""
+        self._reply_counter += 1
+        frame = envelope.seal(self._key, envelope.hello_body(
+            self.node, self._creation, envelope.FLAG_CLIENT, self._reply_session,
+            self._reply_counter, self._versions, True))
+        try:
+            self._router.send_multipart([identity, frame], zmq.NOBLOCK)
+            self.counters["hellos_sent"] += 1
+        except zmq.ZMQError:
+            self.counters["send_errors"] += 1
+
+    def _refuse_version(self, sender: str, version: int) -> None:
+        """Count and (rate-limited) log a frame from a refused peer or at a version we
+        do not know."""
+        self.counters["version_refused"] += 1
+        theirs = self._refused_peers.get(sender)
+        self._log_refusal("%s: refused a frame from %s written at protocol version %d: %s",
+                          self.node, sender, version,
+                          f"its versions {theirs} have none in common with ours {self._versions}"
+                          if theirs is not None else f"this node knows {self._versions}")
+
     def _route_client(self, sender: str, identity: bytes) -> None:
         """Remember the connection the port-less client node ``sender`` is on (the
         oldest of ``_CLIENT_ROUTES_MAX`` are forgotten)."""
@@ -923,7 +1053,7 @@ class Transport:
                 c["refused"] += 1
                 continue
             try:
-                sender, creation, _flags, session, counter, msgs = envelope.parse(body)
+                version, sender, creation, flags, session, counter, msgs = envelope.parse_any(body)
             except envelope.BadFrame:
                 c["bad_frames"] += 1
                 continue
@@ -933,6 +1063,14 @@ class Transport:
             refusal = self._replay.check(sender, False, session, counter)
             if refusal is not None:
                 c[refusal] += 1
+                continue
+            if flags & FLAG_HELLO:
+                if not self._on_hello(sender, msgs, None):
+                    continue
+                msgs = []
+            elif (version < self._version_lo or version > self._version_hi
+                    or sender in self._refused_peers):
+                self._refuse_version(sender, version)
                 continue
             for event, node in self.detector.heard(sender, creation, time.monotonic()):
                 self._emit(event, node)

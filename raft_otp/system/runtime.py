@@ -28,6 +28,7 @@ from typing import Any, Callable
 from supervisors import ChildSpec, Supervisor
 from supervisors.supervisor import NotFound
 
+from raft_otp import protocol
 from raft_otp.errors import BadArgument, SystemNotRunning
 from raft_otp.server.context import SystemContext
 from raft_otp.system import _log, datadir_lock
@@ -131,9 +132,7 @@ def start_system(config: SystemConfig | dict[str, Any], *,
     cfg = cfg.replace(data_dir=os.path.abspath(cfg.data_dir))
     if dir_lock is not None and (not dir_lock.held or dir_lock.data_dir != cfg.data_dir):
         raise BadArgument(f"dir_lock {dir_lock!r} is not a held lock of {cfg.data_dir}")
-    from raft_otp.server.wire import register_all
-    register_all()
-    _register_system_wire()
+    protocol.install()
     with _lock:
         old = _systems.get(cfg.name)
         if old is not None and old.is_alive():
@@ -269,17 +268,7 @@ def stop_all(timeout: float = 30.0) -> None:
             _root = None
 
 
-_sys_wire_done = False
-
-
 def _register_system_wire() -> None:
-    global _sys_wire_done
-    if _sys_wire_done:
-        return
-    from raft_otp.node.codec import register_wire_error, register_wire_type
-    from raft_otp.system import system_actor as sa
-    register_wire_type(70, sa.StartServerReq)
-    register_wire_type(71, sa.ServerOpReq)
-    register_wire_type(72, sa.SystemOverviewReq)
-    register_wire_error(sa.AlreadyStarted)
-    _sys_wire_done = True
+    """Kept for callers: the system actor's requests (codes 70..72) are in the one table
+    of ``raft_otp.protocol.messages``."""
+    protocol.install()
