@@ -37,7 +37,7 @@ from pykka import ActorRegistry, messages
 
 from ._future import CallbackFuture
 
-__all__ = ["ActorWatch", "ExitWatched", "ThreadingActor", "WakeEnvelope", "watch", "start_actor",
+__all__ = ["ActorWatch", "ExitWatched", "ThreadingActor", "Envelope", "watch", "start_actor",
            "watched_class", "kill", "is_normal", "actor_of"]
 
 logger = logging.getLogger("supervisors")
@@ -168,9 +168,10 @@ class ThreadingActor(ExitWatched, pykka.ThreadingActor):
         return CallbackFuture()
 
 
-class WakeEnvelope:
+class Envelope:
     """Our own envelope (``message``, ``reply_to``) for putting a message in an
-    actor's inbox ourselves (pykka's is private)."""
+    actor's inbox ourselves (pykka's is private).  Any pykka inbox takes it: the
+    actor reads only those two attributes."""
 
     __slots__ = ("message", "reply_to")
 
@@ -179,7 +180,7 @@ class WakeEnvelope:
         self.reply_to = reply_to
 
     def __repr__(self) -> str:
-        return f"WakeEnvelope({self.message!r})"
+        return f"Envelope({self.message!r}, reply_to={self.reply_to!r})"
 
 
 def watched_class(actor_class: type[pykka.Actor]) -> type[pykka.Actor]:
@@ -264,6 +265,6 @@ def kill(ref: pykka.ActorRef[Any], reason: Any = "killed") -> None:
     ref.actor_stopped.set()
     # Wake the loop if it waits on an empty inbox: a harmless attribute read.
     try:
-        ref.actor_inbox.put(WakeEnvelope(messages.ProxyGetAttr(attr_path=("actor_urn",))))
+        ref.actor_inbox.put(Envelope(messages.ProxyGetAttr(attr_path=("actor_urn",))))
     except pykka.ActorDeadError:  # a scheduled actor already torn down
         pass

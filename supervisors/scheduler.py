@@ -13,7 +13,8 @@ back to the tail of the run queue after each slice, so it cannot starve others.
   actor's slice at once for the message types the actor lists in
   ``INLINE_TYPES``; the policy lives in one place, ``ScheduledInbox.put``.
 - :class:`CallbackFuture`: the asks' future; ``add_done_callback`` answers a
-  caller without a waiting thread.
+  caller without a waiting thread.  :class:`Envelope`: put one holding a
+  CallbackFuture in any actor's inbox to call it without ``ask``'s future type.
 
 Only pykka's documented hooks for actor types are used (``_create_actor_inbox``,
 ``_create_future``, ``_start_actor_loop``) and its protected loop pieces.
@@ -25,7 +26,8 @@ from ._future import CallbackFuture
 from ._pool import (THREADS_ENV, Runnable, Scheduler, configure_default, current_scheduler,
                     default_scheduler, is_inline_thread, mark_inline_thread, peek_default)
 from ._scheduled import SLOW_SLICE_S, ScheduledActor, ScheduledInbox
+from ._watch import Envelope
 
-__all__ = ["Scheduler", "ScheduledActor", "ScheduledInbox", "CallbackFuture", "Runnable",
+__all__ = ["Scheduler", "ScheduledActor", "ScheduledInbox", "CallbackFuture", "Envelope", "Runnable",
            "default_scheduler", "configure_default", "peek_default", "current_scheduler",
            "mark_inline_thread", "is_inline_thread", "SLOW_SLICE_S", "THREADS_ENV"]

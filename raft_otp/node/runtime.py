@@ -5,9 +5,11 @@ process.  Local delivery never serialises (``ref.tell`` / ``ref.ask``); remote
 delivery encodes the message once in the sender's thread (so an unencodable
 message raises in the caller, not in the I/O thread) and queues the bytes on the
 peer link.  Incoming messages are delivered by the transport's I/O thread:
-``SEND`` is a registry lookup and a ``tell``; ``CALL`` puts the message in the
-actor's inbox with a future whose completion queues the ``REPLY`` frame, so no
-thread ever waits for a remote call to finish.  ``SEND_BOUNCE`` (see
+``SEND`` is a registry lookup and a ``tell`` (whether the receiver's handler then
+runs on the I/O thread is the node scheduler's inline policy, decided in
+``supervisors.scheduler``, not here); ``CALL`` puts the message in the actor's
+inbox with a future whose completion queues the ``REPLY`` frame
+(``CallbackFuture.add_done_callback``), so no thread waits for a remote call.  ``SEND_BOUNCE`` (see
 :func:`send_or_bounce`) is a ``SEND`` whose sender is told at once, with a
 ``ServerNotFound``, when nothing runs under the destination name.
 """
@@ -18,7 +20,6 @@ import itertools
 import logging
 import os
 import random
-import sys
 import threading
 import time
 from _thread import allocate_lock as _allocate_lock
@@ -26,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import pykka
-from pykka._envelope import Envelope  # stable in pykka 4; lets a call reply without a waiter thread
 from supervisors import registry
+from supervisors.scheduler import CallbackFuture, Envelope, peek_default
 
 from raft_otp.errors import BadArgument, NodeDown, ServerNotFound, Timeout
 from raft_otp.node import codec, envelope, security
@@ -59,21 +60,17 @@ class NodeEvent:
     node: str
 
 
-class _ReplyFuture(pykka.ThreadingFuture[Any]):
-    """A future nobody waits on: completing it queues the reply frame."""
-
-    __slots__ = ("_done",)
-
-    def __init__(self, done: Callable[[bool, Any], None]) -> None:
-        super().__init__()
-        self._done = done
-
-    def set(self, value: Any = None) -> None:
-        self._done(True, value)
-
-    def set_exception(self, exc_info: Any = None) -> None:
-        exc = exc_info[1] if exc_info else sys.exc_info()[1]
-        self._done(False, exc)
+def _answer_call(fut: Any, reply: Callable[[bool, Any], None],
+                 dead: Callable[[], BaseException]) -> None:
+    """Reply with a completed call future's value or exception."""
+    try:
+        value = fut.get(timeout=0)
+    except pykka.ActorDeadError:
+        reply(False, dead())
+    except Exception as exc:
+        reply(False, exc)
+    else:
+        reply(True, value)
 
 
 class _Pending:
@@ -113,18 +110,14 @@ class _Node:
         self.unknown_dest = 0
         self.bounced = 0  # K_SEND_BOUNCE messages answered with K_NOPROC
         self.bad_msgs = 0
-        self.direct_deliveries = 0
         self.transport = Transport(name, key, self.creation, config, self.on_messages,
                                    self.on_node_event, security=sec)
 
     # ---- incoming (I/O thread) -------------------------------------------------------
     def on_messages(self, sender: str, client: bytes | None, msgs: list[Any], idle: bool = False) -> None:
-        """Deliver a frame's messages.  ``idle``: no other frame is waiting; its last
-        message may then be handled in this thread by a receiver that offers it
-        (an ActorRef with a ``try_direct`` attribute, see ``raft_otp.server.proc``),
-        saving the wake-up of the receiver's thread."""
+        """Deliver a frame's messages (``idle``: no other frame is waiting; unused
+        since the scheduler's inline policy decides where a handler runs)."""
         whereis = registry.whereis
-        last = msgs[-1] if idle else None
         for m in msgs:
             try:
                 kind = m[0]
@@ -132,9 +125,6 @@ class _Node:
                     ref = whereis(m[1])
                     if ref is None:
                         self._undeliverable(sender, client, m)
-                    elif m is last and (direct := getattr(ref, "try_direct", None)) is not None \
-                            and direct(m[2]):
-                        self.direct_deliveries += 1
                     else:
                         ref.tell(m[2])
                 elif kind == K_REPLY:
@@ -210,10 +200,19 @@ class _Node:
             exc = ServerNotFound(f"{why} {name!r} on {self.name}")
             self._reply(sender, client, call_id, False, exc)
             return
-        fut = _ReplyFuture(lambda ok, value: self._reply(sender, client, call_id, ok, value))
+        def reply(ok: bool, value: Any) -> None:
+            self._reply(sender, client, call_id, ok, value)
+
+        def dead() -> BaseException:
+            return ServerNotFound(f"{name!r} on {self.name} is dead")
+
         if not ref.is_alive():
-            fut.set_exception((ServerNotFound, ServerNotFound(f"{name!r} on {self.name} is dead"), None))
+            reply(False, dead())
             return
+        # our own envelope: any actor type's inbox takes it, and the future answers
+        # the caller from the thread that completes it (no waiter thread)
+        fut: CallbackFuture[Any] = CallbackFuture()
+        fut.add_done_callback(lambda f: _answer_call(f, reply, dead))
         ref.actor_inbox.put(Envelope(msg, reply_to=fut))
 
     def _on_monitor(self, sender: str, name: str, monitor_id: int) -> None:
@@ -643,7 +642,8 @@ def transport_stats() -> dict[str, Any]:
     out["unknown_dest"] = n.unknown_dest
     out["bounced"] = n.bounced
     out["bad_msgs"] = n.bad_msgs
-    out["direct_deliveries"] = n.direct_deliveries
+    sched = peek_default()  # handlers run on the delivering thread (inline slices)
+    out["direct_deliveries"] = sched.stats()["inline_slices"] if sched is not None else 0
     out["pending_calls"] = len(n.pending)
     out["monitors"] = n.monitors.counts()
     out["faults"] = n.transport.faults()
