@@ -20,7 +20,7 @@ class PeerLink:
     __slots__ = (
         "node", "endpoint", "queue", "max_queued", "dropped", "sock", "pending",
         "delayed", "last_sent_s", "session", "counter", "prefix", "version", "hello_due",
-        "refused",
+        "awaiting_hello", "hello_sent_s", "refused",
     )
 
     def __init__(self, node: str, endpoint: str, max_queued: int, session: int = 0,
@@ -40,6 +40,8 @@ class PeerLink:
         self.prefix = prefix                # start of every body on this link (its version)
         self.version = version              # the version written on this link
         self.hello_due = False              # the peer asked for our hello (I/O thread sends)
+        self.awaiting_hello = False         # our hello is out, the peer's not yet in
+        self.hello_sent_s = 0.0
         self.refused = False                # no version in common: nothing is sent
 
     def offer(self, item: bytes) -> bool:

@@ -38,7 +38,10 @@ Ports the job of Erlang's distribution carrier (dist_util + the port driver):
 link is a hello with this node's version range (sent when the link's socket is
 made).  A hello that is not itself an answer is answered with one, so both ends of a
 pair know both ranges even after one of them restarted.  Each end then writes the
-highest version both know on its link; until then it writes its oldest.  A peer
+highest version both know on its link.  A new link sends nothing but its hello
+until the peer's hello arrives (what is queued meanwhile waits in the link's
+bounded queue); a peer that sends frames without a hello, or none within
+``max(1 s, 5 heartbeats)``, predates hellos and gets our oldest version.  A peer
 whose range does not overlap ours is refused: its frames are dropped and counted
 (``version_refused``, a WARNING naming both ranges once per peer and range), what
 we queued for it is dropped (``version_dropped``), and since it is never heard
@@ -100,6 +103,7 @@ _EVENTS = int(zmq.EVENTS)
 _DELAYED_MAX_FRAMES = 10_000
 _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
+_NO_MSGS: list[Any] = []          # what a hello frame delivers (never appended to)
 _CLIENT_ROUTES_MAX = 10_000      # port-less client nodes remembered by a member
 _CLIENT_OUT_MAX_MSGS = 100_000   # replies queued for clients over the ROUTER
 CLIENT_SESSION_RENEW_S = 60.0    # a client node's links take a new session this often
@@ -191,6 +195,8 @@ class Transport:
         self._peer_versions: dict[str, int] = {}
         self._refused_peers: dict[str, versions.VersionRange] = {}
         self._link_flags = envelope.FLAG_CLIENT if self.client_only else 0
+        # a link's first frames wait this long at most for the peer's hello
+        self._hello_wait_s = max(1.0, 5 * config.heartbeat_interval_ms / 1000.0)
         self._prefix = envelope.batch_prefix(node, creation, self._link_flags, self._version_lo)
         self._client_prefix = envelope.batch_prefix(node, creation, envelope.FLAG_CLIENT,
                                                     self._version_lo)
@@ -387,7 +393,7 @@ class Transport:
         """(Holding the send lock.)  Nothing of ``link``'s is waiting or parked and no
         fault applies: a frame may go out on it from the calling thread."""
         return not (link.sock is None or link.queue or link.pending is not None or link.delayed
-                    or link.hello_due or link.refused or self._stopping
+                    or link.hello_due or link.awaiting_hello or link.refused or self._stopping
                     or link.node in self._faults)
 
     def _sent_direct(self, link: PeerLink, frame: bytes) -> bool:
@@ -591,6 +597,9 @@ class Transport:
         link.sock = sock  # the caller (_flush) holds the send lock
         self.detector.track(link.node, time.monotonic())
         link.hello_due = False
+        # nothing but the hello until the peer's answer (unless its hello came first)
+        link.awaiting_hello = link.node not in self._peer_versions
+        link.hello_sent_s = time.monotonic()
         self._send_hello(link, is_answer=False)  # the link's first frame
 
     def _flush(self) -> None:
@@ -618,6 +627,8 @@ class Transport:
                     self.counters["version_dropped"] += len(link.queue)
                     link.queue.clear()
                 continue
+            if link.awaiting_hello:
+                continue  # sent once the peer's hello says which version it reads
             while link.queue:
                 if len(link.delayed) >= _DELAYED_MAX_FRAMES:
                     break  # a long delay fault: the bounded queue takes the backlog
@@ -740,7 +751,10 @@ class Transport:
             if link.pending is not None:
                 self._retry_pending(link)
         for link in self._link_list:
-            if link.sock is None or link.pending is not None or link.delayed or link.refused:
+            if link.awaiting_hello and now - link.hello_sent_s > self._hello_wait_s:
+                self._no_hello(link, f"none came in {self._hello_wait_s:.1f} s")
+            if (link.sock is None or link.pending is not None or link.delayed or link.refused
+                    or link.awaiting_hello):
                 continue
             if now - link.last_sent_s < interval_s * 0.9:
                 continue
@@ -923,7 +937,7 @@ class Transport:
         if flags & FLAG_HELLO:
             if not self._on_hello(sender, msgs, identity if client else None):
                 return
-            msgs = []  # a hello frame carries nothing else
+            msgs = _NO_MSGS  # a hello frame carries nothing else
         elif version < self._version_lo or version > self._version_hi or sender in self._refused_peers:
             self._refuse_version(sender, version)
             return
@@ -939,12 +953,15 @@ class Transport:
             if fault is not None and fault.partitioned:
                 c["dropped_fault"] += len(msgs)
                 return
-            if sender not in self._links:
+            link = self._links.get(sender)
+            if link is None:
                 try:
                     self.link(sender)
                 except BadArgument:
                     c["bad_frames"] += 1
                     return
+            elif link.awaiting_hello and msgs is not _NO_MSGS:
+                self._no_hello(link, "it sent a frame without one")
             for event, node in self.detector.heard(sender, creation, time.monotonic()):
                 self._emit(event, node)
         c["recv_batches"] += 1
@@ -995,6 +1012,9 @@ class Transport:
                 return False
         if link is not None:
             link.refused = agreed is None
+            if link.awaiting_hello:
+                link.awaiting_hello = False
+                self._wake()  # what was queued meanwhile goes out
             if agreed is not None and agreed != link.version:
                 link.version = agreed
                 link.prefix = envelope.batch_prefix(self.node, self._creation, self._link_flags,
@@ -1003,6 +1023,14 @@ class Transport:
                 link.hello_due = True
                 self._wake()
         return agreed is not None
+
+    def _no_hello(self, link: PeerLink, why: str) -> None:
+        """Stop waiting for ``link``'s peer's hello: it predates hellos (or its hello is
+        late); write our oldest version to it, as before hellos existed."""
+        link.awaiting_hello = False
+        logger.info("%s: no protocol hello from %s (%s): writing version %d to it",
+                    self.node, link.node, why, link.version)
+        self._wake()
 
     def _answer_client_hello(self, identity: bytes) -> None:
         """(I/O thread.)  Our hello, as an answer, to a client connected to our ROUTER."""
@@ -1072,6 +1100,8 @@ class Transport:
                     or sender in self._refused_peers):
                 self._refuse_version(sender, version)
                 continue
+            elif link.awaiting_hello:
+                self._no_hello(link, "it sent a frame without one")
             for event, node in self.detector.heard(sender, creation, time.monotonic()):
                 self._emit(event, node)
             c["recv_batches"] += 1
