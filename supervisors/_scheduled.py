@@ -60,6 +60,8 @@ SLOW_SLICE_S = 0.010
 SLOW_BACKOFF_S = 1.0
 SLOW_BACKOFF_MAX_S = 60.0
 
+_monotonic = time.monotonic  # the backoff's clock (tests replace it)
+
 _NEW, _IDLE, _QUEUED, _RUNNING, _CLOSED = range(5)
 _STATE_NAMES = ("new", "idle", "queued", "running", "closed")
 
@@ -120,7 +122,7 @@ class ScheduledInbox:
                           and getattr(_tls, "inline", False)
                           and not getattr(_tls, "in_inline", False)
                           and (not self._inline_off_until
-                               or time.monotonic() >= self._inline_off_until))
+                               or _monotonic() >= self._inline_off_until))
                 self._state = _RUNNING if inline else _QUEUED
         if inline is None:
             self._refuse(envelope)
@@ -177,7 +179,7 @@ class ScheduledInbox:
             self._was_slow(took)
 
     def _was_slow(self, took: float) -> None:
-        now = time.monotonic()
+        now = _monotonic()
         recent = self._slow_backoff_s and now < self._inline_off_until + self._slow_backoff_s
         self._slow_backoff_s = (min(SLOW_BACKOFF_MAX_S, self._slow_backoff_s * 2) if recent
                                 else SLOW_BACKOFF_S)

@@ -185,7 +185,8 @@ class Envelope:
 
 def watched_class(actor_class: type[pykka.Actor]) -> type[pykka.Actor]:
     """``actor_class`` if it has the mixin, else a cached subclass of it that has it
-    (same name, so logs, thread names and the tree read the same)."""
+    (same name, so logs, thread names and the tree read the same).  A class that
+    kept pykka's ThreadingFuture also gets the CallbackFuture (a subclass of it)."""
     if issubclass(actor_class, ExitWatched):
         return actor_class
     with _lock:
@@ -194,6 +195,8 @@ def watched_class(actor_class: type[pykka.Actor]) -> type[pykka.Actor]:
             def body(ns: dict[str, Any]) -> None:
                 ns.update(__module__=actor_class.__module__, __qualname__=actor_class.__qualname__,
                           __doc__=actor_class.__doc__)
+                if actor_class._create_future is pykka.ThreadingActor._create_future:
+                    ns["_create_future"] = ThreadingActor.__dict__["_create_future"]
             cls = types.new_class(actor_class.__name__, (ExitWatched, actor_class), exec_body=body)
             _watched_classes[actor_class] = cls
         return cls

@@ -175,6 +175,8 @@ class Supervisor:
             if self._state == "running":
                 self._state = "stopping"
                 self._q.put(("stop", "shutdown"))
+            elif self._state == "new" and in_control:  # while starting: stop right after
+                self._q.put(("stop", "shutdown"))
         if in_control:
             return self.exited.is_set()
         if not wait_event(self.exited, timeout):
