@@ -43,14 +43,17 @@ class PinnedNode(NodeProcess):
     (the log) goes to ``log_path``."""
 
     def __init__(self, short: str, cookie_file: str, pinned: VersionRange | None,
-                 log_path: str) -> None:
+                 log_path: str, pythonpath: str | None = None) -> None:
         super().__init__(short, cookie_file, heartbeat_ms=HEARTBEAT_MS, down_after=DOWN_AFTER,
                          extra=["--log-level", "INFO"])
         self.pinned = pinned
         self.log_path = log_path
+        self.pythonpath = pythonpath  # another tree of raft_otp to run
 
     def spawn(self) -> "PinnedNode":
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if self.pythonpath is not None:
+            env["PYTHONPATH"] = self.pythonpath
         if self.pinned is None:
             argv = [sys.executable, "-m", "raft_otp.node", *self.args]
         else:
@@ -59,6 +62,7 @@ class PinnedNode(NodeProcess):
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log,
                                          stdin=subprocess.DEVNULL, env=env,
+                                         cwd=self.pythonpath,  # -m puts the cwd first
                                          preexec_fn=node_testing._die_with_parent)
         return self
 
@@ -146,3 +150,38 @@ def test_negotiate_takes_the_highest_version_both_know() -> None:
     assert versions.SUPPORTED == VersionRange(versions.OLDEST, versions.NEWEST)
     with pytest.raises(ValueError):
         VersionRange(4, 3)
+
+
+# The last commit whose nodes send no hello (wire version 3 before negotiation).
+BEFORE_HELLOS = "46f3e21"
+
+
+def test_a_node_of_the_build_before_hellos_still_talks(nodes, tmp_path) -> None:
+    """Rolling upgrades start from a build that sends no hello: it drops ours as an
+    unknown message kind, and we take it as a version-3 node once it sends a frame."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tree = tmp_path / "old"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", repo, "archive", BEFORE_HELLOS, "raft_otp", "supervisors"],
+                             capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip(f"commit {BEFORE_HELLOS} is not in this clone: {archive.stderr[-200:]!r}")
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    cookie_file = tmp_path / "cookie"
+    cookie_file.write_text(COOKIE + "\n")
+    old = PinnedNode("old", str(cookie_file), None, str(tmp_path / "old.log"), str(tree))
+    old.spawn()
+    try:
+        old.wait_ready()
+        assert N.call(("echo", old.name), "hi", timeout=10) == ["echo", old.name, "hi"]
+        with N.Mailbox() as mb:
+            N.send(("echo", old.name), ["forward", mb.address, "back"])
+            assert mb.get(10) == "back"
+        ours = N.transport_stats()
+        assert old.name not in ours["protocol"]["peers"]  # it never said: version 3 by default
+        assert old.name not in ours["protocol"]["refused"]
+        # the old build took our hello for a message kind it does not know: dropped, counted
+        old_stats = _stats(old.name)
+        assert "protocol" not in old_stats and old_stats["bad_msgs"] >= 1
+    finally:
+        old.stop()
