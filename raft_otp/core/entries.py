@@ -8,6 +8,11 @@ decoded only when applied.
     [1, command, system_time_ms]                          user command
     [1, command, system_time_ms, client_id, seq]          user command in a client session
     [2, [[name, node, kind], ...]]                        cluster change (full member list)
+
+Every entry is a msgpack fixarray (at most 5 elements: one header byte 0x92..0x95)
+whose first element is its kind, a positive fixint (one byte, equal to the kind):
+so :func:`kind_of` reads the kind from the second byte without decoding.  A new kind
+must keep both (at most 15 elements, a kind below 128).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from raft_otp.errors import WireTypeError
 NOOP = 0
 USR = 1
 CLUSTER = 2
+KINDS = (NOOP, USR, CLUSTER)
 
 _packb = msgpack.Packer(use_bin_type=True).pack
 
@@ -64,6 +70,12 @@ def check_command(command: Any) -> int:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def kind_of(data: bytes) -> int:
+    """The kind (``NOOP``, ``USR`` or ``CLUSTER``) of encoded entry data, without
+    decoding it (the layout in the module docstring)."""
+    return data[1]
 
 
 def decode_unchecked(data: bytes) -> list[Any]:

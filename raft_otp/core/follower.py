@@ -196,7 +196,7 @@ def append_entries(state: ServerState, rpc: AppendEntriesRpc, effects: list[Effe
         # the log may make it durable at once, and the success goes out below
         log.write(list(new), sync=not effects)
         for idx, _term, data in new:
-            if data[1] == enc.CLUSTER:  # [2, members]: cheap kind check without decoding
+            if enc.kind_of(data) == enc.CLUSTER:  # no decoding unless it is one
                 membership.set_members(state, enc.members_from_wire(enc.decode(data)[1]), idx, effects)
     rpc_last = rpc.prev_log_index + len(rpc.entries)
     if rpc_last > state.follower_match:

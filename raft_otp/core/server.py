@@ -66,7 +66,7 @@ def _scan_membership(state: ServerState) -> None:
     while index <= last:
         hi = min(last, index + 1023)
         for idx, _term, data in log.fetch(index, hi):
-            if data[1] == enc.CLUSTER:
+            if enc.kind_of(data) == enc.CLUSTER:
                 membership.set_members(state, enc.members_from_wire(enc.decode(data)[1]), idx, sink)
         index = hi + 1
 
