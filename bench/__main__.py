@@ -1,4 +1,7 @@
-"""Benchmark runner: ``python -m bench [--only NAME ...] [--json] [--quick]``.
+"""Benchmark runner: ``python -m bench [--only NAME ...] [--json] [--quick] [--clusters N]``.
+
+``--clusters N`` is the number of clusters of the ``clusters`` part (and any part
+module whose ``run`` takes ``clusters``).
 
 Prints a table (or, with ``--json``, one JSON object per line per figure on
 stdout) and writes ``bench/results/latest.json`` and ``latest.md``.  Results of
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import math
 import os
@@ -26,8 +30,10 @@ from bench.common import Figure
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def _run_module(name: str, quick: bool) -> tuple[str, list[Figure], str | None]:
-    """(status, figures, error text); status is ok, skipped or error."""
+def _run_module(name: str, quick: bool, options: dict[str, Any] | None = None
+                ) -> tuple[str, list[Figure], str | None]:
+    """(status, figures, error text); status is ok, skipped or error.  ``options``
+    (those not None) go to the module's ``run`` when it takes them."""
     try:
         mod = importlib.import_module(f"bench.{name}")
     except ModuleNotFoundError as exc:
@@ -37,12 +43,15 @@ def _run_module(name: str, quick: bool) -> tuple[str, list[Figure], str | None]:
     except Exception:
         return "error", [], traceback.format_exc()
     try:
-        return "ok", list(mod.run(quick=quick)), None
+        params = inspect.signature(mod.run).parameters
+        extra = {k: v for k, v in (options or {}).items() if v is not None and k in params}
+        return "ok", list(mod.run(quick=quick, **extra)), None
     except Exception:
         return "error", [], traceback.format_exc()
 
 
-def _run_part(part: str, quick: bool) -> tuple[str, list[Figure], str | None, float]:
+def _run_part(part: str, quick: bool, options: dict[str, Any] | None = None
+              ) -> tuple[str, list[Figure], str | None, float]:
     """(status, figures, error text, seconds) over the part's modules: error if any
     module failed (the others' figures are kept), skipped if none exists."""
     t0 = time.perf_counter()
@@ -51,7 +60,7 @@ def _run_part(part: str, quick: bool) -> tuple[str, list[Figure], str | None, fl
     for name in bench.PART_MODULES.get(part, [part]):
         if len(bench.PART_MODULES.get(part, [part])) > 1:
             print(f"  {part}: {name} ...", file=sys.stderr, flush=True)
-        status, more, err = _run_module(name, quick)
+        status, more, err = _run_module(name, quick, options)
         statuses.append(status)
         figs += more
         if status == "error":
@@ -105,12 +114,21 @@ def _markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _positive_int(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--only", nargs="+", action="extend", metavar="NAME", choices=PARTS,
                     help="run only these parts")
     ap.add_argument("--json", action="store_true", help="one JSON object per figure per line")
     ap.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
+    ap.add_argument("--clusters", type=_positive_int, metavar="N",
+                    help="clusters in the clusters part (default 1000; 100 with --quick)")
     args = ap.parse_args(argv)
     parts = args.only or PARTS
     results: dict[str, Any] = {}
@@ -118,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     for part in parts:
         if not args.json:
             print(f"running {part} ...", file=sys.stderr, flush=True)
-        status, figs, err, secs = _run_part(part, args.quick)
+        status, figs, err, secs = _run_part(part, args.quick, {"clusters": args.clusters})
         results[part] = {"status": status, "seconds": round(secs, 2),
                          "figures": [f.to_json() for f in figs], "error": err}
         if status == "error":
@@ -130,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             for f in figs:
                 print(json.dumps(f.to_json()), flush=True)
     meta = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.node(),
-            "python": platform.python_version(), "cpus": os.cpu_count(), "quick": args.quick}
+            "python": platform.python_version(), "cpus": os.cpu_count(), "quick": args.quick,
+            "clusters": args.clusters}
     RESULTS.mkdir(parents=True, exist_ok=True)
     latest = RESULTS / "latest.json"
     merged: dict[str, Any] = {}

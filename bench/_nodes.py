@@ -77,3 +77,10 @@ def start_counter_retrying(h: Any, name: str, timeout: float) -> tuple[list[Any]
         raft_otp.delete_cluster("default", ids)
         time.sleep(0.5)
     raise RuntimeError(f"cluster {name} did not start")
+
+
+def server_counts(h: Any, i: int, system: str = "default", timeout: float = 30.0) -> dict[str, int]:
+    """Node ``i``'s system actor's counts: records, to_run, running, leader_known."""
+    from raft_otp.node import runtime as node_rt
+    from raft_otp.system.system_actor import ServerOpReq, actor_name
+    return node_rt.call((actor_name(system), h[i].name), ServerOpReq("counts", ""), timeout)

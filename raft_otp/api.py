@@ -227,28 +227,57 @@ def start_cluster(system: System | str, cluster_name: str, machine: MachineSpec,
     if any(client.is_local(s.node) for s in ids):
         get_system(system)  # SystemNotRunning now rather than "not started"
     deadline = time.monotonic() + timeout
-    started: list[ServerId] = []
-    failed: dict[ServerId, RaftError] = {}
-    for sid in ids:
-        try:
-            start_server(system, cluster_name, sid, machine, ids,
-                         max(0.1, deadline - time.monotonic()))
-            started.append(sid)
-        except RaftError as exc:
-            _log.warning("start_cluster %s: %s not started: %r", cluster_name, sid, exc)
-            failed[sid] = exc
+    started, failed = _start_members(system, cluster_name, machine, ids, deadline)
     if started and not any(isinstance(e, (AlreadyStarted, BadArgument)) for e in failed.values()):
-        try:  # RA: a new cluster triggers one election instead of waiting out the pre-vote timer
-            # (on a member picked by the cluster name, so many clusters spread their leaders)
-            trigger_election(started[sum(cluster_name.encode()) % len(started)])
+        # RA: a new cluster triggers one election instead of waiting out the pre-vote timer
+        # (on a member picked by the cluster name, so many clusters spread their leaders)
+        first = started[sum(cluster_name.encode()) % len(started)]
+        try:
+            trigger_election(first)
         except RaftError:
             pass
         try:
-            _wait_for_leader(started, deadline)
+            _wait_for_leader([first, *(s for s in started if s != first)], deadline)
             return started, [sid for sid in ids if sid in failed]
         except Timeout as exc:
             failed.update({sid: exc for sid in started})
     raise _not_started(system, cluster_name, ids, started, failed, timeout)
+
+
+def _start_members(system: System | str, cluster_name: str, machine: MachineSpec,
+                   ids: list[ServerId], deadline: float
+                   ) -> tuple[list[ServerId], dict[ServerId, RaftError]]:
+    """Start every member of ``ids`` at once (one short-lived thread per member after
+    the first: each asks its own node); (started in ``ids`` order, failed with why)."""
+    outcomes: dict[ServerId, BaseException | None] = {}
+
+    def start_one(sid: ServerId) -> None:
+        try:
+            start_server(system, cluster_name, sid, machine, ids, max(0.1, deadline - time.monotonic()))
+            outcomes[sid] = None
+        except BaseException as exc:  # handed to the caller's thread below
+            outcomes[sid] = exc
+
+    helpers = [threading.Thread(target=start_one, args=(sid,), name="raft_otp.start_member", daemon=True)
+               for sid in ids[1:]]
+    for t in helpers:
+        t.start()
+    start_one(ids[0])
+    for t in helpers:
+        t.join()
+    started: list[ServerId] = []
+    failed: dict[ServerId, RaftError] = {}
+    for sid in ids:
+        exc = outcomes[sid]
+        if exc is None:
+            started.append(sid)
+        elif isinstance(exc, RaftError):
+            _log.warning("start_cluster %s: %s not started: %r", cluster_name, sid, exc)
+            failed[sid] = exc
+    unexpected = next((e for e in outcomes.values() if e is not None and not isinstance(e, RaftError)), None)
+    if unexpected is not None:  # a bug, not a member's refusal: as if started one by one
+        raise unexpected
+    return started, failed
 
 
 # The error start_cluster raises when nothing is left started: the first of these
@@ -306,7 +335,7 @@ def _wait_for_leader(ids: Sequence[ServerId], deadline: float) -> ServerId:
             if r.leader is not None:
                 return ServerId(*r.leader)
             last[sid] = "running, no leader known"
-        time.sleep(0.01)
+        time.sleep(0.005)
 
 
 def restart_server(system: System | str, server_id: ServerRef, timeout: float = DEFAULT_TIMEOUT_S) -> None:

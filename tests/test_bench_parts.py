@@ -1,4 +1,5 @@
-"""Goal: the benchmark part modules (versus, clusters_load, recovery_node) still run and produce figures."""
+"""Goal: the benchmark part modules (versus, clusters, clusters_load, isolation, recovery_node) still run
+and produce figures, with the names issue 18 asks for."""
 
 from __future__ import annotations
 
@@ -55,6 +56,48 @@ def test_versus_tiny(tmp_path: Path) -> None:
 def test_clusters_load_tiny() -> None:
     from bench import clusters_load
     _check(clusters_load.measure([1, 3], seconds=0.4, window=300), 4)
+
+
+def test_clusters_tiny() -> None:
+    """``--clusters 3``: exactly issue 18's figure names (N substituted), each against its
+    limit (ratio > 1 when within it) or a same-run peer."""
+    from bench import clusters
+    figs = {f.name: f for f in clusters.run(clusters=3)}
+    assert set(figs) == {f"clusters 3: {what}" for what in (
+        "start", "idle CPU per node", "threads per node", "OS threads per node", "RSS per node",
+        "node restart")}
+    limits = {"start": 60, "idle CPU per node": 5, "threads per node": 64, "node restart": 60}
+    for what, limit in limits.items():
+        f = figs[f"clusters 3: {what}"]
+        assert f.peer_value == limit and not f.higher_is_better and "limit" in f.peer, f
+        assert math.isfinite(f.value) and f.value >= 0, f
+    assert figs["clusters 3: start"].value > 0 and figs["clusters 3: node restart"].value > 0
+    assert figs["clusters 3: idle CPU per node"].unit == "% of a core"
+    # every node process runs a transport, a WAL and a system actor: threads are counted
+    assert figs["clusters 3: threads per node"].value >= 3
+    assert figs["clusters 3: OS threads per node"].value >= figs["clusters 3: threads per node"].value
+    assert figs["clusters 3: RSS per node"].unit == "MiB" and figs["clusters 3: RSS per node"].value > 10
+
+
+def test_bench_main_passes_clusters_to_the_part(monkeypatch, tmp_path: Path) -> None:
+    """``python -m bench --clusters N`` reaches the clusters part's ``run``; a part that
+    takes no such option runs without it; N < 1 is refused."""
+    import bench.__main__ as runner
+    from bench import clusters
+
+    seen = {}
+
+    def fake_run(quick: bool = False, clusters: int | None = None) -> list[Figure]:
+        seen["clusters"] = clusters
+        return [Figure(f"clusters {clusters}: start", 1.0, "s", "limit", 60.0, higher_is_better=False)]
+
+    monkeypatch.setattr(clusters, "run", fake_run)
+    monkeypatch.setattr(runner, "RESULTS", tmp_path)
+    assert runner._run_module("clusters", False, {"clusters": 7})[0] == "ok" and seen["clusters"] == 7
+    assert runner._run_module("clusters", False, {"clusters": None})[0] == "ok" and seen["clusters"] is None
+    with pytest.raises(SystemExit) as exc:
+        runner.main(["--only", "clusters", "--clusters", "0"])
+    assert exc.value.code == 2
 
 
 def test_recovery_node_tiny() -> None:

@@ -11,6 +11,8 @@ plain lists:
 ``["status"]``                                 node, connected nodes, counters, plus
                                                the system layer's status provider
 ``["stats"]``                                  ``transport_stats()``
+``["process"]``                                {threads: ``threading.active_count()``,
+                                               os_threads, rss_bytes} of the node process
 ``["registered"]``                             sorted registered names
 ``["kill", name]``                             crash that actor (its supervisor restarts it)
 ``["kill_urn", urn]``                          same, for an unnamed actor (urn from the tree)
@@ -28,7 +30,9 @@ refuses a replay of it, ``raft_otp.node.replay``) and waits for the signed reply
 from __future__ import annotations
 
 import itertools
+import os
 import random
+import threading
 import time
 from typing import Any
 
@@ -40,7 +44,7 @@ from raft_otp.errors import BadArgument, NodeDown, ServerNotFound
 from raft_otp.node import codec, envelope, replay, security
 from raft_otp.node.transport import endpoint_of
 
-__all__ = ["handle", "admin_call", "kill", "kill_urn"]
+__all__ = ["handle", "admin_call", "kill", "kill_urn", "process_status"]
 
 _ids = itertools.count(random.getrandbits(32))
 
@@ -71,6 +75,22 @@ def _crash(ref: Any) -> bool:
     return True
 
 
+def process_status() -> dict[str, int | None]:
+    """The node process's Python threads (``threading.active_count()``), its OS
+    threads (ZeroMQ's included; None where ``/proc`` is missing) and its RSS in bytes."""
+    try:
+        os_threads: int | None = len(os.listdir("/proc/self/task"))
+    except OSError:
+        os_threads = None
+    rss: int | None = None
+    try:
+        with open("/proc/self/statm") as f:
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        pass
+    return {"threads": threading.active_count(), "os_threads": os_threads, "rss_bytes": rss}
+
+
 def handle(request: Any) -> Any:
     """Answer one admin request (runs in an admin worker thread)."""
     from raft_otp.node import runtime
@@ -88,6 +108,8 @@ def handle(request: Any) -> Any:
         return runtime._status()
     if op == "stats":
         return runtime.transport_stats()
+    if op == "process":
+        return process_status()
     if op == "registered":
         return sorted(registry.registered())
     if op == "kill" and len(args) == 1:
