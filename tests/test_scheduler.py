@@ -198,19 +198,21 @@ def test_a_flooded_actor_delays_another_by_at_most_a_slice():
     sched = Scheduler(threads=1, slice_budget=8, name="fair").start()
     try:
         cls = actor_type(sched)
-        flooded, other = cls.start(), cls.start()
+        gate, flooded, other = cls.start(), cls.start(), cls.start()
+        for ref in (gate, flooded, other):  # all started: nothing else in the run queue
+            ref.ask("ready", timeout=T)
         release, entered = threading.Event(), threading.Event()
-        flooded.tell(("block", release, entered))
-        assert entered.wait(T)  # the only pool thread is inside flooded's slice
+        gate.tell(("block", release, entered))
+        assert entered.wait(T)  # the only pool thread is held
         for i in range(1000):
-            flooded.tell(i)
+            flooded.tell(i)  # queued first, with a full mailbox
         flooded_actor = supervisors._watch.actor_of(flooded)
-        answer = other.ask("hello", block=False)
+        answer = other.ask("hello", block=False)  # queued behind it
         count_then: list[int] = []  # read on the pool thread, right after "hello"
         answer.add_done_callback(lambda f: count_then.append(len(flooded_actor.seen)))
         release.set()
         assert answer.get(timeout=T) == ("got", "hello")
-        assert count_then[0] <= 1 + sched.slice_budget  # the blocked message + at most a slice
+        assert count_then[0] == 1 + sched.slice_budget  # "ready" + one slice, then the tail
         assert flooded.ask("last", timeout=T) == ("got", "last")
         assert len(flooded_actor.seen) == 1002
     finally:

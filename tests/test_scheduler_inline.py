@@ -43,6 +43,7 @@ class Recorder(ScheduledActor):
     def on_receive(self, message: Any) -> Any:
         self.inside += 1
         self.max_inside = max(self.max_inside, self.inside)
+        time.sleep(0)  # give up the GIL here: a second thread in the actor would show
         try:
             v = message.v if isinstance(message, (Fast, Slow)) else message
             if isinstance(message, Slow):
@@ -97,6 +98,8 @@ def test_runs_on_the_marked_thread_only_when_it_may(sched):
     assert actor.seen.get(timeout=T) == [(1, me)]
     wait_until(idle(ref))
     ref.tell("plain")  # not an inline type
+    wait_until(lambda: len(seen(ref)) == 2)
+    wait_until(idle(ref))
     assert ref.ask(Fast("ask"), timeout=T) == "ask"  # an ask: never inline
     wait_until(idle(ref))
     other = threading.Thread(target=ref.tell, args=(Fast("unmarked"),))
