@@ -249,3 +249,16 @@ def test_a_request_vote_from_a_peer_before_leadership_transfer_decodes() -> None
     short = msgpack.packb(msgpack.ExtType(ext[0], msgpack.packb(fields)))
     rv = codec.unpackb(short)
     assert rv == dataclasses.replace(EXAMPLES["RequestVoteRpc"], leadership_transfer=False)
+
+
+def test_every_rpc_and_every_remote_request_is_in_the_table() -> None:
+    """A new RPC of the core (or a new client request) cannot cross the wire unlisted."""
+    from raft_otp.core import events as ev
+
+    listed = {mt.cls for mt in MESSAGE_TYPES}
+    assert set(ev.RPC_TYPES) <= listed
+    remote_requests = {ev.Command, ev.Commands, ev.LocalQuery, ev.LeaderQuery, ev.ConsistentQuery,
+                       ev.AddMember, ev.RemoveMember, ev.TransferLeadership, ev.TriggerElection}
+    assert remote_requests <= listed
+    for mt in MESSAGE_TYPES:  # what the codec uses is the table's code
+        assert codec._to[mt.cls][0] == mt.code

@@ -7,11 +7,15 @@ Contract with the server actor (``raft_otp.server``):
 
 * The actor feeds each event to ``raft_otp.core.handle(state, event)`` and executes
   the returned effects in list order (see ``raft_otp.core.effects``).
-* RPCs and their replies (``Rpc``) cross the wire.  The transport encodes them as
-  msgpack arrays: *positional field order is the wire order*; every field is an
-  int, bytes, str, bool, None, a list/tuple, a ``ServerId`` or a ``SnapshotMeta``
-  (encoded as its fields array).  Each RPC carries the sender's ``ServerId`` so the
-  transport needs no envelope.
+* RPCs and their replies (``Rpc``) cross the wire, and so do the client requests
+  ``Command``, ``Commands``, the three queries, the membership requests and
+  ``TriggerElection`` (a caller on another node sends them as they are).  Their
+  wire layout is not this file's field order: it is declared in
+  ``raft_otp.protocol.messages`` (each type's code and its fields in wire order,
+  with their kinds: ``ServerId`` fields are declared as such).  A field added here
+  must be added there (``raft_otp.protocol.install`` refuses a table that differs
+  from its class), and ``tests/test_protocol_golden.py`` pins every encoding.  Each
+  RPC carries the sender's ``ServerId`` so the transport needs no envelope.
 * Everything else is local: produced by the actor (timers, the failure detector,
   the WAL, the snapshot sender, client calls).  ``reply_to`` fields are opaque
   references owned by the actor (a future, a ZeroMQ return address...); the core
@@ -363,7 +367,7 @@ RPC_TYPES: tuple[type, ...] = (
     HeartbeatReply,
     TimeoutNowRpc,
 )
-"""Wire types in a fixed order: a codec may use the position as the type tag."""
+"""Every RPC between servers (their wire codes are in ``raft_otp.protocol.messages``)."""
 
 __all__ = [
     "AddMember",

@@ -57,12 +57,14 @@ from typing import Any
 from raft_otp.node import codec
 from raft_otp.protocol import node_messages, versions
 # the kinds a node's runtime dispatches on (K_HELLO stays in the transport)
-from raft_otp.protocol.node_messages import (FLAG_CLIENT, FLAG_HELLO, K_ADMIN, K_CALL,  # noqa: F401
+from raft_otp.protocol.node_messages import (FLAG_CLIENT, FLAG_HELLO, K_ADMIN, K_CALL,
                                              K_DEMONITOR, K_DOWN, K_MONITOR, K_NOPROC, K_REPLY,
                                              K_SEND, K_SEND_BOUNCE)
 
 __all__ = ["VERSION", "FLAG_CLIENT", "FLAG_HELLO", "derive_key", "batch_prefix", "build_body",
-           "hello_body", "sign", "seal", "unseal", "parse", "parse_any", "BadFrame"]
+           "hello_body", "sign", "seal", "unseal", "parse", "parse_any", "BadFrame",
+           "K_SEND", "K_CALL", "K_REPLY", "K_MONITOR", "K_DEMONITOR", "K_DOWN", "K_ADMIN",
+           "K_SEND_BOUNCE", "K_NOPROC"]
 
 VERSION = versions.OLDEST  # what a node writes before it knows its peer's range
 MAC_BYTES = 32
