@@ -1,6 +1,6 @@
 """Aggregate throughput over many clusters on the same 3 node processes.
 
-1, 10 and 100 three-member counter clusters on one set of 3 node processes
+1, 10, 100 and 1,000 (not with ``--quick``) three-member counter clusters on one set of 3 node processes
 (WAL datasync; every cluster's members share their node's WAL, leaders spread
 over the nodes by ``start_cluster``).  The bench process is a client node
 keeping ``WINDOW`` pipelined commands in flight in total, spread evenly over the
@@ -22,7 +22,8 @@ from bench._nodes import bench_nodes, cpu_s, node_procs, start_counter_retrying
 from bench.cluster import BUDGET_US, FRAME, WINDOW
 from bench.common import Figure
 
-COUNTS = [1, 10, 100]
+COUNTS = [1, 10, 100, 1000]
+QUICK_COUNTS = [1, 10, 100]
 
 
 def _start(h: Any, k: int) -> Any:
@@ -88,7 +89,7 @@ def measure(counts: list[int], seconds: float, window: int = WINDOW) -> list[Fig
         leaders: list[Any] = []
         rates: dict[int, tuple[float, float]] = {}
         for n in sorted(counts):
-            with ThreadPoolExecutor(8) as ex:
+            with ThreadPoolExecutor(16) as ex:
                 leaders += list(ex.map(lambda k: _start(h, k), range(len(leaders), n)))
             aggregate_rate(leaders, min(0.5, seconds), window, procs)  # warm up new clusters
             rates[n] = aggregate_rate(leaders, seconds, window, procs)
@@ -110,7 +111,7 @@ def measure(counts: list[int], seconds: float, window: int = WINDOW) -> list[Fig
 
 
 def run(quick: bool = False) -> list[Figure]:
-    return measure(COUNTS, 2.0 if quick else 5.0)
+    return measure(QUICK_COUNTS, 2.0) if quick else measure(COUNTS, 5.0)
 
 
 if __name__ == "__main__":

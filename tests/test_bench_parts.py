@@ -100,6 +100,43 @@ def test_bench_main_passes_clusters_to_the_part(monkeypatch, tmp_path: Path) -> 
     assert exc.value.code == 2
 
 
+def test_report_takes_the_largest_cluster_count() -> None:
+    """bench.report's scale rows show the figure of the largest N run, judged against
+    the issue's limit; the isolation row against its 1.2x bar."""
+    from bench import report
+
+    def fig(name: str, value: float, peer_value: float) -> dict:
+        f = Figure(name, value, "s", "limit", peer_value, higher_is_better=False)
+        return f.to_json()
+
+    latest = {"parts": {"clusters": {"figures": [
+        fig("clusters 3: start", 0.5, 60), fig("clusters 10000: start", 75.0, 60),
+        fig("clusters 500: start", 5.0, 60), fig("clusters 10000: node restart", 30.0, 60)]},
+        "isolation": {"figures": [fig("isolation: sequential p50 beside a 100 ms apply", 1.1, 1.0)]}}}
+    rows = report.table(latest).splitlines()
+    start = [r for r in rows if "start, until each has a leader" in r]
+    assert len(start) == 1 and start[0].startswith("| 10,000 clusters") and "| 75.0 s |" in start[0]
+    assert "NOT met" in start[0]
+    restart = [r for r in rows if "node restart, spawn" in r]
+    assert len(restart) == 1 and "| met" in restart[0]
+    iso = [r for r in rows if "apply sleeps 100 ms" in r]
+    assert len(iso) == 1 and "| met (>= 0.833x)" in iso[0]
+
+
+def test_isolation_tiny() -> None:
+    """The isolation part measures the fast cluster in both conditions of the same run,
+    and the slow cluster did apply 100 ms commands meanwhile."""
+    from bench import isolation
+    figs = isolation.measure(rounds=1, n=40)
+    _check(figs, 2)
+    assert [f.name for f in figs] == ["isolation: sequential p50 beside a 100 ms apply",
+                                      "isolation: sequential p99 beside a 100 ms apply"]
+    p50 = figs[0]
+    assert p50.unit == "ms" and not p50.higher_is_better and "slow cluster idle, same run" in p50.peer
+    applied = int(p50.peer.split(" slow applies")[0].rsplit(" ", 1)[1])
+    assert applied >= 1, p50.peer
+
+
 def test_recovery_node_tiny() -> None:
     from bench import recovery_node
     _check(recovery_node.measure(entries=3000, snapshot_mb=2), 4)
