@@ -9,6 +9,10 @@ raises is logged and does not affect the others.
 Actors of :mod:`supervisors` (``ScheduledActor``, ``supervisors.ThreadingActor``)
 create their ask futures with it (pykka's ``_create_future`` hook), so
 ``ref.ask(msg, block=False).add_done_callback(fn)`` replies without a thread.
+
+``get`` on a scheduler pool thread (a scheduled actor's handler asking another
+actor) runs other queued slices while it waits, so actors asking actors on a
+small pool do not deadlock it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import threading
 from typing import Any, Callable, TypeVar
 
 import pykka
+
+from ._pool import current_scheduler
 
 __all__ = ["CallbackFuture", "DoneCallback"]
 
@@ -37,6 +43,7 @@ class CallbackFuture(pykka.ThreadingFuture[T]):
         self._cb_lock = threading.Lock()
         self._cb_done = False
         self._cb_list: list[DoneCallback] | None = None
+        self._cb_hooked = False  # a get hook computes the value: never "done"
 
     def done(self) -> bool:
         """True once a value or an exception has been set."""
@@ -54,6 +61,23 @@ class CallbackFuture(pykka.ThreadingFuture[T]):
                 self._cb_list.append(fn)
                 return
         self._call(fn)
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        """The value (or raise the exception), waiting up to ``timeout`` seconds;
+        on a pool thread, running other queued slices meanwhile."""
+        if not self._cb_done and not self._cb_hooked:
+            sched = current_scheduler()
+            if sched is not None:
+                done = threading.Event()
+                self.add_done_callback(lambda _: done.set())
+                if not sched.wait(done, timeout):
+                    raise pykka.Timeout(f"{timeout} seconds")
+                timeout = 0
+        return super().get(timeout=timeout)
+
+    def set_get_hook(self, func: Any) -> None:
+        self._cb_hooked = True
+        super().set_get_hook(func)
 
     def set(self, value: Any | None = None) -> None:
         super().set(value)

@@ -270,7 +270,7 @@ class ScheduledActor(ExitWatched, pykka.Actor):
 
     _sv_owns_thread: ClassVar[bool] = False
 
-    actor_inbox: ScheduledInbox  # type: ignore[assignment]
+    actor_inbox: ScheduledInbox
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -278,7 +278,7 @@ class ScheduledActor(ExitWatched, pykka.Actor):
 
     # ---- pykka's hooks for actor types ---------------------------------------------------
     @staticmethod
-    def _create_actor_inbox() -> ScheduledInbox:  # type: ignore[override]
+    def _create_actor_inbox() -> ScheduledInbox:
         return ScheduledInbox()
 
     @staticmethod

@@ -267,7 +267,8 @@ def kill(ref: pykka.ActorRef[Any], reason: Any = "killed") -> None:
     ActorRegistry.unregister(ref)
     ref.actor_stopped.set()
     # Wake the loop if it waits on an empty inbox: a harmless attribute read.
+    inbox: Any = ref.actor_inbox  # any inbox takes any object with message and reply_to
     try:
-        ref.actor_inbox.put(Envelope(messages.ProxyGetAttr(attr_path=("actor_urn",))))
+        inbox.put(Envelope(messages.ProxyGetAttr(attr_path=("actor_urn",))))
     except pykka.ActorDeadError:  # a scheduled actor already torn down
         pass

@@ -17,7 +17,7 @@ import supervisors
 from supervisors import ChildSpec, Supervisor, kill, monitor
 from supervisors.scheduler import (CallbackFuture, Envelope, ScheduledActor, Scheduler,
                                    configure_default, default_scheduler)
-from supervisors.testing import Recorder, stop_all_roots
+from supervisors.testing import Probe, stop_all_roots
 
 ROOT = Path(__file__).resolve().parents[1]
 T = 10.0  # seconds any wait may take before the test fails
@@ -64,6 +64,8 @@ class Worker(ScheduledActor):
             self.threads.add(threading.current_thread().name)
             if message == "crash":
                 raise RuntimeError("crashed on purpose")
+            if isinstance(message, _AskOther):
+                message = message.other.ask(message.message, timeout=message.timeout)
             if isinstance(message, tuple) and message[0] == "block":
                 message[2].set()
                 message[1].wait(T)
@@ -220,6 +222,34 @@ def test_a_flooded_actor_delays_another_by_at_most_a_slice():
         sched.stop(T)
 
 
+def test_actors_asking_actors_on_a_one_thread_pool_do_not_deadlock():
+    sched = Scheduler(threads=1, name="asks").start()
+    try:
+        cls = actor_type(sched)
+        asker, answerer = cls.start(), cls.start()
+        proxy = asker.proxy()
+        # the asker's handler blocks in ask() on the only pool thread; the answerer runs
+        # inside that wait, on the same thread
+        got = asker.ask(_AskOther(answerer, "q"), timeout=T)
+        assert got == ("got", ("got", "q"))
+        stuck, release = Probe.start("stuck"), threading.Event()  # a thread of its own
+        stuck.tell(("block", release))
+        with pytest.raises(pykka.Timeout):  # nothing to help with: the timeout still holds
+            asker.ask(_AskOther(stuck, "never", 0.2), timeout=T)
+        release.set()
+        assert proxy.add(1, 1).get(timeout=T) == 2
+    finally:
+        pykka.ActorRegistry.stop_all()
+        sched.stop(T)
+
+
+class _AskOther:
+    """A message that makes a Worker ask another actor and return its answer."""
+
+    def __init__(self, other: Any, message: Any, timeout: float = T) -> None:
+        self.other, self.message, self.timeout = other, message, timeout
+
+
 def test_ten_thousand_actors_share_a_bounded_pool(sched):
     before = threading.active_count()
     cls = actor_type(sched)
@@ -230,6 +260,7 @@ def test_ten_thousand_actors_share_a_bounded_pool(sched):
     assert threading.active_count() <= before  # the pool's 2 threads existed already
     stats = sched.stats()
     assert stats["threads"] == 2 and stats["messages"] >= 10_000 and stats["max_queued"] > 2
+    assert all(pykka.get_all([r.stop(block=False) for r in refs], timeout=30))
 
 
 def test_take_queued_and_mailbox_size(sched):
