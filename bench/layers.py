@@ -12,8 +12,8 @@ Why CPU per layer and not latency: on this 2-core VM a run's p50 moves by
 while each layer's CPU per call repeats within a few percent between the two
 followers of one run.  Read the figures as inclusive (a layer contains the
 layers it calls: ``on_frame`` > ``on_messages`` > ``srv._handle`` >
-``core.handle`` > ``follower.append_entries`` > ``log.write`` >
-``wal.write_through`` > ``wal._sync_fd``); a wrapped call adds about 1 us.
+``core.handle`` > ``follower.append_entries`` > ``log.write``; ``wal._sync_fd``
+runs on the WAL's thread); a wrapped call adds about 1 us.
 ``wal._sync_fd``'s CPU is the kernel's share of ``fdatasync``, not its wait.
 
 The node processes get the wrappers from a ``sitecustomize`` module put first
@@ -43,6 +43,7 @@ LAYERS: list[tuple[str, str, str]] = [
     ("raft_otp.node.envelope", "unseal", "envelope.unseal"),
     ("raft_otp.node.envelope", "parse", "envelope.parse"),
     ("raft_otp.node.runtime", "_Node.on_messages", "runtime.on_messages"),
+    ("raft_otp.server.proc", "ServerActor.handle_slice", "srv.step"),
     ("raft_otp.server.proc", "ServerActor._commands", "srv._commands"),
     ("raft_otp.server.proc", "ServerActor._handle", "srv._handle"),
     ("raft_otp.server._core", "handle", "core.handle"),
@@ -52,10 +53,9 @@ LAYERS: list[tuple[str, str, str]] = [
     ("raft_otp.core.follower", "append_entries", "follower.append_entries"),
     ("raft_otp.log.server_log", "ServerLog.write", "log.write"),
     ("raft_otp.log.server_log", "ServerLog.flush", "log.flush"),
-    ("raft_otp.log.wal", "Wal.write_through", "wal.write_through"),
     ("raft_otp.log.wal", "Wal._sync_fd", "wal._sync_fd"),
     ("raft_otp.core.apply", "apply_committed", "apply_committed"),
-    ("raft_otp.server.proc", "ServerActor._execute", "srv._execute"),
+    ("raft_otp.server.executor", "Executor.execute", "executor.execute"),
     ("raft_otp.node.transport", "Transport.enqueue", "transport.enqueue"),
     ("raft_otp.node.transport", "Transport._try_send", "transport._try_send"),
     ("raft_otp.server.messages", "ReplySlot.wait", "slot.wait"),
@@ -77,8 +77,8 @@ _totals: dict[str, list[int]] = {}  # "label @thread" -> [calls, ns]
 
 
 def _thread_kind(name: str) -> str:
-    """A short kind for a thread's name (``ServerActor-12`` -> ``actor``)."""
-    for prefix, kind in (("raft_otp.node io", "io"), ("ServerActor", "actor"), ("wal-", "wal"),
+    """A short kind for a thread's name (``sched-2`` -> ``pool``)."""
+    for prefix, kind in (("raft_otp.node io", "io"), ("sched-", "pool"), ("wal-", "wal"),
                          ("MainThread", "main")):
         if name.startswith(prefix):
             return kind

@@ -144,11 +144,11 @@ def test_a_replaced_snapshot_senders_late_report_leaves_the_current_one_tracked(
             pass
 
     current = _Current()
-    actor._senders[peer] = current  # the server tracks a sender it started last
+    actor.transfers.senders[peer] = current  # the server tracks a sender it started last
     ref = registry.whereis(leader.name)
     ref.tell(SenderReport("urn:replaced", ev.SnapshotSenderFailed(peer)))  # an older one's failure
     raft_otp.member_overview(leader)  # handled by now (one mailbox, in order)
-    assert actor._senders.get(peer) is current
+    assert actor.transfers.senders.get(peer) is current
     ref.tell(SenderReport("urn:current", ev.SnapshotSenderFailed(peer)))  # the current one's own
     raft_otp.member_overview(leader)
-    assert peer not in actor._senders
+    assert peer not in actor.transfers.senders

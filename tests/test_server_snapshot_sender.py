@@ -201,7 +201,7 @@ def test_a_late_result_for_a_sender_that_has_stopped_does_not_crash_the_leader(t
         nobody = ServerId("nobody", raft_otp.node_name())  # its chunk goes nowhere
         dead = ss.SnapshotSender.start(_Server(), leader, nobody, 1, META, iter([b"x"]), 5.0)
         dead.stop()  # ended by itself; its report not handled yet
-        actor._senders[peer] = dead
+        actor.transfers.senders[peer] = dead
         ref.tell(ev.InstallSnapshotResult(1, peer, 1, 0, 0))  # a late acknowledgement
         raft_otp.member_overview(leader)  # handled by now (one mailbox, in order)
         assert ref.is_alive() and registry.whereis(leader.name) is ref, "the leader crashed"

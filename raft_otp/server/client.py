@@ -60,10 +60,7 @@ def call(dest: tuple[str, str], make: Callable[[Any], Any], timeout: float) -> A
             raise ServerNotFound(f"no process registered as {name!r} on {node}")
         slot = ReplySlot()
         try:
-            msg = make(slot)
-            direct = getattr(ref, "try_direct", None)
-            if direct is None or not direct(msg):
-                ref.tell(msg)
+            ref.tell(make(slot))
         except Exception as exc:  # pykka.ActorDeadError
             raise ServerNotFound(f"{name!r} on {node} is not running") from exc
         if not slot.wait(max(0.0, deadline - time.monotonic())):

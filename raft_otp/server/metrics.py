@@ -10,6 +10,7 @@ and, with every counter and gauge, exported by ``raft_otp.system.metrics_http``
 from __future__ import annotations
 
 import threading
+import time
 from bisect import bisect_left
 from typing import Any
 
@@ -33,8 +34,10 @@ COUNTERS: dict[str, str] = {
                       "returned an invalid effect (the command's outcome is a MachineError)",
     "query_errors": "query functions that raised (the caller got a QueryError)",
     "commands_refused": "commands refused before the log (larger than max_command_bytes)",
-    "direct_slow": "handlings in the node's I/O thread slower than 10 ms (each sends this "
-                   "server's messages back to its own thread for a while)",
+    "inline_steps": "server steps the scheduler ran on the delivering thread (the node's "
+                    "I/O thread, the WAL's notifier) because this server was idle",
+    "slow_steps": "inline steps slower than 10 ms (each sends this server's steps to the "
+                  "scheduler's pool for a while: supervisors.scheduler)",
 }
 
 GAUGES: dict[str, str] = {
@@ -46,6 +49,43 @@ GAUGES: dict[str, str] = {
     "snapshot_index": "index of the current snapshot (0 if none)",
     "commit_latency_ms": "leader: time from a batch's arrival to its commit (last batch)",
 }
+
+
+class CommitLatency:
+    """A leader's commit latency: from a command batch's arrival to the commit of its
+    last entry (gauge ``commit_latency_ms`` and the ``commit_s`` histogram)."""
+
+    __slots__ = ("metrics", "pending", "_t")
+
+    def __init__(self, metrics: "ServerMetrics") -> None:
+        self.metrics = metrics
+        self.pending: list[tuple[int, float]] = []  # (last index of a batch, its arrival)
+        self._t = 0.0
+
+    def started(self) -> None:
+        """A batch arrives at a leader (call ``appended`` once it is in the log)."""
+        self._t = time.monotonic()
+
+    def appended(self, last_index: int) -> None:
+        self.pending.append((last_index, self._t))
+
+    def committed(self, commit_index: int) -> None:
+        pb = self.pending
+        if not pb or pb[0][0] > commit_index:
+            return
+        now = time.monotonic()
+        n = 0
+        for last, t in pb:
+            if last > commit_index:
+                break
+            took = now - t
+            self.metrics.commit_s.observe(took)
+            n += 1
+        self.metrics.gauges["commit_latency_ms"] = round(took * 1000.0, 3)
+        del pb[:n]
+
+    def clear(self) -> None:
+        self.pending.clear()
 
 
 class ServerMetrics:

@@ -4,20 +4,22 @@ slow state machine does (and must not do) to the other clusters of its nodes.
 Commands: ``["sleep", ms]`` sleeps ``ms`` milliseconds in ``apply`` and returns the
 number of commands applied so far; ``["count"]`` returns it at once.
 
-The state also counts the applies that ran on the node's transport I/O thread
+The state also counts the applies that ran on a delivering thread of the node
+(its transport I/O thread or the WAL's notifier: a thread marked with
+``supervisors.scheduler.mark_inline_thread``) rather than the scheduler's pool
 (``io_applies``, a local query).  That count is a diagnostic that differs from
 replica to replica (it is not a replicated fact): never a model for a real machine.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
+from supervisors.scheduler import is_inline_thread
+
 from raft_otp.core.machine import ApplyMeta, Machine
 
-IO_THREAD_PREFIX = "raft_otp.node io"
 
 
 class Sleeper(Machine):
@@ -28,7 +30,7 @@ class Sleeper(Machine):
         if isinstance(command, list) and len(command) == 2 and command[0] == "sleep" \
                 and isinstance(command[1], (int, float)) and 0 <= command[1] <= 10_000:
             time.sleep(command[1] / 1000.0)
-            on_io = threading.current_thread().name.startswith(IO_THREAD_PREFIX)
+            on_io = is_inline_thread()
             new = [state[0] + 1, state[1] + on_io]
             return new, new[0]
         if command == ["count"]:
@@ -42,5 +44,5 @@ def applied(state: list[int]) -> int:
 
 
 def io_applies(state: list[int]) -> int:
-    """Local query: of those, how many ran on this node's transport I/O thread."""
+    """Local query: of those, how many ran on a delivering (I/O or WAL) thread."""
     return state[1]

@@ -1,0 +1,122 @@
+"""Goal: the scheduler's inline policy (``supervisors.scheduler``, which replaced the
+server's own direct dispatch) as the Raft server relies on it: a message delivered on
+a marked thread (the node's I/O thread, the WAL's notifier) runs there only when the
+actor is idle, one at a time and in order; a failure there is the actor's crash, which
+its supervisor restarts; and the server offers inline only messages whose step never
+waits on a disk.
+
+The general properties (never beside a pool slice, slow backoff, no nesting) are
+pinned in ``tests/test_scheduler_inline.py``; this file keeps what the deleted
+``tests/test_server_direct.py`` pinned for the server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from supervisors import ChildSpec, Supervisor
+from supervisors._watch import actor_of
+from supervisors.scheduler import ScheduledActor, Scheduler, mark_inline_thread
+from supervisors.testing import Recorder, stop_all_roots
+
+from raft_otp.core import events as ev
+from raft_otp.server.proc import ServerActor
+
+SCHED = Scheduler(threads=2, name="test-inline").start()
+
+
+class Direct:
+    def __init__(self, tag: object) -> None:
+        self.tag = tag
+
+
+class Toy(ScheduledActor):
+    scheduler = SCHED
+    INLINE_TYPES = frozenset((Direct,))
+
+    def __init__(self, seen: list) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def on_receive(self, message: Any) -> Any:
+        tag = message.tag if isinstance(message, Direct) else message
+        if tag == "crash":
+            raise RuntimeError("boom")
+        self.seen.append((tag, threading.current_thread().name))
+        return tag
+
+
+@pytest.fixture(autouse=True)
+def _cleanup():
+    yield
+    assert stop_all_roots() == []
+
+
+def _wait_idle(ref: Any) -> None:
+    """An ask's answer is set inside the slice: wait until the actor released it."""
+    actor = actor_of(ref)
+    deadline = time.monotonic() + 5
+    while actor.actor_inbox.state != "idle":
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+
+
+def _on_marked_thread(fn: Any) -> None:
+    err: list[BaseException] = []
+
+    def run() -> None:
+        mark_inline_thread()
+        try:
+            fn()
+        except BaseException as exc:
+            err.append(exc)
+
+    t = threading.Thread(target=run, name="marked")
+    t.start()
+    t.join(10)
+    assert not err, err
+
+
+def test_an_idle_actor_runs_a_lone_message_on_the_marked_thread_in_order() -> None:
+    seen: list = []
+    ref = Toy.start(seen)
+    try:
+        assert ref.ask("warm") == "warm"
+        _wait_idle(ref)
+        _on_marked_thread(lambda: [ref.tell(Direct(i)) for i in range(3)])
+        assert ref.ask("sync") == "sync"
+        tags = [t for t, _ in seen]
+        assert tags == ["warm", 0, 1, 2, "sync"]
+        assert seen[1][1] == "marked"  # the first ran where it was delivered
+    finally:
+        ref.stop()
+
+
+def test_a_failure_in_an_inline_step_is_the_actors_crash_and_it_is_restarted() -> None:
+    seen: list = []
+    sup = Supervisor([ChildSpec.actor("toy", Toy, seen)], strategy="one_for_one", intensity=3).start()
+    rec = Recorder(sup)
+    before = sup.child_ref("toy")
+    assert before.ask("warm") == "warm"
+    _wait_idle(before)
+    _on_marked_thread(lambda: before.tell(Direct("crash")))
+    rec.wait("started", "toy")
+    after = sup.child_ref("toy")
+    assert after is not before and not before.is_alive()
+    _on_marked_thread(lambda: after.tell(Direct("ok")))
+    assert after.ask("sync") == "sync"
+    assert [t for t, _ in seen][-2:] == ["ok", "sync"]
+    sup.stop()
+
+
+def test_the_server_offers_inline_only_steps_that_never_wait_on_a_disk() -> None:
+    inline = ServerActor.INLINE_TYPES
+    assert ev.AppendEntriesRpc in inline and ev.AppendEntriesReply in inline
+    assert ev.Command in inline and ev.Commands in inline and ev.LogEvent in inline
+    # a snapshot chunk is written to disk; queries and membership changes may be slow
+    for t in (ev.InstallSnapshotRpc, ev.InstallSnapshotResult, ev.ConsistentQuery,
+              ev.LocalQuery, ev.AddMember):
+        assert t not in inline, t
