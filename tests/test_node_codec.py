@@ -141,3 +141,35 @@ def test_garbage_bodies_raise_only_bad_frame(data: bytes) -> None:
         envelope.parse(data)
     except envelope.BadFrame:
         pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200) | values.map(lambda v: msgpack.packb(v)))
+def test_garbage_bodies_raise_only_bad_frame_at_any_version(data: bytes) -> None:
+    try:
+        envelope.parse_any(data)
+    except envelope.BadFrame:
+        pass
+
+
+def test_parse_any_reads_every_version_and_parse_only_the_current_one() -> None:
+    for version in (1, 3, 4, 200):
+        body = envelope.build_body(envelope.batch_prefix("a@h:1", 5, 0, version), 9, 1,
+                                   [codec.packb([envelope.K_SEND, "x", 1])])
+        assert envelope.parse_any(body) == (version, "a@h:1", 5, 0, 9, 1, [[envelope.K_SEND, "x", 1]])
+        if version == envelope.VERSION:
+            assert envelope.parse(body)[0] == "a@h:1"
+        else:
+            with pytest.raises(envelope.BadFrame, match="unsupported wire version"):
+                envelope.parse(body)
+
+
+def test_a_hello_frame_is_written_at_the_oldest_version_it_announces() -> None:
+    from raft_otp.protocol import node_messages, versions
+
+    body = envelope.hello_body("a@h:1", 5, envelope.FLAG_CLIENT, 9, 1,
+                               versions.VersionRange(4, 6), True)
+    version, sender, _creation, flags, _session, counter, msgs = envelope.parse_any(body)
+    assert (version, sender, counter) == (4, "a@h:1", 1)
+    assert flags == envelope.FLAG_CLIENT | envelope.FLAG_HELLO
+    assert msgs == [[node_messages.K_HELLO, 4, 6, True]]

@@ -16,6 +16,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from raft_otp import node as N
 from raft_otp.node import testing as node_testing
@@ -185,3 +187,29 @@ def test_a_node_of_the_build_before_hellos_still_talks(nodes, tmp_path) -> None:
         assert "protocol" not in old_stats and old_stats["bad_msgs"] >= 1
     finally:
         old.stop()
+
+
+hello_payloads = st.lists(st.none() | st.booleans() | st.integers(-5, 300) | st.text(max_size=3)
+                          | st.lists(st.integers(-5, 300), max_size=5), max_size=5)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(hello_payloads | st.integers() | st.text(max_size=4), max_size=3))
+@example([[9, True, 3, False]])   # a bool is not a version
+@example([[9, 3, 3, False]])      # this build's own hello
+@example([[9, 4, 5, True]])       # no common version
+def test_a_malformed_hello_is_counted_and_never_raises(msgs) -> None:
+    from raft_otp.node.transport import NodeConfig, Transport
+
+    t = Transport("probe@127.0.0.1:0", b"k" * 32, 1, NodeConfig(), lambda *a: None,
+                  lambda *a: None)
+    ok = t._on_hello("peer@127.0.0.1:1", msgs, None)
+    good = (len(msgs) >= 1 and isinstance(msgs[0], list) and len(msgs[0]) == 4
+            and msgs[0][0] == 9 and all(type(v) is int for v in msgs[0][1:3])
+            and 0 < msgs[0][1] <= msgs[0][2])
+    if not good:
+        assert ok is False and t.counters["bad_frames"] == 1
+    else:
+        agreed = negotiate(versions.SUPPORTED, VersionRange(msgs[0][1], msgs[0][2]))
+        assert ok is (agreed is not None)
+        assert t.stats()["protocol"]["peers"].get("peer@127.0.0.1:1") == agreed

@@ -42,7 +42,7 @@ class VersionRange:
     newest: int
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.oldest, int) and isinstance(self.newest, int)
+        if not (type(self.oldest) is int and type(self.newest) is int  # not bool
                 and 0 < self.oldest <= self.newest):
             raise ValueError(f"bad protocol version range {self.oldest!r}..{self.newest!r}")
 
