@@ -81,7 +81,14 @@ class _StartMethod:
 
 class Supervisor:
     """A supervisor: ``Supervisor(children, strategy=...).start()`` or
-    ``Supervisor.start(children, strategy=...)`` runs it."""
+    ``Supervisor.start(children, strategy=...)`` runs it.
+
+    ``threadless=True``: no control thread; the control queue is drained on
+    ``scheduler``'s pool (None: the process-wide default scheduler) and the
+    start runs in the starting thread.  For supervisors that exist by the
+    thousand (one per Raft server); behaviour is otherwise the same, except
+    that ``stop()`` called from its own control context queues the stop and
+    returns False instead of raising."""
 
     def __init__(self, children: Sequence[ChildSpec] = (), strategy: Strategy = "one_for_one",
                  intensity: int = 1, period: float = 5.0, id: Hashable = None,
