@@ -164,3 +164,22 @@ def test_ten_thousand_threadless_supervisors_stay_within_a_few_threads(sched):
         assert new is not old and new.ask("ping", timeout=T)[0] == "pong"
     assert threading.active_count() < 40
     assert all(s.stop(T) for s in sups)
+
+
+def test_a_threadless_restart_storm_leaks_no_actor_and_no_thread(sched):
+    k = kind(sched)
+    before = set(threading.enumerate())
+    sup = Supervisor([ChildSpec.actor(f"w{i}", k, i, name=f"storm-w{i}") for i in range(4)],
+                     strategy="one_for_all", intensity=10_000, period=1.0, threadless=True,
+                     scheduler=sched).start()
+    rec = Recorder(sup)
+    for n in range(200):
+        sup.child_ref(f"w{n % 4}").tell("crash")
+        for i in range(4):
+            rec.wait("started", f"w{i}")
+    assert sup.tree()["restarts_performed"] == 200
+    live = [r for r in pykka.ActorRegistry.get_by_class(k)]
+    assert len(live) == 4  # the four current children, nothing left behind
+    assert sup.stop(T)
+    assert pykka.ActorRegistry.get_by_class(k) == []
+    assert set(threading.enumerate()) - before == set()
