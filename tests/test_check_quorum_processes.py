@@ -43,8 +43,10 @@ def _first_commit_after(ids: list[ServerId], start: float, budget_s: float) -> t
 
 
 def _run(tmp: str, mutation: str | None) -> tuple[float, ServerId] | None:
-    extra = ["--mutation", mutation] if mutation else []
-    with running_nodes(tmp, 3, extra_args=extra) as nodes:
+    # a mutation only through the testing entry point (the production one has no such option)
+    extra = {"node_module": "raft_otp.testing.nemesis_node",
+             "extra_args": ["--mutation", mutation]} if mutation else {}
+    with running_nodes(tmp, 3, **extra) as nodes:
         ids = [nodes[i].sid("ow") for i in range(3)]
         _started, not_started = raft_otp.start_cluster("default", "ow", KV, ids, timeout=20)
         assert not_started == []

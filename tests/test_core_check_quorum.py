@@ -4,7 +4,6 @@ an idle cluster stays silent and a leader that hears its peers keeps leading."""
 
 from __future__ import annotations
 
-from raft_otp.core.config import Mutations
 from raft_otp.core.effects import StartElectionTimer
 from raft_otp.core.events import (
     AppendEntriesReply,
@@ -19,14 +18,16 @@ from raft_otp.core.events import (
     PreVoteRpc,
     Tick,
 )
+from raft_otp.core.rules import RAFT_RULES, Rules
 from raft_otp.testing.harness import Net, Node, elect, of, sent, sid
+from raft_otp.testing.mutations import rules_for
 
 A, B, C = sid("a"), sid("b"), sid("c")
 ABC = ["a", "b", "c"]
 
 
-def leader(mutations: Mutations | None = None) -> Node:
-    n = Node("a", ABC, term=1, mutations=mutations)
+def leader(rules: Rules = RAFT_RULES) -> Node:
+    n = Node("a", ABC, term=1, rules=rules)
     elect(n)
     n.written()
     last = n.s.log.last_index_term()[0]
@@ -94,7 +95,7 @@ def test_one_answering_peer_keeps_the_leader() -> None:
 
 
 def test_without_check_quorum_the_leader_never_steps_down() -> None:
-    n = leader(Mutations(no_check_quorum=True))
+    n = leader(rules_for("no_check_quorum"))
     n(NodeDown(B.node))
     n(NodeDown(C.node))
     n(Commands([Command(["incr"], None, None, "noreply")]))
@@ -152,7 +153,7 @@ def test_a_leader_with_its_inbound_cut_is_replaced_and_the_cluster_commits() -> 
 
 
 def test_the_stuck_leader_stalls_the_cluster_without_check_quorum() -> None:
-    nodes = {m: Node(m, ABC, term=1, seed=i, mutations=Mutations(no_check_quorum=True)) for i, m in enumerate(ABC)}
+    nodes = {m: Node(m, ABC, term=1, seed=i, rules=rules_for("no_check_quorum")) for i, m in enumerate(ABC)}
     net = Net(nodes)
     net.feed("a", ElectionTimeout())
     net.pump()
@@ -170,13 +171,13 @@ def test_the_stuck_leader_stalls_the_cluster_without_check_quorum() -> None:
 
 # ---- the simulator: the leader's inbound cut ---------------------------------------------------
 
-def _one_way_recovery_ms(seed: int, mutations: Mutations) -> int | None:
+def _one_way_recovery_ms(seed: int, rules: Rules) -> int | None:
     """Run a seed without random faults until a leader exists, cut everything to it
     (its detector then reports its peers down; theirs still hear it), and return the
     simulated ms until another leader commits, or None within 5 s."""
     from raft_otp.testing.sim import LOCAL, Simulation
 
-    sim = Simulation(seed, 3, 10**9, "counter", mutations)
+    sim = Simulation(seed, 3, 10**9, "counter", rules)
     sim._fault = lambda: None  # type: ignore[method-assign]  (only the cut below)
     while sim.now < 2000 and sim.step():
         pass
@@ -198,6 +199,6 @@ def _one_way_recovery_ms(seed: int, mutations: Mutations) -> int | None:
 def test_simulator_a_leader_cut_inbound_is_replaced() -> None:
     """20 seeds: the cluster commits again (simulator timers are RA's / 10); without
     CheckQuorum it never does (the stall of issue 19)."""
-    took = [_one_way_recovery_ms(seed, Mutations()) for seed in range(20)]
+    took = [_one_way_recovery_ms(seed, RAFT_RULES) for seed in range(20)]
     assert all(t is not None and t < 1000 for t in took), took
-    assert all(_one_way_recovery_ms(seed, Mutations(no_check_quorum=True)) is None for seed in range(5))
+    assert all(_one_way_recovery_ms(seed, rules_for("no_check_quorum")) is None for seed in range(5))

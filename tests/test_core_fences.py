@@ -10,7 +10,6 @@ import random
 import pytest
 
 from raft_otp.core import ServerMeta, init_server
-from raft_otp.core.config import Mutations
 from raft_otp.core.effects import PersistMeta
 from raft_otp.core.events import (
     AppendEntriesRpc,
@@ -22,7 +21,9 @@ from raft_otp.core.events import (
     TimeoutNowRpc,
 )
 from raft_otp.core.memlog import MemoryLog
+from raft_otp.core.rules import RAFT_RULES, Rules
 from raft_otp.testing.harness import Node, of, sent, sid, usr
+from raft_otp.testing.mutations import rules_for
 
 A, B, C = sid("a"), sid("b"), sid("c")
 ABC = ["a", "b", "c"]
@@ -42,7 +43,7 @@ def grants(eff: list) -> bool:
 
 def test_damaged_meta_allows_two_votes_in_a_term_without_the_fence() -> None:
     """a voted for b in term 5; the record is lost (meta back to term 4, no vote)."""
-    n = Node("a", ABC, term=4, mutations=Mutations(ignore_vote_damage=True))
+    n = Node("a", ABC, term=4, rules=rules_for("ignore_vote_damage"))
     assert grants(n(RequestVoteRpc(5, B, 0, 0)))
     boot(n, term=4, voted_for=None, vote_unproven=True)
     assert grants(n(RequestVoteRpc(5, C, 0, 0)))  # a second vote in term 5
@@ -102,9 +103,9 @@ def test_unproven_takes_its_log_last_term_as_a_lower_bound() -> None:
 
 # ---- lost log --------------------------------------------------------------------------------
 
-def wiped(name: str, term: int, durable_commit: int, mutations: Mutations | None = None) -> Node:
+def wiped(name: str, term: int, durable_commit: int, rules: Rules = RAFT_RULES) -> Node:
     """A server whose log is gone (disk lost) with its meta kept."""
-    n = Node(name, ABC, term=term, mutations=mutations)
+    n = Node(name, ABC, term=term, rules=rules)
     n.meta = ServerMeta(term, None, durable_commit, durable_commit=durable_commit)
     n.restart(crash=False)
     return n
@@ -154,8 +155,8 @@ def test_caught_up_from_a_later_leader_lifts_the_fence() -> None:
 def test_disk_loss_scenario_keeps_a_committed_entry_only_with_the_rule(rule: bool) -> None:
     """c (leader, term 2) committed index 2 with a; b lags at index 1.  a loses its log
     and restarts; c dies.  b asks a for its vote with a log ending at index 1."""
-    muts = None if rule else Mutations(vote_despite_data_loss=True)
-    a = wiped("a", 2, durable_commit=2, mutations=muts)
+    muts = RAFT_RULES if rule else rules_for("vote_despite_data_loss")
+    a = wiped("a", 2, durable_commit=2, rules=muts)
     eff = a(RequestVoteRpc(3, B, 1, 1))
     assert grants(eff) is (not rule)  # b elected without the committed entry 2 if granted
     b_votes = {B} | ({A} if grants(eff) else set())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from raft_otp.core.config import Mutations
 from raft_otp.core.effects import (
     CancelElectionTimer,
     PersistMeta,
@@ -23,6 +22,7 @@ from raft_otp.core.events import (
 )
 from raft_otp.core import entries as enc
 from raft_otp.testing.harness import Node, elect, of, sent, sid, usr
+from raft_otp.testing.mutations import rules_for
 
 A, B, C = sid("a"), sid("b"), sid("c")
 ABC = ["a", "b", "c"]
@@ -75,7 +75,7 @@ def test_vote_refused_to_a_less_up_to_date_log() -> None:
 
 def test_mutation_grants_vote_to_stale_log() -> None:
     n = Node("a", ABC, entries=[(1, None), (2, ["incr"])], term=2,
-             mutations=Mutations(vote_for_stale_log=True))
+             rules=rules_for("vote_for_stale_log"))
     assert sent(n(RequestVoteRpc(3, B, 5, 1)))[0][1].vote_granted is True
 
 
@@ -161,7 +161,7 @@ def test_old_term_entries_are_not_committed_by_counting() -> None:
 
 def test_mutation_commits_old_term_entries_by_counting() -> None:
     n = Node("a", ABC, entries=[(1, None), (1, ["incr"])], term=2,
-             mutations=Mutations(commit_old_term_by_counting=True))
+             rules=rules_for("commit_old_term_by_counting"))
     elect(n)
     n.written()
     n(AppendEntriesReply(n.s.term, B, True, 3, 2, 1))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from raft_otp.core.config import Mutations
 from raft_otp.core.events import AppendEntriesRpc, Command, ElectionTimeout, Tick
+from raft_otp.core.rules import RAFT_RULES, Rules
 from raft_otp.testing.harness import Net, Node
+from raft_otp.testing.mutations import rules_for
 
 NAMES = ["s1", "s2", "s3", "s4", "s5"]
 
@@ -20,9 +21,9 @@ def between(group: set[str]):  # noqa: ANN201
     return lambda frm, to, rpc: frm.name in group and to.name in group
 
 
-def scenario(mutations: Mutations) -> tuple[Net, int, int]:
+def scenario(rules: Rules) -> tuple[Net, int, int]:
     """Returns the net, s1's commit index before it crashes in (c), and the term at index 2 then."""
-    nodes = {n: Node(n, NAMES, batch=1, mutations=mutations, seed=i) for i, n in enumerate(NAMES)}
+    nodes = {n: Node(n, NAMES, batch=1, rules=rules, seed=i) for i, n in enumerate(NAMES)}
     net = Net(nodes)
     # (a) s1 leads and commits its noop at 1 everywhere, then appends X at 2 that only s2 gets
     net.feed("s1", ElectionTimeout())
@@ -71,13 +72,13 @@ def scenario(mutations: Mutations) -> tuple[Net, int, int]:
 
 
 def test_correct_rule_does_not_commit_the_old_term_entry() -> None:
-    net, commit, _term = scenario(Mutations())
+    net, commit, _term = scenario(RAFT_RULES)
     assert commit == 1
     assert net.nodes["s5"].s.role == "leader"
 
 
 def test_counting_old_terms_commits_an_entry_that_is_then_overwritten() -> None:
-    net, commit, term_at_2 = scenario(Mutations(commit_old_term_by_counting=True))
+    net, commit, term_at_2 = scenario(rules_for("commit_old_term_by_counting"))
     assert commit == 2  # s1 believed X committed ...
     s5 = net.nodes["s5"].s
     assert s5.role == "leader" and s5.commit_index >= 2
@@ -86,5 +87,5 @@ def test_counting_old_terms_commits_an_entry_that_is_then_overwritten() -> None:
 
 @pytest.mark.parametrize("name", ["s2", "s3"])
 def test_overwritten_entry_reaches_the_followers(name: str) -> None:
-    net, _commit, term_at_2 = scenario(Mutations(commit_old_term_by_counting=True))
+    net, _commit, term_at_2 = scenario(rules_for("commit_old_term_by_counting"))
     assert net.nodes[name].s.log.fetch_term(2) != term_at_2

@@ -47,8 +47,10 @@ def _commits(sid: ServerId, budget_s: float) -> bool:
 def _scenario(tmp: str, mutation: str | None) -> tuple[bool, dict]:
     """Returns (whether B and A committed while the old leader was dead, the final state
     of every member once the old leader is back)."""
-    extra = ["--mutation", mutation] if mutation else []
-    with running_nodes(tmp, 3, extra_args=extra) as nodes:
+    # a mutation only through the testing entry point (the production one has no such option)
+    extra = {"node_module": "raft_otp.testing.nemesis_node",
+             "extra_args": ["--mutation", mutation]} if mutation else {}
+    with running_nodes(tmp, 3, **extra) as nodes:
         ids = [nodes[i].sid("dl") for i in range(3)]
         _s, not_started = raft_otp.start_cluster("default", "dl", KV, ids, timeout=20)
         assert not_started == []

@@ -1,4 +1,4 @@
-"""Goal: with one safety rule switched off (core.config.Mutations) the simulator finds a violation within the CI seed budget."""
+"""Goal: with one safety rule broken (raft_otp.testing.mutations) the simulator finds a violation within the CI seed budget."""
 
 from __future__ import annotations
 

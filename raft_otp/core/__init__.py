@@ -5,8 +5,9 @@ and ``handle(state, event) -> (state, effects)``.  Events are in
 ``raft_otp.core.events``, effects in ``raft_otp.core.effects``.
 """
 
-from raft_otp.core.config import Mutations, ServerConfig, ServerMeta
+from raft_otp.core.config import ServerConfig, ServerMeta
+from raft_otp.core.rules import RAFT_RULES, Rules
 from raft_otp.core.server import handle, init_server, overview
 from raft_otp.core.state import ServerState
 
-__all__ = ["Mutations", "ServerConfig", "ServerMeta", "ServerState", "handle", "init_server", "overview"]
+__all__ = ["RAFT_RULES", "Rules", "ServerConfig", "ServerMeta", "ServerState", "handle", "init_server", "overview"]

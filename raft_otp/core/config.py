@@ -1,48 +1,18 @@
-"""Static configuration of one core server, plus the safety-mutation flags.
+"""Static configuration of one core server.
 
 Ports the parts of RA's ``ra_server:config()`` the core reads (``max_pipeline_count``,
-``max_append_entries_rpc_batch_size``, ...).  ``Mutations`` is ours: each flag
-switches one safety rule *off* so the simulator can prove it detects the bug.
-Production code never sets them (all default to the safe behaviour).
+``max_append_entries_rpc_batch_size``, ...).  ``rules`` is ours: the object the core
+asks at each safety decision (``raft_otp.core.rules``); production always uses the
+one correct instance, tests inject broken ones from ``raft_otp.testing.mutations``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from raft_otp.core.rules import RAFT_RULES, Rules
 from raft_otp.core.types import ServerId
-
-
-@dataclass(frozen=True, slots=True)
-class Mutations:
-    """Deliberate bugs for mutation testing.  All ``False`` = correct Raft."""
-
-    commit_old_term_by_counting: bool = False
-    """Figure 2 rule broken: count replicas of entries of older terms toward commit."""
-    vote_for_stale_log: bool = False
-    """Grant (pre-)votes without the 'candidate's log at least as up to date' check."""
-    consistent_query_without_heartbeat: bool = False
-    """Answer consistent queries from local state without a heartbeat quorum round."""
-    ack_before_durable: bool = False
-    """Followers acknowledge entries before their WAL reported them written."""
-    leader_commit_own_unwritten: bool = False
-    """The leader counts its own entries toward commit before they are durable."""
-    reply_before_commit: bool = False
-    """The leader answers an ``await_consensus`` command as soon as it appends it,
-    with the reply the machine gives when the command is applied to a scratch
-    (deep) copy of the leader's current *applied* state; the real apply later
-    answers nobody.  Acknowledged writes can then be lost (an isolated leader's
-    entries are truncated) and replies can be computed on stale state."""
-    no_check_quorum: bool = False
-    """A leader never steps down for not hearing from a quorum (liveness only: a
-    leader whose inbound is cut stalls the cluster; caught by a scripted core test)."""
-    ignore_vote_damage: bool = False
-    """A server whose meta was damaged votes as if its last vote were known (two
-    votes in one term become possible)."""
-    vote_despite_data_loss: bool = False
-    """A server that lost log it had acknowledged votes at once (a committed entry
-    can then be lost)."""
 
 
 DEFAULT_MAX_COMMAND_BYTES = 1_048_576
@@ -85,7 +55,9 @@ class ServerConfig:
     outcome (``MachineError``), the state stays as before the command and the server
     keeps running; ``"crash"``: RA's behaviour, the server crashes (and the
     supervisor restarts it, which replays the entry)."""
-    mutations: Mutations = field(default_factory=Mutations)
+    rules: Rules = RAFT_RULES
+    """The safety rules the core applies (``raft_otp.core.rules``).  Always the shared
+    correct instance outside tests; ``raft_otp.testing.mutations`` makes broken ones."""
 
 
 class ServerMeta(NamedTuple):

@@ -44,10 +44,7 @@ from raft_otp.core.state import ServerState
 
 
 def _up_to_date(state: ServerState, last_index: int, last_term: int) -> bool:
-    if state.cfg.mutations.vote_for_stale_log:
-        return True
-    li, lt = state.log.last_index_term()
-    return (last_term, last_index) >= (lt, li)
+    return state.cfg.rules.grants_vote_to_log(state, last_index, last_term)
 
 
 def has_live_leader(state: ServerState, candidate: object) -> bool:

@@ -48,12 +48,8 @@ from raft_otp.core.state import ServerState
 
 def may_vote(state: ServerState) -> bool:
     """Whether this server may grant a vote (or a pre-vote) or stand for election."""
-    m = state.cfg.mutations
-    if state.vote_unproven and not m.ignore_vote_damage:
-        return False
-    if state.data_lost is not None and not m.vote_despite_data_loss:
-        return False
-    return True
+    rules = state.cfg.rules
+    return not (rules.fenced_by_vote_damage(state) or rules.fenced_by_data_loss(state))
 
 
 def term_report(state: ServerState, event: PreVoteResult, effects: list[Effect]) -> None:

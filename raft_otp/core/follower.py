@@ -133,15 +133,9 @@ def log_event(state: ServerState, event: LogEvent, effects: list[Effect]) -> Non
         answer_local_queries(state, effects)
 
 
-def _match_index(state: ServerState) -> int:
-    if state.cfg.mutations.ack_before_durable:
-        return state.follower_match
-    return min(state.log.last_written()[0], state.follower_match)
-
-
 def _reply_success(state: ServerState, effects: list[Effect]) -> None:
     assert state.leader_id is not None
-    match = _match_index(state)
+    match = state.cfg.rules.follower_acked_index(state)
     term = state.log.fetch_term(match) or 0
     send(effects, state.leader_id,
          AppendEntriesReply(state.term, state.id, True, state.follower_match + 1, match, term))
@@ -204,8 +198,8 @@ def append_entries(state: ServerState, rpc: AppendEntriesRpc, effects: list[Effe
     commit = min(rpc.leader_commit, state.follower_match)
     if commit > state.commit_index:
         state.commit_index = commit
-    if not wrote or state.cfg.mutations.ack_before_durable or log.last_written()[0] >= rpc_last:
-        _reply_success(state, effects)
+    if not wrote or state.cfg.rules.follower_acked_index(state) >= rpc_last:
+        _reply_success(state, effects)  # nothing new, or all of it durable already
     if state.data_lost is not None:
         fences.check_caught_up(state, effects)
     apply_committed(state, effects)

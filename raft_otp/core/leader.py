@@ -59,7 +59,7 @@ from raft_otp.core.events import (
     WalDown,
 )
 from raft_otp.core.log_api import SnapshotWritten
-from raft_otp.core.quorum import agreed_index, has_quorum
+from raft_otp.core.quorum import agreed_index
 from raft_otp.core.state import Peer, PendingQuery, ServerState
 from raft_otp.core.machine_calls import callback, query_reply
 from raft_otp.core.types import ServerId
@@ -202,7 +202,7 @@ def append_commands(state: ServerState, commands: tuple[Command, ...] | list[Com
     batch = []
     pending = state.pending
     encode = enc.encode_usr
-    early = state.cfg.mutations.reply_before_commit
+    answered_at_append = state.cfg.rules.answers_at_append
     limit = state.cfg.max_command_bytes
     for cmd in commands:
         try:
@@ -215,28 +215,13 @@ def append_commands(state: ServerState, commands: tuple[Command, ...] | list[Com
             continue
         index += 1
         batch.append((index, term, data))
-        if early and cmd.mode == "await_consensus":
-            _reply_before_commit(state, index, now, batch[-1][2], cmd, effects)  # MUTATION: no commit wait
-        elif cmd.mode != "noreply":
+        if cmd.mode != "noreply" and not (cmd.mode == "await_consensus"
+                                          and answered_at_append(state, index, now, data, cmd, effects)):
             pending.append((index, cmd))
     if batch:
         state.log.append(batch)
         replicate(state, effects)
         evaluate_commit(state, effects)
-
-
-def _reply_before_commit(state: ServerState, index: int, time_ms: int, data: bytes, cmd: Command,
-                         effects: list[Effect]) -> None:
-    """Mutation ``reply_before_commit``: answer now, from the machine applied to a
-    scratch copy of the current applied state (machine effects dropped)."""
-    import copy
-
-    from raft_otp.core.machine import ApplyMeta
-
-    meta = ApplyMeta(index, state.term, state.effective_machine_version, time_ms)
-    command = enc.decode_unchecked(data)[1]  # as the real apply will see it
-    result = state.machine.apply(meta, command, copy.deepcopy(state.machine_state))
-    effects.append(Reply(cmd.reply_to, result[1], state.id))
 
 
 def replicate(state: ServerState, effects: list[Effect], tell_commit: bool = True) -> None:
@@ -454,14 +439,13 @@ def pre_vote_to_leader(state: ServerState, rpc: PreVoteRpc, effects: list[Effect
 def evaluate_commit(state: ServerState, effects: list[Effect]) -> None:
     """Figure 2: commit the highest index replicated (durably) on a quorum of
     voters, if it is of the current term."""
-    mutations = state.cfg.mutations
+    rules = state.cfg.rules
     indexes = [p.match_index for p in state.peers.values() if p.kind == "voter"]
     if state.members.get(state.id) == "voter":
-        own = state.log.last_index_term() if mutations.leader_commit_own_unwritten else state.log.last_written()
-        indexes.append(own[0])
+        indexes.append(rules.leader_counted_index(state))
     agreed = agreed_index(indexes)
     if agreed > state.commit_index:
-        if mutations.commit_old_term_by_counting or state.log.fetch_term(agreed) == state.term:
+        if rules.commit_counts_entry(state, agreed):
             state.commit_index = agreed
             apply_committed(state, effects)
             if state.role == "leader":
@@ -549,7 +533,7 @@ def check_quorum(state: ServerState, effects: list[Effect]) -> bool:
     tick checks in a row and sent nothing.  The node detector's heartbeats are the
     only traffic of an idle cluster; the second rule catches a link that carries
     node heartbeats but loses our messages.  Liveness only: no safety rule rests on it."""
-    if state.cfg.mutations.no_check_quorum or state.role != "leader":
+    if state.role != "leader":
         return False
     voters = state.voters()
     live = 1 if state.id in voters else 0
@@ -557,7 +541,7 @@ def check_quorum(state: ServerState, effects: list[Effect]) -> bool:
         if peer.kind == "voter" and (peer.heard or (not peer.node_down
                                                     and peer.silent_ticks < CHECK_QUORUM_SILENT_TICKS)):
             live += 1
-    if has_quorum(live, len(voters)):
+    if state.cfg.rules.keeps_leadership(state, live, len(voters)):
         return False
     become_follower(state, None, effects)
     if state.is_voter() and fences.may_vote(state):
@@ -575,7 +559,7 @@ def leader_after_apply(state: ServerState, effects: list[Effect]) -> None:
 # ---- queries ----------------------------------------------------------------------
 
 def consistent_query(state: ServerState, q: ConsistentQuery, effects: list[Effect]) -> None:
-    if state.cfg.mutations.consistent_query_without_heartbeat:
+    if not state.cfg.rules.consistent_query_needs_heartbeat(state):
         query_reply(state, q.reply_to, q.fun, state.id, effects)
         return
     state.query_index += 1

@@ -601,8 +601,14 @@ class Transport:
         link.sock = sock  # the caller (_flush) holds the send lock
         self.detector.track(link.node, time.monotonic())
         link.hello_due = False
-        # nothing but the hello until the peer's answer (unless its hello came first)
-        link.awaiting_hello = link.node not in self._peer_versions
+        # nothing but the hello until the peer's answer, unless its hello came first
+        # (a link made again after _forget, or on a peer's hello)
+        agreed = self._peer_versions.get(link.node)
+        link.awaiting_hello = agreed is None and link.node not in self._refused_peers
+        link.refused = link.node in self._refused_peers
+        if agreed is not None and agreed != link.version:
+            link.version = agreed
+            link.prefix = envelope.batch_prefix(self.node, self._creation, self._link_flags, agreed)
         link.hello_sent_s = time.monotonic()
         self._send_hello(link, is_answer=False)  # the link's first frame
 

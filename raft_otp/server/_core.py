@@ -19,8 +19,9 @@ log = logging.getLogger("raft_otp.server")
 
 def init(*, server_id: ServerId, uid: str, cluster_name: str, initial_members: list[ServerId],
          machine: Any, machine_config: Any, log: Any, meta: tuple[Any, ...], config: Any,
-         rng: Any) -> tuple[Any, list[Any]]:
-    """Build the core state from the durable meta, snapshot and log; return (state, effects)."""
+         rng: Any, rules: Any = None) -> tuple[Any, list[Any]]:
+    """Build the core state from the durable meta, snapshot and log; return (state, effects).
+    ``rules``: the system's Raft rules (``SystemContext.rules``); None: the correct ones."""
     from raft_otp.core.config import ServerConfig, ServerMeta
     from raft_otp.core.server import init_server
 
@@ -32,7 +33,7 @@ def init(*, server_id: ServerId, uid: str, cluster_name: str, initial_members: l
         commit_notify_delay_ms=getattr(config, "commit_notify_delay_ms", 5),
         max_command_bytes=getattr(config, "max_command_bytes", 1_048_576),
         on_machine_error=getattr(config, "on_machine_error", "reply"),
-        mutations=_mutations(config))
+        rules=_rules(rules))
     term, voted_for, last_applied, vote_unproven, data_lost, durable_commit = meta
     if voted_for is not None and not isinstance(voted_for, ServerId):
         voted_for = ServerId(voted_for[0], voted_for[1])
@@ -52,11 +53,11 @@ def _log_fence(server_id: ServerId, fmt: str, *args: Any) -> None:
     log.warning("%s: " + fmt, server_id, *args)
 
 
-def _mutations(config: Any) -> Any:
-    """The system config's safety mutations (testing only); none when it has no such field."""
-    from raft_otp.core.config import Mutations
-    m = getattr(config, "mutations", None)
-    return m if isinstance(m, Mutations) else Mutations()
+def _rules(rules: Any) -> Any:
+    """The Raft rules a server applies: the correct ones unless the system was started
+    with others (``start_system(cfg, rules=...)``, testing only)."""
+    from raft_otp.core.rules import RAFT_RULES
+    return RAFT_RULES if rules is None else rules
 
 
 from raft_otp.core.server import handle  # noqa: E402  (the hot path: no wrapper)

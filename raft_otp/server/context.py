@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from raft_otp.core.rules import RAFT_RULES, Rules
 from raft_otp.system.config import SystemConfig
 from raft_otp.system.directory import Directory
 
@@ -19,3 +20,4 @@ class SystemContext:
     directory: Directory
     wal_name: str | None = None  # registered name of the WAL actor, for monitoring
     extra: dict[str, Any] = field(default_factory=dict)
+    rules: Rules = RAFT_RULES  # the servers' Raft rules; others only in tests (start_system's rules=)

@@ -30,7 +30,6 @@ import types
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from raft_otp.core.config import Mutations
 from raft_otp.errors import ConfigError
 
 
@@ -120,16 +119,14 @@ class SystemConfig:
     # extra keys handed verbatim to the log system factory (those that are
     # raft_otp.log.LogConfig fields are checked against its annotations)
     log_options: dict[str, Any] = field(default_factory=dict)
-    # safety mutations (testing only): a Mutations, or "flag[,flag...]" of its fields;
-    # normalised to a Mutations by __post_init__ and passed into every ServerConfig
-    mutations: Any = ""
+    # (no safety mutations here: a system gets broken Raft rules only from the Python
+    # call that starts it, start_system(cfg, rules=...), in tests; raft_otp.testing.mutations)
 
     def __post_init__(self) -> None:
         hints = _hints(SystemConfig)
         for f in dataclasses.fields(self):
             check_value(f.name, getattr(self, f.name), hints[f.name])
         _check_log_options(self.log_options)
-        object.__setattr__(self, "mutations", parse_mutations(self.mutations))
 
     @classmethod
     def from_any(cls, config: "SystemConfig | dict[str, Any]") -> "SystemConfig":
@@ -247,31 +244,6 @@ def _check_log_options(options: dict[str, Any]) -> None:
         check_value(f"log_options.{key}", value, hints[key])
 
 
-MUTATION_FLAGS = tuple(f.name for f in dataclasses.fields(Mutations))
-
-
-def parse_mutations(spec: "Mutations | str | None") -> Mutations:
-    """``None``/``""`` -> no mutation; ``"a,b"`` -> ``Mutations(a=True, b=True)``; a
-    ``Mutations`` as is.  Unknown flag names raise ``ConfigError`` naming the known ones."""
-    if spec is None:
-        return Mutations()
-    if isinstance(spec, Mutations):
-        return spec
-    if not isinstance(spec, str):
-        raise ConfigError(f"config key 'mutations' must be a Mutations or a comma-separated "
-                          f"string; got {spec!r} ({type(spec).__name__})")
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    bad = [n for n in names if n not in MUTATION_FLAGS]
-    if bad:
-        raise ConfigError(f"unknown mutation flag(s) {bad}; known: {list(MUTATION_FLAGS)}")
-    return Mutations(**{n: True for n in names})
-
-
-def active_mutations(m: Mutations) -> list[str]:
-    """Names of the flags switched on in ``m``."""
-    return [n for n in MUTATION_FLAGS if getattr(m, n)]
-
-
 # ---- the node's part of a config file -------------------------------------------------
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -324,7 +296,8 @@ _NODE_PATHS = ("cookie_file", "key_file", "allowed_keys")
 #: Keys a config file may not set, and why: refused, never ignored.
 REFUSED_FILE_KEYS: dict[str, str] = {
     "data_dir": "the data dir is given by --data-dir (the file may serve several nodes)",
-    "mutations": "safety mutations are for tests only (python -m raft_otp.system --mutation)",
+    "mutations": "safety mutations are for tests only (python -m raft_otp.testing.nemesis_node "
+                 "--mutation)",
 }
 REFUSED_FILE_LOG_OPTIONS: dict[str, str] = {
     "file_io": "a file layer object, set from Python only",

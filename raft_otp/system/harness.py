@@ -66,7 +66,10 @@ class NodeProcs:
 
     def __init__(self, base_dir: str, n: int = 3, *, prefix: str = "n", wal_sync_method: str = "datasync",
                  log_level: str = "WARNING", extra_args: list[str] | None = None,
-                 transport_security: str = "mac") -> None:
+                 transport_security: str = "mac", node_module: str = "raft_otp.system") -> None:
+        """``node_module``: the entry point each node runs (``python -m``); tests that need
+        broken Raft rules use ``raft_otp.testing.nemesis_node`` with ``--mutation`` in
+        ``extra_args``."""
         from raft_otp.node.security import Security, private_dir, write_private
         self.base_dir = base_dir
         private_dir(base_dir)
@@ -76,6 +79,7 @@ class NodeProcs:
         self.wal_sync_method = wal_sync_method
         self.log_level = log_level
         self.extra_args = extra_args or []
+        self.node_module = node_module
         self.nodes = [NodeProc(f"{prefix}{i + 1}@127.0.0.1:{free_port()}",
                                os.path.join(base_dir, f"{prefix}{i + 1}")) for i in range(n)]
         self.client_name: str | None = None
@@ -124,7 +128,7 @@ class NodeProcs:
             raise RuntimeError(f"{np.name} is already running")
         os.makedirs(np.data_dir, mode=0o700, exist_ok=True)
         np.ready = threading.Event()
-        cmd = [sys.executable, "-m", "raft_otp.system", "--data-dir", np.data_dir, "--node", np.name,
+        cmd = [sys.executable, "-m", self.node_module, "--data-dir", np.data_dir, "--node", np.name,
                "--cookie-file", self.cookie_file, "--wal-sync-method", self.wal_sync_method,
                "--log-level", self.log_level, *self.extra_args]
         log_path = os.path.join(self.base_dir, np.name.split("@")[0] + ".log")

@@ -34,12 +34,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from raft_otp.errors import BadArgument, ConfigError, NodeHalted, RaftError
 from raft_otp.system import datadir_lock
-from raft_otp.system.config import SystemConfig, active_mutations
+from raft_otp.system.config import SystemConfig
 
 if TYPE_CHECKING:
+    from raft_otp.core.rules import Rules
     from raft_otp.node.security import Security
-
-MUTATION_ENV = "RAFT_OTP_MUTATION"
 
 log = logging.getLogger("raft_otp.system")
 
@@ -82,8 +81,12 @@ def run_node(data_dir: str, node_name: str, cookie: str | None,
              announce: bool = True, detection_ms: int = DEFAULT_DETECTION_MS,
              dir_lock: datadir_lock.DataDirLock | None = None,
              metrics_port: int | None = None,
-             transport_security: Security | None = None) -> int:
+             transport_security: Security | None = None,
+             rules: Rules | None = None) -> int:
     """Run a node until SIGTERM/SIGINT (or ``stop_event``); returns an exit code.
+
+    ``rules`` is for testing only: broken Raft rules for every server of the node's
+    system (``raft_otp.testing.nemesis_node`` passes them; see ``start_system``).
 
     ``transport_security`` (key files included) defaults to the config's mode with the
     key files in the data dir (``Security.for_data_dir``).
@@ -102,7 +105,7 @@ def run_node(data_dir: str, node_name: str, cookie: str | None,
     lock = dir_lock if dir_lock is not None else datadir_lock.acquire(cfg.data_dir)
     try:
         return _run_locked(cfg, lock, node_name, cookie, cookie_file, stop_event, announce,
-                           detection_ms, metrics_port, transport_security)
+                           detection_ms, metrics_port, transport_security, rules)
     finally:
         lock.release()  # the system released it already unless it failed to start
 
@@ -110,14 +113,10 @@ def run_node(data_dir: str, node_name: str, cookie: str | None,
 def _run_locked(cfg: SystemConfig, lock: datadir_lock.DataDirLock, node_name: str,
                 cookie: str | None, cookie_file: str | None, stop_event: threading.Event | None,
                 announce: bool, detection_ms: int, metrics_port: int | None = None,
-                transport_security: Security | None = None) -> int:
+                transport_security: Security | None = None, rules: Rules | None = None) -> int:
     from raft_otp.node import runtime as node_rt
     from raft_otp.system import runtime
 
-    on = active_mutations(cfg.mutations)
-    if on:
-        log.warning("!!! node %s: SAFETY MUTATION(S) %s ON -- this node runs deliberately "
-                    "broken Raft (testing only) !!!", node_name, ",".join(on))
     stop = stop_event or threading.Event()
     if threading.current_thread() is threading.main_thread():
         def on_signal(signum: int, frame: Any) -> None:
@@ -137,7 +136,7 @@ def _run_locked(cfg: SystemConfig, lock: datadir_lock.DataDirLock, node_name: st
                            cfg.transport_security, cfg.data_dir))
     metrics = None
     try:
-        system = runtime.start_system(cfg, dir_lock=lock)
+        system = runtime.start_system(cfg, dir_lock=lock, rules=rules)
         node_rt.set_status_provider(status)
         n = len(system.ctx.directory)
         log.info("node %s: system %s up in %s with %d servers", node_name, cfg.name, cfg.data_dir, n)
@@ -216,7 +215,9 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, rules: Rules | None = None) -> int:
+    """The command line of a node.  ``rules`` (testing only, not an option) goes to
+    ``run_node``: ``raft_otp.testing.nemesis_node`` starts mutated nodes this way."""
     p = _Parser(prog="python -m raft_otp.system", description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", required=True)
     p.add_argument("--node", required=True, help="name@host:port")
@@ -239,25 +240,21 @@ def main(argv: list[str] | None = None) -> int:
                    "port, printed as 'METRICS host:port')")
     p.add_argument("--transport-security", default="mac", choices=["mac", "curve"],
                    help="curve: keys in DATA_DIR/node.key and DATA_DIR/allowed_keys")
-    p.add_argument("--mutation", default=None, metavar="FLAG[,FLAG]",
-                   help="switch these raft_otp.core.config.Mutations safety rules OFF "
-                        f"(testing only; default: env {MUTATION_ENV})")
     a = p.parse_args(argv)
     from raft_otp.system.logging_setup import setup as setup_logging
     setup_logging(a.log_level, a.log_format)
     if a.switch_interval_ms is not None:
         sys.setswitchinterval(a.switch_interval_ms / 1000.0)
-    mutation = a.mutation if a.mutation is not None else os.environ.get(MUTATION_ENV, "")
     try:
         cfg = SystemConfig(name=a.system, data_dir=a.data_dir, wal_sync_method=a.wal_sync_method,
                            broadcast_time_ms=a.broadcast_time_ms,
-                           min_snapshot_interval=a.min_snapshot_interval, mutations=mutation,
+                           min_snapshot_interval=a.min_snapshot_interval,
                            transport_security=a.transport_security)
     except BadArgument as exc:  # ConfigError: names the key, what it expects, what it got
         p.error(str(exc))
     try:
         return run_node(a.data_dir, a.node, a.cookie, cfg, cookie_file=a.cookie_file,
-                        detection_ms=a.detection_ms, metrics_port=a.metrics_port)
+                        detection_ms=a.detection_ms, metrics_port=a.metrics_port, rules=rules)
     except RaftError as exc:  # a locked data dir, a corrupt file, ...: one line, no traceback
         sys.stderr.write(f"{p.prog}: error: {exc}\n")
         return 1

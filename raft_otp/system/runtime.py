@@ -29,6 +29,7 @@ from supervisors import ChildSpec, Supervisor
 from supervisors.supervisor import NotFound
 
 from raft_otp import protocol
+from raft_otp.core.rules import RAFT_RULES, Rules
 from raft_otp.errors import BadArgument, SystemNotRunning
 from raft_otp.server.context import SystemContext
 from raft_otp.system import _log, datadir_lock
@@ -117,9 +118,14 @@ def on_root_gave_up(fn: Callable[[Any], None]) -> Callable[[], None]:
 
 
 def start_system(config: SystemConfig | dict[str, Any], *,
-                 dir_lock: datadir_lock.DataDirLock | None = None) -> System:
+                 dir_lock: datadir_lock.DataDirLock | None = None,
+                 rules: Rules | None = None) -> System:
     """Start a named system in ``config.data_dir``; calling it again for the same
     name and dir returns the running system.
+
+    ``rules`` is for testing only: the Raft rules every server of the system applies
+    (default: the correct ones, ``raft_otp.core.rules.RAFT_RULES``).  Broken ones come
+    from ``raft_otp.testing.mutations.rules_for``; the system then logs a WARNING.
 
     The data dir is locked first (``DataDirLocked`` if another system, in this
     process or another, holds it), before anything in it is touched.  A caller
@@ -132,6 +138,7 @@ def start_system(config: SystemConfig | dict[str, Any], *,
     cfg = cfg.replace(data_dir=os.path.abspath(cfg.data_dir))
     if dir_lock is not None and (not dir_lock.held or dir_lock.data_dir != cfg.data_dir):
         raise BadArgument(f"dir_lock {dir_lock!r} is not a held lock of {cfg.data_dir}")
+    rules = _checked_rules(rules, cfg.name)
     protocol.install()
     with _lock:
         old = _systems.get(cfg.name)
@@ -147,7 +154,7 @@ def start_system(config: SystemConfig | dict[str, Any], *,
             _close(dead)
         lock = dir_lock if dir_lock is not None else datadir_lock.acquire(cfg.data_dir)
         try:
-            system = _open(cfg, lock)
+            system = _open(cfg, lock, rules)
         except BaseException:
             if dir_lock is None:
                 lock.release()
@@ -157,13 +164,24 @@ def start_system(config: SystemConfig | dict[str, Any], *,
         return system
 
 
-def _open(cfg: SystemConfig, lock: datadir_lock.DataDirLock) -> System:
+def _checked_rules(rules: Rules | None, system: str) -> Rules:
+    """``start_system``'s ``rules``: the correct ones by default; any other is loud."""
+    if rules is None or rules is RAFT_RULES:
+        return RAFT_RULES
+    if not isinstance(rules, Rules):
+        raise BadArgument(f"rules must be a raft_otp.core.rules.Rules, got {type(rules).__name__}")
+    log.warning("!!! system %s: its servers apply %r, not Raft's rules -- deliberately "
+                "broken Raft (testing only) !!!", system, rules)
+    return rules
+
+
+def _open(cfg: SystemConfig, lock: datadir_lock.DataDirLock, rules: Rules = RAFT_RULES) -> System:
     """Build and start the system's tree in its (locked) data dir; undone if it fails."""
     from raft_otp.node.runtime import call, node
     from raft_otp.system.system_actor import ServerOpReq
     directory = Directory(cfg.data_dir)
     infra = _log.make(cfg)
-    ctx = SystemContext(cfg, node(), infra.log_system, directory, infra.wal_name)
+    ctx = SystemContext(cfg, node(), infra.log_system, directory, infra.wal_name, rules=rules)
     system = System(cfg, ctx, infra, lock)
 
     def make_servers_sup() -> Supervisor:

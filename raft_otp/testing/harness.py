@@ -8,10 +8,10 @@ from typing import Any, Iterable, TypeVar
 
 from raft_otp.core import ServerConfig, ServerMeta, handle, init_server
 from raft_otp.core import entries as enc
-from raft_otp.core.config import Mutations
 from raft_otp.core.events import LeaderDown, LogEvent
 from raft_otp.core.machine import Machine
 from raft_otp.core.memlog import MemoryLog
+from raft_otp.core.rules import RAFT_RULES, Rules
 from raft_otp.core.state import ServerState
 from raft_otp.core.types import Entry, ServerId
 from raft_otp.machines import Counter
@@ -24,11 +24,12 @@ def sid(name: str) -> ServerId:
 
 
 class Node:
-    """One core server with its memory log and the log events it posted."""
+    """One core server with its memory log and the log events it posted (``rules``:
+    broken ones from ``raft_otp.testing.mutations.rules_for`` to test a mutation)."""
 
     def __init__(self, name: str, members: Iterable[str], *, entries: Iterable[tuple[int, Any]] = (),
                  term: int = 0, voted_for: str | None = None, machine: Machine | None = None,
-                 mutations: Mutations | None = None, batch: int = 128, pipeline: int = 4096,
+                 rules: Rules = RAFT_RULES, batch: int = 128, pipeline: int = 4096,
                  seed: int = 1, commit_notify_delay_ms: int = 5) -> None:
         self.posted: list[object] = []
         self.log = MemoryLog(self.posted.append)
@@ -45,7 +46,7 @@ class Node:
         cfg = ServerConfig(self.id, "test", tuple(sid(m) for m in members), None,
                            max_append_entries_rpc_batch_size=batch, max_pipeline_count=pipeline,
                            commit_notify_delay_ms=commit_notify_delay_ms,
-                           mutations=mutations or Mutations())
+                           rules=rules)
         self.cfg = cfg
         self.machine = machine or Counter()
         self.meta = ServerMeta(term, sid(voted_for) if voted_for else None, 0)

@@ -50,8 +50,9 @@ network namespace, cut by blackhole routes (``raft_otp.testing.nemesis_netns``).
 Either way the client node still reaches every node, as a client on the same
 side of each partition would.
 
-``--mutation NAME`` starts the nodes with that ``raft_otp.core.config.Mutations``
-flag on (a bug on purpose); the run must then fail.
+``--mutation NAME[,NAME]`` starts the nodes with those broken Raft rules
+(``raft_otp.testing.mutations``, through ``nemesis_node --mutation``: a bug on
+purpose); the run must then fail.
 
 ``--release-cursor-every N`` (default 200) is how often the key-value machine
 offers a snapshot point; 0 means no snapshots.  The ``vote_for_stale_log``
@@ -75,6 +76,8 @@ import threading
 import time
 from typing import Any
 
+from raft_otp.errors import BadArgument
+from raft_otp.testing.mutations import parse_names
 from raft_otp.testing.nemesis_faults import (CLUSTER, FAULT_KINDS, RELEASE_CURSOR_EVERY, SYSTEM,
                                              Nemesis, kv_machine)
 
@@ -312,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=6)
     p.add_argument("--op-timeout", type=float, default=3.0, help="seconds before 'unknown'")
     p.add_argument("--mutation", default=None,
-                   help="a raft_otp.core.config.Mutations flag to switch on in every node")
+                   help="NAME[,NAME]: break these Raft rules in every node "
+                        "(raft_otp.testing.mutations)")
     p.add_argument("--hold", default="2,5",
                    help="MIN,MAX seconds each fault lasts (default %(default)s)")
     p.add_argument("--converge-timeout", type=float, default=60.0,
@@ -341,6 +345,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--hold wants MIN,MAX seconds with 0 < MIN <= MAX")
     if a.release_cursor_every < 0:
         p.error("--release-cursor-every wants N >= 0")
+    try:
+        parse_names(a.mutation)
+    except BadArgument as exc:
+        p.error(f"--mutation: {exc}")
     code, s = run(a.duration, a.seed, a.nodes, a.out, kinds=kinds, clients=a.clients,
                   mutation=a.mutation, op_timeout_s=a.op_timeout, log_level=a.node_log_level,
                   hold_s=(hold[0], hold[1]), converge_s=a.converge_timeout,

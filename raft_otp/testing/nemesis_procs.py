@@ -100,13 +100,11 @@ class Cluster:
             raise RuntimeError(f"{np.name} is already running")
         os.makedirs(np.data_dir, exist_ok=True)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env.pop("RAFT_OTP_MUTATION", None)
-        if self.mutation:
-            env["RAFT_OTP_MUTATION"] = self.mutation
         prefix = self.netns.exec_prefix(i) if self.netns is not None else []
+        mutation = ["--mutation", self.mutation] if self.mutation else []
         cmd = [*prefix, sys.executable, "-m", "raft_otp.testing.nemesis_node", "--data-dir", np.data_dir,
                "--node", np.name, "--cookie-file", self.cookie_file,
-               "--log-level", self.log_level, *self.extra_args]
+               "--log-level", self.log_level, *mutation, *self.extra_args]
         log = open(np.log_path, "a")
         log.write(f"---- nemesis: start {np.name} (incarnation {np.incarnations + 1}) "
                   f"at {time.strftime('%H:%M:%S')}\n")

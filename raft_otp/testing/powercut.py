@@ -1,4 +1,4 @@
-"""Power cuts on a real cluster: ``python -m raft_otp.testing.powercut --seeds N [--mutation FLAG]``.
+"""Power cuts on a real cluster: ``python -m raft_otp.testing.powercut --seeds N [--mutation NAME]``.
 
 Three systems in this process (one member of a 3-member cluster each: its own
 WAL, segment writer, meta store, supervisors and server actor, the real code
@@ -60,6 +60,7 @@ import raft_otp
 from raft_otp.core.machine import ApplyMeta, Machine, ReleaseCursor
 from raft_otp.core.types import ServerId
 from raft_otp.errors import RaftError
+from raft_otp.testing.mutations import rules_for
 from raft_otp.testing.powercut_fs import PowerCutFS
 
 log = logging.getLogger("raft_otp.testing.powercut")
@@ -109,7 +110,7 @@ class Cluster:
         self.base = base
         self.fs = fs
         self.tag = tag
-        self.mutations = mutations
+        self.rules = rules_for(mutations)  # broken Raft rules, if any (raft_otp.testing.mutations)
         self.timeout = call_timeout_s
         self.names = [f"pc{k}_{tag}" for k in range(3)]
         self.ids = [ServerId(f"m{k}_{tag}", raft_otp.node_name()) for k in range(3)]
@@ -132,10 +133,10 @@ class Cluster:
 
     def start_system(self, k: int) -> None:
         cfg = {"name": self.names[k], "data_dir": f"{self.base}/{k}", "wal_max_size_bytes": 4096,
-               "segment_max_entries": 8, "min_snapshot_interval": 8, "mutations": self.mutations,
+               "segment_max_entries": 8, "min_snapshot_interval": 8,
                "receive_snapshot_timeout_ms": 1000,
                "log_options": {"file_io": self.fs, "wal_workers": 2}}
-        self.systems[k] = raft_otp.start_system(cfg)
+        self.systems[k] = raft_otp.start_system(cfg, rules=self.rules)
 
     def stop_all(self) -> None:
         for k, s in enumerate(self.systems):
@@ -562,7 +563,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m raft_otp.testing.powercut", description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=20, help="random-workload seeds (each: 2 cuts)")
     ap.add_argument("--seed-start", type=int, default=0)
-    ap.add_argument("--mutation", default="", help="a raft_otp.core.config.Mutations flag (or a,b)")
+    ap.add_argument("--mutation", default="",
+                    help="NAME[,NAME]: break these Raft rules (raft_otp.testing.mutations)")
     ap.add_argument("--scripted-every", type=int, default=1,
                     help="cut the scripted workload at every Nth sync point (0: skip it)")
     ap.add_argument("--quiet", action="store_true")

@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import heapq
 import random
-from dataclasses import replace
 from typing import Any
 
 from raft_otp.core import ServerConfig, ServerMeta, handle, init_server
-from raft_otp.core.config import Mutations
+from raft_otp.core.rules import RAFT_RULES, Rules
 from raft_otp.core.effects import (
     CancelElectionTimer,
     MachineEffects,
@@ -168,7 +167,7 @@ class Client:
 
 class Simulation:
     def __init__(self, seed: int, servers: int = 3, steps: int = 2000, machine: str = "counter",
-                 mutations: Mutations | None = None, trace: bool = False) -> None:
+                 rules: Rules = RAFT_RULES, trace: bool = False) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
         self.wt_rng = random.Random(seed * 7919 + 17)
@@ -180,7 +179,7 @@ class Simulation:
         self.n = servers
         self.max_steps = steps
         self.machine_kind = machine
-        self.mutations = mutations or Mutations()
+        self.rules = rules  # broken ones: raft_otp.testing.mutations
         self.now = 0
         self.queue: list[tuple[int, int, int, Any, Any]] = []
         self.seq = 0
@@ -254,7 +253,7 @@ class Simulation:
             srv.log.set_notify(notify)
         members = self.initial if fresh and sid in self.initial else ()
         cfg = ServerConfig(sid, "sim", members, None, max_append_entries_rpc_batch_size=self.batch,
-                           max_pipeline_count=self.pipeline, mutations=self.mutations)
+                           max_pipeline_count=self.pipeline, rules=self.rules)
         srv.alive = True
         srv.inbox = []
         srv.timer_gen += 1
@@ -666,11 +665,11 @@ def _short(event: Any) -> str:
     return text if len(text) < 160 else text[:157] + "..."
 
 
-def run_seed(seed: int, servers: int = 3, steps: int = 2000, mutations: Mutations | None = None,
+def run_seed(seed: int, servers: int = 3, steps: int = 2000, rules: Rules = RAFT_RULES,
              trace: bool = False) -> tuple[bool, str, dict[str, Any]]:
     """Run one seed.  Returns (ok, failure report, summary)."""
     machine = "kv" if seed % 4 == 3 else "counter"
-    sim = Simulation(seed, servers, steps, machine, mutations, trace=trace)
+    sim = Simulation(seed, servers, steps, machine, rules, trace=trace)
     try:
         sim.run()
     except Violation as v:
@@ -681,10 +680,10 @@ def run_seed(seed: int, servers: int = 3, steps: int = 2000, mutations: Mutation
     return True, "", sim.summary()
 
 
-def mutation_by_name(name: str | None) -> Mutations:
-    if not name:
-        return Mutations()
-    return replace(Mutations(), **{name: True})
+def mutation_by_name(name: str | None) -> Rules:
+    """The rules of ``--mutation NAME[,NAME]`` (none: Raft's own)."""
+    from raft_otp.testing.mutations import rules_for
+    return rules_for(name)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--servers", type=int, choices=(3, 5), default=3)
     p.add_argument("--seed-start", type=int, default=0)
     p.add_argument("--jobs", type=int, default=1, help="worker processes")
-    p.add_argument("--mutation", default=None, help="switch one safety rule off (see core.config.Mutations)")
+    p.add_argument("--mutation", default=None, help="NAME[,NAME]: break these Raft rules (raft_otp.testing.mutations)")
     p.add_argument("--trace", action="store_true", help="record every delivered event in failure traces")
     p.add_argument("--verbose", action="store_true", help="print the full report of each failing seed")
     a = p.parse_args(argv)
