@@ -33,6 +33,7 @@ def init(*, server_id: ServerId, uid: str, cluster_name: str, initial_members: l
         commit_notify_delay_ms=getattr(config, "commit_notify_delay_ms", 5),
         max_command_bytes=getattr(config, "max_command_bytes", 1_048_576),
         on_machine_error=getattr(config, "on_machine_error", "reply"),
+        tick_ms=getattr(config, "tick_ms", 1000),
         rules=_rules(rules))
     term, voted_for, last_applied, vote_unproven, data_lost, durable_commit = meta
     if voted_for is not None and not isinstance(voted_for, ServerId):
@@ -74,10 +75,6 @@ def view(state: Any) -> dict[str, Any]:
             "commit_index": state.commit_index, "last_applied": state.last_applied,
             "voted_for": state.voted_for, "machine_overview": mo,
             "vote_unproven": state.vote_unproven, "data_lost": state.data_lost}
-
-
-def release_cursor(state: Any, effect: Any) -> None:
-    log.warning("machine effect %r reached the server actor; the core should handle it", effect)
 
 
 # ---- meta (term, voted_for, last_applied): the system's meta store, keyed by uid ----------
@@ -209,18 +206,6 @@ def down_reason(reason: Any) -> Any:
     if isinstance(reason, BaseException):
         return f"{type(reason).__name__}: {reason}"
     return repr(reason)
-
-
-def translate_foreign(actor: Any, message: Any) -> Any:
-    """Messages from other layers (monitor DOWNs) as core events, or None."""
-    from supervisors.monitors import Down
-    if isinstance(message, Down):
-        if actor._wal_mon is not None and message.ref == actor._wal_mon:
-            actor._wal_mon = None
-            return ev.WalDown()
-        if actor._watch is not None and message.ref == actor._watch[1]:
-            return actor.leader_down(message.target, message.reason)
-    return None
 
 
 from raft_otp.node.runtime import send as _node_send  # noqa: E402  (the hot path: no import per call)

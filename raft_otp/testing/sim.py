@@ -73,6 +73,7 @@ from raft_otp.core.events import (
 from raft_otp.core.machine import ApplyMeta, Machine
 from raft_otp.core.memlog import MemoryLog
 from raft_otp.core.types import ServerId
+from raft_otp.server.executor import Executor, TimerFired
 from raft_otp.machines import Counter, KeyValue
 from raft_otp.errors import MachineError
 from raft_otp.testing.checks import CounterHistory, Invariants, RegisterHistory, Violation
@@ -137,7 +138,8 @@ class RecordingMachine(Machine):
 
 
 class SimServer:
-    __slots__ = ("id", "state", "log", "meta", "meta_prev", "alive", "timer_gen", "epoch", "inbox", "machine")
+    __slots__ = ("id", "state", "log", "meta", "meta_prev", "alive", "timer_gen", "epoch", "inbox", "machine",
+                 "executor")
 
     def __init__(self, sid: ServerId) -> None:
         self.id = sid
@@ -150,6 +152,90 @@ class SimServer:
         self.epoch = 0
         self.inbox: list[Command] = []
         self.machine: Machine | None = None
+        self.executor: Executor | None = None
+
+
+class SimPorts:
+    """The production effect executor's ports onto the simulation (its network,
+    clock, timers, meta and snapshot senders): ``raft_otp.server.executor.Ports``."""
+
+    def __init__(self, sim: "Simulation", srv: SimServer) -> None:
+        self.sim = sim
+        self.srv = srv
+        self.epoch = srv.epoch
+
+    def send(self, to: ServerId, rpc: Any) -> None:
+        self.sim._send(self.srv.id, to, rpc)
+
+    def send_same(self, name: str, nodes: list[str], rpc: Any) -> None:
+        for node in nodes:
+            self.sim._send(self.srv.id, ServerId(name, node), rpc)
+
+    def reply(self, to: Any, e: Any) -> None:
+        t = type(e)
+        if t is Reply or t is ReplyError:
+            self.sim._client_reply(e)
+        elif t is Notify:
+            for corr, value in e.replies:
+                self.sim._client_reply(Reply(corr, value, self.srv.id))
+        else:
+            for corr in e.correlations:
+                self.sim._client_reply(ReplyError(corr, "not_leader", e.leader))
+
+    def persist_meta(self, term: int, voted_for: ServerId | None, vote_unproven: bool,
+                     data_lost: int | None) -> None:
+        srv = self.srv
+        srv.meta_prev = srv.meta
+        srv.meta = srv.meta._replace(term=term, voted_for=voted_for, vote_unproven=vote_unproven,
+                                     data_lost=data_lost)
+
+    def persist_last_applied(self, index: int, durable_commit: int) -> None:
+        self.srv.meta = self.srv.meta._replace(last_applied=index, durable_commit=durable_commit)
+
+    def election_timeout_ms(self, kind: str) -> int:
+        lo, hi = TIMERS_MS[kind]
+        return self.sim.rng.randint(lo, hi)
+
+    def set_timer(self, message: TimerFired, delay_ms: int) -> None:
+        self.sim._push(max(1, delay_ms), TIMER, self.srv.id, (self.epoch, message))
+
+    def cancel_timer(self, key: str) -> None:
+        pass  # its generation is dead: the executor drops it when it fires
+
+    def role_changed(self, e: RoleChanged, old_role: str, old_leader: ServerId | None) -> None:
+        """The node's monitors and failure detector, as the real server's ports set them
+        up: a follower whose leader is dead, or cut off from it, hears so."""
+        sim, srv = self.sim, self.srv
+        sid = srv.id
+        sim._note(f"{sid.name} -> {e.role} t{e.term} leader={e.leader and e.leader.name}")
+        if e.role == "follower" and e.leader is not None:
+            leader = sim.servers.get(e.leader)
+            if leader is None or not leader.alive:
+                sim._push(sim.rng.randint(1, 20), LOCAL, sid, LeaderDown(e.leader))
+            elif (e.leader, sid) in sim.blocked:  # we hear nothing from its node
+                sim._push(sim.rng.randint(20, 80), LOCAL, sid, NodeDown(e.leader.node))
+        if e.role == "follower" and srv.state is not None and srv.state.removed:
+            for other in sim.servers.values():
+                if other.alive and other.state.leader_id == sid:
+                    sim._push(sim.rng.randint(5, 50), LOCAL, other.id, LeaderDown(sid))
+
+    def members_changed(self, e: MembersChanged) -> None:
+        pass
+
+    def start_snapshot(self, e: SendSnapshot) -> None:
+        self.sim._start_sender(self.srv, e)
+
+    def stop_snapshot(self, peer: ServerId) -> None:
+        self.sim.senders.pop((self.srv.id, peer), None)
+
+    def machine_effects(self, effects: tuple[Any, ...]) -> None:
+        pass
+
+    def snapshot_installed(self, e: SnapshotInstalled) -> None:
+        pass
+
+    def machine_failed(self, e: MachineFailed) -> None:
+        self.sim.machine_failures += 1
 
 
 class Client:
@@ -208,8 +294,6 @@ class Simulation:
         self.last_commit: dict[ServerId, int] = {}
         for sid in self.initial:
             self._start(sid, fresh=True)
-        for sid in ids:
-            self._push(self.rng.randint(1, TICK_MS), TICK, sid, None)
         for c in self.clients:
             self._push(self.rng.randint(1, 50), CLIENT, c.idx, None)
         self._push(self.rng.randint(100, 400), FAULT, None, None)
@@ -253,15 +337,16 @@ class Simulation:
             srv.log.set_notify(notify)
         members = self.initial if fresh and sid in self.initial else ()
         cfg = ServerConfig(sid, "sim", members, None, max_append_entries_rpc_batch_size=self.batch,
-                           max_pipeline_count=self.pipeline, rules=self.rules)
+                           max_pipeline_count=self.pipeline, tick_ms=TICK_MS, rules=self.rules)
         srv.alive = True
         srv.inbox = []
         srv.timer_gen += 1
+        srv.executor = Executor(sid, SimPorts(self, srv))
         state, effects = init_server(cfg, srv.log, machine, srv.meta, random.Random(self.rng.random()))
         srv.state = state
         self.last_commit[sid] = state.commit_index
         self._note(f"start {sid.name} {state!r}")
-        self._execute(srv, effects)
+        srv.executor.execute(effects)
 
     def _crash(self, sid: ServerId) -> None:
         srv = self.servers[sid]
@@ -287,61 +372,6 @@ class Simulation:
         self._push(rng.randint(1, self.delay_max), MSG, to, rpc)
         if self.dup and rng.random() < self.dup:
             self._push(rng.randint(1, self.delay_max * 2), MSG, to, rpc)
-
-    def _execute(self, srv: SimServer, effects: list[Any]) -> None:
-        sid = srv.id
-        for eff in effects:
-            t = type(eff)
-            if t is SendRpcs:
-                for to, rpc in eff.sends:
-                    self._send(sid, to, rpc)
-            elif t is SendRpc:
-                self._send(sid, eff.to, eff.rpc)
-            elif t is PersistMeta:
-                srv.meta_prev = srv.meta
-                srv.meta = srv.meta._replace(term=eff.term, voted_for=eff.voted_for,
-                                             vote_unproven=eff.vote_unproven, data_lost=eff.data_lost)
-            elif t is PersistLastApplied:
-                srv.meta = srv.meta._replace(last_applied=eff.index, durable_commit=eff.durable_commit)
-            elif t is StartElectionTimer:
-                srv.timer_gen += 1
-                lo, hi = TIMERS_MS[eff.kind]
-                self._push(self.rng.randint(lo, hi), TIMER, sid, srv.timer_gen)
-            elif t is CancelElectionTimer:
-                srv.timer_gen += 1
-            elif t is StartCommitTimer:
-                self._push(max(1, eff.delay_ms), LOCAL, sid, CommitTimeout())
-            elif t is Reply or t is ReplyError:
-                self._client_reply(eff)
-            elif t is RoleChanged:
-                self._note(f"{sid.name} -> {eff.role} t{eff.term} leader={eff.leader and eff.leader.name}")
-                if eff.role == "follower" and eff.leader is not None:
-                    leader = self.servers.get(eff.leader)
-                    if leader is None or not leader.alive:
-                        self._push(self.rng.randint(1, 20), LOCAL, sid, LeaderDown(eff.leader))
-                    elif (eff.leader, sid) in self.blocked:  # we hear nothing from its node
-                        self._push(self.rng.randint(20, 80), LOCAL, sid, NodeDown(eff.leader.node))
-                if eff.role == "follower" and srv.state is not None and srv.state.removed:
-                    for other in self.servers.values():
-                        if other.alive and other.state.leader_id == sid:
-                            self._push(self.rng.randint(5, 50), LOCAL, other.id, LeaderDown(sid))
-            elif t is SendSnapshot:
-                self._start_sender(srv, eff)
-            elif t is StopSnapshotSender:
-                self.senders.pop((sid, eff.to), None)
-            elif t is Notify:
-                for corr, value in eff.replies:
-                    self._client_reply(Reply(corr, value, sid))
-            elif t is Rejected:
-                for corr in eff.correlations:
-                    self._client_reply(ReplyError(corr, "not_leader", eff.leader))
-            elif t is MachineEffects or t is MembersChanged \
-                    or t is SnapshotInstalled or t is StartTickTimer or t is CancelTickTimer:
-                pass
-            elif t is MachineFailed:
-                self.machine_failures += 1
-            else:
-                raise AssertionError(f"unknown effect {eff!r}")
 
     # ---- snapshot sender (the actor's temporary child in the real system) -----------
     def _start_sender(self, srv: SimServer, eff: SendSnapshot) -> None:
@@ -566,7 +596,8 @@ class Simulation:
         if self.trace_on:
             self._note(f"{srv.id.name} <- {_short(event)}")
         state, effects = handle(state, event)
-        self._execute(srv, effects)
+        assert srv.executor is not None
+        srv.executor.execute(effects)
         inv = self.inv
         if state.role == "leader":
             if prev_role != "leader":
@@ -592,17 +623,14 @@ class Simulation:
                     self._deliver(srv, b)
         elif kind == TIMER:
             srv = self.servers[a]
-            if srv.alive and b == srv.timer_gen:
-                self._deliver(srv, ElectionTimeout())
+            if srv.alive and b[0] == srv.epoch and srv.executor is not None:
+                event = srv.executor.timer_event(b[1], self.now)
+                if event is not None:
+                    self._deliver(srv, event)
         elif kind == LOGEV:
             srv = self.servers[a]
             if srv.alive and b[0] == srv.epoch:
                 self._deliver(srv, LogEvent(b[1]))
-        elif kind == TICK:
-            srv = self.servers[a]
-            if srv.alive:
-                self._deliver(srv, Tick(self.now))
-            self._push(TICK_MS, TICK, a, None)
         elif kind == DRAIN:
             srv = self.servers[a]
             if srv.alive and b == srv.epoch and srv.inbox:
