@@ -29,7 +29,8 @@ from typing import Any, Protocol
 from .errors import SchedulerError
 
 __all__ = ["Scheduler", "Runnable", "default_scheduler", "configure_default", "peek_default",
-           "mark_inline_thread", "is_inline_thread", "current_scheduler", "wait_event",
+           "mark_inline_thread", "is_inline_thread", "in_inline_slice", "current_scheduler",
+           "wait_event",
            "THREADS_ENV"]
 
 logger = logging.getLogger("supervisors.scheduler")
@@ -62,6 +63,12 @@ def mark_inline_thread(on: bool = True) -> None:
 def is_inline_thread() -> bool:
     """True if the calling thread was marked with :func:`mark_inline_thread`."""
     return getattr(_tls, "inline", False)
+
+
+def in_inline_slice() -> bool:
+    """True while the calling thread runs an actor's slice inline (a delivering
+    thread, not the pool): a handler can tell, e.g. to leave a sync to another thread."""
+    return getattr(_tls, "in_inline", False)
 
 
 def current_scheduler() -> Scheduler | None:

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 from ._future import CallbackFuture
 from ._pool import (THREADS_ENV, Runnable, Scheduler, configure_default, current_scheduler,
-                    default_scheduler, is_inline_thread, mark_inline_thread, peek_default)
+                    default_scheduler, in_inline_slice, is_inline_thread, mark_inline_thread,
+                    peek_default)
 from ._scheduled import SLOW_SLICE_S, ScheduledActor, ScheduledInbox
 from ._watch import Envelope
 
 __all__ = ["Scheduler", "ScheduledActor", "ScheduledInbox", "CallbackFuture", "Envelope", "Runnable",
            "default_scheduler", "configure_default", "peek_default", "current_scheduler",
-           "mark_inline_thread", "is_inline_thread", "SLOW_SLICE_S", "THREADS_ENV"]
+           "mark_inline_thread", "is_inline_thread", "in_inline_slice", "SLOW_SLICE_S",
+           "THREADS_ENV"]

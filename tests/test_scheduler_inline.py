@@ -13,7 +13,7 @@ import pykka
 import pytest
 
 from supervisors import _scheduled
-from supervisors.scheduler import ScheduledActor, Scheduler, mark_inline_thread
+from supervisors.scheduler import ScheduledActor, Scheduler, in_inline_slice, mark_inline_thread
 
 T = 10.0
 
@@ -37,6 +37,7 @@ class Recorder(ScheduledActor):
         super().__init__()
         self.peer = peer
         self.seen: list[tuple[Any, str]] = []
+        self.inline_flags: list[bool] = []
         self.inside = 0
         self.max_inside = 0
 
@@ -55,6 +56,7 @@ class Recorder(ScheduledActor):
                 self.peer.tell(Fast("from-chain"))
                 self.actor_ref.tell(Fast("to-self"))
             self.seen.append((v, threading.current_thread().name))
+            self.inline_flags.append(in_inline_slice())
             return v
         finally:
             self.inside -= 1
@@ -119,6 +121,7 @@ def test_runs_on_the_marked_thread_only_when_it_may(sched):
         assert by_value[v].startswith("isched-"), (v, by_value[v])
     assert ref.proxy().sched_stats.get(timeout=T)["inline_slices"] == 1
     assert sched.stats()["inline_slices"] == 1
+    assert ref.proxy().inline_flags.get(timeout=T) == [True, False, False, False, False, False]
 
 
 def seen_now(ref: Any) -> list[tuple[Any, str]]:
@@ -160,28 +163,36 @@ def test_no_nested_inline_and_what_is_left_goes_to_the_pool(sched):
 
 def test_inline_deliveries_never_run_beside_a_pool_slice(sched):
     ref = hosted(sched).start()
-    marked, unmarked, per = 4, 2, 400
+    marked, unmarked, rounds, burst = 4, 2, 25, 16
+    senders = marked + unmarked
+    go = threading.Barrier(senders + 1)  # each round starts with the actor idle, all at once
+    done = threading.Barrier(senders + 1)
 
     def send(k: int, mark: bool) -> None:
         mark_inline_thread(mark)
-        for i in range(per):
-            if i % 50 == 49:
-                ref.ask(Fast((k, i)), timeout=T)
-            else:
-                ref.tell(Fast((k, i)))
+        for r in range(rounds):
+            go.wait(T)
+            for i in range(burst):
+                msg = Fast((k, r * burst + i))
+                ref.ask(msg, timeout=T) if i == burst - 1 and k % 2 else ref.tell(msg)
+            done.wait(T)
 
-    threads = [threading.Thread(target=send, args=(k, k < marked)) for k in range(marked + unmarked)]
+    threads = [threading.Thread(target=send, args=(k, k < marked)) for k in range(senders)]
     for t in threads:
         t.start()
+    for r in range(rounds):
+        wait_until(idle(ref))
+        go.wait(T)
+        done.wait(T)
+        wait_until(lambda: len(seen(ref)) == (r + 1) * senders * burst)
     for t in threads:
         t.join(T)
     got = seen(ref)
-    assert len(got) == (marked + unmarked) * per
-    for k in range(marked + unmarked):
-        assert [v[1] for v, _ in got if v[0] == k] == list(range(per))  # each sender in order
+    for k in range(senders):  # each sender's messages, all handled, in its order
+        assert [v[1] for v, _ in got if v[0] == k] == list(range(rounds * burst))
     assert ref.proxy().max_inside.get(timeout=T) == 1
     stats = ref.proxy().sched_stats.get(timeout=T)
-    assert stats["inline_slices"] > 0 and stats["slices"] > 0
+    assert stats["inline_slices"] > 0 and stats["slices"] > 0, stats  # both paths raced
 
 
 def test_a_slow_inline_slice_sends_the_actor_to_the_pool_for_a_while(sched, monkeypatch, caplog):
