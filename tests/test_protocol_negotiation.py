@@ -213,3 +213,41 @@ def test_a_malformed_hello_is_counted_and_never_raises(msgs) -> None:
         agreed = negotiate(versions.SUPPORTED, VersionRange(msgs[0][1], msgs[0][2]))
         assert ok is (agreed is not None)
         assert t.stats()["protocol"]["peers"].get("peer@127.0.0.1:1") == agreed
+
+
+_PINNED_CLIENT = ("import json, sys\n"
+                  "from raft_otp.protocol import versions\n"
+                  "versions.SUPPORTED = versions.VersionRange(4, 4)\n"
+                  "from raft_otp import node as N\n"
+                  "N.start_node('cl@127.0.0.1:0', sys.argv[1])\n"
+                  "out = {}\n"
+                  "for target in sys.argv[2:]:\n"
+                  "    try:\n"
+                  "        out[target] = N.call(('echo', target), 'hi', timeout=3)\n"
+                  "    except Exception as exc:\n"
+                  "        out[target] = type(exc).__name__\n"
+                  "out['protocol'] = N.transport_stats()['protocol']\n"
+                  "print(json.dumps(out), flush=True)\n"
+                  "N.stop_node()\n")
+
+
+def test_a_port_less_client_gets_its_replies_at_the_agreed_version(nodes) -> None:
+    """A client node (it binds no port) pinned to 4..4: the 3..4 member answers it at 4
+    over the connection the client opened, the 4..5 member too, and the 3..3 member is
+    refused at both ends."""
+    import json
+
+    wide, far, plain = nodes["wide"], nodes["far"], nodes["plain"]
+    done = subprocess.run([sys.executable, "-c", _PINNED_CLIENT, COOKIE, wide.name, far.name,
+                           plain.name], capture_output=True, timeout=60,
+                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    assert out[wide.name] == ["echo", wide.name, "hi"]
+    assert out[far.name] == ["echo", far.name, "hi"]
+    assert out[plain.name] in ("NodeDown", "Timeout")
+    assert out["protocol"]["peers"] == {wide.name: 4, far.name: 4}
+    assert out["protocol"]["refused"] == {plain.name: [3, 3]}
+    assert _stats(wide.name)["protocol"]["peers"]["cl@127.0.0.1:0"] == 4
+    assert wait_until(lambda: "refusing node cl@127.0.0.1:0: it speaks protocol versions 4..4, "
+                              "this node 3..3" in plain.log(), 5)

@@ -201,6 +201,9 @@ class Transport:
         self._prefix = envelope.batch_prefix(node, creation, self._link_flags, self._version_lo)
         self._client_prefix = envelope.batch_prefix(node, creation, envelope.FLAG_CLIENT,
                                                     self._version_lo)
+        # a client connection whose hello agreed another version -> its frames' prefix
+        # (bounded as the client routes; a connection not in it gets our oldest)
+        self._client_prefixes: dict[bytes, bytes] = {}
         self._replay = replay.ReplayGuard()
         self._reply_session = replay.new_session()  # replies to temporary clients (ROUTER)
         self._reply_counter = 0
@@ -712,11 +715,13 @@ class Transport:
         if not self._try_send(link, frame):
             self._set_pending(link, frame)
 
-    def _client_frame(self, items: list[bytes]) -> bytes:
-        """A sealed frame for a temporary client, over the ROUTER (I/O thread only)."""
+    def _client_frame(self, items: list[bytes], identity: bytes) -> bytes:
+        """A sealed frame for a client connected to our ROUTER, at the version agreed
+        with it (I/O thread only)."""
         self._reply_counter += 1
         return envelope.seal(self._key, envelope.build_body(
-            self._client_prefix, self._reply_session, self._reply_counter, items))
+            self._client_prefixes.get(identity, self._client_prefix), self._reply_session,
+            self._reply_counter, items))
 
     def _try_send(self, link: PeerLink, frame: bytes) -> bool:
         sock = link.sock
@@ -746,7 +751,8 @@ class Transport:
                 if more is not None:
                     items.append(more)
             try:
-                self._router.send_multipart([identity, self._client_frame(items)], zmq.NOBLOCK)
+                self._router.send_multipart([identity, self._client_frame(items, identity)],
+                                            zmq.NOBLOCK)
             except zmq.ZMQError:  # gone (ROUTER_MANDATORY: EHOSTUNREACH) or full
                 self.counters["send_errors"] += 1
 
@@ -1011,6 +1017,13 @@ class Transport:
             self._refused_peers.pop(sender, None)
             self._peer_versions[sender] = agreed
         if client_identity is not None:  # a client over our ROUTER: answer on its connection
+            prefixes = self._client_prefixes
+            prefixes.pop(client_identity, None)
+            if agreed is not None and agreed != self._version_lo:
+                if len(prefixes) >= _CLIENT_ROUTES_MAX:
+                    del prefixes[next(iter(prefixes))]
+                prefixes[client_identity] = envelope.batch_prefix(
+                    self.node, self._creation, envelope.FLAG_CLIENT, agreed)
             if not is_answer:
                 self._answer_client_hello(client_identity)
             return agreed is not None
