@@ -21,7 +21,6 @@ power-cut harness catches ``ack_before_durable``.
 from __future__ import annotations
 
 import copy
-import functools
 from typing import TYPE_CHECKING, ClassVar
 
 from raft_otp.core import entries as enc
@@ -158,7 +157,9 @@ MUTATIONS: dict[str, type[Mutation]] = {cls.names[0]: cls for cls in (
 """Every mutation by name (the names of the former ``Mutations`` flags)."""
 
 
-@functools.cache
+_COMBINED: dict[tuple[type[Mutation], ...], type[Mutation]] = {}
+
+
 def combine(*parts: type[Mutation]) -> type[Mutation]:
     """One class breaking every rule its ``parts`` break (each part overrides rules of
     its own, so the method resolution order merges them); the same parts give the
@@ -167,12 +168,16 @@ def combine(*parts: type[Mutation]) -> type[Mutation]:
         raise BadArgument("combine needs at least one mutation")
     if len(parts) == 1:
         return parts[0]
-    names = tuple(n for p in parts for n in p.names)
-    overridden = [m for p in parts for m in vars(p) if callable(vars(p)[m]) and not m.startswith("_")]
-    clash = sorted({m for m in overridden if overridden.count(m) > 1})
-    if clash:
-        raise BadArgument(f"mutations {list(names)} break the same rule(s) {clash}")
-    return type("+".join(p.__name__ for p in parts), parts, {"__slots__": (), "names": names})
+    made = _COMBINED.get(parts)
+    if made is None:
+        names = tuple(n for p in parts for n in p.names)
+        overridden = [m for p in parts for m, f in vars(p).items() if callable(f) and not m.startswith("_")]
+        clash = sorted({m for m in overridden if overridden.count(m) > 1})
+        if clash:
+            raise BadArgument(f"mutations {list(names)} break the same rule(s) {clash}")
+        made = _COMBINED.setdefault(parts, type("+".join(p.__name__ for p in parts), parts,
+                                                {"__slots__": (), "names": names}))
+    return made
 
 
 def parse_names(names: str | list[str] | tuple[str, ...] | None) -> list[str]:
