@@ -113,7 +113,7 @@ class ProcessHandle:
     def info(self) -> dict[str, Any]:
         cpu = rss = None
         try:
-            import psutil
+            import psutil  # type: ignore[import-untyped]
             if self._ps is None:
                 self._ps = psutil.Process(self.ref.pid)
             with self._ps.oneshot():
@@ -140,7 +140,8 @@ class SupervisorHandle:
         self.started_at = sup.started_at
 
     def add_listener(self, fn: Any) -> int | None:
-        return self.ref.add_listener(fn)
+        lid: int | None = self.ref.add_listener(fn)
+        return lid
 
     def remove_listener(self, lid: int) -> None:
         self.ref.remove_listener(lid)

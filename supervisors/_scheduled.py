@@ -108,7 +108,6 @@ class ScheduledInbox:
     def put(self, envelope: Any, /) -> None:
         """Queue ``envelope``; if the actor was idle, schedule it, or run it here
         (the inline policy: see the module docstring)."""
-        sched = self.scheduler
         with self._lock:
             state = self._state
             if state == _CLOSED:
@@ -117,19 +116,24 @@ class ScheduledInbox:
                 self._q.append(envelope)
                 if state != _IDLE:
                     return
-                inline = (sched is not None and sched.inline and envelope.reply_to is None
-                          and type(envelope.message) in self._inline_types
-                          and getattr(_tls, "inline", False)
-                          and not getattr(_tls, "in_inline", False)
-                          and (not self._inline_off_until
-                               or _monotonic() >= self._inline_off_until))
-                self._state = _RUNNING if inline else _QUEUED
+                inline = self._may_run_here(envelope)
+                self._state = _RUNNING if inline else _QUEUED  # claimed either way
         if inline is None:
             self._refuse(envelope)
         elif inline:
             self._run_inline()
         else:
-            sched.submit(self)  # type: ignore[union-attr]
+            self.scheduler.submit(self)  # type: ignore[union-attr]
+
+    def _may_run_here(self, envelope: Any) -> bool:
+        """The inline policy, for an idle actor: may the delivering thread run it now?"""
+        sched = self.scheduler
+        return (sched is not None and sched.inline and envelope.reply_to is None
+                and type(envelope.message) in self._inline_types
+                and getattr(_tls, "inline", False)           # a marked delivering thread
+                and not getattr(_tls, "in_inline", False)    # not inside an inline slice
+                and (not self._inline_off_until              # not in slow backoff
+                     or _monotonic() >= self._inline_off_until))
 
     def get(self) -> Any:
         """The oldest envelope (never blocks: raises queue.Empty)."""
@@ -347,7 +351,8 @@ class ScheduledActor(ExitWatched, pykka.Actor):
     def take_queued(self, accept: Callable[[Any], bool], limit: int) -> list[Any]:
         """From inside a handler: remove and return, in order, the leading queued
         envelopes for which ``accept(envelope)`` is true, at most ``limit``.  They
-        are the caller's to handle (and answer) now."""
+        are the caller's to handle (and answer) now.  The current slice's
+        envelopes are no longer queued: only what came after them is seen."""
         return self.actor_inbox.take(accept, limit)
 
     @property

@@ -30,7 +30,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, Callable, Hashable, Sequence, overload
+from typing import Any, Callable, Hashable, Sequence, TypeVar, overload
 
 from . import introspect, registry
 from ._children import make_handle
@@ -48,6 +48,7 @@ __all__ = ["Supervisor", "SupervisorError", "StartError", "NotFound", "AlreadyPr
 
 logger = logging.getLogger("supervisors")
 _seq = itertools.count(1)
+R = TypeVar("R")
 
 
 class _Child:
@@ -337,10 +338,10 @@ class Supervisor:
             except Exception:
                 logger.exception("exit listener of supervisor %r failed", self.id)
 
-    def _call(self, fn: Callable[[], Any]) -> Any:
+    def _call(self, fn: Callable[[], R]) -> R:
         if self.in_control_context():
             return fn()
-        fut: Future[Any] = Future()
+        fut: Future[R] = Future()
         with self._qlock:
             if self._state != "running":
                 raise NotRunning(f"supervisor {self.id!r} is {self._state}")
@@ -551,7 +552,7 @@ class Supervisor:
             }
         return self._call_or_read(count)
 
-    def _call_or_read(self, fn: Callable[[], Any]) -> Any:
+    def _call_or_read(self, fn: Callable[[], R]) -> R:
         try:
             return self._call(fn)
         except NotRunning:
@@ -591,7 +592,7 @@ class Supervisor:
     def _child_tree(self, c: _Child) -> dict[str, Any]:
         h = c.handle
         if h is not None and h.kind == "supervisor":
-            d = h.ref.tree()
+            d: dict[str, Any] = h.ref.tree()
         else:
             d = {"kind": c.spec.type, "impl": h.kind if h is not None else None}
             if h is not None:
