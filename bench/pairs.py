@@ -1,166 +1,154 @@
-"""Interleaved A/B runs of the sequential latency of two commits:
-``python -m bench.pairs REV_A REV_B [--rounds 7] [-n 2000] [--sync datasync]``.
+"""Interleaved A/B runs of two commits:
+``python -m bench.pairs OLD NEW [--rounds 8] [-n 2000] [--modes leader,client,pipelined] [--json]``.
 
 On this 2-core VM one tree's sequential p50 moves by +/-20 % within minutes,
-so a change is judged here only from pairs: each round runs commit A then
-commit B back to back, each from its own ``git worktree`` (the node processes
-inherit ``PYTHONPATH`` and so run that tree too).  A run is the bench's like
-for like setup: a 3-member counter cluster whose leader is in the measuring
-process (two node processes as followers), ``n`` sequential
-``process_command`` calls after a warm-up.  Prints one line per run, then the
-median p50 of each side, in how many pairs B was faster, the mean of the paired
-differences, and the CPU per command summed over the three processes.  Not a
-part of ``python -m bench``; ``docs/benchmarks.md`` ("Latency, fourth round")
-quotes it.
+so a change is judged here only from pairs: each round runs every mode for both
+commits back to back, OLD first in odd rounds and NEW first in even ones (so a
+drift falls on both sides alike), each from its own ``git worktree`` (the run is
+``bench/pairs_runs.py`` of this checkout, with the tree as working directory and
+``PYTHONPATH``: that tree's ``raft_otp`` runs in it and in its node processes).
+The modes (``bench.pairs_runs``):
+
+* ``leader``: sequential ``process_command`` p50, the caller in the leader's
+  process (two node processes as followers), ``n`` commands after a warm-up;
+* ``client``: the same from a port-less client node (``raft_otp.connect``)
+  against a cluster on three node processes;
+* ``pipelined``: pipelined commands/s from a client node against a cluster on
+  three node processes, ``bench.cluster``'s frame and in-flight window, for
+  ``--seconds``.
+
+Prints one line per run, then per mode the median of each side, the ratio
+NEW/OLD, in how many pairs NEW was better and the verdict against issue 18's
+no-regression bar (``bench.pairs_summary``: pipelined >= 0.95x, p50 <= 1.05x) as
+a Markdown table; ``--json`` prints the summary as one JSON object on stdout (the
+rest then goes to stderr).  Not a part of ``python -m bench``;
+``docs/benchmarks.md`` quotes it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, TextIO
 
-COUNTER = ("raft_otp.machines.counter:Counter", {})
+from bench.pairs_runs import MODES, local_leader_cluster
+from bench.pairs_summary import ModeSummary, markdown_table, summarize
 
+__all__ = ["compare", "local_leader_cluster", "main", "round_order"]
 
-@contextmanager
-def local_leader_cluster(sync: str, name: str = "pairs") -> Iterator[tuple[Any, Any]]:
-    """A 3-member counter cluster whose leader is a member in this process (a node and
-    a system started here) and whose followers are two node processes; yields
-    (the leader's id, the NodeProcs) after a warm-up of 250 commands, and stops all."""
-    import raft_otp
-    from raft_otp.core.types import ServerId
-    from raft_otp.node import runtime as node_rt
-    from raft_otp.system import runtime as sysrt
-    from raft_otp.system.harness import NodeProcs, free_port
-    from raft_otp.system.node_main import node_config
-
-    base = tempfile.mkdtemp(prefix=f"raft_otp_{name}_")
-    h = NodeProcs(base, 2, wal_sync_method=sync)
-    try:
-        h.start()
-        me = f"n0@127.0.0.1:{free_port()}"
-        node_rt.start_node(me, h.cookie, config=node_config())
-        sysrt.start_system({"name": "default", "data_dir": os.path.join(base, "n0"), "wal_sync_method": sync})
-        ids = [ServerId(name, me), h[0].sid(name), h[1].sid(name)]
-        started, _ = raft_otp.start_cluster("default", name, COUNTER, ids, timeout=20)
-        if len(started) != 3:
-            raise RuntimeError(f"cluster did not start: {started}")
-        for _ in range(20):  # the leader must be the member in this process
-            leader = raft_otp.ping(ids[0])
-            if leader == ids[0]:
-                break
-            raft_otp.transfer_leadership(leader or ids[0], ids[0])
-            time.sleep(0.3)
-        else:
-            raise RuntimeError("could not make the local member the leader")
-        for _ in range(250):
-            raft_otp.process_command(ids[0], ["incr"])
-        yield ids[0], h
-    finally:
-        sysrt.stop_all()
-        node_rt.stop_node()
-        h.close()
-        shutil.rmtree(base, ignore_errors=True)
+_log = logging.getLogger("bench.pairs")
+RUNS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pairs_runs.py")
+RUN_TIMEOUT_S = 600
 
 
-def run_once(n: int, sync: str) -> dict[str, object]:
-    """One run in this process, against whatever raft_otp is first on sys.path."""
-    import psutil
-
-    import raft_otp
-
-    with local_leader_cluster(sync) as (leader, h):
-        procs = [psutil.Process()] + [psutil.Process(p.pid) for p in h.nodes]
-
-        def cpu() -> list[float]:
-            return [sum(p.cpu_times()[:2]) for p in procs]
-        c0 = cpu()
-        lat = []
-        for _ in range(n):
-            t = time.perf_counter()
-            raft_otp.process_command(leader, ["incr"])
-            lat.append(time.perf_counter() - t)
-        c1 = cpu()
-    lat.sort()
-    return {"p50_ms": lat[n // 2] * 1e3, "p99_ms": lat[int(n * 0.99)] * 1e3,
-            "cpu_us": [round((b - a) / n * 1e6) for a, b in zip(c0, c1)]}
+def round_order(k: int) -> tuple[str, str]:
+    """Which side runs first in round ``k`` (0-based): OLD in even rounds, NEW in odd."""
+    return ("OLD", "NEW") if k % 2 == 0 else ("NEW", "OLD")
 
 
-def _run_in(tree: str, n: int, sync: str) -> dict[str, object]:
+def _run_in(tree: str, mode: str, args: list[str]) -> dict[str, Any]:
+    """One run of ``mode`` in ``tree`` (``bench/pairs_runs.py`` of this checkout); its JSON."""
     env = dict(os.environ, PYTHONPATH=tree)
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--run", "-n", str(n), "--sync", sync],
-                         cwd=tree, env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run([sys.executable, RUNS_SCRIPT, mode, *args], cwd=tree, env=env,
+                         capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
-        raise RuntimeError(f"run in {tree} failed ({out.returncode}): {out.stderr[-2000:]}")
-    return json.loads(lines[-1])
+        raise RuntimeError(f"{mode} run in {tree} failed ({out.returncode}): {out.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
 
 
-def compare(rev_a: str, rev_b: str, rounds: int, n: int, sync: str) -> dict[str, object]:
+def _run_retrying(tree: str, mode: str, args: list[str]) -> dict[str, Any]:
+    """A run, tried once more if it fails (a cluster that did not start on a loaded box
+    should not cost an hour of pairs); the second failure is raised."""
+    try:
+        return _run_in(tree, mode, args)
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        _log.warning("retrying once: %s", exc)
+        return _run_in(tree, mode, args)
+
+
+def _run_line(k: int, mode: str, side: str, r: dict[str, Any]) -> str:
+    cpu = f"cpu/cmd {r['cpu_us']} us"
+    if mode == "pipelined":
+        return f"round {k + 1} {mode} {side} {r['rate']:,.0f} cmd/s {cpu}"
+    return f"round {k + 1} {mode} {side} p50 {r['p50_ms']:.3f} ms p99 {r['p99_ms']:.3f} ms {cpu}"
+
+
+def compare(old: str, new: str, rounds: int, modes: list[str], run_args: list[str],
+            out: TextIO = sys.stdout) -> list[ModeSummary]:
+    """Run ``rounds`` rounds of every mode for both commits (each from its own worktree,
+    removed afterwards), printing a line per run to ``out``; each mode's summary."""
     repo = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
                           check=True).stdout.strip()
     tmp = tempfile.mkdtemp(prefix="raft_otp_pairs_trees_")
-    trees = {}
+    trees: dict[str, str] = {}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {m: {"OLD": [], "NEW": []} for m in modes}
     try:
-        for label, rev in (("A", rev_a), ("B", rev_b)):
-            path = os.path.join(tmp, label)
-            subprocess.run(["git", "-C", repo, "worktree", "add", "--detach", "-q", path, rev], check=True)
-            trees[label] = path
-        runs: dict[str, list[dict[str, object]]] = {"A": [], "B": []}
+        for side, rev in (("OLD", old), ("NEW", new)):
+            path = os.path.join(tmp, side)
+            subprocess.run(["git", "-C", repo, "worktree", "add", "--detach", "-q", path, rev],
+                           check=True)
+            trees[side] = path
         for k in range(rounds):
-            for label in ("A", "B"):
-                r = _run_in(trees[label], n, sync)
-                runs[label].append(r)
-                print(f"round {k + 1} {label} p50 {r['p50_ms']:.3f} ms p99 {r['p99_ms']:.3f} ms "
-                      f"cpu/cmd {r['cpu_us']} us", flush=True)
+            for mode in modes:
+                for side in round_order(k):
+                    r = _run_retrying(trees[side], mode, run_args)
+                    runs[mode][side].append(r)
+                    print(_run_line(k, mode, side, r), file=out, flush=True)
     finally:
         for path in trees.values():
             subprocess.run(["git", "-C", repo, "worktree", "remove", "--force", path], check=False)
         shutil.rmtree(tmp, ignore_errors=True)
-    a = [float(r["p50_ms"]) for r in runs["A"]]  # type: ignore[arg-type]
-    b = [float(r["p50_ms"]) for r in runs["B"]]  # type: ignore[arg-type]
-    diffs = [y - x for x, y in zip(a, b)]
-    summary = {
-        "a": rev_a, "b": rev_b, "rounds": rounds, "n": n, "sync": sync,
-        "a_p50_median_ms": round(statistics.median(a), 3), "b_p50_median_ms": round(statistics.median(b), 3),
-        "b_faster_pairs": sum(d < 0 for d in diffs),
-        "mean_diff_us": round(statistics.mean(diffs) * 1e3),
-        "a_cpu_us_median": statistics.median(sum(r["cpu_us"]) for r in runs["A"]),  # type: ignore[arg-type]
-        "b_cpu_us_median": statistics.median(sum(r["cpu_us"]) for r in runs["B"]),  # type: ignore[arg-type]
-    }
-    return summary
+    return [summarize(m, runs[m]["OLD"], runs[m]["NEW"]) for m in modes]
+
+
+def _parse_modes(text: str) -> list[str]:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if not modes or unknown or len(set(modes)) != len(modes):
+        raise argparse.ArgumentTypeError(
+            f"modes are a comma-separated subset of {','.join(MODES)}, got {text!r}")
+    return modes
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.cluster import FRAME, WINDOW  # the pipelined figure's frame and in-flight depth
+
     p = argparse.ArgumentParser(prog="python -m bench.pairs", description=__doc__.split("\n")[0])
-    p.add_argument("revs", nargs="*", metavar="REV", help="the two commits to compare (A, then B)")
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("-n", type=int, default=2000, help="sequential commands per run")
+    p.add_argument("revs", nargs="*", metavar="REV",
+                   help="the two commits to compare: OLD, then NEW")
+    p.add_argument("--rounds", type=int, default=8, help="pairs per mode")
+    p.add_argument("-n", type=int, default=2000,
+                   help="sequential commands per run (leader, client)")
+    p.add_argument("--seconds", type=float, default=6.0, help="pipelined load per run")
+    p.add_argument("--modes", type=_parse_modes, default=list(MODES),
+                   help=f"comma-separated, of {','.join(MODES)} (default all)")
     p.add_argument("--sync", default="datasync", choices=["datasync", "none"])
-    p.add_argument("--run", action="store_true", help=argparse.SUPPRESS)  # one run, JSON out
+    p.add_argument("--json", action="store_true",
+                   help="the summary as JSON on stdout, the rest on stderr")
     a = p.parse_args(argv)
-    if a.n < 100 or a.rounds < 1:
-        p.error("-n must be >= 100 and --rounds >= 1")
-    if a.run:
-        sys.path.insert(0, os.getcwd())  # the tree under test, before any installed copy
-        print(json.dumps(run_once(a.n, a.sync)), flush=True)
-        return 0
+    if a.n < 100 or a.rounds < 1 or a.seconds <= 0:
+        p.error("-n must be >= 100, --rounds >= 1 and --seconds > 0")
     if len(a.revs) != 2:
-        p.error("give two commits: REV_A REV_B")
-    s = compare(a.revs[0], a.revs[1], a.rounds, a.n, a.sync)
-    print(f"A {s['a']}: p50 median {s['a_p50_median_ms']} ms, CPU/cmd {s['a_cpu_us_median']} us; "
-          f"B {s['b']}: p50 median {s['b_p50_median_ms']} ms, CPU/cmd {s['b_cpu_us_median']} us; "
-          f"B faster in {s['b_faster_pairs']} of {s['rounds']} pairs, mean difference {s['mean_diff_us']:+d} us")
-    print(json.dumps(s))
+        p.error("give two commits: OLD NEW")
+    logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
+    out = sys.stderr if a.json else sys.stdout
+    run_args = ["-n", str(a.n), "--seconds", str(a.seconds), "--sync", a.sync,
+                "--frame", str(FRAME), "--window", str(WINDOW)]
+    summaries = compare(a.revs[0], a.revs[1], a.rounds, a.modes, run_args, out)
+    print(markdown_table(a.revs[0], a.revs[1], summaries), file=out, flush=True)
+    if a.json:
+        print(json.dumps({"old": a.revs[0], "new": a.revs[1], "rounds": a.rounds, "n": a.n,
+                          "seconds": a.seconds, "sync": a.sync, "frame": FRAME, "window": WINDOW,
+                          "modes": [s.to_json() for s in summaries],
+                          "passed": all(s.passed for s in summaries)}), flush=True)
     return 0
 
 
