@@ -31,12 +31,15 @@ from .errors import SchedulerError
 __all__ = ["Scheduler", "Runnable", "default_scheduler", "configure_default", "peek_default",
            "mark_inline_thread", "is_inline_thread", "in_inline_slice", "current_scheduler",
            "wait_event",
-           "THREADS_ENV"]
+           "THREADS_ENV", "INLINE_ENV"]
 
 logger = logging.getLogger("supervisors.scheduler")
 
 THREADS_ENV = "SUPERVISORS_SCHED_THREADS"
 """Environment variable: the default scheduler's thread count (when not configured)."""
+INLINE_ENV = "SUPERVISORS_SCHED_INLINE"
+"""Environment variable: ``0`` turns the default scheduler's inline runs off (when not
+configured), e.g. for A/B runs of node processes."""
 
 DEFAULT_THREADS = 4
 DEFAULT_SLICE_BUDGET = 64
@@ -238,11 +241,21 @@ def _env_threads() -> int | None:
     return n
 
 
+def _env_inline() -> bool | None:
+    raw = os.environ.get(INLINE_ENV)
+    if not raw:
+        return None
+    if raw not in ("0", "1"):
+        raise SchedulerError(f"{INLINE_ENV}={raw!r} must be 0 or 1")
+    return raw == "1"
+
+
 def configure_default(threads: int | None = None, slice_budget: int | None = None,
                       inline: bool | None = None) -> None:
     """Settings for the process-wide scheduler, before its first use.
 
-    ``threads`` defaults to ``$SUPERVISORS_SCHED_THREADS``, else 4.  Once the
+    ``threads`` defaults to ``$SUPERVISORS_SCHED_THREADS``, else 4; ``inline`` to
+    ``$SUPERVISORS_SCHED_INLINE`` (``0`` or ``1``), else on.  Once the
     default exists, ``slice_budget`` and ``inline`` still apply (from the next
     slice on); a different ``threads`` raises SchedulerError."""
     with _default_lock:
@@ -275,9 +288,12 @@ def _create_default() -> Scheduler:
     with _default_lock:
         if _default is None:
             threads = _settings.get("threads") or _env_threads() or DEFAULT_THREADS
+            inline = _settings.get("inline")
+            if inline is None:
+                inline = _env_inline()
             _default = Scheduler(threads=threads,
                                  slice_budget=_settings.get("slice_budget", DEFAULT_SLICE_BUDGET),
-                                 inline=_settings.get("inline", True), name="sched").start()
+                                 inline=True if inline is None else inline, name="sched").start()
             logger.debug("default scheduler started: %d threads", threads)
         return _default
 

@@ -404,13 +404,13 @@ def test_default_scheduler_is_shared_and_configurable_before_use():
     configure_default(slice_budget=budget)  # allowed: applies from the next slice
 
 
-def test_default_scheduler_reads_the_env_var():
+def test_default_scheduler_reads_the_env_vars():
     code = ("import threading; from supervisors.scheduler import default_scheduler as d; "
-            "s = d(); assert s.threads == 3, s; "
+            "s = d(); assert s.threads == 3 and s.inline is False, s.stats(); "
             "assert sum(t.name.startswith('sched-') for t in threading.enumerate()) == 3")
     import os
     import sys
-    env = dict(os.environ, SUPERVISORS_SCHED_THREADS="3")
+    env = dict(os.environ, SUPERVISORS_SCHED_THREADS="3", SUPERVISORS_SCHED_INLINE="0")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env=env, cwd=ROOT)
 
 
