@@ -59,7 +59,7 @@ from typing import Any, Callable
 import raft_otp
 from raft_otp.core.machine import ApplyMeta, Machine, ReleaseCursor
 from raft_otp.core.types import ServerId
-from raft_otp.errors import RaftError
+from raft_otp.errors import BadArgument, RaftError
 from raft_otp.testing.mutations import rules_for
 from raft_otp.testing.powercut_fs import PowerCutFS
 
@@ -569,6 +569,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="cut the scripted workload at every Nth sync point (0: skip it)")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
+    try:
+        rules_for(a.mutation)
+    except BadArgument as exc:
+        ap.error(f"--mutation: {exc}")
     logging.basicConfig(level=logging.CRITICAL)
     total = Outcome()
     t0 = time.monotonic()

@@ -56,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trace", action="store_true", help="record every delivered event in failure traces")
     p.add_argument("--verbose", action="store_true", help="print the full report of each failing seed")
     a = p.parse_args(argv)
+    from raft_otp.errors import BadArgument
+    from raft_otp.testing.mutations import parse_names
+    try:
+        parse_names(a.mutation)
+    except BadArgument as exc:
+        p.error(f"--mutation: {exc}")
     t0 = time.perf_counter()
     failures, summaries = run_many(a.seeds, a.steps, a.servers, a.seed_start, a.jobs, a.mutation, a.trace)
     elapsed = time.perf_counter() - t0
