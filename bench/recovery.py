@@ -33,6 +33,7 @@ def _fill(d: str, servers: int, entries: int, size: int) -> None:
     for start in range(1, per + 1, 32):
         for sl in logs:
             sl.append([(i, 1, p) for i in range(start, min(start + 32, per + 1))])
+            sl.flush()  # to the WAL now, as a server's step does
     wal = ls.mem_tables.wal
     assert wal is not None
     while wal.overview()["queued_writes"]:

@@ -6,8 +6,9 @@ at most ``WINDOW`` batches unconfirmed; the notify callback counts confirmed
 batches.  Sync method: datasync.
 
 ``wal.server_log_path...``: the same with 100 pykka actors, each appending
-through its own ServerLog (mem table, WAL submit) and hearing back through
-``tell`` + ``handle_event``: what a server actor pays.
+through its own ServerLog (mem table; one WAL submit per message handled, at
+its ``flush``, as a server step) and hearing back through ``tell`` +
+``handle_event``: what a server actor pays.
 
 Peers, measured in the same run on the same disk:
 
@@ -129,6 +130,7 @@ class _ServerActor(pykka.ThreadingActor):
         if message == "go":
             for _ in range(WINDOW):
                 self._append()
+                self.log.flush()  # WINDOW batches in flight, as the writer threads keep
             return None
         for r in self.log.handle_event(message):
             if isinstance(r, Written):
@@ -138,6 +140,7 @@ class _ServerActor(pykka.ThreadingActor):
         if time.perf_counter() < self.end[0]:
             while self.log.last_index_term()[0] - self.written < WINDOW * BATCH:
                 self._append()
+            self.log.flush()  # the step's one flush
         elif self.written >= self.log.last_index_term()[0]:
             self.finished = True
             with self.lock:

@@ -69,9 +69,11 @@ def test_enospc_blocks_the_wal_raises_the_alarm_and_resumes_when_space_is_back(t
     sl = ls.open_server_log("s1", q.put)
     reported: list[int] = []
 
-    def pump(index: int) -> None:
+    def pump(index: int) -> None:  # a server step: flush, then handle events
+        sl.flush()
         while sl.last_written()[0] < index:
             reported.extend(r.index for r in sl.handle_event(q.get(timeout=10)) if isinstance(r, Written))
+            sl.flush()
 
     try:
         sl.append(E(1, 5))
@@ -79,6 +81,7 @@ def test_enospc_blocks_the_wal_raises_the_alarm_and_resumes_when_space_is_back(t
         wal = ls.mem_tables.wal
         io.full = True
         sl.append(E(6, 9))
+        sl.flush()
         assert ls.disk_alarm.wait(True, 1.0), "ENOSPC raises the alarm at once"
         assert wal.overview()["state"] == "blocked" and "wal" in ls.disk_alarm.overview()["reasons"]
         assert sl.last_written()[0] == 5 and max(reported) == 5, "nothing unconfirmed reported written"

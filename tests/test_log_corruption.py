@@ -30,6 +30,7 @@ def write_and_stop(d, batches, **cfg):
             logs[uid] = ls.open_server_log(uid, q.put)
         sl = logs[uid]
         sl.append(ents)
+        sl.flush()  # as the server's step does
         while sl.last_written()[0] < ents[-1][0]:
             sl.handle_event(q.get(timeout=10))
     ls.stop()

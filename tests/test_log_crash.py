@@ -56,11 +56,13 @@ def child(data_dir: str, seed: int) -> None:
             ents = [(i, term, payload(i, term)) for i in range(first, first + n)]
             out(f"O {u} {sl._seq + 1} {first} {first + n - 1} {term}")
             sl.write(ents)
+            sl.flush()  # as the server's step does
         else:
             term = max(term, 1)
             ents = [(i, term, payload(i, term)) for i in range(last + 1, last + 1 + n)]
             out(f"O {u} {sl._seq + 1} {last + 1} {last + n} {term}")
             sl.append(ents)
+            sl.flush()
         while True:
             try:
                 ev = q.get_nowait()

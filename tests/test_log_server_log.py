@@ -14,7 +14,8 @@ from raft_otp.log import LogConfig, LogSystem
 
 
 class Srv:
-    """A server stand-in: its notify queue feeds handle_event."""
+    """A server stand-in: its notify queue feeds handle_event; like a server step,
+    it flushes the log after making entries and after each event."""
 
     def __init__(self, ls: LogSystem, uid: str, **kw):
         self.q: queue.Queue[object] = queue.Queue()
@@ -25,9 +26,11 @@ class Srv:
         import time
 
         end = time.monotonic() + timeout
+        self.log.flush()
         while not until():
             ev = self.q.get(timeout=max(0.01, end - time.monotonic()))
             self.results.extend(self.log.handle_event(ev))
+            self.log.flush()
         return self.results
 
     def written(self, index, term=None):
@@ -120,6 +123,7 @@ def test_wal_restart_resends_unwritten(system):
     s.written(5)
     ls.wal_ref.stop()
     s.log.append(E(6, 9))  # WAL down: kept in the mem table only
+    s.log.flush()
     assert s.log.overview()["wal_unavailable"] == 1
     ls.start_wal()  # WalUp -> resend
     s.written(9)
@@ -135,7 +139,7 @@ def test_writer_thread_crash_crashes_the_actor(system):
     ls = system()
     wal = ls.mem_tables.wal
 
-    def boom(items):  # a WAL bug (ENOSPC no longer crashes it: tests/test_disk_alarm.py)
+    def boom(items, resend):  # a WAL bug (ENOSPC no longer crashes it: tests/test_disk_alarm.py)
         raise RuntimeError("WAL bug")
 
     wal._write_batch = boom
@@ -264,96 +268,80 @@ def test_stale_and_superseded_written_events_are_ignored(system):
     assert s.log.handle_event(WalWritten("s1", 4, 8, 3)) == [Written(8, 3)]
 
 
-def test_deferred_appends_reach_the_wal_at_flush_in_order(system):
-    """The server actor defers appends to after its effects (append_entries leave first)."""
+def test_appends_and_writes_reach_the_wal_at_flush_in_order(system):
+    """Appends and writes go to the mem table at once and to the WAL as one batch at
+    flush (the server's step flushes after its effects); an overwrite keeps the WAL's
+    order: what is pending goes first, then the overwrite, at once."""
+    import time
+
     ls = system()
     s = Srv(ls, "s1")
-    s.log.defer_appends = True
     s.log.append(E(1, 3))  # the first write truncates: submitted at once
     s.written(3)
+    wal_writes = ls.mem_tables.wal.overview()["writes"]
     s.log.append(E(4, 6))
-    s.log.append(E(7, 8))
+    s.log.write(E(7, 8))
     assert s.log.last_index_term() == (8, 1) and s.log.fetch(4, 8) == E(4, 8)  # readable at once
-    import time
     time.sleep(0.2)
     while not s.q.empty():
         s.results.extend(s.log.handle_event(s.q.get()))
     assert s.log.last_written()[0] == 3  # nothing submitted before flush
+    assert ls.mem_tables.wal.overview()["writes"] == wal_writes
     s.log.flush()
+    s.log.flush()  # nothing pending: no second submit
     s.written(8, 1)
+    assert ls.mem_tables.wal.overview()["writes"] == wal_writes + 1  # one writer batch for 4..8
     s.log.append(E(9, 10))
-    s.log.write(E(10, 10, 2))  # an overwrite submits what is deferred first, then itself
+    s.log.write(E(10, 10, 2))  # an overwrite submits what is pending first, then itself
     s.written(10, 2)
     s.log.append(E(11, 12, 2))
-    s.log.set_last_index(11)  # flushes first (as without deferral), then cuts
+    s.log.set_last_index(11)  # flushes first, then cuts
     s.written(11, 2)
     assert s.log.last_index_term() == (11, 2)
+    s.log.append(E(12, 13, 2))
+    s.log.close()  # closing flushes
+    s.written(13, 2)
     ls.stop()
     s2 = Srv(system(), "s1")
-    assert s2.log.fetch(1, 11) == E(1, 9) + E(10, 11, 2)
+    assert s2.log.fetch(1, 13) == E(1, 9) + E(10, 13, 2)
 
 
-def test_deferred_appends_are_written_on_the_flushing_thread_when_allowed(system):
-    """A server with an empty mailbox (inline_ok) writes and syncs its own deferred batch,
-    leader appends included, and hears "written" on its own thread before flush returns;
-    otherwise a WAL worker does it and notifies from its thread."""
+def test_written_is_reported_from_a_wal_thread_never_inside_the_call(system):
+    """Durability is always an event: neither write, append nor flush makes anything
+    durable on the caller's thread (no sync runs there); a WAL thread reports it."""
     import threading
 
     ls = system()
-    seen: list[tuple[object, int]] = []
-    log = ls.open_server_log("s1", lambda ev: seen.append((ev, threading.get_ident())))
-    log.defer_appends = True
-    allow = [True]
-    log.inline_ok = lambda: allow[0]
-    me = threading.get_ident()
+    wal = ls.mem_tables.wal
+    sync_threads: set[str] = set()
+    real_sync = wal._sync_fd
 
-    def flush_and_take() -> list[tuple[object, int]]:
-        import time
+    def spy_sync(fd):
+        sync_threads.add(threading.current_thread().name)
+        return real_sync(fd)
+
+    wal._sync_fd = spy_sync
+    notify_threads: list[str] = []
+    q: "queue.Queue[object]" = queue.Queue()
+
+    def notify(ev):
+        notify_threads.append(threading.current_thread().name)
+        q.put(ev)
+
+    log = ls.open_server_log("s1", notify)
+    hi = 0
+    for n in (2, 3, 1, 4):
+        before = log.last_written()
+        log.write(E(hi + 1, hi + n)) if hi % 2 else log.append(E(hi + 1, hi + n))
         log.flush()
-        end = time.monotonic() + 10
-        while not seen and time.monotonic() < end:
-            time.sleep(0.001)
-        out = seen[:]
-        seen.clear()
-        for ev, _ in out:
-            log.handle_event(ev)
-        return out
-
-    log.append(E(1, 2))  # a first write truncates: submitted at once, by a worker
-    while log.last_written()[0] < 2:
-        flush_and_take()
-    for inline, hi in [(True, 4), (False, 6), (True, 8)]:
-        allow[0] = inline
-        log.append(E(log.last_index_term()[0] + 1, hi))
-        got = []
+        assert log.last_written() == before  # never inside the call
+        hi += n
         while log.last_written()[0] < hi:
-            got += flush_and_take()
-        assert got, "no written event"
-        threads = {t for _, t in got}
-        assert (threads == {me}) if inline else (me not in threads), (inline, threads)
-    assert log.fetch(1, 8) == E(1, 8)
+            log.handle_event(q.get(timeout=10))
+    me = threading.current_thread().name
+    assert notify_threads and me not in notify_threads
+    assert all(t.startswith(f"wal-{wal.generation}-") for t in notify_threads), notify_threads
+    assert sync_threads and all(t.startswith("wal-") for t in sync_threads), sync_threads
+    assert log.fetch(1, hi) == E(1, hi)
 
 
-def test_write_sync_hint_writes_through_when_idle(system):
-    """write(sync=True) on an idle WAL with inline_ok(): durable on return, no event
-    posted; declined (inline_ok False, or an overwrite) it is reported the usual way."""
-    ls = system()
-    s = Srv(ls, "s1")
-    s.log.inline_ok = lambda: True
-    s.log.write(E(1, 3), sync=True)  # the first write after opening truncates: not through
-    s.written(3, 1)
-    s.log.write(E(4, 6), sync=True)
-    assert s.log.last_written() == (6, 1) and s.q.empty()
-    assert s.log.counters["written_through"] == 1
-    s.log.inline_ok = lambda: False
-    s.log.write(E(7, 8), sync=True)
-    assert s.log.last_written() == (6, 1)
-    s.written(8, 1)
-    s.log.inline_ok = lambda: True
-    s.log.write(E(8, 9, 2), sync=True)  # overwrites 8: goes the truncating way
-    assert s.log.last_written()[0] <= 7
-    s.written(9, 2)
-    assert s.log.counters["written_through"] == 1
-    ls.stop()
-    s2 = Srv(system(), "s1")
-    assert s2.log.fetch(1, 9) == E(1, 7) + E(8, 9, 2)

@@ -25,21 +25,24 @@ def test_wal_crash_restart_and_resend(tmp_path):
         q: queue.Queue[object] = queue.Queue()
         sl = ls.open_server_log("s1", q.put)
 
-        def pump(index):
+        def pump(index):  # a server step: flush, then handle events
+            sl.flush()
             while sl.last_written()[0] < index:
                 sl.handle_event(q.get(timeout=10))
+                sl.flush()
 
         sl.append(E(1, 5))
         pump(5)
         old = ls.mem_tables.wal
         hit = threading.Event()
 
-        def boom(items):  # a bug in the WAL (an OSError no longer crashes it: test_wal_sync_failure)
+        def boom(items, resend):  # a bug in the WAL (an OSError no longer crashes it: test_wal_sync_failure)
             hit.set()
             raise RuntimeError("WAL bug")
 
         old._write_batch = boom
         sl.append(E(6, 9))  # lost with the crashed WAL
+        sl.flush()
         assert hit.wait(10)
         pump(9)  # WalUp from the restarted WAL -> resend -> written
         assert ls.mem_tables.wal is not old and ls.mem_tables.wal is not None

@@ -38,9 +38,9 @@ def test_batches_and_one_event_per_writer(tmp_path, method):
     gate = threading.Event()
     orig = wal._write_batch
 
-    def gated(items):
+    def gated(items, resend):
         gate.wait(10)
-        return orig(items)
+        return orig(items, resend)
 
     wal._write_batch = gated
     wal.start()
@@ -90,58 +90,100 @@ def test_rollover_hands_file_to_segment_writer(tmp_path):
     wal.stop()
 
 
-def test_inline_write_when_idle_then_workers_again(tmp_path):
-    """submit(inline=True) on an idle WAL writes and syncs on the caller's thread; busy: queued."""
+def _wait_parked(wal, workers):
     import time
 
-    mt = MemTables()
-    wal = Wal(WalConfig(str(tmp_path), "datasync"), mt)
-    wal.start()
     end = time.monotonic() + 5
-    while not wal._idle and time.monotonic() < end:  # a worker parked: the WAL is idle
+    while wal._idle < workers and time.monotonic() < end:  # every worker parked: idle
         time.sleep(0.001)
+    assert wal._idle == workers
+
+
+def test_a_submit_to_an_idle_wal_is_written_at_once_by_a_wal_thread(tmp_path):
+    """Group commit, idle case: the submit returns without writing; a parked worker
+    writes, syncs and notifies from its own thread at once (no gathering delay); the
+    submitting thread never syncs."""
+    import time
+
+    wal = Wal(WalConfig(str(tmp_path), "datasync"), MemTables())
+    wal.start()
+    _wait_parked(wal, wal.config.workers)
+    sync_threads = set()
+    real_sync = wal._sync_fd
+
+    def spy_sync(fd):
+        sync_threads.add(threading.current_thread().name)
+        return real_sync(fd)
+
+    wal._sync_fd = spy_sync
     a = Sink()
-    me = threading.get_ident()
     seen = []
-    a_call = a.__call__
-    notify = lambda ev: (seen.append(threading.get_ident()), a_call(ev))  # noqa: E731
-    assert wal.submit(b"a", notify, 1, 1, E(1, 3), True, inline=True)
-    assert [e.index for e in a.events] == [3] and seen == [me]  # done before submit returned
-    wal.submit(b"a", notify, 2, 4, E(4, 5), False)  # not inline: a worker reports it
-    a.wait(lambda ev: ev[-1].index == 5)
-    assert seen[-1] != me
-    assert wal.overview()["entries"] == 5 and wal.overview()["syncs"] >= 2
+    notify = lambda ev: (seen.append(threading.current_thread().name), a(ev))  # noqa: E731
+    for k in range(1, 4):
+        t0 = time.monotonic()
+        assert wal.submit(b"a", notify, k, 3 * k - 2, E(3 * k - 2, 3 * k), k == 1)
+        a.wait(lambda ev: ev and ev[-1].index == 3 * k)
+        assert time.monotonic() - t0 < 2.0
+    assert wal.overview()["batches"] == 3  # each lone submit went out alone, at once
+    me = threading.current_thread().name
+    assert me not in seen and all(n.startswith(f"wal-{wal.generation}-") for n in seen), seen
+    assert sync_threads and me not in sync_threads
     wal.stop()
 
 
-def test_write_through_only_when_idle_and_contiguous(tmp_path):
-    """write_through writes and syncs on the caller's thread and answers with the event
-    (no notify); it declines a writer's first batch, a gap, and a busy WAL, and what it
-    wrote is read back by recovery like any batch."""
-    import time
+@pytest.mark.parametrize("workers", [1, 4])
+def test_submits_during_a_batch_gather_into_the_next_one(tmp_path, workers):
+    """Group commit, busy case: while a batch is being written (and, with one worker,
+    synced), submits from several writers gather and go out as one next batch."""
+    wal = Wal(WalConfig(str(tmp_path), "datasync", workers=workers), MemTables())
+    hold = threading.Event()
+    inside = threading.Event()
+    if workers == 1:  # hold the one worker in its sync
+        real = wal._sync_fd
 
-    mt = MemTables()
-    wal = Wal(WalConfig(str(tmp_path), "datasync"), mt)
+        def held(fd):
+            inside.set()
+            hold.wait(10)
+            return real(fd)
+
+        wal._sync_fd = held
+    else:  # hold the writing turn
+        real = wal._write_batch
+
+        def held(items, resend):
+            inside.set()
+            hold.wait(10)
+            return real(items, resend)
+
+        wal._write_batch = held
     wal.start()
-    end = time.monotonic() + 5
-    while not wal._idle and time.monotonic() < end:
-        time.sleep(0.001)
-    a = Sink()
-    assert wal.write_through(b"a", 1, 1, E(1, 3)) is None  # unknown writer: must truncate first
-    assert wal.submit(b"a", a, 1, 1, E(1, 3), True, inline=True)
-    syncs = wal.overview()["syncs"]
-    ev = wal.write_through(b"a", 2, 4, E(4, 6))
-    assert isinstance(ev, WalWritten) and (ev.uid, ev.seq, ev.index, ev.term) == ("a", 2, 6, 1)
-    assert wal.overview()["syncs"] == syncs + 1 and wal.overview()["entries"] == 6
-    assert wal.write_through(b"a", 3, 8, E(8, 9)) is None  # gap: 7 missing
-    assert wal.write_through(b"a", 3, 7, []) is None
-    wal._inline = True  # another thread holds the WAL: decline, do not wait
-    assert wal.write_through(b"a", 3, 7, E(7, 7)) is None
-    wal._inline = False
-    assert len(a.events) == 1  # only the submit notified
+    _wait_parked(wal, workers)
+    sinks = [Sink() for _ in range(5)]
+    wal.submit(b"w0", sinks[0], 1, 1, E(1, 2), True)
+    assert inside.wait(10)
+    for k in range(1, 5):
+        wal.submit(b"w%d" % k, sinks[k], 1, 1, E(1, k), True)
+    assert wal.overview()["queued_writes"] == 4
+    hold.set()
+    for k, sink in enumerate(sinks):
+        sink.wait(lambda ev, k=k: ev and ev[-1].index == (k or 2))
+    ov = wal.overview()
+    assert ov["batches"] == 2 and ov["writes"] == 5, ov
     wal.stop()
-    mt2 = MemTables()
-    wal2 = Wal(WalConfig(str(tmp_path), "datasync"), mt2)
-    wal2.start()
-    assert [e[0] for e in mt2.store("a").mem.slice(1, 10)] == [1, 2, 3, 4, 5, 6]
-    wal2.stop()
+
+
+def test_the_wal_notifies_from_threads_marked_inline(tmp_path):
+    """Each WAL worker marks itself an inline thread for the scheduler (which may then
+    run a notified idle server's step on it); the submitting thread stays unmarked."""
+    from supervisors.scheduler import is_inline_thread
+
+    wal = Wal(WalConfig(str(tmp_path), "datasync", workers=3), MemTables())
+    wal.start()
+    a = Sink()
+    marked = []
+    notify = lambda ev: (marked.append(is_inline_thread()), a(ev))  # noqa: E731
+    for k in range(1, 6):
+        wal.submit(b"a", notify, k, k, E(k, k), k == 1)
+        a.wait(lambda ev, k=k: ev and ev[-1].index == k)
+    assert marked and all(marked) and not is_inline_thread()
+    wal.stop()

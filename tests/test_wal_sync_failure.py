@@ -26,10 +26,13 @@ class Writer:
         self.reported: list[int] = []  # every Written index reported, in order
 
     def pump(self, index: int, timeout: float = 10.0) -> None:
+        """Handle events until ``index`` is written, flushing as a server step does."""
+        self.log.flush()
         while self.log.last_written()[0] < index:
             for r in self.log.handle_event(self.q.get(timeout=timeout)):
                 if isinstance(r, Written):
                     self.reported.append(r.index)
+            self.log.flush()
 
 
 def test_a_failed_sync_abandons_the_file_and_nothing_unconfirmed_is_reported(tmp_path):
@@ -56,6 +59,7 @@ def test_a_failed_sync_abandons_the_file_and_nothing_unconfirmed_is_reported(tmp
 
     fs.fail_syncs(fail_once)
     w.log.append(E(6, 9))  # its sync fails: the writes are dropped from the disk's queue
+    w.log.flush()
     assert failed.wait(10)
     w.pump(9)  # written again into a new file, then reported
     wal = ls.mem_tables.wal
@@ -97,6 +101,7 @@ def test_a_sync_failing_on_every_file_is_retried_by_the_alarm_check_not_in_a_loo
         w.pump(3)
         fs.fail_syncs(lambda p: p.kind == "file" and p.path.endswith(".wal"))
         w.log.append(E(4, 6))
+        w.log.flush()
         assert ls.disk_alarm.wait(True, 5), "a WAL that cannot sync raises the disk alarm"
         files = ls.mem_tables.wal.overview()["files"]
         assert files <= 4, f"{files} WAL files opened: a loop of new files"

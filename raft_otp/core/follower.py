@@ -186,9 +186,7 @@ def append_entries(state: ServerState, rpc: AppendEntriesRpc, effects: list[Effe
         first = new[0][0]
         if first <= last_index:
             membership.revert_above(state, first - 1, effects)
-        # nothing of this event must precede the write (no term or leader change):
-        # the log may make it durable at once, and the success goes out below
-        log.write(list(new), sync=not effects)
+        log.write(list(new))  # durable later: the success goes out on the written event
         for idx, _term, data in new:
             if enc.kind_of(data) == enc.CLUSTER:  # no decoding unless it is one
                 membership.set_members(state, enc.members_from_wire(enc.decode(data)[1]), idx, effects)

@@ -5,7 +5,9 @@ The core calls these methods directly; implementations may do I/O behind them
 (``raft_otp.core.memlog.MemoryLog`` for the deterministic simulator).
 
 Durability is an *event*, never a return value: ``append``/``write`` only queue
-entries.  Later the implementation posts an opaque event to its owner through
+entries, and no method of this interface waits for a disk.  The log's owner
+(the server's step, not the core) calls ``flush`` once per step to hand what
+was queued to durable storage.  Later the implementation posts an opaque event to its owner through
 the ``notify`` callback it was constructed with; the owner feeds that event back
 into the core (``LogEvent``), and the core hands it to ``handle_event``, which
 returns what the event means in Log terms (``Written``, ``SnapshotWritten``) or
@@ -78,22 +80,23 @@ class Log(Protocol):
     def append(self, entries: Sequence[Entry]) -> None:
         """Leader path: ``entries[0][0] == last_index + 1``; contiguous."""
 
-    def write(self, entries: Sequence[Entry], sync: bool = False) -> None:
+    def write(self, entries: Sequence[Entry]) -> None:
         """Follower path: ``entries[0][0] <= last_index + 1``.  Anything above
         ``entries[0][0] - 1`` from before is discarded and never read again,
-        also after a restart.
-
-        ``sync``: a hint that the caller would rather have the entries durable
-        before this returns (nothing of the event is pending that must come
-        first).  A log may honour it when that is cheap (its WAL idle); it then
-        posts no written event for them, and ``last_written`` covers them on
-        return.  Otherwise durability is reported later, as for any write."""
+        also after a restart.  Durability is reported later, by an event, as
+        for ``append``; ``last_written`` never moves inside this call."""
 
     def set_last_index(self, index: int) -> None:
         """Forget the view of entries above ``index`` (they will be overwritten)."""
 
     def handle_event(self, event: object) -> list[LogResult]:
         """Interpret an event previously posted through ``notify``."""
+
+    def flush(self) -> None:
+        """Hand everything appended or written since the last flush to durable
+        storage (as one batch), without waiting for it.  Called by the owner once
+        per server step, after the step's effects; never by the core.  Cheap when
+        nothing is queued."""
 
     # ---- snapshots ---------------------------------------------------------
     def snapshot_meta(self) -> SnapshotMeta | None:

@@ -5,7 +5,8 @@ Plays the role of RA's ``ra_log`` + WAL + snapshot store without I/O.  Every
 log posts ``("written", op_id)`` through ``notify`` and the operation becomes
 durable only when the owner feeds that payload back (``handle_event``).  The
 owner may delay those events (they must be delivered in posting order, as a WAL
-does).  ``crash()`` throws away everything not durable, like a power cut.
+does).  Nothing becomes durable inside a call: there is no way around the
+event.  ``flush`` has nothing to hand on (every operation is queued at once).  ``crash()`` throws away everything not durable, like a power cut.
 
 Snapshots: ``update_release_cursor`` takes a snapshot when the index is at least
 ``min_snapshot_interval`` past the current one; it becomes durable (and the log
@@ -78,10 +79,6 @@ class MemoryLog:
         self._pending_snapshots: dict[int, tuple[SnapshotMeta, bytes]] = {}
         self._accept: tuple[SnapshotMeta, list[bytes]] | None = None
         self.writes = 0
-        # honour write(sync=True) when this answers True (and nothing is queued); the
-        # simulator sets it from its seed so both ways of becoming durable are explored
-        self.write_through: Callable[[], bool] | None = None
-        self.written_through = 0
 
     # ---- reads ---------------------------------------------------------------
     def last_index_term(self) -> tuple[int, int]:
@@ -137,22 +134,19 @@ class MemoryLog:
         self.writes += 1
         self._queue(entries[0][0], entries)
 
-    def write(self, entries: Sequence[Entry], sync: bool = False) -> None:
+    def write(self, entries: Sequence[Entry]) -> None:
         entries = list(entries)
         self._cur.write(entries)
         self.writes += 1
-        wt = self.write_through
-        if (sync and wt is not None and not self._ops and self._durable.base == self._cur.base
-                and entries[0][0] == self._durable.last() + 1 and wt()):
-            self._durable.items.extend(entries)  # durable now, as a WAL idle at the call writes it
-            self.written_through += 1
-            return
         self._queue(entries[0][0], entries)
 
     def set_last_index(self, index: int) -> None:
         if index < self._cur.last():
             self._cur.truncate_to(index)
             self._queue(index + 1, [])
+
+    def flush(self) -> None:
+        """Nothing to hand on: every operation was queued when it was made."""
 
     def handle_event(self, event: object) -> list[LogResult]:
         assert isinstance(event, tuple) and len(event) == 2, f"unknown log event {event!r}"

@@ -1,9 +1,16 @@
 """One server's durable log: implements :class:`raft_otp.core.log_api.Log` (RA ``ra_log``).
 
-Writes go to the server's mem table (immediately readable) and, as one batch,
-to the system's WAL.  The WAL later posts ``WalWritten`` through ``notify``;
-:meth:`ServerLog.handle_event` turns it into :class:`Written` after clipping it
-against any overwrite submitted since (a superseded range is never reported).
+Appends and writes go to the server's mem table at once (immediately
+readable) and wait there for :meth:`ServerLog.flush`, which the server's step
+calls once, after carrying out the step's effects: everything the step added
+goes to the system's WAL as one writer batch (a leader's append_entries leave
+before its own WAL submit, not after).  Nothing here writes or syncs a file:
+the WAL does, on its own threads, and later posts ``WalWritten`` through
+``notify``; :meth:`ServerLog.handle_event` turns it into :class:`Written` after
+clipping it against any overwrite submitted since (a superseded range is never
+reported).  A write that overwrites (or the first write after opening or a WAL
+restart, which must truncate) is submitted at once, after whatever is pending,
+so the WAL sees every writer's batches in the order they were made.
 
 Visibility rule: segments are read only below ``mem.first``; the mem table
 holds everything from there to the last index.  An overwrite below the mem
@@ -69,23 +76,12 @@ class ServerLog:
         self._acked_seq = -1  # highest submission seq the WAL confirmed
         self._truncs: list[tuple[int, int]] = []  # (seq, first overwritten index), pending WAL confirmation
         self._need_truncate = True
-        # Deferred appends (set by the server actor): ``append`` puts entries in the mem
-        # table at once but hands them to the WAL only at ``flush``, which the actor
-        # calls after carrying out the effects of the event: a leader's append_entries
-        # leave before its own WAL submit (the encode, and the worker's write taking the
-        # GIL), not after.  Any other submit flushes first, so the WAL order is unchanged.
-        self.defer_appends = False
-        self._deferred: list[Entry] = []
-        # Deferred appends and writes (leader and follower alike) are written and synced
-        # on the server's own thread when the WAL is idle and ``inline_ok()`` (set by
-        # the actor: "my mailbox is empty"): no hand-off to a WAL worker and back.
-        self.inline_ok: Callable[[], bool] | None = None
+        self._pending: list[Entry] = []  # in the mem table, not yet submitted (see flush)
         self._snapshot_busy = False
         self._last_checkpoint = 0
         self.counters = {"appends": 0, "writes": 0, "entries": 0, "overwrites": 0, "resends": 0,
                          "written_events": 0, "segment_flushes": 0, "snapshots": 0, "checkpoints": 0,
-                         "snapshot_installs": 0, "wal_unavailable": 0, "written_through": 0,
-                         "damage_repairs": 0}
+                         "snapshot_installs": 0, "wal_unavailable": 0, "damage_repairs": 0}
         self.data_loss_from: int | None = None  # see report_data_loss
         self._snap_damage: CorruptFile | None = None
         self._snap_lost_index = 0  # index of a snapshot removed as damaged
@@ -313,76 +309,51 @@ class ServerLog:
         self.counters["appends"] += 1
         self._put(entries)
 
-    def write(self, entries: Sequence[Entry], sync: bool = False) -> None:
+    def write(self, entries: Sequence[Entry]) -> None:
         if not entries:
             return
         first = entries[0][0]
         if first > self._last_index + 1 or first < self.first_index():
             raise BadArgument(f"{self.uid}: write at {first} outside {self.first_index()}..{self._last_index + 1}")
         self.counters["writes"] += 1
-        self._put(entries, sync)
+        self._put(entries)
 
-    def _put(self, entries: Sequence[Entry], sync: bool = False) -> None:
+    def _put(self, entries: Sequence[Entry]) -> None:
         first = entries[0][0]
         st = self._store
         with st.lock:
             overwrite = first <= st.mem.last
             st.mem.write(entries)
-        truncate = overwrite or self._need_truncate
         if overwrite:
             self.counters["overwrites"] += 1
             if first <= self._last_written[0]:
                 self._set_written(first - 1, self.fetch_term(first - 1) or 0)
-        written = None
-        if sync and not truncate and not self._deferred:
-            written = self._write_through(first, entries)
-        if written is None:
-            if self.defer_appends and not truncate:
-                self._deferred.extend(entries)
-            else:
-                self._submit(first, entries, truncate)
+        if overwrite or self._need_truncate:
+            self._submit(first, entries, True)
+        else:
+            self._pending.extend(entries)
         last = entries[-1]
         self._last_index = last[0]
         self._last_term = last[1]
         self.counters["entries"] += len(entries)
-        if written is not None:  # after the last index moved: _on_written caps at it
-            self.counters["written_through"] += 1
-            self._on_written(written)
-
-    def _write_through(self, first: int, entries: Sequence[Entry]) -> WalWritten | None:
-        """The ``sync`` hint of :meth:`write`: with the WAL idle and ``inline_ok()``,
-        write and sync ``entries`` now, on this thread; the WAL's answer, or None when
-        nothing was written (the caller goes the usual way)."""
-        ok = self.inline_ok
-        wal = self._sys.mem_tables.wal
-        if ok is None or wal is None or not ok():
-            return None
-        self._seq += 1
-        return wal.write_through(self._uid_b, self._seq, first, entries)
 
     def flush(self) -> None:
-        """Hand the deferred appends to the WAL (one writer batch)."""
-        d = self._deferred
-        if d:
-            self._deferred = []
-            ok = self.inline_ok
-            inline = ok is not None and ok()
-            self._submit(d[0][0], d, False, inline)
+        """Hand everything appended or written since the last flush to the WAL, as one
+        writer batch.  The server's step calls it once per step, after the step's
+        effects; cheap when nothing is pending."""
+        pending = self._pending
+        if pending:
+            self._pending = []
+            self._submit(pending[0][0], pending, False)
 
-    def _submit(self, first: int, entries: Sequence[Entry], truncate: bool, inline: bool = False) -> None:
-        if self._deferred:
-            self.flush()
+    def _submit(self, first: int, entries: Sequence[Entry], truncate: bool) -> None:
+        if self._pending:
+            self.flush()  # what was made before goes first: the WAL's order is the log's
         self._seq += 1
         if truncate:
             self._truncs.append((self._seq, first))
         wal = self._sys.mem_tables.wal
-        if inline and not truncate and wal is not None:
-            written = wal.write_through(self._uid_b, self._seq, first, entries)
-            if written is not None:  # reported as a WAL worker would, from this thread
-                self._notify(written)
-                return
-        if wal is not None and wal.submit(self._uid_b, self._notify, self._seq, first, entries, truncate,
-                                          inline):
+        if wal is not None and wal.submit(self._uid_b, self._notify, self._seq, first, entries, truncate):
             if truncate:
                 self._need_truncate = False
         else:
@@ -405,7 +376,7 @@ class ServerLog:
 
     def resend(self) -> list[LogResult]:
         """Resend everything after the last written index (after a WAL restart)."""
-        self._deferred = []  # resent below with the rest
+        self._pending = []  # resent below with the rest
         st = self._store
         out: list[LogResult] = []
         with st.lock:
@@ -551,6 +522,7 @@ class ServerLog:
         st = self._store
         with st.lock:
             st.mem.reset(meta.index + 1)
+        self._pending = []  # gone with the mem table: the log restarts after the snapshot
         self._last_index, self._last_term = meta.index, meta.term
         self._set_written(meta.index, meta.term)
         self._submit(meta.index + 1, [], True)  # "empty from index + 1" record, survives recovery
@@ -572,6 +544,8 @@ class ServerLog:
                     segments=len(st.segments.refs), pending_overwrites=len(self._truncs))
 
     def close(self) -> None:
+        """Flush what is pending to the WAL, then release the files."""
+        self.flush()
         st = self._store
         if st.notify is self._notify:
             st.notify = None

@@ -1,25 +1,44 @@
 """The write-ahead log of one system (RA ``ra_log_wal``).
 
-Every server of a system writes through one :class:`Wal`.  A server calls
-:meth:`Wal.submit` with one writer batch (contiguous entries): the record is
-encoded and checksummed on the caller's thread, then appended to a list under
-a lock; no actor message.  A dedicated writer thread drains the whole queue
-(up to ``max_batch_size`` entries) and writes it with one ``writev``, then
-runs one fdatasync and posts one :class:`~raft_otp.log.events.WalWritten` per
-writer through the writer's ``notify`` callable.  ``workers`` (4) such threads
-alternate: writes happen in order under a lock, syncs overlap (while one
-syncs its batch, the next is taken and written).  A batch is capped at
-``max_batch_size`` entries and ``max_batch_bytes`` (1 MiB), so big payloads
-give several overlapping syncs rather than one long one, as concurrent
-writers would get from the kernel.  At
-``max_size_bytes`` (or ``max_entries`` entries in the file, which bounds the
+Every server of a system writes through one :class:`Wal`.  A server's log calls
+:meth:`Wal.submit` with one writer batch (contiguous entries) once per server
+step: the record is encoded and checksummed on the caller's thread, then
+appended to a queue under a lock; no actor message, no I/O.  Everything else
+happens on the WAL's own ``workers`` (4) threads: they take the whole queue
+(up to ``max_batch_size`` entries and ``max_batch_bytes``, 1 MiB) as one batch,
+write it with one ``writev``, run one fdatasync and post one
+:class:`~raft_otp.log.events.WalWritten` per writer through the writer's
+``notify`` callable.  One write path; a sync never runs on a submitting thread.
+
+Group commit, the one policy that decides when a batch goes out:
+
+* a submit to an idle WAL (nothing queued, no batch being written) wakes a
+  parked worker at once: no timer, no waiting to gather a bigger batch;
+* while a batch is being written, new submits gather in the queue; the moment
+  the writing turn is free, the next worker takes all of them as the next
+  batch (writes stay in submission order: one worker writes at a time);
+* syncs overlap: a worker gives the writing turn up before it syncs its batch,
+  so the next batch is written, and its sync started, while the previous one's
+  sync runs (the kernel merges them, as it would for concurrent writers); at
+  most ``workers`` syncs are in flight, and with every worker syncing, submits
+  gather until one is free.  The cap on batch size gives big payloads several
+  overlapping syncs rather than one long one.
+
+A worker notifies with no lock and no writing turn held, so a writer's
+``notify`` may do real work on it: each worker marks itself with
+``supervisors.scheduler.mark_inline_thread``, and the scheduler may then run
+an idle server's step right there, on the thread that delivered its "written"
+event (one hand-off fewer).
+
+At ``max_size_bytes`` (or ``max_entries`` entries in the file, which bounds the
 mem tables) the file is synced, rolled and handed to the segment writer.
 
 :class:`WalActor` wraps the engine in a plain ``pykka.ThreadingActor`` so a
 supervisor can own it: a crash of a worker thread crashes the actor.
 
 Differences from RA: no "start at 32, double while busy" batch counter
-(draining the whole queue is already adaptive); records hold a writer batch and
+(draining the whole queue is already adaptive); overlapping syncs (RA's one
+WAL process writes and syncs one batch at a time); records hold a writer batch and
 the uid (see :mod:`raft_otp.log.wal_format`); a non-truncating write from a
 writer this WAL incarnation has not seen, or one with a gap, is dropped and the
 writer is asked to resend (RA does the same for gaps).
@@ -57,6 +76,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import pykka
+from supervisors.scheduler import mark_inline_thread
 
 from raft_otp.core.types import Entry
 from raft_otp.log import wal_format as fmt
@@ -157,7 +177,6 @@ class Wal:
         self._queued_bytes = 0
         self._writing = False  # a worker is taking and writing a batch (in queue order)
         self._idle = 0  # workers parked on _cond, waiting for a batch to write
-        self._inline = False  # a submitting thread is writing its own batch (see submit)
         self._stopping = False
         self._fd = -1
         self._file_no = 0
@@ -225,8 +244,8 @@ class Wal:
             if t is not me:
                 t.join(timeout)
         end = time.monotonic() + timeout
-        with self._scond:  # an inline write (see submit) may still be writing or syncing
-            while (self._inline or self._syncing) and time.monotonic() < end:
+        with self._scond:  # a worker that did not stop in time may still be syncing
+            while self._syncing and time.monotonic() < end:
                 self._scond.wait(0.01)
         self.alarm.remove_retry(self._retry)
         if self._own_alarm:
@@ -244,124 +263,33 @@ class Wal:
 
     # ---- the hot path: called from server threads -------------------------------
     def submit(self, uid: bytes, notify: Callable[[object], None], seq: int, first: int,
-               entries: Sequence[Entry], truncate: bool, inline: bool = False) -> bool:
-        """Queue one writer batch; False if this WAL is stopping or dead.
+               entries: Sequence[Entry], truncate: bool) -> bool:
+        """Queue one writer batch; False if this WAL is stopping or blocked.
 
         The record is encoded (and checksummed) here, on the caller's thread: the
         encoding of the next batch overlaps the WAL thread's write and sync of
         the current one, and the WAL thread's own work per batch stays small.
-
-        ``inline``: if the WAL is idle (nothing queued, no batch being written),
-        write and sync the batch on the caller's thread instead, saving the two
-        thread hand-offs (to a worker and back) of a lone write; the caller says
-        when it has nothing else to do meanwhile (a server with an empty mailbox).
-        ``notify`` is still called, from the caller's thread."""
+        Nothing is written here: a parked worker is woken at once if nobody is
+        writing (see the module docstring), and ``notify`` is called later from
+        a WAL thread."""
         if _T.ON: _T.mark("wal", f"submit {len(entries)}")  # TRACE
         item = _Item(uid, notify, seq, first, entries, truncate)
-        with self._lock:
-            if self._stopping or self._failed is not None:
-                return False
-            # no batch queued or being written: claiming _inline keeps the workers parked
-            if inline and not self._writing and not self._queue and not self._inline:
-                self._inline = True
-            else:
-                inline = False
-        if inline:
-            self._write_inline(item)
-            return True
         with self._lock:
             if self._stopping or self._failed is not None:
                 return False
             self._queue.append(item)
             self._queued_entries += item.count
             self._queued_bytes += item.size
-            self._hand_on()  # else the writer (or the inline claim) hands on when done
+            self._hand_on()  # else the worker holding the writing turn hands on when done
         return True
 
-    def write_through(self, uid: bytes, seq: int, first: int, entries: Sequence[Entry]) -> WalWritten | None:
-        """Write and sync one appending batch on the caller's thread, now, if the WAL
-        is idle; returns its :class:`WalWritten` (``notify`` is not called: the caller
-        acts on it at once), or None when it cannot (a batch queued or being written,
-        the file full, not the writer's next index, stopping): submit it instead.
-
-        The lean form of an inline submit for a lone writer (a follower's
-        append_entries): the inline claim is held through the sync, so there is no
-        sync-in-flight bookkeeping; writers arriving meanwhile queue and go out as
-        one batch after it."""
-        if not entries:
-            return None
-        with self._lock:
-            if (self._stopping or self._failed is not None or self._writing or self._queue or self._inline
-                    or self._size >= self._size_limit or self._file_entries >= self.config.max_entries
-                    or self._last.get(uid) != first - 1):
-                return None
-            self._inline = True
-        fd = self._fd
-        try:
-            hdr, body = fmt.encode_record(uid, first, entries, False)
-            n = len(entries)
-            hi = first + n - 1
-            self._mark_written(uid, first, hi)
-            try:
-                self._count_written(_write_all(self.io, fd, [hdr, body]), 1, n)
-            except OSError as exc:
-                self._io_error(exc, fd, sync=False, have_turn=True)
-                return None
-            end = self._size
-            try:
-                self._sync_fd(fd)
-            except OSError as exc:
-                self._io_error(exc, fd, sync=True, have_turn=True)
-                return None
-            if not self._synced(fd, end):
-                return None
-        except BaseException as exc:  # as a worker would: crash the WAL; servers resend
-            self._crash(exc)
-            return None
-        finally:
-            with self._lock:
-                self._inline = False
-                self._hand_on()
-        if _T.ON: _T.mark("wal", "written through")  # TRACE
-        return WalWritten(uid.decode(), seq, hi, entries[-1][1])
-
-    def _write_inline(self, item: _Item) -> None:
-        """Write and sync one batch on the submitting thread (it holds the _inline claim)."""
-        claimed = True
-        try:
-            fd = self._fd
-            try:
-                done = self._write_batch([item])
-                began = self._roll_or_begin_sync(done)
-            except OSError as exc:
-                self._io_error(exc, fd, sync=False, have_turn=True)
-                return
-            if began is None:
-                return
-            self._release_inline()
-            claimed = False
-            if not self._sync_begun(*began):
-                return
-            if _T.ON: _T.mark("wal", "synced inline")  # TRACE
-            self._notify(done)
-        except BaseException as exc:  # as a worker would: crash the WAL; servers resend
-            self._crash(exc)
-        finally:
-            if claimed:
-                self._release_inline()
-
-    def _release_inline(self) -> None:
-        with self._lock:
-            self._inline = False
-            self._hand_on()
-
     def _hand_on(self) -> None:
-        """Under the lock, whenever the writing turn or the inline claim may have become
-        free: wake one parked worker if a batch waits and nobody writes (all of them if
-        stopping, so they see the end)."""
+        """Under the lock, whenever a batch was queued or the writing turn may have
+        become free: wake one parked worker if a batch waits and nobody writes (all
+        of them if stopping, so they see the end)."""
         if self._stopping:
             self._cond.notify_all()
-        elif self._queue and self._idle and not self._writing and not self._inline:
+        elif self._queue and self._idle and not self._writing:
             self._cond.notify()
 
     # ---- writer thread -------------------------------------------------------------
@@ -369,7 +297,7 @@ class Wal:
         """Park until a batch is queued and nobody is writing; claim the writing turn
         and take the batch (None: stop).  Only the worker holding the turn writes."""
         with self._cond:
-            while not self._queue or self._inline or self._writing or self._failed is not None:
+            while not self._queue or self._writing or self._failed is not None:
                 if (self._stopping and not self._queue) or self.crashed is not None \
                         or (self._stopping and self._failed is not None):
                     return None
@@ -409,28 +337,33 @@ class Wal:
         A sync that started after a batch was written covers it, so a writer may
         hear about a later batch before an earlier one; ServerLog ignores stale
         (lower ``seq``) events."""
+        mark_inline_thread()  # the scheduler may run a notified, idle server's step here
         try:
             while self.crashed is None:
                 items = self._take()
                 if items is None:
                     break
+                resend: dict[bytes, Callable[[object], None]] = {}
+                done: dict[bytes, _Item] = {}
+                began: tuple[int, int, bool] | None = None
                 try:
                     if _T.ON: _T.mark("wal", f"took {len(items)}")  # TRACE
                     fd = self._fd
                     try:
-                        done = self._write_batch(items)
+                        done = self._write_batch(items, resend)
                         if _T.ON: _T.mark("wal", "written")  # TRACE
                         began = self._roll_or_begin_sync(done)
                     except OSError as exc:  # the batch is not written: abandon the file, writers resend
                         self._io_error(exc, fd, sync=False, have_turn=True)
-                        began = None
                 finally:
                     with self._cond:
                         self._writing = False
                         self._hand_on()  # the next batch, while we sync this one
+                self._ask_resend(resend, done)
                 if began is None:
                     continue
-                if not self._sync_begun(*began):
+                fd, end, synced = began
+                if not synced and not self._sync_begun(fd, end):
                     continue
                 if _T.ON: _T.mark("wal", "synced")  # TRACE
                 self._notify(done)
@@ -440,14 +373,15 @@ class Wal:
             with self._cond:
                 self._cond.notify_all()  # let the other worker see stop / crash
 
-    def _roll_or_begin_sync(self, done: dict[bytes, _Item]) -> tuple[int, int] | None:
-        """After a batch is written (the caller holds the writing turn, or the _inline
-        claim): if the file is full, sync it, notify ``done``, wait for in-flight
-        syncs and roll over. Otherwise, if ``done`` has writers, count a sync as in
-        flight and return (fd, bytes written) to sync (the caller must call
-        _sync_begun with them).  Returns None when there is nothing more to sync.
-        A failed write or open raises OSError (the caller abandons the file); a
-        failed sync is handled here."""
+    def _roll_or_begin_sync(self, done: dict[bytes, _Item]) -> tuple[int, int, bool] | None:
+        """After a batch is written (the caller holds the writing turn): if the file
+        is full, sync it, wait for in-flight syncs and roll over, and return
+        (fd, end, True): ``done`` is durable, to be notified once the turn is given
+        up.  Otherwise, if ``done`` has writers, count a sync as in flight and
+        return (fd, bytes written, False) to sync (the caller must call _sync_begun
+        with them).  Returns None when there is nothing more to sync.  A failed
+        write or open raises OSError (the caller abandons the file); a failed sync
+        is handled here."""
         if self._size >= self._size_limit or self._file_entries >= self.config.max_entries:
             fd, end = self._fd, self._size
             try:
@@ -460,16 +394,15 @@ class Wal:
                     self._scond.wait(1.0)
             if not self._synced(fd, end):
                 return None
-            self._notify(done)
             self._size_limit = self.config.max_size_bytes
             self._roll_over()
-            return None
+            return (fd, end, True) if done else None
         if not done:
             return None
         fd = self._fd
         with self._scond:
             self._syncing += 1
-        return fd, self._size
+        return fd, self._size, False
 
     def _sync_begun(self, fd: int, end: int) -> bool:
         """Sync ``fd`` for a sync counted in flight by _roll_or_begin_sync, then
@@ -504,8 +437,8 @@ class Wal:
     # ---- write and sync failures -------------------------------------------------------
     def _io_error(self, exc: OSError, fd: int, *, sync: bool, have_turn: bool) -> None:
         """A write or sync of ``fd`` failed: block, abandon the file, reopen (see the
-        module docstring).  ``have_turn``: the caller holds the writing turn or the
-        inline claim (nobody else writes the file meanwhile)."""
+        module docstring).  ``have_turn``: the caller holds the writing turn (nobody
+        else writes the file meanwhile)."""
         with self._lock:
             if sync and fd == self._fd:
                 self._distrusted_fd = fd
@@ -537,7 +470,7 @@ class Wal:
 
     def _claim_turn(self) -> None:
         with self._cond:
-            while self._writing or self._inline:
+            while self._writing:
                 self._cond.wait(0.05)
             self._writing = True
 
@@ -638,6 +571,13 @@ class Wal:
             self.counters["sync_time_s"] += dt
             self.counters["syncs"] += 1
 
+    def _ask_resend(self, resend: dict[bytes, Callable[[object], None]], done: dict[bytes, _Item]) -> None:
+        """Tell each writer with a dropped item, and none written after it, to resend
+        (a writer with a later item written hears WalWritten instead)."""
+        for uid, notify in resend.items():
+            if uid not in done:
+                notify(ResendRequest(uid.decode(), self.generation))
+
     def _notify(self, done: dict[bytes, _Item]) -> None:
         for uid, it in done.items():
             it.notify(WalWritten(uid.decode(), it.seq, it.first + it.count - 1, it.last_term))
@@ -656,12 +596,13 @@ class Wal:
         if self._on_crash is not None:
             self._on_crash(exc)
 
-    def _write_batch(self, items: list[_Item]) -> dict[bytes, _Item]:
-        """Write a batch (no sync); returns the last item per writer."""
+    def _write_batch(self, items: list[_Item], resend: dict[bytes, Callable[[object], None]]
+                     ) -> dict[bytes, _Item]:
+        """Write a batch (no sync); returns the last item per writer.  Writers with a
+        dropped item (a gap, or unknown to this incarnation) are added to ``resend``."""
         out: list[bytes] = []
         done: dict[bytes, _Item] = {}
         last = self._last
-        resend: dict[bytes, Callable[[object], None]] = {}
         n_entries = 0
         for it in items:
             uid = it.uid
@@ -676,9 +617,6 @@ class Wal:
             self._mark_written(uid, it.first, it.first + n - 1)
             n_entries += n
             done[uid] = it
-        for uid, notify in resend.items():
-            if uid not in done:
-                notify(ResendRequest(uid.decode(), self.generation))
         if not out:
             return done
         self._count_written(_write_all(self.io, self._fd, out), len(done), n_entries)
@@ -686,8 +624,8 @@ class Wal:
 
     def _mark_written(self, uid: bytes, first: int, hi: int) -> None:
         """A writer's entries ``first..hi`` go into the current file (the caller holds
-        the writing turn or the inline claim): its next index, and the range the
-        segment writer flushes from the mem tables when this file rolls."""
+        the writing turn): its next index, and the range the segment writer flushes
+        from the mem tables when this file rolls."""
         self._last[uid] = hi
         r = self._ranges.get(uid)
         if r is None:
