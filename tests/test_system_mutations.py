@@ -6,8 +6,10 @@ import ast
 import inspect
 import os
 import pathlib
+import pickle
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -55,7 +57,6 @@ def test_rules_for_names_lists_and_combinations() -> None:
     assert two == rules_for(["vote_for_stale_log", "ack_before_durable"])
     assert two != rules_for("vote_for_stale_log") and two != RAFT_RULES
     assert isinstance(two, Rules) and mutations_of(RAFT_RULES) == ()
-    import pickle
     assert pickle.loads(pickle.dumps(two)) == two  # a combination is made at run time
 
 
@@ -136,8 +137,9 @@ def test_the_console_start_has_no_mutation_option(capsys) -> None:
 BROKEN = "not Raft's rules"  # the system's WARNING when it runs broken rules
 
 
-def _node_log(tmp: pathlib.Path, **kwargs: object) -> str:
-    nodes = NodeProcs(str(tmp), 1, log_level="WARNING", **kwargs)  # type: ignore[arg-type]
+def _node_log(tmp: pathlib.Path, **kwargs: Any) -> str:
+    """Start one node process until it is ready, stop it; what it logged."""
+    nodes = NodeProcs(str(tmp), 1, log_level="WARNING", **kwargs)
     try:
         nodes.start(timeout=30)
     finally:
