@@ -251,3 +251,21 @@ def test_a_port_less_client_gets_its_replies_at_the_agreed_version(nodes) -> Non
     assert _stats(wide.name)["protocol"]["peers"]["cl@127.0.0.1:0"] == 4
     assert wait_until(lambda: "refusing node cl@127.0.0.1:0: it speaks protocol versions 4..4, "
                               "this node 3..3" in plain.log(), 5)
+
+
+def test_a_hello_goes_behind_frames_a_delay_fault_holds() -> None:
+    """Frames carry increasing counters and the peer refuses a lower one after a higher
+    one: a hello answered while a delay fault holds frames must not overtake them."""
+    from raft_otp.node import envelope
+    from raft_otp.node.transport import NodeConfig, Transport
+
+    key = b"k" * 32
+    t = Transport("probe@127.0.0.1:0", key, 1, NodeConfig(), lambda *a: None, lambda *a: None)
+    link = t.link("peer@127.0.0.1:1")
+    held = t._frame(link, [b"\xc0"])
+    link.delayed.append((1e18, held))  # due long after now
+    t._send_hello(link, is_answer=True)
+    counters = [envelope.parse_any(envelope.unseal(key, frame))[5] for _, frame in link.delayed]
+    assert counters == [1, 2]
+    flags = envelope.parse_any(envelope.unseal(key, link.delayed[1][1]))[3]
+    assert flags & envelope.FLAG_HELLO

@@ -706,13 +706,17 @@ class Transport:
 
     def _send_hello(self, link: PeerLink, is_answer: bool) -> None:
         """(Holding the send lock, nothing parked on ``link``.)  Send our version range
-        as the next frame on ``link``; parked like any frame if ZeroMQ refuses it."""
+        as the next frame on ``link``: behind its delayed frames if a delay fault holds
+        some (they have lower counters, which the peer must see first), else now,
+        parked like any frame if ZeroMQ refuses it."""
         link.counter += 1
         frame = envelope.seal(self._key, envelope.hello_body(
             self.node, self._creation, self._link_flags, link.session, link.counter,
             self._versions, is_answer))
         self.counters["hellos_sent"] += 1
-        if not self._try_send(link, frame):
+        if link.delayed:
+            link.delayed.append((time.monotonic(), frame))
+        elif not self._try_send(link, frame):
             self._set_pending(link, frame)
 
     def _client_frame(self, items: list[bytes], identity: bytes) -> bytes:
