@@ -40,7 +40,7 @@ from typing import Any, TextIO
 from bench.pairs_runs import MODES, local_leader_cluster
 from bench.pairs_summary import ModeSummary, markdown_table, summarize
 
-__all__ = ["compare", "local_leader_cluster", "main", "round_order"]
+__all__ = ["compare", "local_leader_cluster", "main", "resolve_commit", "round_order"]
 
 _log = logging.getLogger("bench.pairs")
 RUNS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pairs_runs.py")
@@ -61,6 +61,9 @@ def _run_in(tree: str, mode: str, args: list[str]) -> dict[str, Any]:
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"{mode} run in {tree} failed ({out.returncode}): {out.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(lines[-1])
+    ran = os.path.realpath(str(result.get("raft_otp", "")))
+    if os.path.dirname(ran) != os.path.realpath(tree):
+        raise RuntimeError(f"{mode} run in {tree} ran the raft_otp in {ran}")
     return result
 
 
@@ -79,6 +82,14 @@ def _run_line(k: int, mode: str, side: str, r: dict[str, Any]) -> str:
     if mode == "pipelined":
         return f"round {k + 1} {mode} {side} {r['rate']:,.0f} cmd/s {cpu}"
     return f"round {k + 1} {mode} {side} p50 {r['p50_ms']:.3f} ms p99 {r['p99_ms']:.3f} ms {cpu}"
+
+
+def resolve_commit(rev: str) -> str | None:
+    """``rev``'s commit as an abbreviated hash in the checkout of the working directory,
+    or None if it names no commit (the name "HEAD" moves; the hash says what ran)."""
+    out = subprocess.run(["git", "rev-parse", "--verify", "-q", "--short=9", f"{rev}^{{commit}}"],
+                         capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
 
 
 def compare(old: str, new: str, rounds: int, modes: list[str], run_args: list[str],
@@ -138,14 +149,19 @@ def main(argv: list[str] | None = None) -> int:
         p.error("-n must be >= 100, --rounds >= 1 and --seconds > 0")
     if len(a.revs) != 2:
         p.error("give two commits: OLD NEW")
+    old, new = (resolve_commit(r) for r in a.revs)
+    if old is None or new is None:
+        p.error(f"not a commit: {a.revs[0] if old is None else a.revs[1]}")
     logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
     out = sys.stderr if a.json else sys.stdout
     run_args = ["-n", str(a.n), "--seconds", str(a.seconds), "--sync", a.sync,
                 "--frame", str(FRAME), "--window", str(WINDOW)]
-    summaries = compare(a.revs[0], a.revs[1], a.rounds, a.modes, run_args, out)
-    print(markdown_table(a.revs[0], a.revs[1], summaries), file=out, flush=True)
+    print(f"OLD {a.revs[0]} = {old}, NEW {a.revs[1]} = {new}", file=out, flush=True)
+    summaries = compare(old, new, a.rounds, a.modes, run_args, out)
+    print(markdown_table(old, new, summaries), file=out, flush=True)
     if a.json:
-        print(json.dumps({"old": a.revs[0], "new": a.revs[1], "rounds": a.rounds, "n": a.n,
+        print(json.dumps({"old": old, "new": new, "old_rev": a.revs[0], "new_rev": a.revs[1],
+                          "rounds": a.rounds, "n": a.n,
                           "seconds": a.seconds, "sync": a.sync, "frame": FRAME, "window": WINDOW,
                           "modes": [s.to_json() for s in summaries],
                           "passed": all(s.passed for s in summaries)}), flush=True)

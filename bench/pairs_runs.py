@@ -20,6 +20,8 @@ object, the run's figures.  Modes:
   notifications for ``seconds`` (the loop of ``bench.cluster``'s pipelined
   figure; ``bench.pairs`` passes that module's frame and window).  Figures:
   commands/s, CPU per command of each process.
+
+Every run's JSON also names the ``raft_otp`` package directory it ran.
 """
 
 from __future__ import annotations
@@ -226,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         out = run_client(a.n, a.sync)
     else:
         out = run_pipelined(a.seconds, a.sync, a.frame, a.window)
+    import raft_otp
+    out["raft_otp"] = os.path.dirname(os.path.abspath(raft_otp.__file__))  # which tree ran
     print(json.dumps(out), flush=True)
     return 0
 

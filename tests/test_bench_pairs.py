@@ -80,12 +80,13 @@ def test_table_and_json_carry_the_verdicts() -> None:
 def test_refuses_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (["HEAD"], [], ["HEAD", "HEAD", "-n", "10"], ["HEAD", "HEAD", "--rounds", "0"],
                  ["HEAD", "HEAD", "--modes", "leader,nope"], ["HEAD", "HEAD", "--modes", ""],
-                 ["HEAD", "HEAD", "--seconds", "0"]):
+                 ["HEAD", "HEAD", "--seconds", "0"], ["HEAD", "no-such-commit-h6"]):
         with pytest.raises(SystemExit) as exc:
             pairs.main(argv)
         assert exc.value.code == 2, argv
     err = capsys.readouterr().err
     assert "give two commits" in err and "modes are a comma-separated subset" in err
+    assert "not a commit: no-such-commit-h6" in err
 
 
 def test_the_per_tree_run_imports_nothing_from_bench() -> None:
@@ -108,6 +109,7 @@ def test_a_run_in_this_tree(mode: str, args: list[str]) -> None:
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     r = json.loads([ln for ln in out.stdout.splitlines() if ln.startswith("{")][-1])
+    assert os.path.realpath(r["raft_otp"]) == str(ROOT / "raft_otp"), r  # the tree it started in
     key = MEASURES[mode].key
     assert r[key] > 0, r
     if mode == "pipelined":
