@@ -301,3 +301,15 @@ def _create_default() -> Scheduler:
 def peek_default() -> Scheduler | None:
     """The default scheduler if it was created, without creating it."""
     return _default
+
+
+def _forget_default_in_child() -> None:
+    """A forked child has none of the parent's pool threads: it makes its own pool
+    on first use (actors inherited from the parent are not run)."""
+    global _default, _default_lock
+    _default = None
+    _default_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_default_in_child)
