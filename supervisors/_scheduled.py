@@ -202,7 +202,10 @@ class ScheduledInbox:
         try:
             if not self._started:
                 self._started = True
-                actor._actor_loop_setup()
+                try:
+                    actor._actor_loop_setup()  # on_start (an Exception there: a failure)
+                except BaseException:  # KeyboardInterrupt, SystemExit
+                    actor._stop_everything()
             if not actor.actor_stopped.is_set():
                 budget = self.budget or self.scheduler.slice_budget  # type: ignore[union-attr]
                 with self._lock:
@@ -327,6 +330,14 @@ class ScheduledActor(ExitWatched, pykka.Actor):
         except Exception:
             self._handle_failure(*sys.exc_info())
 
+    def _stop_everything(self) -> None:
+        """As pykka does for a KeyboardInterrupt or SystemExit escaping a handler: stop
+        this actor (the exception is its exit reason) and every other one, without
+        waiting (a pool thread must not wait on the pool)."""
+        logger.debug("%r in %s: stopping all actors", sys.exc_info()[1], self)
+        self._stop()
+        ActorRegistry.stop_all(block=False)
+
     def _run_slice(self, envelopes: list[Any]) -> None:
         """``handle_slice`` with pykka's failure rules; after a stop, the slice's
         unanswered asks go back to the inbox for the teardown to answer."""
@@ -334,10 +345,8 @@ class ScheduledActor(ExitWatched, pykka.Actor):
             self.handle_slice(envelopes)
         except Exception:
             self._fail(*sys.exc_info())
-        except BaseException:  # KeyboardInterrupt, SystemExit: as pykka, stop every actor
-            logger.debug("%r in %s: stopping all actors", sys.exc_info()[1], self)
-            self._stop()
-            ActorRegistry.stop_all(block=False)
+        except BaseException:  # KeyboardInterrupt, SystemExit
+            self._stop_everything()
         if self.actor_stopped.is_set():
             left = [e for e in envelopes if e.reply_to is not None and not _resolved(e.reply_to)]
             if left:

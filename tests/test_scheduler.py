@@ -162,6 +162,35 @@ def test_exit_reasons_normal_killed_shutdown(sched):
     assert got[0].reason == "noproc"
 
 
+def test_system_exit_in_on_start_or_a_handler_stops_every_actor(sched):
+    class Quits(Worker):
+        def __init__(self, quit_on_start: bool) -> None:
+            super().__init__()
+            self.quit_on_start = quit_on_start
+
+        def on_start(self) -> None:
+            if self.quit_on_start:
+                raise SystemExit(3)
+
+        def on_receive(self, message: Any) -> Any:
+            if message == "quit":
+                raise SystemExit(4)
+            return super().on_receive(message)
+
+    cls = actor_type(sched, Quits)
+    for trigger in ("quit on start", "quit"):
+        bystander = actor_type(sched).start()
+        downs: queue.Queue = queue.Queue()
+        ref = cls.start(trigger == "quit on start")
+        monitor(ref, downs.put)
+        monitor(bystander, downs.put)
+        if trigger == "quit":
+            ref.tell("quit")
+        got = {d.target: d.reason for d in (downs.get(timeout=T), downs.get(timeout=T))}
+        assert isinstance(got[ref], SystemExit) and got[ref].code == (3 if trigger != "quit" else 4)
+        assert got[bystander] == "normal" and not bystander.is_alive()
+
+
 def test_kill_after_the_current_message_skips_on_stop(sched):
     log: queue.Queue = queue.Queue()
     release, entered = threading.Event(), threading.Event()
