@@ -171,8 +171,11 @@ class ScheduledInbox:
     def _run_inline(self) -> None:
         _tls.in_inline = True
         started = time.perf_counter()
+        handled = 0
         try:
             handled = self._slice()
+        except Exception:  # a bug here must not reach the delivering (I/O) thread's caller
+            logger.exception("an inline slice of %s raised", self.actor)
         finally:
             _tls.in_inline = False
         took = time.perf_counter() - started
