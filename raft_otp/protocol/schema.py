@@ -119,14 +119,30 @@ def from_fields(mt: MessageType) -> Callable[[Any], Any]:
         return build_by_name
     if not conv:
         return lambda values: cls(*values)
+    # fields without a default are always there: convert those without a length check
+    required = sum(1 for f in dataclasses.fields(cls)
+                   if f.init and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING)
+    always = [(i, f) for i, f in conv if i < required]
+    maybe = [(i, f) for i, f in conv if i >= required]
+    if not maybe:
+        def build(values: Any) -> Any:
+            values = list(values)
+            for i, f in always:
+                values[i] = f(values[i])
+            return cls(*values)
+        return build
 
-    def build(values: Any) -> Any:
+    def build_with_defaults(values: Any) -> Any:
         values = list(values)
-        for i, f in conv:
-            if i < len(values):
+        for i, f in always:
+            values[i] = f(values[i])
+        n = len(values)
+        for i, f in maybe:
+            if i < n:
                 values[i] = f(values[i])
         return cls(*values)
-    return build
+    return build_with_defaults
 
 
 _PLAIN_CHECKS: dict[FieldKind, Callable[[Any], bool]] = {
