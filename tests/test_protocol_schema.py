@@ -75,3 +75,15 @@ def test_conforms_names_the_fields_that_do_not_fit() -> None:
     assert conforms(IN_ORDER, Probe(SID, ("m", "n@h:1"), 1)) == []
     bad = conforms(IN_ORDER, Probe(("s1", "n"), ("m", "n@h:1"), True))
     assert len(bad) == 2 and bad[0].startswith("owner=") and bad[1].startswith("count=")
+
+
+def test_a_defaulted_server_id_field_may_be_missing_or_rebuilt() -> None:
+    """CallReply's last field (a ServerId with a default) from a sender that left it out,
+    and from one that sent it: rebuilt as ServerId only when there."""
+    from raft_otp.protocol.messages import by_class
+    from raft_otp.server.messages import CallReply
+
+    decode = from_fields(by_class()[CallReply])
+    assert decode([True, 1, list(SID)]) == CallReply(True, 1, SID, None)
+    full = decode([False, "x", None, list(SID)])
+    assert full == CallReply(False, "x", None, SID) and type(full.server) is ServerId
