@@ -6,7 +6,10 @@ is the positional array of their fields, so a Raft RPC costs one small array,
 never a dict of field names.  Registered objects nest (an RPC holding a
 SnapshotMeta).  Nothing is ever pickled: an unregistered object cannot be sent.
 
-Ext codes 0..15 are reserved for raft_otp.node; applications use 16..127.
+Ext codes 0..15 are reserved for raft_otp.node; raft_otp's own messages take the
+codes listed in ``raft_otp.protocol.messages`` (32..72 today), whose converters are
+derived from that table rather than from the defaults here; applications use the
+other codes of 16..127 (a clash raises at registration).
 Tuples (and NamedTuples such as ServerId) travel as plain arrays and come back
 as lists: msgpack only calls the type hook for tuple subclasses in strict mode,
 which would cost a hook call per Entry tuple on the hot path.
