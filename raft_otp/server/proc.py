@@ -410,3 +410,15 @@ def _safe(f: Any) -> Any:
         return f()
     except Exception as exc:  # overview must never crash the server
         return {"error": repr(exc)}
+
+
+class PooledServerActor(ServerActor):
+    """A server whose steps always run on the scheduler's pool, never on a delivering
+    thread (a system with ``direct_dispatch = false``: machines whose applies are slow)."""
+
+    INLINE_TYPES: frozenset[type] = frozenset()
+
+
+def server_actor_class(config: Any) -> type[ServerActor]:
+    """The actor class for the servers of a system with ``config``."""
+    return ServerActor if getattr(config, "direct_dispatch", True) else PooledServerActor

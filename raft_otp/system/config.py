@@ -94,7 +94,7 @@ class SystemConfig:
     max_pipeline_count: Positive = 4096
     max_append_entries_rpc_batch_size: Positive = 128
     commit_notify_delay_ms: NonNegative = 5  # see raft_otp.core.config.ServerConfig
-    direct_dispatch: bool = True  # idle servers' RPCs run on the node's I/O thread (raft_otp.server.direct)
+    direct_dispatch: bool = True  # an idle server's step may run on the delivering thread (supervisors.scheduler); false: always on the pool
     receive_snapshot_timeout_ms: Positive = 30_000
     await_condition_timeout_ms: Positive = 5_000
     # A command is refused (CommandTooLarge) at the caller and at the leader when its
