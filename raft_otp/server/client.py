@@ -20,6 +20,7 @@ import time
 from typing import Any, Callable
 
 from supervisors import registry
+from supervisors.scheduler import is_inline_thread, mark_inline_thread
 
 from raft_otp.core.types import ServerId
 from raft_otp.errors import BadArgument, NodeDown, ServerNotFound, Timeout
@@ -59,10 +60,16 @@ def call(dest: tuple[str, str], make: Callable[[Any], Any], timeout: float) -> A
         if ref is None:
             raise ServerNotFound(f"no process registered as {name!r} on {node}")
         slot = ReplySlot()
+        # this thread only waits for the answer: an idle server's step for it may run
+        # here (the scheduler decides, as for the node's delivering threads)
+        was_inline = is_inline_thread()
+        mark_inline_thread(True)
         try:
             ref.tell(make(slot))
         except Exception as exc:  # pykka.ActorDeadError
             raise ServerNotFound(f"{name!r} on {node} is not running") from exc
+        finally:
+            mark_inline_thread(was_inline)
         if not slot.wait(max(0.0, deadline - time.monotonic())):
             raise Timeout(f"no answer from {name!r} on {node} within {timeout:g} s: outcome unknown")
         return slot.value
