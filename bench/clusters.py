@@ -23,6 +23,7 @@ and only leaders tick.
 
 from __future__ import annotations
 
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -83,7 +84,11 @@ def restart_node(h: Any, i: int, servers: int, timeout: float) -> float:
     h.start(i, timeout=timeout)
     deadline = t0 + timeout
     last: dict[str, int] = {}
+    report_at = t0 + 10.0
     while time.perf_counter() < deadline:
+        if time.perf_counter() > report_at:  # a slow restart says where it is
+            print(f"  node restart: {time.perf_counter() - t0:.0f} s: {last}", file=sys.stderr, flush=True)
+            report_at += 10.0
         try:
             last = server_counts(h, i, timeout=max(1.0, deadline - time.perf_counter()))
         except Exception as exc:  # the system actor may still be recovering
@@ -139,7 +144,6 @@ def run(quick: bool = False, clusters: int | None = None) -> list[Figure]:
 
 
 if __name__ == "__main__":
-    import sys
     counts = [int(a) for a in sys.argv[1:] if a.isdigit()]
     for f in run(quick="--quick" in sys.argv, clusters=counts[0] if counts else None):
         print(f)

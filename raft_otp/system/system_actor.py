@@ -36,10 +36,11 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import pykka
 from supervisors import ChildSpec, registry
+from supervisors.scheduler import ScheduledActor, Scheduler
 from supervisors.supervisor import AlreadyPresent, NotFound
 
 from raft_otp.core.types import ServerId
@@ -93,6 +94,14 @@ def sync_server_dirs(servers_dir: str, made: list[str]) -> None:
         fileio.OS.fsync_dir(servers_dir)
 
 
+START_BATCH = 128
+"""At most this many start requests share one directory sync (the system actor's slice)."""
+
+SYSTEM_SCHEDULER = Scheduler(threads=2, slice_budget=START_BATCH, name="raft_otp.system", inline=False)
+"""The system actors' own small pool: their handlers block (directory syncs, supervisor
+calls, a node's recovery in ``on_start``) and must not hold the servers' pool threads."""
+
+
 # ---- requests (wire codes 56..59, see raft_otp.server.wire) -------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +140,18 @@ def _members(raw: Any) -> tuple[ServerId, ...]:
     return tuple(out)
 
 
-class SystemActor(pykka.ThreadingActor):
-    """Starts/stops the servers of one system; recovers them all on start."""
+class SystemActor(ScheduledActor):
+    """Starts/stops the servers of one system; recovers them all on start.
+
+    A scheduled actor on the system actors' pool (``SYSTEM_SCHEDULER``): the start
+    requests of one slice (``START_BATCH`` at most) are started as one batch, with
+    one directory sync and one round of directory syncs for them all."""
+
+    scheduler = SYSTEM_SCHEDULER
+    slice_budget = START_BATCH
 
     def __init__(self, ctx: SystemContext, system: Any) -> None:
+        SYSTEM_SCHEDULER.start()  # idempotent; its threads live as long as the process
         super().__init__()
         self.ctx = ctx
         self.system = system  # raft_otp.system.runtime.System (its .sup is set before start)
@@ -208,48 +225,112 @@ class SystemActor(pykka.ThreadingActor):
                 return self.overview()
         raise BadArgument(f"system actor: unknown request {message!r}")
 
+    def handle_slice(self, envelopes: list[Any]) -> None:
+        """Runs of start requests are started as batches; everything else, in order, one
+        at a time."""
+        batch: list[Any] = []
+        for envelope in envelopes:
+            if self.actor_stopped.is_set():
+                return
+            if isinstance(envelope.message, StartServerReq):
+                batch.append(envelope)
+                continue
+            self._start_batch(batch)
+            batch = []
+            self.handle_envelope(envelope)
+        self._start_batch(batch)
+
+    def _start_batch(self, envelopes: list[Any]) -> None:
+        if len(envelopes) == 1:
+            self.handle_envelope(envelopes[0])
+            return
+        outcomes = self.start_servers([e.message for e in envelopes])
+        for envelope, outcome in zip(envelopes, outcomes):
+            if envelope.reply_to is None:
+                if isinstance(outcome, BaseException):
+                    log.warning("system %s: start of %s (a tell) failed: %r",
+                                self.ctx.config.name, envelope.message.name, outcome)
+            elif isinstance(outcome, BaseException):
+                envelope.reply_to.set_exception((type(outcome), outcome, outcome.__traceback__))
+            else:
+                envelope.reply_to.set(outcome)
+
     # ---- operations (each returns plain data or raises a RaftError) ------------------
     def start_server(self, req: StartServerReq) -> str:
+        outcome = self.start_servers([req])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def start_servers(self, reqs: list[StartServerReq]) -> list[str | Exception]:
+        """Start a server for each request; each outcome is its uid or why it was refused
+        or failed (nothing of it left behind).  The records are durable before any
+        server starts, with one directory sync for them all."""
+        outcomes: list[str | Exception] = []
+        new: dict[str, ServerRecord] = {}  # name -> record, of this batch
+        for req in reqs:
+            try:
+                rec = self._new_record(req, new)
+            except Exception as exc:
+                outcomes.append(exc)
+                continue
+            new[rec.name] = rec
+            outcomes.append(rec.uid)
+        if not new:
+            return outcomes
+        recs = list(new.values())
+        servers_dir = self._servers_dir()
+        # the directories first: the records' sync then commits them too, and their own
+        # syncs after it find nothing left to commit (one journal commit per batch)
+        made = make_server_dirs(servers_dir, [r.uid for r in recs]) if servers_dir else []
+        try:
+            self.ctx.directory.put_many(recs)
+            if servers_dir:
+                sync_server_dirs(servers_dir, made)
+        except Exception as exc:  # leave nothing behind: no record, no files
+            for rec in recs:
+                self.ctx.directory.remove(rec.uid)
+                self._remove_data(rec.uid)
+            return [exc if isinstance(o, str) else o for o in outcomes]
+        failed: dict[str, Exception] = {}
+        for rec in recs:
+            try:
+                self._start(rec)
+            except Exception as exc:  # leave nothing behind: no record, no files
+                self.ctx.directory.remove(rec.uid)
+                self._remove_data(rec.uid)
+                failed[rec.uid] = exc
+        return [failed.get(o, o) if isinstance(o, str) else o for o in outcomes]
+
+    def _new_record(self, req: StartServerReq, new: dict[str, ServerRecord]) -> ServerRecord:
+        """The record of a new server for ``req``, after every check (``new``: the records
+        of the same batch, as if already in the directory)."""
         check_server_name(req.name)
         check_cluster_name(req.cluster_name)
         members = _members(req.members)
         spec = machine_spec((req.machine_path, req.machine_config))
-        existing = self.ctx.directory.by_name(req.name)
+        existing = self.ctx.directory.by_name(req.name) or new.get(req.name)
         if existing is not None:
             state = "running" if self._running(req.name) else "not running: restart_server starts it"
             raise AlreadyStarted(f"server {req.name!r} of cluster {existing.cluster_name!r} already "
                                  f"exists on {self.ctx.node_name} ({state})")
         if self._running(req.name):
             raise AlreadyStarted(f"the name {req.name!r} is already registered on {self.ctx.node_name}")
-        self._check_cluster_name_free(req.cluster_name, members)
+        self._check_cluster_name_free(req.cluster_name, members,
+                                      [r.name for r in new.values() if r.cluster_name == req.cluster_name])
         uid = f"{req.name}_{uuid.uuid4().hex[:12]}"
-        rec = ServerRecord(uid, req.name, req.cluster_name, spec, members)
-        servers_dir = self._servers_dir()
-        # the directories first: the record's sync then commits them too, and their own
-        # syncs after it find nothing left to commit (one journal commit per start)
-        made = make_server_dirs(servers_dir, [uid]) if servers_dir else []
-        try:
-            self.ctx.directory.put(rec)
-        except Exception:  # leave nothing behind: no files
-            self._remove_data(uid)
-            raise
-        try:
-            if servers_dir:
-                sync_server_dirs(servers_dir, made)
-            self._start(rec)
-        except Exception:  # leave nothing behind: no record, no files
-            self.ctx.directory.remove(uid)
-            self._remove_data(uid)
-            raise
-        return uid
+        return ServerRecord(uid, req.name, req.cluster_name, spec, members)
 
-    def _check_cluster_name_free(self, cluster_name: str, members: tuple[ServerId, ...]) -> None:
-        """AlreadyStarted if a local server of ``cluster_name`` is not among ``members``:
-        that is another cluster of the same name (a second ``start_cluster``)."""
+    def _check_cluster_name_free(self, cluster_name: str, members: tuple[ServerId, ...],
+                                 starting: Sequence[str] = ()) -> None:
+        """AlreadyStarted if a local server of ``cluster_name`` (or one of ``starting``,
+        being started with it) is not among ``members``: that is another cluster of the
+        same name (a second ``start_cluster``)."""
         from raft_otp.node.runtime import node
         here = {node(), self.ctx.node_name}
         ours = {m.name for m in members if m.node in here}
         others = [r.name for r in self.ctx.directory.by_cluster(cluster_name) if r.name not in ours]
+        others += [name for name in starting if name not in ours]
         if others:
             raise AlreadyStarted(
                 f"cluster {cluster_name!r} already exists on {self.ctx.node_name} with server(s) "
