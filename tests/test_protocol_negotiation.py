@@ -269,3 +269,17 @@ def test_a_hello_goes_behind_frames_a_delay_fault_holds() -> None:
     assert counters == [1, 2]
     flags = envelope.parse_any(envelope.unseal(key, link.delayed[1][1]))[3]
     assert flags & envelope.FLAG_HELLO
+
+
+def test_a_restarted_node_agrees_again(nodes) -> None:
+    """After ``wide`` restarts, ``far``'s old link reaches the new incarnation without a
+    hello of its own (its hello went to the old one); ``wide``'s hello is answered and
+    both speak 4 again: ``wide``'s call reaches ``far`` and ``far``'s reply comes back
+    over that old link."""
+    wide, far = nodes["wide"], nodes["far"]
+    with N.Mailbox() as mb:
+        assert _call_from(wide.name, far.name, mb)[0] == "called"
+        wide.restart()
+        assert _call_from(wide.name, far.name, mb) == ["called", wide.name, ["echo", far.name, "hi"]]
+    assert _stats(wide.name)["protocol"]["peers"][far.name] == 4
+    assert wide.log().count(f"speaking protocol version 4 with {far.name}") >= 2  # both runs

@@ -981,7 +981,7 @@ class Transport:
                     c["bad_frames"] += 1
                     return
             elif link.awaiting_hello and msgs is not _NO_MSGS:
-                self._no_hello(link, "it sent a frame without one")
+                self._no_hello(link, "a frame came first")
             for event, node in self.detector.heard(sender, creation, time.monotonic()):
                 self._emit(event, node)
         c["recv_batches"] += 1
@@ -1052,11 +1052,13 @@ class Transport:
         return agreed is not None
 
     def _no_hello(self, link: PeerLink, why: str) -> None:
-        """Stop waiting for ``link``'s peer's hello: it predates hellos (or its hello is
-        late); write our oldest version to it, as before hellos existed."""
+        """Stop waiting for ``link``'s peer's hello: the peer predates hellos, or its link
+        to us is older than ours to it (we restarted: its hello went to our previous
+        incarnation, and it answers ours later), or its hello is late.  Write our
+        oldest version to it meanwhile, as before hellos existed."""
         link.awaiting_hello = False
-        logger.info("%s: no protocol hello from %s (%s): writing version %d to it",
-                    self.node, link.node, why, link.version)
+        logger.info("%s: no protocol hello from %s yet (%s): writing version %d to it until "
+                    "one comes", self.node, link.node, why, link.version)
         self._wake()
 
     def _answer_client_hello(self, identity: bytes) -> None:
@@ -1128,7 +1130,7 @@ class Transport:
                 self._refuse_version(sender, version)
                 continue
             elif link.awaiting_hello:
-                self._no_hello(link, "it sent a frame without one")
+                self._no_hello(link, "a frame came first")
             for event, node in self.detector.heard(sender, creation, time.monotonic()):
                 self._emit(event, node)
             c["recv_batches"] += 1
