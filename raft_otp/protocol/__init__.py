@@ -12,6 +12,14 @@ it is idempotent and is called wherever messages may first be encoded or decoded
 (starting a system, importing the API).  Golden-bytes tests
 (``tests/test_protocol_golden.py``) pin every type's encoding.
 
+Changing the wire (what this session did not need yet, and how the pieces fit): a
+new message type takes a free code in the table and a golden example; a changed
+encoding of an existing one is a new protocol version: raise ``versions.NEWEST``,
+keep reading and writing every version from ``versions.OLDEST`` on (a link writes
+the version its hello agreed: ``PeerLink.version``), give the new version its own
+golden bytes beside the old ones, and raise ``OLDEST`` only once no deployed build
+needs the old version.
+
 This package's ``__init__`` imports nothing heavy: ``raft_otp.node`` reads
 ``versions`` and ``node_messages`` without pulling in the server layer.
 """
