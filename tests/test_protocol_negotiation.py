@@ -154,6 +154,12 @@ def test_negotiate_takes_the_highest_version_both_know() -> None:
         VersionRange(4, 3)
 
 
+_CLIENT_CALL = ("import sys\n"
+                "from raft_otp import node as N\n"
+                "N.start_node('cl@127.0.0.1:0', sys.argv[1])\n"
+                "print(N.call(('echo', sys.argv[2]), 'hi', timeout=5), flush=True)\n"
+                "N.stop_node()\n")
+
 # The last commit whose nodes send no hello (wire version 3 before negotiation).
 BEFORE_HELLOS = "46f3e21"
 
@@ -185,6 +191,14 @@ def test_a_node_of_the_build_before_hellos_still_talks(nodes, tmp_path) -> None:
         # the old build took our hello for a message kind it does not know: dropped, counted
         old_stats = _stats(old.name)
         assert "protocol" not in old_stats and old_stats["bad_msgs"] >= 1
+        # a port-less client of this build: the old member never answers its hello, but
+        # answers its empty frame, so the client learns at once and is not left waiting
+        # for a hello until its failure detector calls the member down (NodeDown)
+        done = subprocess.run([sys.executable, "-c", _CLIENT_CALL, COOKIE, old.name],
+                              capture_output=True, timeout=60,
+                              env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.decode().strip().splitlines()[-1] == f"['echo', '{old.name}', 'hi']"
     finally:
         old.stop()
 

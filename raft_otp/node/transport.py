@@ -614,6 +614,15 @@ class Transport:
             link.prefix = envelope.batch_prefix(self.node, self._creation, self._link_flags, agreed)
         link.hello_sent_s = time.monotonic()
         self._send_hello(link, is_answer=False)  # the link's first frame
+        if self.client_only and link.awaiting_hello:
+            # a member answers a client's empty frame with one: one that predates
+            # hellos answers it (and never our hello), so we know at once.  Behind the
+            # hello if that is parked (the link connects): delayed frames go in order.
+            empty = self._frame(link, [])
+            if link.pending is not None:
+                link.delayed.append((time.monotonic(), empty))
+            elif not self._try_send(link, empty):
+                self._set_pending(link, empty)
 
     def _flush(self) -> None:
         if self._client_out:
@@ -773,8 +782,11 @@ class Transport:
         for link in self._link_list:
             if link.awaiting_hello and now - link.hello_sent_s > self._hello_wait_s:
                 self._no_hello(link, f"none came in {self._hello_wait_s:.1f} s")
-            if (link.sock is None or link.pending is not None or link.delayed or link.refused
-                    or link.awaiting_hello):
+            # (heartbeats go out while a hello is awaited: a peer that predates hellos
+            # answers them, which is how we learn it is one; ours, written at our
+            # oldest version, are 90 % of an interval after the hello, its answer far
+            # sooner)
+            if link.sock is None or link.pending is not None or link.delayed or link.refused:
                 continue
             if now - link.last_sent_s < interval_s * 0.9:
                 continue
@@ -981,7 +993,7 @@ class Transport:
                     c["bad_frames"] += 1
                     return
             elif link.awaiting_hello and msgs is not _NO_MSGS:
-                self._no_hello(link, "a frame came first")
+                self._no_hello(link, "a frame came first", version)
             for event, node in self.detector.heard(sender, creation, time.monotonic()):
                 self._emit(event, node)
         c["recv_batches"] += 1
@@ -1051,12 +1063,17 @@ class Transport:
                 self._wake()
         return agreed is not None
 
-    def _no_hello(self, link: PeerLink, why: str) -> None:
+    def _no_hello(self, link: PeerLink, why: str, heard_version: int | None = None) -> None:
         """Stop waiting for ``link``'s peer's hello: the peer predates hellos, or its link
         to us is older than ours to it (we restarted: its hello went to our previous
-        incarnation, and it answers ours later), or its hello is late.  Write our
-        oldest version to it meanwhile, as before hellos existed."""
+        incarnation, and it answers ours later), or its hello is late.  Meanwhile write
+        the version of the frame we just took from it (one it writes, so one it reads,
+        and one we read), else our oldest, as before hellos existed."""
         link.awaiting_hello = False
+        if heard_version is not None and heard_version != link.version:
+            link.version = heard_version
+            link.prefix = envelope.batch_prefix(self.node, self._creation, self._link_flags,
+                                                heard_version)
         logger.info("%s: no protocol hello from %s yet (%s): writing version %d to it until "
                     "one comes", self.node, link.node, why, link.version)
         self._wake()
@@ -1130,7 +1147,7 @@ class Transport:
                 self._refuse_version(sender, version)
                 continue
             elif link.awaiting_hello:
-                self._no_hello(link, "a frame came first")
+                self._no_hello(link, "a frame came first", version)
             for event, node in self.detector.heard(sender, creation, time.monotonic()):
                 self._emit(event, node)
             c["recv_batches"] += 1
