@@ -39,9 +39,10 @@ link is a hello with this node's version range (sent when the link's socket is
 made).  A hello that is not itself an answer is answered with one, so both ends of a
 pair know both ranges even after one of them restarted.  Each end then writes the
 highest version both know on its link.  A new link sends nothing but its hello
-until the peer's hello arrives (what is queued meanwhile waits in the link's
-bounded queue); a peer that sends frames without a hello, or none within
-``max(1 s, 5 heartbeats)``, predates hellos and gets our oldest version.  A peer
+and heartbeats until the peer's hello arrives (messages queued meanwhile wait in
+the link's bounded queue); a peer that sends a frame first (it predates hellos, or
+its link is older than our restart) gets that frame's version until its hello
+comes, and one that sends nothing within ``max(1 s, 5 heartbeats)`` our oldest.  A peer
 whose range does not overlap ours is refused: its frames are dropped and counted
 (``version_refused``, a WARNING naming both ranges once per peer and range), what
 we queued for it is dropped (``version_dropped``), and since it is never heard
