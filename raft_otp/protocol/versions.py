@@ -13,8 +13,9 @@ of ``raft_otp.protocol.messages``).  Version history:
   message kind, and is taken to speak version 3 only.
 
 When a link opens, each side sends a hello with its ``[oldest, newest]`` range; both
-then speak :func:`negotiate`'s answer, the highest version both know.  Until a
-peer's hello arrives a node writes its oldest version to it.  A peer whose range
+then speak :func:`negotiate`'s answer, the highest version both know.  A new link
+holds its messages until the peer's hello arrives (the transport's docstring says
+what it falls back to for a peer that sends none).  A peer whose range
 does not overlap is refused on both ends (``version_refused`` in the transport's
 stats, a WARNING naming both ranges).
 
