@@ -37,8 +37,8 @@ def apply_committed(state: ServerState, effects: list[Effect]) -> None:
             state.last_applied = entry[0]
             _apply_entry(state, entry, notify, effects)
     if not state.applying_recovery:
-        effects.append(PersistLastApplied(state.last_applied,
-                                          min(state.log.last_written()[0], state.commit_index)))
+        effects.append(PersistLastApplied(state.last_applied, max(
+            state.durable_floor, min(state.log.last_written()[0], state.commit_index))))
         for to, replies in notify.items():
             effects.append(Notify(to, tuple(replies)))
         if state.local_queries:

@@ -141,11 +141,14 @@ class PersistMeta:
 @dataclass(frozen=True, slots=True)
 class PersistLastApplied:
     """May be written asynchronously; a lower value after a crash only costs replay.
-    ``durable_commit`` (``min(last written, commit index)``) rides along: a restart
-    whose log ends below it lost data (``ServerMeta.durable_commit``)."""
+    ``durable_commit`` (``min(last written, commit index)``, and at least 1 once the
+    log durably had an entry) rides along: a restart whose log ends below it lost
+    data (``ServerMeta.durable_commit``).  ``sync``: durable before any later effect
+    (the first record of a log's existence, before anything is acknowledged)."""
 
     index: int
     durable_commit: int = 0
+    sync: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ replies report our real log (a leader believes a follower whose log went back).
 from __future__ import annotations
 
 from raft_otp.core.common import maybe_newer_term, persist_term
-from raft_otp.core.effects import Effect
+from raft_otp.core.effects import Effect, PersistLastApplied
 from raft_otp.core.events import PreVoteResult
 from raft_otp.core.state import ServerState
 
@@ -90,6 +90,19 @@ def init(state: ServerState, vote_unproven: bool, data_lost: int | None, durable
         # lost; fencing would only stop the cluster for good
         state.vote_unproven = False
         state.data_lost = None
+
+
+def record_log_exists(state: ServerState, effects: list[Effect]) -> None:
+    """The log durably holds an entry and no record says so yet: record
+    ``durable_commit >= 1`` durably, ahead of this event's other effects (its
+    acknowledgements).  Without it, a follower that acknowledged entries but never
+    learned they were committed (its lazily recorded ``durable_commit`` still 0) and
+    then lost its whole log would boot unfenced and could elect a leader without
+    them (the simulator found this).  A log never goes below index 1 again once it
+    had an entry (an overwrite replaces, a snapshot keeps its index), so booting with
+    an empty log under this record means the log was lost."""
+    state.durable_floor = 1
+    effects.insert(0, PersistLastApplied(state.last_applied, 1, sync=True))
 
 
 def check_caught_up(state: ServerState, effects: list[Effect]) -> None:

@@ -50,6 +50,7 @@ def init_server(config: ServerConfig, log: Log, machine: Machine, meta: ServerMe
     state.applying_recovery = False
     effects: list[Effect] = []
     fences.init(state, meta.vote_unproven, meta.data_lost, meta.durable_commit)
+    state.durable_floor = meta.durable_commit
     if (state.data_lost != meta.data_lost or state.vote_unproven != meta.vote_unproven
             or state.term != meta.term):
         persist_term(state, state.term, state.voted_for, effects)  # the fences, durably
@@ -91,6 +92,8 @@ def handle(state: ServerState, event: Event) -> tuple[ServerState, list[Effect]]
         raise AssertionError(f"event {event!r} in role {role}")
     if state.role == "leader" or state.tick_armed:
         ticks.after_event(state, event, effects)
+    if not state.durable_floor and state.log.last_written()[0] >= 1:
+        fences.record_log_exists(state, effects)
     return state, effects
 
 

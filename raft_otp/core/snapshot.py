@@ -44,8 +44,12 @@ def install_snapshot(state: ServerState, rpc: InstallSnapshotRpc, effects: list[
     if not receiving and (state.role != "follower" or state.leader_id != rpc.leader_id):
         become_follower(state, rpc.leader_id, effects)
     if rpc.chunk_num == 1 and (not receiving or state.snapshot_meta_receiving != rpc.meta):
-        if rpc.meta.index <= state.last_applied:
-            # we already have all of it: tell the sender to stop
+        if rpc.meta.index <= state.last_applied or _log_holds(state, rpc.meta):
+            # we already have all of it: tell the sender to stop.  A log that holds the
+            # snapshot's last entry (same index and term, durable) is kept with what
+            # follows it (Raft's InstallSnapshot rule 6): those entries may have been
+            # acknowledged, and a late snapshot (a delayed transfer) must not drop them
+            state.follower_match = max(state.follower_match, rpc.meta.index)
             send(effects, rpc.leader_id,
                  InstallSnapshotResult(state.term, state.id, rpc.chunk_num, rpc.meta.index, rpc.meta.term))
             return
@@ -84,6 +88,12 @@ def install_snapshot(state: ServerState, rpc: InstallSnapshotRpc, effects: list[
     machine_effects(state, callback(state, "snapshot_installed", state.machine.snapshot_installed,
                                     (meta, state.machine_state), effects), effects)
     send(effects, rpc.leader_id, InstallSnapshotResult(state.term, state.id, rpc.chunk_num, meta.index, meta.term))
+
+
+def _log_holds(state: ServerState, meta: SnapshotMeta) -> bool:
+    """Our log durably has the snapshot's last entry (so, by log matching, all of it)."""
+    log = state.log
+    return log.last_written()[0] >= meta.index and log.fetch_term(meta.index) == meta.term
 
 
 def install(state: ServerState, meta: SnapshotMeta, machine_state: object, effects: list[Effect] | None) -> None:

@@ -71,7 +71,7 @@ class ServerState:
         "follower_match", "snapshot_chunk_expected", "snapshot_meta_receiving",
         "now_ms", "entry_time_ms", "applied_time_ms", "machine_errors", "applying_recovery", "removed", "commit_timer_armed", "commit_timer_ms",
         "vote_unproven", "term_reports", "data_lost",
-        "tick_ms", "tick_armed", "tick_last_index", "machine_ticks",
+        "tick_ms", "tick_armed", "tick_last_index", "machine_ticks", "durable_floor",
     )
 
     def __init__(self, cfg: ServerConfig, log: Log, machine: Machine, rng: random.Random) -> None:
@@ -110,6 +110,9 @@ class ServerState:
         # target (Raft thesis 3.10) until we step down or two ticks pass (it failed)
         self.handoff: ServerId | None = None
         self.handoff_ticks = 0
+        # the durable_commit recorded so far (never lowered): 1 as soon as the log durably
+        # had an entry, so that losing the whole log is always detected at boot
+        self.durable_floor = 0
         # the leader's tick timer (raft_otp.core.ticks)
         self.tick_ms = cfg.tick_ms
         self.tick_armed = False

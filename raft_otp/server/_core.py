@@ -90,8 +90,11 @@ def persist_meta(meta_store: Any, uid: str, term: int, voted_for: ServerId | Non
                                vote_unproven, data_lost)
 
 
-def persist_last_applied(meta_store: Any, uid: str, index: int, durable_commit: int = 0) -> None:
+def persist_last_applied(meta_store: Any, uid: str, index: int, durable_commit: int = 0,
+                         sync: bool = False) -> None:
     meta_store.store_last_applied(uid, index, durable_commit)
+    if sync:
+        meta_store.flush()  # synced on return
 
 
 # ---- node transport ---------------------------------------------------------------

@@ -58,8 +58,8 @@ class Ports(Protocol):
                      data_lost: int | None) -> None:
         """Make term and vote durable before returning."""
 
-    def persist_last_applied(self, index: int, durable_commit: int) -> None:
-        """Record the last applied index (may be lazy)."""
+    def persist_last_applied(self, index: int, durable_commit: int, sync: bool) -> None:
+        """Record the last applied index (lazily, unless ``sync``: durable on return)."""
 
     def election_timeout_ms(self, kind: str) -> int:
         """A (random) duration for the election timer class ``kind``."""
@@ -156,7 +156,7 @@ class Executor:
             elif t is fx.PersistMeta:
                 ports.persist_meta(e.term, e.voted_for, e.vote_unproven, e.data_lost)
             elif t is fx.PersistLastApplied:
-                ports.persist_last_applied(e.index, e.durable_commit)
+                ports.persist_last_applied(e.index, e.durable_commit, e.sync)
             elif t is fx.StartElectionTimer:
                 self._arm(ELECTION, ports.election_timeout_ms(e.kind))
             elif t is fx.CancelElectionTimer:

@@ -73,8 +73,8 @@ class NodePorts:
                      data_lost: int | None) -> None:
         _core.persist_meta(self.meta_store, self.uid, term, voted_for, vote_unproven, data_lost)
 
-    def persist_last_applied(self, index: int, durable_commit: int) -> None:
-        _core.persist_last_applied(self.meta_store, self.uid, index, durable_commit)
+    def persist_last_applied(self, index: int, durable_commit: int, sync: bool) -> None:
+        _core.persist_last_applied(self.meta_store, self.uid, index, durable_commit, sync)
 
     # ---- timers ------------------------------------------------------------------------
     def election_timeout_ms(self, kind: str) -> int:

@@ -189,7 +189,7 @@ class SimPorts:
         srv.meta = srv.meta._replace(term=term, voted_for=voted_for, vote_unproven=vote_unproven,
                                      data_lost=data_lost)
 
-    def persist_last_applied(self, index: int, durable_commit: int) -> None:
+    def persist_last_applied(self, index: int, durable_commit: int, sync: bool) -> None:
         self.srv.meta = self.srv.meta._replace(last_applied=index, durable_commit=durable_commit)
 
     def election_timeout_ms(self, kind: str) -> int:
