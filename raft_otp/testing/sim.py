@@ -256,8 +256,6 @@ class Simulation:
                  rules: Rules = RAFT_RULES, trace: bool = False) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
-        self.wt_rng = random.Random(seed * 7919 + 17)
-        self.write_through = self.wt_rng.choice((0.0, 0.5, 1.0))
         # each server's wall clock is off by up to 0.5 s (a stream of its own, so the
         # seeds' scenarios stay): entry times must still never decrease along the log
         clock_rng = random.Random(seed * 104729 + 3)
@@ -329,10 +327,6 @@ class Simulation:
         if srv.log is None:
             srv.log = MemoryLog(notify, min_snapshot_interval=5, encode=machine.snapshot_encode,
                                 decode=machine.snapshot_decode)
-            # a follower's write may become durable at once (an idle WAL written
-            # through); drawn from a stream of its own so the seeds' scenarios stay
-            wt = self.wt_rng
-            srv.log.write_through = lambda: wt.random() < self.write_through
         else:
             srv.log.set_notify(notify)
         members = self.initial if fresh and sid in self.initial else ()
