@@ -41,7 +41,7 @@ LAYERS: list[tuple[str, str, str]] = [
     ("raft_otp.node.transport", "Transport._drain_router", "transport.drain_router"),
     ("raft_otp.node.transport", "Transport._on_frame", "transport.on_frame"),
     ("raft_otp.node.envelope", "unseal", "envelope.unseal"),
-    ("raft_otp.node.envelope", "parse", "envelope.parse"),
+    ("raft_otp.node.envelope", "parse_any", "envelope.parse_any"),
     ("raft_otp.node.runtime", "_Node.on_messages", "runtime.on_messages"),
     ("raft_otp.server.proc", "ServerActor.handle_slice", "srv.step"),
     ("raft_otp.server.proc", "ServerActor._commands", "srv._commands"),
