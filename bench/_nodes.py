@@ -64,23 +64,44 @@ def start_counter(h: Any, name: str, timeout: float = 20) -> list[Any]:
 
 
 def start_counter_retrying(h: Any, name: str, timeout: float) -> tuple[list[Any], int]:
-    """Start counter cluster ``name`` on nodes 0-2 of ``h``, deleting and starting it
-    again (up to 5 tries) when not all members start; (member ids, retries)."""
+    """Start counter cluster ``name`` on nodes 0-2 of ``h``; when not every member
+    started (or nothing did: a busy host can make the client's failure detector call
+    a node down for a moment), delete every member and start it again, up to 5
+    tries; (member ids, retries)."""
     import raft_otp
+    from raft_otp.errors import RaftError
     ids = [h[i].sid(name) for i in range(3)]
-    retried = 0
-    for _ in range(5):
-        started, _ = raft_otp.start_cluster("default", name, COUNTER, ids, timeout=timeout)
-        if len(started) == 3:
-            return ids, retried
-        retried += 1
-        raft_otp.delete_cluster("default", ids)
+    last: Exception | None = None
+    for retried in range(5):
+        try:
+            started, _ = raft_otp.start_cluster("default", name, COUNTER, ids, timeout=timeout)
+            if len(started) == 3:
+                return ids, retried
+            last = RuntimeError(f"started only {started}")
+        except RaftError as exc:
+            last = exc
+        _delete_members(ids, deadline=time.monotonic() + timeout)
         time.sleep(0.5)
-    raise RuntimeError(f"cluster {name} did not start")
+    raise RuntimeError(f"cluster {name} did not start: {last!r}")
 
 
-def server_counts(h: Any, i: int, system: str = "default", timeout: float = 30.0) -> dict[str, int]:
-    """Node ``i``'s system actor's counts: records, to_run, running, leader_known."""
+def _delete_members(ids: list[Any], deadline: float) -> None:
+    """force_delete_server every member, asking again while its node does not answer."""
+    import raft_otp
+    from raft_otp.errors import NodeDown, Timeout
+    for sid in ids:
+        while True:
+            try:
+                raft_otp.force_delete_server("default", sid, timeout=10)
+                break
+            except (NodeDown, Timeout):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+
+def server_counts(h: Any, i: int, system: str = "default", timeout: float = 30.0) -> dict[str, Any]:
+    """Node ``i``'s system actor's counts: records, to_run, running, leader_known, leaderless."""
     from raft_otp.node import runtime as node_rt
     from raft_otp.system.system_actor import ServerOpReq, actor_name
     return node_rt.call((actor_name(system), h[i].name), ServerOpReq("counts", ""), timeout)
