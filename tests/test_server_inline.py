@@ -120,3 +120,42 @@ def test_the_server_offers_inline_only_steps_that_never_wait_on_a_disk() -> None
     for t in (ev.InstallSnapshotRpc, ev.InstallSnapshotResult, ev.ConsistentQuery,
               ev.LocalQuery, ev.AddMember):
         assert t not in inline, t
+
+
+def test_a_step_that_syncs_meta_never_runs_on_a_delivering_thread(tmp_path, monkeypatch) -> None:
+    """A newer term (or a vote request) makes the core persist term and vote, a synced
+    write: delivered on a marked thread (the node's I/O thread), that step goes to the
+    scheduler's pool; an ordinary append_entries runs where it was delivered."""
+    import raft_otp
+    from raft_otp import ServerId
+    from raft_otp.machines.counter import Counter
+    from raft_otp.server.ports import NodePorts
+    from supervisors import registry
+    from supervisors.scheduler import in_inline_slice
+
+    synced_on: list[tuple[str, bool]] = []
+    real = NodePorts.persist_meta
+
+    def persist_meta(self: NodePorts, *args: Any) -> None:
+        synced_on.append((threading.current_thread().name, in_inline_slice()))
+        real(self, *args)
+
+    monkeypatch.setattr(NodePorts, "persist_meta", persist_meta)
+    s = raft_otp.start_in(str(tmp_path / "d"), name=f"il{time.monotonic_ns()}")
+    ids = [ServerId(f"{s.name}_{i}", raft_otp.node_name()) for i in range(3)]
+    try:
+        raft_otp.start_cluster(s, "c", (Counter, None), ids)
+        _, leader = raft_otp.process_command(ids[0], ["incr"])
+        follower = next(i for i in ids if i != leader)
+        ref = registry.whereis(follower.name)
+        actor = actor_of(ref)
+        term = actor.state.term
+        _wait_idle(ref)
+        synced_on.clear()
+        rpc = ev.AppendEntriesRpc(term + 1, leader, actor.state.commit_index, 0, 0, [])
+        _on_marked_thread(lambda: ref.tell(rpc))
+        raft_otp.member_overview(follower)  # handled by now (one mailbox, in order)
+        assert actor.state.term == term + 1
+        assert synced_on and all(not inline and name != "marked" for name, inline in synced_on), synced_on
+    finally:
+        raft_otp.stop_system(s)

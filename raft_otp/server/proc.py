@@ -31,7 +31,7 @@ import time
 from typing import Any
 
 import pykka
-from supervisors.scheduler import ScheduledActor
+from supervisors.scheduler import ScheduledActor, in_inline_slice
 
 from raft_otp.core import events as ev
 from raft_otp.core.common import refuse
@@ -172,9 +172,15 @@ class ServerActor(ScheduledActor):
     def handle_slice(self, envelopes: list[Any]) -> None:
         """One server step over the messages the scheduler took for this slice."""
         cmds: list[Any] = []
-        for env in envelopes:
+        inline = in_inline_slice()
+        for i, env in enumerate(envelopes):
             m = env.message
             t = type(m)
+            if inline and self._syncs_meta(m):
+                # the delivering thread (the node's I/O thread) never syncs a file:
+                # this message and the rest of the slice go to the scheduler's pool
+                self.actor_inbox.push_front(envelopes[i:])
+                break
             if env.reply_to is None:
                 if t is ev.Command:
                     cmds.append(m)
@@ -199,6 +205,14 @@ class ServerActor(ScheduledActor):
             self._commands(cmds)
         self.log.flush()
         self._refresh_view()
+
+    def _syncs_meta(self, m: Any) -> bool:
+        """Whether handling ``m`` may make the core persist term or vote (a synced
+        write): a vote request, anything of a newer term than ours, anything while a
+        vote fence may lift (``raft_otp.core.fences``)."""
+        st = self.state
+        return (type(m) is ev.RequestVoteRpc or getattr(m, "term", 0) > st.term
+                or st.data_lost is not None or st.vote_unproven)
 
     def on_receive(self, message: Any) -> Any:
         """A message outside the step's fast lanes (through pykka's handling)."""
