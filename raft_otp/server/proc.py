@@ -209,10 +209,12 @@ class ServerActor(ScheduledActor):
     def _syncs_meta(self, m: Any) -> bool:
         """Whether handling ``m`` may make the core persist term or vote (a synced
         write): a vote request, anything of a newer term than ours, anything while a
-        vote fence may lift (``raft_otp.core.fences``)."""
+        vote fence may lift, the log event that may make the log's first entry
+        durable (recorded synchronously: ``raft_otp.core.fences``)."""
         st = self.state
         return (type(m) is ev.RequestVoteRpc or getattr(m, "term", 0) > st.term
-                or st.data_lost is not None or st.vote_unproven)
+                or st.data_lost is not None or st.vote_unproven
+                or (not st.durable_floor and type(m) is ev.LogEvent))
 
     def on_receive(self, message: Any) -> Any:
         """A message outside the step's fast lanes (through pykka's handling)."""
