@@ -119,9 +119,9 @@ class MachineEffectsRunner:
                 self._monitor(me.target)
             case mfx.Demonitor():
                 key = monitor_key(me.target)
-                cur = self.monitors.pop(key, None) if key is not None else None
-                if cur is not None and cur[1] is not None:
-                    _core.demonitor(cur[1])
+                watched = self.monitors.pop(key, None) if key is not None else None
+                if watched is not None and watched[1] is not None:
+                    _core.demonitor(watched[1])
             case _:
                 log.warning("%s: unknown machine effect %r", self.id, me)
 

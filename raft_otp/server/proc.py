@@ -432,7 +432,7 @@ class PooledServerActor(ServerActor):
     """A server whose steps always run on the scheduler's pool, never on a delivering
     thread (a system with ``direct_dispatch = false``: machines whose applies are slow)."""
 
-    INLINE_TYPES: frozenset[type] = frozenset()
+    INLINE_TYPES = frozenset()
 
 
 def server_actor_class(config: Any) -> type[ServerActor]:
