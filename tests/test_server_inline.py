@@ -159,3 +159,25 @@ def test_a_step_that_syncs_meta_never_runs_on_a_delivering_thread(tmp_path, monk
         assert synced_on and all(not inline and name != "marked" for name, inline in synced_on), synced_on
     finally:
         raft_otp.stop_system(s)
+
+
+def test_direct_dispatch_false_keeps_every_step_on_the_pool(tmp_path) -> None:
+    import raft_otp
+    from raft_otp import ServerId
+    from raft_otp.machines.counter import Counter
+    from raft_otp.server.proc import PooledServerActor
+    from supervisors import registry
+
+    s = raft_otp.start_system({"name": f"dd{time.monotonic_ns()}", "data_dir": str(tmp_path / "d"),
+                               "direct_dispatch": False})
+    ids = [ServerId(f"{s.name}_{i}", raft_otp.node_name()) for i in range(3)]
+    try:
+        raft_otp.start_cluster(s, "c", (Counter, None), ids)
+        for _ in range(20):
+            raft_otp.process_command(ids[0], ["incr"])
+        for sid in ids:
+            actor = actor_of(registry.whereis(sid.name))
+            assert type(actor) is PooledServerActor and not actor.INLINE_TYPES
+            assert actor.sched_stats["inline_slices"] == 0, actor.sched_stats
+    finally:
+        raft_otp.stop_system(s)

@@ -47,7 +47,7 @@ from raft_otp.core.types import ServerId
 from raft_otp.log import fileio
 from raft_otp.errors import AlreadyStarted, BadArgument, RaftError
 from raft_otp.server.context import SystemContext
-from raft_otp.server.proc import ServerActor
+from raft_otp.server.proc import server_actor_class
 from raft_otp.system.directory import ServerRecord
 from raft_otp.system.names import check_cluster_name, check_server_name
 from raft_otp.system.resolve import machine_spec
@@ -166,7 +166,7 @@ class SystemActor(ScheduledActor):
     def _start(self, rec: ServerRecord) -> None:
         spec = ChildSpec.supervisor(
             rec.name, "one_for_one",
-            [ChildSpec.actor("server", ServerActor, self.ctx, rec, name=rec.name,
+            [ChildSpec.actor("server", server_actor_class(self.ctx.config), self.ctx, rec, name=rec.name,
                              restart="transient")],
             intensity=2, period=5.0, restart="temporary", **_THREADLESS)
         try:
