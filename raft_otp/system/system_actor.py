@@ -20,11 +20,16 @@ whose restarts are exhausted stays down and does not take its system with it.
 That supervisor is threadless (run by the supervisors' pool) where the
 supervisors library offers it.
 
-The start path is kept short because 10,000 servers per node start through it:
-the directory record is one appended, synced journal record, and the server's
-directories are made here, before the record, and synced after it (the log's
-own ``makedirs`` would sync a parent for each of the four levels, a journal
-commit of ~1-3 ms each on ext4): one journal commit per start.
+The start path is kept short because 10,000 servers per node start through it.
+The system actor is a scheduled actor on a small pool of its own; the start
+requests that reach it together (one slice, ``START_BATCH`` at most) are one
+batch: each is checked as if alone (the batch's earlier servers count as
+existing), then the batch's server directories are made, their records
+appended to the directory journal with one ``fdatasync``, the directories
+synced (one sync each and one of their parent: the log's own ``makedirs``
+would sync a parent for each of the four levels, ~1-3 ms each on ext4), and
+only then are the servers started: a server's record is durable before it
+runs and before its start is answered.
 """
 
 from __future__ import annotations
