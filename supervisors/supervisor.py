@@ -30,7 +30,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, Callable, Hashable, Sequence, TypeVar, overload
+from typing import Any, Callable, Hashable, Iterator, Sequence, TypeVar, overload
 
 from . import introspect, registry
 from ._children import make_handle
@@ -62,6 +62,40 @@ class _Child:
         self.restarts = 0
         self.status = "stopped"  # running | stopped | restarting
         self.started_at = 0.0
+
+
+class _Children:
+    """The children in start order, with O(1) append, remove, membership and lookup
+    by spec id (a node's ``servers`` supervisor holds 10,000 of them)."""
+
+    __slots__ = ("_order", "by_id")
+
+    def __init__(self) -> None:
+        self._order: dict[_Child, None] = {}
+        self.by_id: dict[Any, _Child] = {}  # spec id -> child (unique except simple_one_for_one)
+
+    def append(self, child: _Child) -> None:
+        self._order[child] = None
+        self.by_id.setdefault(child.spec.id, child)
+
+    def remove(self, child: _Child) -> None:
+        del self._order[child]
+        if self.by_id.get(child.spec.id) is child:
+            del self.by_id[child.spec.id]
+
+    def __contains__(self, child: object) -> bool:
+        return child in self._order
+
+    def __iter__(self) -> Iterator[_Child]:
+        return iter(list(self._order))
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def from_child(self, child: _Child) -> list[_Child]:
+        """``child`` and every child started after it (rest_for_one)."""
+        order = list(self._order)
+        return order[order.index(child):]
 
 
 class _StartMethod:
@@ -118,7 +152,7 @@ class Supervisor:
         self.exited = threading.Event()
         self._specs = list(children)
         self._template = children[0] if strategy == "simple_one_for_one" else None
-        self._children: list[_Child] = []
+        self._children = _Children()
         self._restarts: collections.deque[float] = collections.deque()
         self.threadless = threadless
         self._scheduler = scheduler
@@ -441,7 +475,7 @@ class Supervisor:
         elif self.strategy == "one_for_all":
             group = list(self._children)
         else:
-            group = self._children[self._children.index(child):]
+            group = self._children.from_child(child)
         for c in reversed(group):
             if c is not child and c.handle is not None:
                 self._terminate(c)
@@ -465,6 +499,13 @@ class Supervisor:
 
     # ------------------------------------------------------------ dynamic API
     def _find(self, key: Any) -> _Child:
+        if self._template is None:
+            try:
+                c = self._children.by_id.get(key)
+            except TypeError:  # an unhashable key (a ref is hashable; ids usually are)
+                c = None
+            if c is not None:
+                return c
         for c in self._children:
             if c.handle is not None and c.handle.ref is key:
                 return c
@@ -488,10 +529,10 @@ class Supervisor:
             raise TypeError("extra args are for simple_one_for_one")
 
         def do() -> Any:
-            for c in self._children:
-                if c.spec.id == spec.id:
-                    what = "running" if c.handle is not None else "present"
-                    raise AlreadyPresent(f"child {spec.id!r} is already {what}")
+            c = self._children.by_id.get(spec.id)
+            if c is not None:
+                what = "running" if c.handle is not None else "present"
+                raise AlreadyPresent(f"child {spec.id!r} is already {what}")
             return self._start_new(_Child(spec))
         return self._call(do)
 
