@@ -25,6 +25,7 @@ import importlib
 import os
 import re
 import sys
+import gc
 import warnings
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,9 @@ def build(out_dir: str | os.PathLike[str], modules: tuple[str, ...] = PUBLIC_MOD
     problems: list[str] = []
     pdoc.render.configure(docformat="restructuredtext", show_source=False,
                           footer_text=f"raft_otp {_version()}")
+    # garbage the caller left (in a test run: another test's unclosed pipe) is collected
+    # now, so that its ResourceWarning is not taken for one of the build's
+    gc.collect()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         importable = []

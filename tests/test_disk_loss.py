@@ -143,5 +143,6 @@ def test_a_member_with_damaged_meta_boots_proves_its_vote_and_votes_again(tmp_pa
             assert time.monotonic() < deadline, "the damaged member never proved its vote"
             time.sleep(0.1)
         raft_otp.process_command(ids[f], ["put", "b", 2], timeout=10)
-        log_text = open(os.path.join(str(tmp_path), nodes[f].name.split("@")[0] + ".log")).read()
+        with open(os.path.join(str(tmp_path), nodes[f].name.split("@")[0] + ".log")) as fh:
+            log_text = fh.read()
         assert "damaged at offset" in log_text and "torn tail" not in log_text

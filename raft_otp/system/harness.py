@@ -141,10 +141,11 @@ class NodeProcs:
     @staticmethod
     def _reader(np: NodeProc, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            np.lines.append(line.rstrip())
-            if line.startswith("READY"):
-                np.ready.set()
+        with proc.stdout:  # closed when the node exits (no unclosed pipe left to the GC)
+            for line in proc.stdout:
+                np.lines.append(line.rstrip())
+                if line.startswith("READY"):
+                    np.ready.set()
 
     def kill(self, i: int) -> None:
         """SIGKILL node ``i`` and wait for it to be gone."""

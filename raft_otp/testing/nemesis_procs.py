@@ -121,7 +121,7 @@ class Cluster:
     @staticmethod
     def _reader(np: NodeProcess, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
-        with open(np.log_path, "a") as log:
+        with open(np.log_path, "a") as log, proc.stdout:
             for line in proc.stdout:
                 log.write(line)
                 log.flush()
