@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import pykka
 from supervisors import registry
+from supervisors.scheduler import mark_inline_thread
 from supervisors.scheduler import CallbackFuture, Envelope, peek_default
 
 from raft_otp.errors import BadArgument, NodeDown, ServerNotFound, Timeout
@@ -115,9 +116,14 @@ class _Node:
 
     # ---- incoming (I/O thread) -------------------------------------------------------
     def on_messages(self, sender: str, client: bytes | None, msgs: list[Any], idle: bool = False) -> None:
-        """Deliver a frame's messages (``idle``: no other frame is waiting; unused
-        since the scheduler's inline policy decides where a handler runs)."""
+        """Deliver a frame's messages.  ``idle``: no other frame is waiting; only then
+        does this (the I/O) thread offer itself to the scheduler for the frame's last
+        message (``supervisors.scheduler.mark_inline_thread``: the scheduler decides
+        whether the idle receiver's step runs here).  With frames waiting, every step
+        goes to the scheduler's pool and the I/O thread gets back to its sockets
+        (heartbeats included: a node under load must not look down)."""
         whereis = registry.whereis
+        last = msgs[-1] if idle else None
         for m in msgs:
             try:
                 kind = m[0]
@@ -125,6 +131,12 @@ class _Node:
                     ref = whereis(m[1])
                     if ref is None:
                         self._undeliverable(sender, client, m)
+                    elif m is last:
+                        mark_inline_thread(True)
+                        try:
+                            ref.tell(m[2])
+                        finally:
+                            mark_inline_thread(False)
                     else:
                         ref.tell(m[2])
                 elif kind == K_REPLY:

@@ -83,7 +83,6 @@ from typing import Any, Callable
 
 import zmq
 from zmq.utils import z85
-from supervisors.scheduler import mark_inline_thread
 
 from raft_otp.errors import BadArgument
 from raft_otp.node import envelope, replay
@@ -467,9 +466,6 @@ class Transport:
 
     # ---- I/O thread --------------------------------------------------------------
     def _run(self) -> None:
-        # an idle server's step for a message delivered here may run on this thread
-        # (the scheduler decides: supervisors.scheduler; no step ever syncs a file)
-        mark_inline_thread()
         poller = self._poller
         if self._router is not None:
             poller.register(self._router, zmq.POLLIN)
