@@ -49,6 +49,12 @@ __all__ = [
 ]
 
 logger = logging.getLogger("raft_otp.node")
+
+INLINE_SHARE = 0.5
+"""At most this share of the I/O thread's time goes to server steps run on it..."""
+INLINE_BURST_S = 0.005
+"""...in bursts of at most this long (see ``_Node.on_messages``)."""
+_perf_counter = time.perf_counter
 NONODE = "nonode@nohost"
 _packb = codec.packb
 
@@ -111,19 +117,23 @@ class _Node:
         self.unknown_dest = 0
         self.bounced = 0  # K_SEND_BOUNCE messages answered with K_NOPROC
         self.bad_msgs = 0
+        self._inline_credit = INLINE_BURST_S  # see on_messages
+        self._inline_credit_at = 0.0
         self.transport = Transport(name, key, self.creation, config, self.on_messages,
                                    self.on_node_event, security=sec)
 
     # ---- incoming (I/O thread) -------------------------------------------------------
     def on_messages(self, sender: str, client: bytes | None, msgs: list[Any], idle: bool = False) -> None:
-        """Deliver a frame's messages.  ``idle``: no other frame is waiting; only then
-        does this (the I/O) thread offer itself to the scheduler for the frame's last
-        message (``supervisors.scheduler.mark_inline_thread``: the scheduler decides
-        whether the idle receiver's step runs here).  With frames waiting, every step
-        goes to the scheduler's pool and the I/O thread gets back to its sockets
-        (heartbeats included: a node under load must not look down)."""
+        """Deliver a frame's messages.  This (the I/O) thread offers itself to the
+        scheduler for a message (``supervisors.scheduler.mark_inline_thread``: the
+        scheduler decides whether the idle receiver's step runs here) while its
+        inline work stays within a budget: at most ``INLINE_SHARE`` of its time, in
+        bursts of at most ``INLINE_BURST_S``.  Beyond it, steps go to the scheduler's
+        pool and the I/O thread stays with its sockets: under a storm (10,000 servers
+        of a restarted node pre-voting at once) it must keep up with the heartbeats,
+        or its node looks down and the storm feeds itself.  ``idle`` (no other frame
+        waiting) is not used."""
         whereis = registry.whereis
-        last = msgs[-1] if idle else None
         for m in msgs:
             try:
                 kind = m[0]
@@ -131,14 +141,21 @@ class _Node:
                     ref = whereis(m[1])
                     if ref is None:
                         self._undeliverable(sender, client, m)
-                    elif m is last:
-                        mark_inline_thread(True)
-                        try:
-                            ref.tell(m[2])
-                        finally:
-                            mark_inline_thread(False)
-                    else:
+                        continue
+                    now = _perf_counter()
+                    credit = min(INLINE_BURST_S, self._inline_credit
+                                 + (now - self._inline_credit_at) * INLINE_SHARE)
+                    if credit <= 0.0:
+                        self._inline_credit, self._inline_credit_at = credit, now
                         ref.tell(m[2])
+                        continue
+                    mark_inline_thread(True)
+                    try:
+                        ref.tell(m[2])
+                    finally:
+                        mark_inline_thread(False)
+                        done = _perf_counter()
+                        self._inline_credit, self._inline_credit_at = credit - (done - now), done
                 elif kind == K_REPLY:
                     p = self.pending.pop(m[1], None)
                     if p is not None:
