@@ -50,9 +50,10 @@ __all__ = [
 
 logger = logging.getLogger("raft_otp.node")
 
-INLINE_SHARE = 0.5
-"""At most this share of the I/O thread's time goes to server steps run on it..."""
-INLINE_BURST_S = 0.005
+INLINE_SHARE = 0.1
+"""Beyond a frame with nothing waiting, at most this share of the I/O thread's time
+goes to server steps run on it..."""
+INLINE_BURST_S = 0.001
 """...in bursts of at most this long (see ``_Node.on_messages``)."""
 _perf_counter = time.perf_counter
 NONODE = "nonode@nohost"
@@ -126,14 +127,16 @@ class _Node:
     def on_messages(self, sender: str, client: bytes | None, msgs: list[Any], idle: bool = False) -> None:
         """Deliver a frame's messages.  This (the I/O) thread offers itself to the
         scheduler for a message (``supervisors.scheduler.mark_inline_thread``: the
-        scheduler decides whether the idle receiver's step runs here) while its
-        inline work stays within a budget: at most ``INLINE_SHARE`` of its time, in
-        bursts of at most ``INLINE_BURST_S``.  Beyond it, steps go to the scheduler's
-        pool and the I/O thread stays with its sockets: under a storm (10,000 servers
-        of a restarted node pre-voting at once) it must keep up with the heartbeats,
-        or its node looks down and the storm feeds itself.  ``idle`` (no other frame
-        waiting) is not used."""
+        scheduler decides whether the idle receiver's step runs here) when it has
+        nothing else waiting (``idle``: the frame's last message, no other frame
+        queued), and otherwise only within a small budget (``INLINE_SHARE`` of its
+        time, bursts of at most ``INLINE_BURST_S``: the second of two answers that
+        arrive together still runs here).  Beyond that, steps go to the scheduler's
+        pool and the I/O thread stays with its sockets: under a storm (10,000
+        servers of a restarted node pre-voting at once) it must keep up with the
+        heartbeats, or its node looks down and the storm feeds itself."""
         whereis = registry.whereis
+        last = msgs[-1] if idle else None
         for m in msgs:
             try:
                 kind = m[0]
@@ -145,7 +148,7 @@ class _Node:
                     now = _perf_counter()
                     credit = min(INLINE_BURST_S, self._inline_credit
                                  + (now - self._inline_credit_at) * INLINE_SHARE)
-                    if credit <= 0.0:
+                    if credit <= 0.0 and m is not last:
                         self._inline_credit, self._inline_credit_at = credit, now
                         ref.tell(m[2])
                         continue
