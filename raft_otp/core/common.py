@@ -70,6 +70,11 @@ def become_follower(state: ServerState, leader: ServerId | None, effects: list[E
         effects.append(RoleChanged("follower", leader, state.term))
         if leader is None:
             election_timer(state, timer, effects)
+        elif state.vote_unproven:
+            # a damaged vote is proven only by a pre-vote round every other voter
+            # answers (raft_otp.core.fences): a leader's probe that arrives before the
+            # boot-time round must not leave it waiting for a leader to fail
+            election_timer(state, "pre_vote", effects)
         else:
             effects.append(CancelElectionTimer())
         if was != "follower":
