@@ -93,8 +93,7 @@ class Ports(Protocol):
 class Executor:
     """Runs one server's effects through ``ports``; see the module docstring."""
 
-    __slots__ = ("id", "ports", "role", "leader", "term", "members", "gens", "armed",
-                 "sent", "replies")
+    __slots__ = ("id", "ports", "role", "leader", "term", "members", "gens", "armed")
 
     def __init__(self, server_id: ServerId, ports: Ports,
                  members: tuple[tuple[ServerId, str], ...] = ()) -> None:
@@ -106,8 +105,6 @@ class Executor:
         self.members = members
         self.gens = {ELECTION: 0, TICK: 0, COMMIT: 0}
         self.armed = {ELECTION: False, TICK: False, COMMIT: False}
-        self.sent = 0      # RPCs handed to the transport
-        self.replies = 0   # answers delivered to callers
 
     # ---- timers ---------------------------------------------------------------------
     def _arm(self, key: str, delay_ms: int) -> None:
@@ -148,10 +145,8 @@ class Executor:
             if t is fx.SendRpcs:
                 self._send_all(e.sends)
             elif t is fx.SendRpc:
-                self.sent += 1
                 ports.send(e.to, e.rpc)
             elif t is fx.Reply or t is fx.Notify or t is fx.ReplyError or t is fx.Rejected:
-                self.replies += 1
                 ports.reply(e.to, e)
             elif t is fx.PersistMeta:
                 ports.persist_meta(e.term, e.voted_for, e.vote_unproven, e.data_lost)
@@ -191,7 +186,6 @@ class Executor:
     def _send_all(self, sends: Any) -> None:
         """A leader's append_entries to its peers are usually one message (same log
         position, entries and commit index) to servers of one name: sent as one."""
-        self.sent += len(sends)
         to0, rpc0 = sends[0]
         if len(sends) > 1 and all(to[0] == to0[0] and rpc == rpc0 for to, rpc in sends[1:]):
             self.ports.send_same(to0[0], [to[1] for to, _ in sends], rpc0)

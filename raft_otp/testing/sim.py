@@ -28,34 +28,20 @@ from typing import Any
 from raft_otp.core import ServerConfig, ServerMeta, handle, init_server
 from raft_otp.core.rules import RAFT_RULES, Rules
 from raft_otp.core.effects import (
-    CancelElectionTimer,
-    MachineEffects,
     MachineFailed,
     MembersChanged,
     Notify,
-    PersistLastApplied,
-    PersistMeta,
-    Rejected,
     Reply,
     ReplyError,
     RoleChanged,
-    SendRpc,
-    SendRpcs,
     SendSnapshot,
     SnapshotInstalled,
-    StartCommitTimer,
-    StartElectionTimer,
-    StartTickTimer,
-    CancelTickTimer,
-    StopSnapshotSender,
 )
 from raft_otp.core.events import (
     AddMember,
     Command,
     Commands,
-    CommitTimeout,
     ConsistentQuery,
-    ElectionTimeout,
     InstallSnapshotResult,
     InstallSnapshotRpc,
     LeaderDown,
@@ -67,7 +53,6 @@ from raft_otp.core.events import (
     RemoveMember,
     SnapshotSenderDone,
     SnapshotSenderFailed,
-    Tick,
     TransferLeadership,
 )
 from raft_otp.core.machine import ApplyMeta, Machine
